@@ -1,0 +1,116 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Code is the class of an error. Every error that crosses the API has one.
+type Code string
+
+const (
+	CodeInvalidArgument    Code = "InvalidArgument"
+	CodeNotFound           Code = "NotFound"
+	CodeAlreadyExists      Code = "AlreadyExists"
+	CodeFailedPrecondition Code = "FailedPrecondition"
+	CodeUnavailable        Code = "Unavailable"
+	CodeDeadlineExceeded   Code = "DeadlineExceeded"
+	CodePermissionDenied   Code = "PermissionDenied"
+	CodeInternal           Code = "Internal"
+)
+
+// Error is a typed error. Field names the request field at fault, in the
+// JSON spelling the client sent (for example "macAddress").
+type Error struct {
+	Code    Code   `json:"code"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Is lets errors.Is match on the class alone: errors.Is(err, &Error{Code: CodeNotFound}).
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && (t.Field == "" || t.Field == e.Field)
+}
+
+// HTTPStatus maps the class to the status code the API answers with.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeInvalidArgument:
+		return http.StatusBadRequest
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeAlreadyExists, CodeFailedPrecondition:
+		return http.StatusConflict
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case CodeDeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case CodePermissionDenied:
+		return http.StatusForbidden
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Invalid reports a bad value in the named field.
+func Invalid(field, format string, args ...any) *Error {
+	return &Error{Code: CodeInvalidArgument, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// NotFound reports a missing object.
+func NotFound(format string, args ...any) *Error {
+	return &Error{Code: CodeNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+// AlreadyExists reports a clash with an existing object; field names the clashing field.
+func AlreadyExists(field, format string, args ...any) *Error {
+	return &Error{Code: CodeAlreadyExists, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// FailedPrecondition reports a request that the object's state does not allow, such as "VM must be off".
+func FailedPrecondition(format string, args ...any) *Error {
+	return &Error{Code: CodeFailedPrecondition, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unavailable reports a dependency that cannot be reached right now.
+func Unavailable(format string, args ...any) *Error {
+	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf(format, args...)}
+}
+
+// Internal reports a failure that is nobody's input's fault.
+func Internal(format string, args ...any) *Error {
+	return &Error{Code: CodeInternal, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError converts any error to a typed one, keeping the class when there is one.
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Code: CodeDeadlineExceeded, Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		return &Error{Code: CodeUnavailable, Message: err.Error()}
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// ErrorBody is the JSON body of every non-2xx API answer.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}

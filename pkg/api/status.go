@@ -1,0 +1,66 @@
+// Package api holds the wire types shared by the agent, the shim and the CLI:
+// VM statuses and reasons in Infinibay's vocabulary, requests, events and errors.
+package api
+
+// Status is a VM status string as Infinibay's backend knows it.
+type Status string
+
+const (
+	StatusBuilding          Status = "building"
+	StatusStarting          Status = "starting"
+	StatusRunning           Status = "running"
+	StatusOff               Status = "off"
+	StatusSuspended         Status = "suspended"
+	StatusPaused            Status = "paused"
+	StatusUpdatingHardware  Status = "updating_hardware"
+	StatusPoweringOffUpdate Status = "powering_off_update"
+	StatusError             Status = "error"
+)
+
+// Reason says, in a machine-readable word, why a VM is in its status.
+type Reason string
+
+const (
+	ReasonCreated        Reason = "created"        // defined, never started
+	ReasonBooted         Reason = "booted"         // guest CPUs started
+	ReasonUser           Reason = "user"           // an operator asked (API, CLI or systemctl)
+	ReasonGuestShutdown  Reason = "guest-shutdown" // the guest powered itself off
+	ReasonReset          Reason = "reset"          // hardware reset
+	ReasonRestarted      Reason = "restarted"      // ACPI power-off followed by a fresh start
+	ReasonCrashed        Reason = "crashed"        // QEMU died without a clean shutdown
+	ReasonKilled         Reason = "killed"         // forced off
+	ReasonPanicked       Reason = "panicked"       // the guest kernel panicked
+	ReasonWatchdog       Reason = "watchdog"       // the guest watchdog fired
+	ReasonIOError        Reason = "io-error"       // a disk error paused the guest
+	ReasonHostShutdown   Reason = "host-shutdown"  // the host is going down
+	ReasonShimLost       Reason = "shim-lost"      // the shim died; systemd took QEMU with it
+	ReasonStartFailed    Reason = "start-failed"   // the shim could not bring the VM up
+	ReasonInstallTimeout Reason = "install-timeout"
+	ReasonInstalled      Reason = "installed"
+)
+
+// PowerOp is one of the seven power verbs.
+type PowerOp string
+
+const (
+	PowerOn       PowerOp = "powerOn"
+	PowerOff      PowerOp = "powerOff"
+	ForcePowerOff PowerOp = "forcePowerOff"
+	Suspend       PowerOp = "suspend"
+	Resume        PowerOp = "resume"
+	Reset         PowerOp = "reset"
+	Restart       PowerOp = "restart"
+)
+
+// PowerOps lists every power verb, in the order the API documents them.
+var PowerOps = []PowerOp{PowerOn, PowerOff, ForcePowerOff, Suspend, Resume, Reset, Restart}
+
+// Valid reports whether op is one of the seven power verbs.
+func (op PowerOp) Valid() bool {
+	for _, o := range PowerOps {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,96 @@
+package api
+
+import "time"
+
+// CreateVMInput is the body of POST /v1/vms. The first block of fields is
+// Infinibay's CreateVMInput (seed §1.1) with its JSON names; the second block
+// holds Infinivirt's optional extensions.
+type CreateVMInput struct {
+	Name            string  `json:"name"`
+	InternalName    string  `json:"internalName"` // the VM's UUID
+	OS              string  `json:"os"`           // windows10, windows11, ubuntu, fedora or linux
+	CPUCores        int     `json:"cpuCores"`
+	RAMGB           float64 `json:"ramGB"`      // GiB; fractions allowed (0.125 = 128 MiB)
+	DiskSizeGB      float64 `json:"diskSizeGB"` // GiB; fractions allowed
+	MACAddress      string  `json:"macAddress"` // generated when empty
+	NetworkBridge   string  `json:"networkBridge"`
+	GraphicProtocol string  `json:"graphicProtocol"` // spice or vnc
+	GraphicPort     int     `json:"graphicPort"`     // 0 allocates a free one
+	GraphicPassword string  `json:"graphicPassword"`
+	GPUPCIAddress   string  `json:"gpuPciAddress,omitempty"`
+	ISOPath         string  `json:"isoPath,omitempty"`
+
+	DiskFormat         string      `json:"diskFormat,omitempty"` // qcow2 (default) or raw
+	Accel              string      `json:"accel,omitempty"`      // kvm or tcg; empty takes the host's setting
+	Boot               *DirectBoot `json:"boot,omitempty"`
+	ShutdownTimeoutSec int         `json:"shutdownTimeoutSec,omitempty"` // ACPI grace before quit; default 120
+	Autostart          bool        `json:"autostart,omitempty"`
+	Start              *bool       `json:"start,omitempty"` // boot right after create; default true
+}
+
+// DirectBoot boots a kernel and initrd without firmware, as the test guest
+// and the Ubuntu installer do.
+type DirectBoot struct {
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
+}
+
+// VM is what the API answers for one VM. Secrets are never in it.
+type VM struct {
+	ID              string      `json:"id"`
+	Name            string      `json:"name"`
+	OS              string      `json:"os"`
+	CPUCores        int         `json:"cpuCores"`
+	RAMGB           float64     `json:"ramGB"`
+	DiskSizeGB      float64     `json:"diskSizeGB"`
+	DiskFormat      string      `json:"diskFormat"`
+	MACAddress      string      `json:"macAddress"`
+	NetworkBridge   string      `json:"networkBridge"`
+	GraphicProtocol string      `json:"graphicProtocol"`
+	GraphicListen   string      `json:"graphicListen"`
+	GraphicPort     int         `json:"graphicPort"`
+	GPUPCIAddress   string      `json:"gpuPciAddress,omitempty"`
+	ISOPath         string      `json:"isoPath,omitempty"`
+	Accel           string      `json:"accel"`
+	Boot            *DirectBoot `json:"boot,omitempty"`
+	Autostart       bool        `json:"autostart"`
+
+	Status    Status    `json:"status"`
+	Reason    Reason    `json:"reason"`
+	Message   string    `json:"message,omitempty"`
+	Seq       uint64    `json:"seq"`
+	QEMUPID   int       `json:"qemuPid,omitempty"`
+	Unit      string    `json:"unit"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// PowerRequest is the body of POST /v1/vms/{id}/power.
+type PowerRequest struct {
+	Op PowerOp `json:"op"`
+}
+
+// EventType tells what an Event reports.
+type EventType string
+
+const (
+	EventStatus   EventType = "status"   // a status change; Status and Reason are set
+	EventProgress EventType = "progress" // a step of a long operation; Message says which
+	EventGuest    EventType = "guest"    // a guest-visible QEMU event (RESET, STOP, ...); Message names it
+)
+
+// Event is one entry of a VM's event log. Seq grows by one per entry and
+// never repeats for a VM, across shim runs and agent restarts.
+type Event struct {
+	Seq     uint64    `json:"seq"`
+	VMID    string    `json:"vmId"`
+	Time    time.Time `json:"time"`
+	Type    EventType `json:"type"`
+	Status  Status    `json:"status,omitempty"`
+	Reason  Reason    `json:"reason,omitempty"`
+	Message string    `json:"message,omitempty"`
+	QEMUPID int       `json:"qemuPid,omitempty"`
+	// ExitCode and Signal describe how QEMU ended, on the event that says so.
+	ExitCode *int   `json:"exitCode,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+}

@@ -1,0 +1,44 @@
+// Package shimapi is the contract between a VM's shim and its clients: the
+// control-socket protocol, the typed client, and the exit codes the shim
+// leaves for systemd.
+//
+// The socket speaks HTTP/1.1 on a Unix socket:
+//
+//	GET  /v1/status                 → Status
+//	POST /v1/power   {"op": "..."}  → Status after the operation was accepted
+//	GET  /v1/events?after=N         → api.Event as JSON lines, then live ones until the shim exits
+//	GET  /v1/console                → the tail of the guest's serial console
+package shimapi
+
+import (
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+// Status is the shim's view of its VM.
+type Status struct {
+	VMID      string     `json:"vmId"`
+	Status    api.Status `json:"status"`
+	Reason    api.Reason `json:"reason"`
+	Message   string     `json:"message,omitempty"`
+	QMPStatus string     `json:"qmpStatus"` // QEMU's own run state, as query-status says
+	QEMUPID   int        `json:"qemuPid"`
+	Seq       uint64     `json:"seq"` // the last event's sequence number
+	StartedAt time.Time  `json:"startedAt"`
+}
+
+// Exit codes of `infinivirt-shim run`. The unit lists the clean ones in
+// SuccessExitStatus, so a failed unit always means the VM did not end cleanly.
+const (
+	ExitGuestShutdown = 0  // the guest powered itself off
+	ExitStartFailed   = 1  // a startup step failed; QEMU never ran the guest
+	ExitUserPowerOff  = 64 // the guest powered off at an operator's ACPI request
+	ExitForcedOff     = 65 // forced off: quit or SIGKILL at an operator's request or at the end of the ladder
+	ExitCrashed       = 70 // QEMU died on a signal nobody sent on purpose
+	ExitQEMUFailed    = 71 // QEMU exited with an error code on its own
+	ExitPanicked      = 72 // the guest kernel panicked
+)
+
+// CleanExitCodes are the non-zero codes systemd must treat as success.
+var CleanExitCodes = []int{ExitUserPowerOff, ExitForcedOff}

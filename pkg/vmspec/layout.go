@@ -1,0 +1,40 @@
+// Package vmspec is a VM's persisted definition, the host's own truth, and
+// the file layout every component agrees on.
+package vmspec
+
+import (
+	"path/filepath"
+)
+
+// Layout names the directories Infinivirt keeps its files in.
+type Layout struct {
+	StateDir string // persistent: specs, disks, event logs (default /var/lib/infinivirt)
+	RunDir   string // volatile: sockets (default /run/infinivirt)
+}
+
+// DefaultLayout is the layout of a packaged install.
+var DefaultLayout = Layout{StateDir: "/var/lib/infinivirt", RunDir: "/run/infinivirt"}
+
+// VMsDir holds one directory per VM.
+func (l Layout) VMsDir() string { return filepath.Join(l.StateDir, "vms") }
+
+// VMDir is the persistent directory of one VM.
+func (l Layout) VMDir(id string) string { return filepath.Join(l.VMsDir(), id) }
+
+// SpecFile is the VM's spec.json.
+func (l Layout) SpecFile(id string) string { return filepath.Join(l.VMDir(id), "spec.json") }
+
+// EventsFile is the VM's append-only event log (JSON lines).
+func (l Layout) EventsFile(id string) string { return filepath.Join(l.VMDir(id), "events.jsonl") }
+
+// RuntimeDir is the VM's volatile directory, removed by the shim's cleanup.
+func (l Layout) RuntimeDir(id string) string { return filepath.Join(l.RunDir, "vms", id) }
+
+// ShimSocket is the shim's control socket.
+func (l Layout) ShimSocket(id string) string { return filepath.Join(l.RuntimeDir(id), "shim.sock") }
+
+// AgentSocket is the agent's API socket.
+func (l Layout) AgentSocket() string { return filepath.Join(l.RunDir, "agent.sock") }
+
+// UnitName is the systemd unit that runs the VM's shim.
+func UnitName(id string) string { return "infinivirt-shim@" + id + ".service" }
