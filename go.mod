@@ -1,6 +1,6 @@
 module github.com/infinibay/infinivirt
 
-go 1.26
+go 1.26.8
 
 require (
 	github.com/anchore/go-lzo v0.1.0 // indirect
