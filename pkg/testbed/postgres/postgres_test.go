@@ -1,0 +1,197 @@
+package postgres
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func query(t *testing.T, dsn, sql string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	var s string
+	err = conn.QueryRow(ctx, sql).Scan(&s)
+	return s, err
+}
+
+func TestClusterLifecycle(t *testing.T) {
+	c := New(t)
+
+	got, err := query(t, c.DSN(), "select current_user || '@' || current_database()")
+	if err != nil {
+		t.Fatalf("query: %v", err)
+	}
+	if want := c.User() + "@" + c.Database(); got != want {
+		t.Errorf("connected as %q, want %q", got, want)
+	}
+	for name, want := range map[string]string{"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "listen_addresses": ""} {
+		if got, err := query(t, c.DSN(), "select current_setting('"+name+"')"); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", name, got, err, want)
+		}
+	}
+
+	fi, err := os.Stat(c.SocketDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o755 {
+		t.Errorf("socket dir mode %v, want 0755", fi.Mode().Perm())
+	}
+	if !strings.HasPrefix(c.SocketDir(), "/var/tmp/") {
+		t.Errorf("socket dir %s is not under /var/tmp", c.SocketDir())
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != c.cred.Uid {
+		t.Errorf("socket dir owned by uid %d, want the server's uid %d", st.Uid, c.cred.Uid)
+	}
+
+	if err := c.StopServer(); err != nil {
+		t.Fatalf("StopServer: %v", err)
+	}
+	if _, err := query(t, c.DSN(), "select 'up'"); err == nil {
+		t.Fatal("query succeeded with the server stopped")
+	}
+	if err := c.StartServer(); err != nil {
+		t.Fatalf("StartServer: %v", err)
+	}
+	if got, err := query(t, c.DSN(), "select 'up'"); err != nil || got != "up" {
+		t.Fatalf("after StartServer: %q, %v", got, err)
+	}
+
+	pidBefore := c.serverPID()
+	if err := c.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if pidAfter := c.serverPID(); pidAfter == 0 || pidAfter == pidBefore {
+		t.Errorf("postmaster PID %d before restart, %d after: want a new server", pidBefore, pidAfter)
+	}
+	if _, err := query(t, c.DSN(), "select 'up'"); err != nil {
+		t.Fatalf("after Restart: %v", err)
+	}
+
+	if err := c.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := os.Stat(c.SocketDir()); !os.IsNotExist(err) {
+		t.Errorf("cluster dir still there after Stop: %v", err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// A process in another mount namespace that bind-mounts the socket directory,
+// and that is not root, must still reach the server.
+func TestSocketReachableFromOtherNamespaceAndUser(t *testing.T) {
+	c := New(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare (util-linux) not installed")
+	}
+	nobody, err := lookupCredential("nobody")
+	if err != nil {
+		t.Skipf("no unprivileged user to test with: %v", err)
+	}
+	target, err := os.MkdirTemp("/var/tmp", "ivpg-bind-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(target) })
+
+	// Mount as root in a private mount namespace, then drop to nobody with setpriv.
+	script := `mount --bind "$1" "$2" && exec setpriv --reuid="$6" --regid="$7" --clear-groups "$3" -h "$2" -U "$4" -d "$5" -Atc "select 'reached'"`
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", script, "sh", c.SocketDir(), target, filepath.Join(c.binDir, "psql"), c.User(), c.Database(),
+		strconv.FormatUint(uint64(nobody.Uid), 10), strconv.FormatUint(uint64(nobody.Gid), 10))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql through a bind mount as nobody: %v: %s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "reached" {
+		t.Fatalf("psql printed %q, want %q", got, "reached")
+	}
+}
+
+func TestTwoClustersAtOnce(t *testing.T) {
+	a, b := New(t), New(t)
+	if a.SocketDir() == b.SocketDir() {
+		t.Fatal("two clusters share a socket directory")
+	}
+	for _, c := range []*Cluster{a, b} {
+		if _, err := query(t, c.DSN(), "select 'x'"); err != nil {
+			t.Errorf("cluster %s: %v", c.SocketDir(), err)
+		}
+	}
+}
+
+func TestStartFailureCarriesServerLog(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the server as the postgres user")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := Start(ctx, Options{Settings: map[string]string{"shared_buffers": "not-a-size"}})
+	if err == nil {
+		t.Fatal("Start succeeded with an invalid setting")
+	}
+	t.Logf("error: %v", err)
+	if !strings.Contains(err.Error(), "shared_buffers") {
+		t.Errorf("error does not name the bad setting: %v", err)
+	}
+}
+
+func TestFindBinDir(t *testing.T) {
+	dir, err := FindBinDir(context.Background())
+	if err != nil {
+		t.Skip(err.Error())
+	}
+	if !hasServerBinaries(dir) {
+		t.Fatalf("FindBinDir returned %s without initdb/pg_ctl/postgres", dir)
+	}
+}
+
+func TestSortVersionsDesc(t *testing.T) {
+	got := sortVersionsDesc([]string{"9.6", "15", "lost+found", "10", "16", "9.5", "015", "7."})
+	want := []string{"16", "15", "10", "9.6", "9.5"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"15", "9.6", "", ".", "1.2.3", "-1", "0015", "１５"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		major, minor, ok := parseVersion(s)
+		if !ok {
+			return
+		}
+		if major < 0 || minor < 0 {
+			t.Fatalf("%q: negative version %d.%d", s, major, minor)
+		}
+		// Only canonical spellings are accepted, so printing them back gives the input.
+		back := strconv.Itoa(major)
+		if strings.Contains(s, ".") {
+			back += "." + strconv.Itoa(minor)
+		}
+		if back != s {
+			t.Fatalf("%q parsed as %d.%d, which prints as %q", s, major, minor, back)
+		}
+	})
+}
