@@ -1,0 +1,26 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+)
+
+// WriteError answers with err as an ErrorBody and its class's status code.
+func WriteError(w http.ResponseWriter, err error) {
+	e := AsError(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Code.HTTPStatus())
+	json.NewEncoder(w).Encode(ErrorBody{Error: e})
+}
+
+// DecodeError turns a non-2xx answer back into the typed error it carries.
+func DecodeError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var body ErrorBody
+	if json.Unmarshal(b, &body) == nil && body.Error != nil {
+		return body.Error
+	}
+	return Internal("answered %s: %s", resp.Status, bytes.TrimSpace(b))
+}

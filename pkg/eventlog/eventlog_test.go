@@ -1,0 +1,169 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+const vm = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+func open(t *testing.T, path string) *Log {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	l, err := Open(ctx, path, vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestSeqSurvivesReopen(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, p)
+	for i := 0; i < 3; i++ {
+		if _, err := l.Append(api.Event{Type: api.EventStatus, Status: api.StatusRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	l = open(t, p)
+	defer l.Close()
+	e, err := l.Append(api.Event{Type: api.EventStatus, Status: api.StatusOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Seq != 4 || e.VMID != vm || e.Time.IsZero() {
+		t.Fatalf("appended %+v", e)
+	}
+	got, _ := ReadFile(p, 2)
+	if len(got) != 2 || got[0].Seq != 3 || got[1].Status != api.StatusOff {
+		t.Fatalf("ReadFile after 2 = %+v", got)
+	}
+}
+
+func TestSecondWriterWaitsForLock(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := Open(ctx, p, vm); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	l.Close()
+	open(t, p).Close()
+}
+
+func TestTornTailIsIgnoredAndRepaired(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, p)
+	l.Append(api.Event{Type: api.EventStatus, Status: api.StatusRunning})
+	l.Close()
+	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"seq":2,"type":"sta`)
+	f.Close()
+	if got, _ := ReadFile(p, 0); len(got) != 1 {
+		t.Fatalf("torn line read as an event: %+v", got)
+	}
+	l = open(t, p)
+	defer l.Close()
+	e, _ := l.Append(api.Event{Type: api.EventStatus, Status: api.StatusOff})
+	if got, _ := ReadFile(p, 0); len(got) != 2 || e.Seq != 2 {
+		t.Fatalf("after repair: %+v (appended seq %d)", got, e.Seq)
+	}
+}
+
+func TestSubscribeHasNoGap(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, p)
+	defer l.Close()
+	l.Append(api.Event{Type: api.EventProgress, Message: "one"})
+	l.Append(api.Event{Type: api.EventProgress, Message: "two"})
+	backlog, sub, err := l.Subscribe(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(api.Event{Type: api.EventProgress, Message: "three"})
+	if len(backlog) != 1 || backlog[0].Message != "two" {
+		t.Fatalf("backlog = %+v", backlog)
+	}
+	if e := <-sub.C(); e.Seq != 3 || e.Message != "three" {
+		t.Fatalf("live = %+v", e)
+	}
+	sub.Cancel()
+	if _, ok := <-sub.C(); ok {
+		t.Fatal("channel open after Cancel")
+	}
+}
+
+func TestSlowSubscriberIsDroppedNotBlocking(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, p)
+	defer l.Close()
+	_, sub, _ := l.Subscribe(0)
+	for i := 0; i < subBuffer+10; i++ {
+		if _, err := l.Append(api.Event{Type: api.EventProgress}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for range sub.C() {
+		n++
+	}
+	if n != subBuffer {
+		t.Fatalf("slow subscriber got %d events before being cut, want %d", n, subBuffer)
+	}
+}
+
+func TestCompactionKeepsNewestAndSeq(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	defer func(b int64, k int) { maxBytes, keepEntries = b, k }(maxBytes, keepEntries)
+	maxBytes, keepEntries = 8<<10, 20
+	l := open(t, p)
+	defer l.Close()
+	msg := strings.Repeat("x", 100)
+	var last api.Event
+	for i := 0; i < 120; i++ {
+		var err error
+		if last, err = l.Append(api.Event{Type: api.EventProgress, Message: msg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := os.Stat(p)
+	if st.Size() > maxBytes {
+		t.Fatalf("file is %d bytes after compaction", st.Size())
+	}
+	got, _ := ReadFile(p, 0)
+	if got[len(got)-1].Seq != last.Seq || last.Seq != 120 {
+		t.Fatalf("newest entry lost: last=%d file-last=%d", last.Seq, got[len(got)-1].Seq)
+	}
+	if e, _ := l.Append(api.Event{Type: api.EventProgress}); e.Seq != 121 {
+		t.Fatalf("seq after compaction = %d", e.Seq)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"seq":1,"type":"status","status":"running"}` + "\n" + `{"seq":2}` + "\n"))
+	f.Add([]byte("garbage\n{\"seq\":5}\n{\"seq\":3}\n{\"seq\""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		events, n, err := decodeAll(strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > int64(len(b)) {
+			t.Fatalf("covered %d of %d bytes", n, len(b))
+		}
+		for i := 1; i < len(events); i++ {
+			if events[i].Seq <= events[i-1].Seq {
+				t.Fatalf("seq not increasing: %d then %d", events[i-1].Seq, events[i].Seq)
+			}
+		}
+	})
+}
