@@ -1,0 +1,138 @@
+// Package qemu turns a typed VM configuration into the argv of
+// qemu-system-x86_64 (QEMU 7.2, q35). Everything the VM needs from the host
+// arrives as file descriptors numbered in the child (QMP socket, serial
+// socket, TAP queues), so QEMU needs no paths to sockets and no privileges.
+//
+// Values that carry names or paths go through JSON -device, -blockdev and
+// -netdev arguments, where a comma is just a character and can never start
+// a new option. The few values that must travel in QEMU's comma syntax are
+// validated so that they cannot hold a comma.
+package qemu
+
+// Accel is the accelerator QEMU runs the guest with.
+type Accel string
+
+const (
+	// AccelKVM is hardware virtualisation, the default on real hosts.
+	AccelKVM Accel = "kvm"
+	// AccelTCG is QEMU's software emulator, for hosts where KVM does not work.
+	AccelTCG Accel = "tcg"
+)
+
+// Disk image formats. The format is always explicit, never probed.
+const (
+	FormatQCOW2 = "qcow2"
+	FormatRaw   = "raw"
+)
+
+// DisplayProtocol is the remote console a VM offers.
+type DisplayProtocol string
+
+const (
+	DisplayNone  DisplayProtocol = "none"
+	DisplayVNC   DisplayProtocol = "vnc"
+	DisplaySPICE DisplayProtocol = "spice"
+)
+
+// VNCBasePort is the TCP port of VNC display :0.
+const VNCBasePort = 5900
+
+// Limits of what Validate accepts.
+const (
+	MaxCPUs         = 288      // q35's limit in QEMU 7.2
+	MinMemoryMiB    = 16       // less will not boot anything
+	MaxMemoryMiB    = 16 << 20 // 16 TiB
+	MaxNICQueues    = 256      // the kernel's limit of queues per TAP
+	MaxCDROMs       = 6        // one per port of q35's built-in AHCI controller
+	MaxHotplugPorts = 32
+	MaxBootIndex    = 99
+	maxIDLen        = 20
+	maxCmdlineLen   = 4096
+)
+
+// Config is everything that decides a VM's QEMU argv.
+type Config struct {
+	// UUID identifies the VM; it is also QEMU's -name, never the display name.
+	UUID string
+	// Accel defaults to AccelKVM when empty.
+	Accel     Accel
+	CPUs      int
+	MemoryMiB int
+	Disks     []Disk
+	// CDROMs sit on q35's AHCI ports: the install ISO, later answer ISOs.
+	CDROMs  []CDROM
+	NICs    []NIC
+	Display Display
+	// GPU is the host PCI address of a device to pass through with vfio-pci,
+	// in full form like "0000:01:00.0". Whether the host can do it is
+	// checked elsewhere.
+	GPU  string
+	Boot *DirectBoot
+	// QMPFD is the child's fd of the QMP socket (required).
+	QMPFD int
+	// SerialFD is the child's fd of the serial console socket; 0 means none.
+	SerialFD int
+	// NoShutdown keeps QEMU alive after the guest powers off, so the shim
+	// decides what a guest power-off means.
+	NoShutdown bool
+	// HotplugPorts adds that many empty pcie-root-ports: q35 can hotplug a
+	// PCIe device only into a free root port.
+	HotplugPorts int
+}
+
+// Disk is a virtio-blk disk backed by an image file.
+type Disk struct {
+	// ID names the block node and the device, for QMP (e.g. "disk0").
+	ID     string
+	Path   string
+	Format string // FormatQCOW2 or FormatRaw
+	// ReadOnly opens the image read-only and shows the guest a read-only disk.
+	ReadOnly bool
+	// BootIndex orders boot devices, lowest first; 0 means not bootable.
+	BootIndex int
+}
+
+// CDROM is a read-only ISO image on an AHCI CD-ROM drive.
+type CDROM struct {
+	ID        string
+	Path      string
+	BootIndex int
+}
+
+// NIC is a virtio-net device on a TAP whose queue fds the shim opened.
+type NIC struct {
+	ID  string
+	MAC string
+	// FDs are the TAP queue fds as numbered in the child, one per queue.
+	FDs       []int
+	BootIndex int
+}
+
+// Display is the VM's remote console. Passwords are never here: the shim
+// sets them over QMP while QEMU is still stopped by -S.
+type Display struct {
+	Protocol DisplayProtocol // empty means DisplayNone
+	Listen   string          // IP literal
+	Port     int             // TCP port; for VNC at least VNCBasePort
+}
+
+// DirectBoot boots a kernel and initrd without firmware.
+type DirectBoot struct {
+	Kernel  string
+	Initrd  string // optional
+	Cmdline string // optional
+}
+
+func (c *Config) accel() Accel {
+	if c.Accel == "" {
+		return AccelKVM
+	}
+	return c.Accel
+}
+
+func (d Display) protocol() DisplayProtocol {
+	if d.Protocol == "" {
+		return DisplayNone
+	}
+	return d.Protocol
+}
