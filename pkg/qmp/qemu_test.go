@@ -33,8 +33,8 @@ var machineNone = []string{"-machine", "none"}
 var machineQ35 = []string{"-machine", "q35", "-accel", "tcg", "-m", "64"}
 
 type qemuSetup struct {
-	args      []string      // extra QEMU arguments, including the machine
-	files     []*os.File    // passed to QEMU as fd 4, 5, ... (fd 3 is QMP)
+	args      []string     // extra QEMU arguments, including the machine
+	files     []*os.File   // passed to QEMU as fd 4, 5, ... (fd 3 is QMP)
 	clientOpt []qmp.Option // options for the QMP client
 }
 
