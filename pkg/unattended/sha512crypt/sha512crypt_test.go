@@ -90,7 +90,9 @@ for line in sys.stdin.read().split("\x00")[:-1]:
 	}
 	cases := [][2]string{
 		{"s3cret", "$6$abc"}, {"", "$6$saltstring"}, {"ünïcødé 🙂", "$6$rounds=1000$xyz"},
-		{strings.Repeat("x", 300), "$6$rounds=2000$0123456789abcdefEXTRA"}, {"a", "$6$rounds=999$tiny"},
+		{strings.Repeat("x", 300), "$6$rounds=2000$0123456789abcdefEXTRA"},
+		// Not compared: rounds below 1000, which libxcrypt refuses ("*0") while
+		// the specification clamps them (see the rounds=10 vector above).
 	}
 	var in strings.Builder
 	for _, c := range cases {
