@@ -31,7 +31,10 @@ type TAPConfig struct {
 	Bridge   string           // the bridge it joins; it must already exist
 	GuestMAC net.HardwareAddr // the guest NIC's address; the TAP takes HostMAC of it
 	Queues   int              // queue fds to open, 1..MaxQueues; 0 means 1
-	MTU      int              // 0 takes the bridge's MTU; never above it
+	// MTU 0 takes the bridge's MTU, and more is refused. Less is allowed,
+	// but the kernel then lowers a bridge whose own MTU was never set
+	// explicitly (EnsureBridge sets it when asked for one).
+	MTU int
 }
 
 // TAP is a created, attached and up TAP device. It is not persistent: the
