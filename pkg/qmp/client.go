@@ -167,17 +167,22 @@ func Dial(ctx context.Context, path string, opts ...Option) (*Client, error) {
 
 func (c *Client) readGreeting(ctx context.Context, dec *json.Decoder) error {
 	release := bindDeadline(ctx, c.conn.SetReadDeadline)
-	var m message
-	err := dec.Decode(&m)
+	var raw json.RawMessage
+	err := dec.Decode(&raw)
 	release()
+	var syntax *json.SyntaxError
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return fmt.Errorf("qmp: waiting for the greeting: %w", ctx.Err())
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("qmp: waiting for the greeting: %w", context.DeadlineExceeded)
-	case err != nil:
-		return fmt.Errorf("qmp: reading the greeting: %w", err)
-	case m.QMP == nil:
+	case errors.As(err, &syntax):
+		return fmt.Errorf("qmp: %w: greeting: %w", ErrProtocol, err)
+	case err != nil: // QEMU exited before greeting, or the socket broke
+		return fmt.Errorf("%w: reading the greeting: %w", ErrDisconnected, err)
+	}
+	var m message
+	if err := json.Unmarshal(raw, &m); err != nil || m.QMP == nil {
 		return fmt.Errorf("qmp: %w: first message is not a greeting", ErrProtocol)
 	}
 	if err := json.Unmarshal(m.QMP, &c.greeting); err != nil {

@@ -6,11 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/infinibay/infinivirt/pkg/qmp"
 )
@@ -308,5 +314,63 @@ func TestQuitSendsShutdownAndEnds(t *testing.T) {
 	}
 	if vm.cmd.ProcessState.ExitCode() != 0 {
 		t.Errorf("QEMU exit code = %d after quit", vm.cmd.ProcessState.ExitCode())
+	}
+}
+
+func TestHandshakeFailures(t *testing.T) {
+	pair := func() (net.Conn, *os.File) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours := os.NewFile(uintptr(fds[0]), "ours")
+		defer ours.Close()
+		conn, err := net.FileConn(ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn, os.NewFile(uintptr(fds[1]), "peer")
+	}
+
+	// A peer that never greets: the handshake's deadline ends the wait.
+	conn, peer := pair()
+	defer peer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := qmp.New(ctx, conn); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("silent peer: err = %v, want DeadlineExceeded", err)
+	}
+
+	// A peer that hangs up first, as QEMU does when it fails to start.
+	conn, peer = pair()
+	peer.Close()
+	if _, err := qmp.New(testCtx(t), conn); !errors.Is(err, qmp.ErrDisconnected) {
+		t.Errorf("peer gone: err = %v, want ErrDisconnected", err)
+	}
+
+	// A peer that speaks something else.
+	conn, peer = pair()
+	defer peer.Close()
+	if _, err := peer.Write([]byte("SSH-2.0-OpenSSH\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := qmp.New(testCtx(t), conn); !errors.Is(err, qmp.ErrProtocol) {
+		t.Errorf("non-QMP peer: err = %v, want ErrProtocol", err)
+	}
+}
+
+func TestDial(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qmp.sock")
+	startQEMU(t, qemuSetup{args: append(slices.Clone(machineNone), "-qmp", "unix:"+path+",server=on,wait=off")})
+	c, err := qmp.Dial(testCtx(t), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if st, err := c.QueryStatus(testCtx(t)); err != nil || st.Status != "prelaunch" {
+		t.Errorf("query-status over Dial: %+v, %v", st, err)
+	}
+	if _, err := qmp.Dial(testCtx(t), filepath.Join(t.TempDir(), "absent.sock")); err == nil {
+		t.Error("Dial of a missing socket must fail")
 	}
 }
