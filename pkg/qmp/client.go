@@ -135,7 +135,7 @@ func New(ctx context.Context, conn net.Conn, opts ...Option) (*Client, error) {
 	go c.readLoop(dec)
 	if err := c.Execute(ctx, "qmp_capabilities", nil, nil); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("qmp: handshake: %w", err)
+		return nil, err // names qmp_capabilities already
 	}
 	return c, nil
 }
@@ -177,16 +177,16 @@ func (c *Client) readGreeting(ctx context.Context, dec *json.Decoder) error {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("qmp: waiting for the greeting: %w", context.DeadlineExceeded)
 	case errors.As(err, &syntax):
-		return fmt.Errorf("qmp: %w: greeting: %w", ErrProtocol, err)
+		return fmt.Errorf("%w: greeting: %w", ErrProtocol, err)
 	case err != nil: // QEMU exited before greeting, or the socket broke
 		return fmt.Errorf("%w: reading the greeting: %w", ErrDisconnected, err)
 	}
 	var m message
 	if err := json.Unmarshal(raw, &m); err != nil || m.QMP == nil {
-		return fmt.Errorf("qmp: %w: first message is not a greeting", ErrProtocol)
+		return fmt.Errorf("%w: first message is not a greeting", ErrProtocol)
 	}
 	if err := json.Unmarshal(m.QMP, &c.greeting); err != nil {
-		return fmt.Errorf("qmp: %w: greeting: %w", ErrProtocol, err)
+		return fmt.Errorf("%w: greeting: %w", ErrProtocol, err)
 	}
 	return nil
 }

@@ -21,13 +21,13 @@ func (e *Error) Error() string {
 var (
 	// ErrDisconnected is wrapped by every error caused by the end of the
 	// connection (QEMU exited, the socket broke, or the stream was garbled).
-	ErrDisconnected = errors.New("qmp: connection lost")
+	ErrDisconnected = errors.New("QMP connection lost")
 	// ErrClosed is the reason after Close was called.
-	ErrClosed = errors.New("qmp: client closed")
+	ErrClosed = errors.New("QMP client closed")
 	// ErrProtocol marks input that does not follow QMP: a missing greeting,
 	// bytes that are not JSON, a reply of the wrong shape.
-	ErrProtocol = errors.New("qmp: protocol violation")
+	ErrProtocol = errors.New("QMP protocol violation")
 	// ErrNoFDPassing means the connection cannot carry file descriptors
 	// (it is not a Unix socket).
-	ErrNoFDPassing = errors.New("qmp: connection cannot pass file descriptors")
+	ErrNoFDPassing = errors.New("QMP connection cannot pass file descriptors")
 )

@@ -81,6 +81,8 @@ type subscriber struct {
 // holds up to buffer events (at least 1); while it is full, new events are
 // dropped for this subscriber and counted in DroppedEvents. The channel is
 // also closed when the client ends, after the events already in it.
+// Events are not kept for later subscribers: subscribe right after New, before
+// the first command that can cause one (such as cont).
 func (c *Client) Subscribe(buffer int) (<-chan Event, func()) {
 	s := &subscriber{ch: make(chan Event, max(buffer, 1))}
 	c.mu.Lock()
