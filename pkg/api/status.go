@@ -35,6 +35,7 @@ const (
 	ReasonHostShutdown   Reason = "host-shutdown"  // the host is going down
 	ReasonShimLost       Reason = "shim-lost"      // the shim died; systemd took QEMU with it
 	ReasonStartFailed    Reason = "start-failed"   // the shim could not bring the VM up
+	ReasonAutostart      Reason = "autostart"      // booted by the agent after a host boot
 	ReasonInstallTimeout Reason = "install-timeout"
 	ReasonInstalled      Reason = "installed"
 )
@@ -64,3 +65,6 @@ func (op PowerOp) Valid() bool {
 	}
 	return false
 }
+
+// Terminal reports whether the status means no shim runs the VM.
+func (s Status) Terminal() bool { return s == StatusOff || s == StatusError }

@@ -94,3 +94,6 @@ type Event struct {
 	ExitCode *int   `json:"exitCode,omitempty"`
 	Signal   string `json:"signal,omitempty"`
 }
+
+// IsStatus reports whether the event is a status change.
+func (e Event) IsStatus() bool { return e.Type == EventStatus }

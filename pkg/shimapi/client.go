@@ -6,42 +6,26 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/unixhttp"
 )
 
 // Client talks to one shim's control socket.
-type Client struct {
-	socket string
-	http   *http.Client
-}
+type Client struct{ c *unixhttp.Client }
 
-// NewClient returns a client for the shim listening on socket. Nothing is
-// dialled until the first call.
-func NewClient(socket string) *Client {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConns:    2,
-		IdleConnTimeout: 30 * time.Second,
-	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
-}
+// NewClient returns a client for the shim listening on socket.
+func NewClient(socket string) *Client { return &Client{c: unixhttp.New(socket)} }
 
 // Close drops idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() { c.c.Close() }
 
 // Status asks the shim for its view of the VM.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
-	err := c.call(ctx, http.MethodGet, "/v1/status", nil, &st)
+	err := c.c.Do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
 }
 
@@ -49,42 +33,20 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // the outcome arrives as events.
 func (c *Client) Power(ctx context.Context, op api.PowerOp) (Status, error) {
 	var st Status
-	err := c.call(ctx, http.MethodPost, "/v1/power", api.PowerRequest{Op: op}, &st)
+	err := c.c.Do(ctx, http.MethodPost, "/v1/power", api.PowerRequest{Op: op}, &st)
 	return st, err
 }
 
 // Console returns the tail of the guest's serial console.
 func (c *Client) Console(ctx context.Context) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shim/v1/console", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, unavailable(c.socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, api.DecodeError(resp)
-	}
-	return io.ReadAll(resp.Body)
+	var b bytes.Buffer
+	err := c.c.Do(ctx, http.MethodGet, "/v1/console", nil, &b)
+	return b.Bytes(), err
 }
 
-// ConsoleInput writes bytes to the guest's serial console.
+// ConsoleInput types bytes into the guest's serial console.
 func (c *Client) ConsoleInput(ctx context.Context, input []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://shim/v1/console", bytes.NewReader(input))
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return unavailable(c.socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		return api.DecodeError(resp)
-	}
-	return nil
+	return c.c.Do(ctx, http.MethodPost, "/v1/console", input, nil)
 }
 
 // Events streams the log entries after seq to fn, oldest first, and keeps
@@ -92,18 +54,11 @@ func (c *Client) ConsoleInput(ctx context.Context, input []byte) error {
 // stream (it exits, or this reader fell too far behind). Callers resume by
 // calling again with the last sequence number they saw.
 func (c *Client) Events(ctx context.Context, after uint64, fn func(api.Event) error) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://shim/v1/events?after="+strconv.FormatUint(after, 10), nil)
+	resp, err := c.c.Send(ctx, http.MethodGet, "/v1/events?after="+strconv.FormatUint(after, 10), nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return unavailable(c.socket, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return api.DecodeError(resp)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -116,41 +71,7 @@ func (c *Client) Events(ctx context.Context, after uint64, fn func(api.Event) er
 		}
 	}
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return unavailable(c.socket, err)
+		return c.c.Unavailable(err)
 	}
 	return ctx.Err()
-}
-
-func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://shim"+path, r)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return api.AsError(ctx.Err())
-		}
-		return unavailable(c.socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return api.DecodeError(resp)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-func unavailable(socket string, err error) error {
-	return &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("shim at %s: %v", socket, err)}
 }

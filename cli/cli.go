@@ -1,0 +1,189 @@
+// Package cli is infinivirtctl's command tree: a verb for every API call,
+// table output for people and -o json for scripts.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infinibay/infinivirt/pkg/agentclient"
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+type globals struct {
+	socket  string
+	output  string
+	timeout time.Duration
+	out     io.Writer
+}
+
+func (g *globals) client() *agentclient.Client { return agentclient.New(g.socket) }
+
+func (g *globals) ctx() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	if g.timeout <= 0 {
+		return ctx, stop
+	}
+	tctx, cancel := context.WithTimeout(ctx, g.timeout)
+	return tctx, func() { cancel(); stop() }
+}
+
+// NewRoot builds the infinivirtctl command.
+func NewRoot(out io.Writer) *cobra.Command {
+	g := &globals{out: out}
+	root := &cobra.Command{
+		Use:           "infinivirtctl",
+		Short:         "Manage Infinivirt VMs through the host agent",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	socket := os.Getenv("INFINIVIRT_SOCKET")
+	if socket == "" {
+		socket = agentclient.DefaultSocket
+	}
+	root.PersistentFlags().StringVar(&g.socket, "socket", socket, "agent API socket (env INFINIVIRT_SOCKET)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 5*time.Minute, "give up after this long (0: never)")
+	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	root.AddCommand(vmCommand(g), eventsCommand(g), healthCommand(g))
+	return root
+}
+
+// Execute runs the command line and returns the process exit code.
+func Execute() int {
+	root := NewRoot(os.Stdout)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "infinivirtctl: "+describe(err))
+		var e *api.Error
+		if errors.As(err, &e) && e.Code == api.CodeInvalidArgument {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// describe prints a typed error plainly: "macAddress: ..." rather than JSON.
+func describe(err error) string {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s (%s)", e.Field, e.Message, e.Code)
+	}
+	return fmt.Sprintf("%s (%s)", e.Message, e.Code)
+}
+
+func (g *globals) print(v any, table func(w *tabwriter.Writer)) error {
+	switch g.output {
+	case "json":
+		enc := json.NewEncoder(g.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "table":
+		w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+		table(w)
+		return w.Flush()
+	default:
+		return api.Invalid("output", "must be table or json, got %q", g.output)
+	}
+}
+
+func vmTable(vms ...api.VM) func(*tabwriter.Writer) {
+	return func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "ID\tNAME\tSTATUS\tREASON\tCPUS\tRAM\tDISPLAY\tQEMU PID")
+		for _, v := range vms {
+			pid := "-"
+			if v.QEMUPID != 0 {
+				pid = fmt.Sprint(v.QEMUPID)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%gG\t%s %s:%d\t%s\n", v.ID, v.Name, v.Status, v.Reason,
+				v.CPUCores, v.RAMGB, v.GraphicProtocol, v.GraphicListen, v.GraphicPort, pid)
+		}
+	}
+}
+
+func healthCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "health",
+		Short: "Show the agent's health",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			h, err := g.client().Health(ctx)
+			if err != nil {
+				return err
+			}
+			return g.print(h, func(w *tabwriter.Writer) {
+				for _, k := range []string{"vms", "database", "accel"} {
+					fmt.Fprintf(w, "%s\t%v\n", strings.ToUpper(k), h[k])
+				}
+			})
+		},
+	}
+}
+
+func eventsCommand(g *globals) *cobra.Command {
+	var after uint64
+	cmd := &cobra.Command{
+		Use:               "events [VM]",
+		Short:             "Follow VM events (all VMs, or one with its history after --after)",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			err := g.client().Events(ctx, id, after, func(e api.Event) error {
+				if g.output == "json" {
+					return json.NewEncoder(g.out).Encode(e)
+				}
+				_, err := fmt.Fprintf(g.out, "%s %s #%d %s %s %s %s\n", e.Time.Format(time.RFC3339Nano), e.VMID, e.Seq,
+					e.Type, e.Status, e.Reason, e.Message)
+				return err
+			})
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().Uint64Var(&after, "after", 0, "replay one VM's events after this sequence number")
+	return cmd
+}
+
+// completeVMs offers VM ids, with names as descriptions.
+func (g *globals) completeVMs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	vms, err := g.client().List(ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	out := make([]string, len(vms))
+	for i, v := range vms {
+		out[i] = v.ID + "\t" + v.Name
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}

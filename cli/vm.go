@@ -1,0 +1,230 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+func vmCommand(g *globals) *cobra.Command {
+	vm := &cobra.Command{Use: "vm", Short: "Create, inspect, power and delete VMs"}
+	vm.AddCommand(vmList(g), vmGet(g), vmCreate(g), vmDelete(g), vmConsole(g))
+	for _, op := range api.PowerOps {
+		vm.AddCommand(vmPower(g, op))
+	}
+	return vm
+}
+
+func vmList(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List VMs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			vms, err := g.client().List(ctx)
+			if err != nil {
+				return err
+			}
+			return g.print(vms, vmTable(vms...))
+		},
+	}
+}
+
+func vmGet(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:               "get VM",
+		Short:             "Show one VM",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			v, err := g.client().Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return g.print(v, vmTable(v))
+		},
+	}
+}
+
+func vmCreate(g *globals) *cobra.Command {
+	var (
+		file, passwordFile string
+		noStart            bool
+		in                 api.CreateVMInput
+		boot               api.DirectBoot
+	)
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create and boot a VM (from flags, or a CreateVMInput JSON file with -f)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			if file != "" {
+				body, err := readFileOrStdin(file)
+				if err != nil {
+					return err
+				}
+				v, err := g.client().CreateRaw(ctx, body)
+				if err != nil {
+					return err
+				}
+				return g.print(v, vmTable(v))
+			}
+			if passwordFile != "" {
+				b, err := os.ReadFile(passwordFile)
+				if err != nil {
+					return err
+				}
+				in.GraphicPassword = string(trimNewline(b))
+			} else if in.GraphicPassword == "" {
+				in.GraphicPassword = os.Getenv("INFINIVIRT_GRAPHIC_PASSWORD")
+			}
+			if boot.Kernel != "" {
+				in.Boot = &boot
+			}
+			if noStart {
+				f := false
+				in.Start = &f
+			}
+			v, err := g.client().Create(ctx, in)
+			if err != nil {
+				return err
+			}
+			return g.print(v, vmTable(v))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", "", "CreateVMInput JSON file ('-' for stdin); other flags are ignored")
+	f.StringVar(&in.Name, "name", "", "display name")
+	f.StringVar(&in.InternalName, "uuid", "", "VM UUID (internalName)")
+	f.StringVar(&in.OS, "os", "linux", "windows10, windows11, ubuntu, fedora or linux")
+	f.IntVar(&in.CPUCores, "cpus", 1, "vCPUs")
+	f.Float64Var(&in.RAMGB, "ram-gb", 1, "RAM in GiB (0.125 = 128 MiB)")
+	f.Float64Var(&in.DiskSizeGB, "disk-gb", 10, "disk size in GiB")
+	f.StringVar(&in.DiskFormat, "disk-format", "", "qcow2 (default) or raw")
+	f.StringVar(&in.MACAddress, "mac", "", "MAC address (generated when empty)")
+	f.StringVar(&in.NetworkBridge, "bridge", "", "bridge to attach the NIC to")
+	f.StringVar(&in.GraphicProtocol, "graphic-protocol", "vnc", "vnc or spice")
+	f.IntVar(&in.GraphicPort, "graphic-port", 0, "display port (0 allocates)")
+	f.StringVar(&passwordFile, "graphic-password-file", "", "file holding the display password (else env INFINIVIRT_GRAPHIC_PASSWORD)")
+	f.StringVar(&in.GPUPCIAddress, "gpu", "", "GPU PCI address for passthrough")
+	f.StringVar(&in.ISOPath, "iso", "", "install ISO path")
+	f.StringVar(&in.Accel, "accel", "", "kvm or tcg (default: the host's)")
+	f.StringVar(&boot.Kernel, "kernel", "", "direct boot: kernel path")
+	f.StringVar(&boot.Initrd, "initrd", "", "direct boot: initrd path")
+	f.StringVar(&boot.Cmdline, "cmdline", "", "direct boot: kernel command line")
+	f.IntVar(&in.ShutdownTimeoutSec, "shutdown-timeout", 0, "seconds of ACPI grace before forcing off (default 120)")
+	f.BoolVar(&in.Autostart, "autostart", false, "boot with the host")
+	f.BoolVar(&noStart, "no-start", false, "define only, do not boot")
+	cmd.RegisterFlagCompletionFunc("os", fixed("windows10", "windows11", "ubuntu", "fedora", "linux"))
+	cmd.RegisterFlagCompletionFunc("graphic-protocol", fixed("vnc", "spice"))
+	cmd.RegisterFlagCompletionFunc("accel", fixed("kvm", "tcg"))
+	return cmd
+}
+
+func vmDelete(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:               "delete VM",
+		Short:             "Delete a VM that is off (--force powers it off first)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			if err := g.client().Delete(ctx, args[0], force); err != nil {
+				return err
+			}
+			return g.print(map[string]string{"deleted": args[0]}, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "deleted %s\n", args[0])
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "force the VM off first")
+	return cmd
+}
+
+func vmConsole(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:               "console VM",
+		Short:             "Print the tail of the VM's serial console",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			s, err := g.client().Console(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(g.out, s)
+			return err
+		},
+	}
+}
+
+// powerVerbs maps API verbs to command names in the CLI's kebab case.
+var powerVerbs = map[api.PowerOp]string{
+	api.PowerOn: "power-on", api.PowerOff: "power-off", api.ForcePowerOff: "force-power-off",
+	api.Suspend: "suspend", api.Resume: "resume", api.Reset: "reset", api.Restart: "restart",
+}
+
+func vmPower(g *globals, op api.PowerOp) *cobra.Command {
+	var (
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:               powerVerbs[op] + " VM",
+		Short:             "Run " + string(op) + " on a VM",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			v, err := g.client().Power(ctx, args[0], op, wait, timeout)
+			if err != nil {
+				return err
+			}
+			return g.print(v, vmTable(v))
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "return once the VM got there, not when accepted")
+	cmd.Flags().DurationVar(&timeout, "wait-timeout", 0, "how long the agent waits with --wait")
+	return cmd
+}
+
+func fixed(values ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return values, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+func readFileOrStdin(name string) ([]byte, error) {
+	if name == "-" {
+		var raw json.RawMessage
+		if err := json.NewDecoder(os.Stdin).Decode(&raw); err != nil {
+			return nil, api.Invalid("file", "stdin is not JSON: %v", err)
+		}
+		return raw, nil
+	}
+	return os.ReadFile(name)
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

@@ -1,0 +1,75 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// CleanupConfig is what `infinivirt-shim cleanup` needs. systemd runs it as
+// the unit's ExecStopPost, after the shim and QEMU are gone however they
+// ended, and passes how the main process ended in the environment.
+type CleanupConfig struct {
+	VMID   string
+	Layout vmspec.Layout
+	Logger *slog.Logger
+	// ServiceResult, ExitCode and ExitStatus are systemd's $SERVICE_RESULT,
+	// $EXIT_CODE and $EXIT_STATUS.
+	ServiceResult, ExitCode, ExitStatus string
+}
+
+// Cleanup removes what a shim may have left: its TAP, its runtime directory.
+// If the shim itself died before recording how the VM ended, it records
+// that the shim was lost. It is idempotent and safe to run at any time.
+func Cleanup(ctx context.Context, c CleanupConfig) error {
+	log := c.Logger.With(logging.KeyVM, c.VMID)
+	var errs []error
+	if err := netdev.RemoveTAP(ctx, netdev.TapName(c.VMID)); err != nil {
+		errs = append(errs, fmt.Errorf("remove tap: %w", err))
+	}
+	if err := os.RemoveAll(c.Layout.RuntimeDir(c.VMID)); err != nil {
+		errs = append(errs, fmt.Errorf("remove runtime dir: %w", err))
+	}
+	if err := recordShimLost(ctx, c); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		log.Error("cleanup incomplete", "ERROR", err.Error())
+		return err
+	}
+	log.Info("cleanup done", "SERVICE_RESULT", c.ServiceResult, "EXIT_CODE", c.ExitCode, "EXIT_STATUS", c.ExitStatus)
+	return nil
+}
+
+// recordShimLost appends an error entry when the log's last status still
+// says the VM is up: the shim died without writing its final status.
+func recordShimLost(ctx context.Context, c CleanupConfig) error {
+	path := c.Layout.EventsFile(c.VMID)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil // the VM was deleted, or never started
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := eventlog.Open(ctx, path, c.VMID)
+	if err != nil {
+		return fmt.Errorf("record shim exit: %w", err)
+	}
+	defer l.Close()
+	last, ok, err := eventlog.Last(path, api.Event.IsStatus)
+	if err != nil || !ok || last.Status.Terminal() {
+		return err
+	}
+	msg := fmt.Sprintf("the shim ended without recording the VM's end (systemd: result %s, %s %s)",
+		c.ServiceResult, c.ExitCode, c.ExitStatus)
+	_, err = l.Append(api.Event{Type: api.EventStatus, Status: api.StatusError, Reason: api.ReasonShimLost, Message: msg})
+	return err
+}

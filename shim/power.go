@@ -1,0 +1,73 @@
+package shim
+
+import (
+	"context"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+// Power carries out one of the seven power verbs on the running VM. It
+// returns once QEMU accepted the request; how it ends arrives as events.
+func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	st := s.Status().Status
+	if s.exitCauseLocked() != nil {
+		return api.FailedPrecondition("VM is shutting down")
+	}
+	switch op {
+	case api.PowerOn, api.Resume:
+		if st == api.StatusRunning {
+			if op == api.PowerOn {
+				return api.FailedPrecondition("VM is already running")
+			}
+			return nil
+		}
+		if st != api.StatusSuspended && st != api.StatusPaused {
+			return api.FailedPrecondition("VM is %s; only a suspended or paused VM can resume", st)
+		}
+		if err := s.qmp.Cont(ctx); err != nil {
+			return api.Internal("cont: %v", err)
+		}
+		s.mu.Lock()
+		s.suspended, s.ioError = false, false
+		s.mu.Unlock()
+		s.setStatus(api.StatusRunning, api.ReasonUser, "", nil)
+	case api.Suspend:
+		if st == api.StatusSuspended {
+			return nil
+		}
+		if st != api.StatusRunning {
+			return api.FailedPrecondition("VM is %s; only a running VM can be suspended", st)
+		}
+		s.mu.Lock()
+		s.suspended = true
+		s.mu.Unlock()
+		if err := s.qmp.Stop(ctx); err != nil {
+			return api.Internal("stop: %v", err)
+		}
+		s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
+	case api.Reset:
+		if st != api.StatusRunning && st != api.StatusSuspended && st != api.StatusPaused {
+			return api.FailedPrecondition("VM is %s; it cannot be reset", st)
+		}
+		if err := s.qmp.SystemReset(ctx); err != nil {
+			return api.Internal("system_reset: %v", err)
+		}
+		if st == api.StatusRunning {
+			s.setStatus(api.StatusRunning, api.ReasonReset, "", nil)
+		}
+	case api.PowerOff:
+		s.progress("power-off requested")
+		s.startLadder(intentPowerOff)
+	case api.Restart:
+		s.progress("restart requested")
+		s.startLadder(intentRestart)
+	case api.ForcePowerOff:
+		s.progress("forced power-off requested")
+		s.forceOff("forced off by an operator")
+	default:
+		return api.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
+	}
+	return nil
+}

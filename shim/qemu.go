@@ -1,0 +1,225 @@
+package shim
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/infinibay/infinivirt/pkg/qemu"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// Fixed fd numbers in QEMU: os/exec numbers ExtraFiles from 3.
+const (
+	qmpFD      = 3
+	serialFD   = 4
+	firstTAPFD = 5
+)
+
+// qemuProcess is the QEMU child, watched through a pidfd so that signals
+// can never reach a recycled PID.
+type qemuProcess struct {
+	pid     int
+	pidfd   int
+	proc    *os.Process
+	qmpFile *os.File // our end of the QMP socketpair, until QMP takes it
+
+	exited   chan struct{} // closed once QEMU has been reaped
+	waitOnce sync.Once
+	state    *os.ProcessState
+
+	mu     sync.Mutex
+	stderr []byte // the last few KiB, for error messages
+}
+
+// qemuConfig maps the VM spec to QEMU's typed configuration.
+func qemuConfig(spec *vmspec.Spec, tapFDs []int) *qemu.Config {
+	cfg := &qemu.Config{
+		UUID:      spec.ID,
+		Accel:     qemu.Accel(spec.Accel),
+		CPUs:      spec.CPUs,
+		MemoryMiB: spec.MemoryMiB,
+		Disks: []qemu.Disk{{
+			ID: "disk0", Path: spec.Disk.Path, Format: spec.Disk.Format, BootIndex: 1,
+		}},
+		NICs: []qemu.NIC{{ID: "net0", MAC: spec.NIC.MAC, FDs: tapFDs}},
+		Display: qemu.Display{
+			Protocol: qemu.DisplayProtocol(spec.Display.Protocol), Listen: spec.Display.Listen, Port: spec.Display.Port,
+		},
+		GPU:          spec.GPU,
+		QMPFD:        qmpFD,
+		SerialFD:     serialFD,
+		NoShutdown:   true,
+		HotplugPorts: 4,
+	}
+	if spec.ISOPath != "" {
+		cfg.CDROMs = []qemu.CDROM{{ID: "cd0", Path: spec.ISOPath, BootIndex: 2}}
+	}
+	if b := spec.Boot; b != nil {
+		cfg.Boot = &qemu.DirectBoot{Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
+	}
+	return cfg
+}
+
+func startQEMU(s *Shim) (*qemuProcess, error) {
+	qmpOurs, qmpTheirs, err := socketpair("qmp")
+	if err != nil {
+		return nil, err
+	}
+	serialOurs, serialTheirs, err := socketpair("serial")
+	if err != nil {
+		qmpOurs.Close()
+		qmpTheirs.Close()
+		return nil, err
+	}
+	// QEMU keeps its own copies; ours of its ends close once it started.
+	defer qmpTheirs.Close()
+	defer serialTheirs.Close()
+
+	extra := []*os.File{qmpTheirs, serialTheirs}
+	var tapFDs []int
+	for i, f := range s.tap.Files {
+		extra = append(extra, f)
+		tapFDs = append(tapFDs, firstTAPFD+i)
+	}
+	cmd, err := qemu.Command(nil, s.cfg.QEMUBinary, qemuConfig(s.spec, tapFDs))
+	if err != nil {
+		qmpOurs.Close()
+		serialOurs.Close()
+		return nil, err
+	}
+	cmd.ExtraFiles = extra
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if s.cfg.QEMUUser != "" {
+		cred, err := lookupCredential(s.cfg.QEMUUser)
+		if err != nil {
+			qmpOurs.Close()
+			serialOurs.Close()
+			return nil, err
+		}
+		cmd.SysProcAttr.Credential = cred
+	}
+	p := &qemuProcess{qmpFile: qmpOurs, exited: make(chan struct{})}
+	// A plain pipe rather than StderrPipe: the reader drains it to EOF on its
+	// own time, independent of when the process is reaped.
+	stderr, stderrW, err := os.Pipe()
+	if err != nil {
+		qmpOurs.Close()
+		serialOurs.Close()
+		return nil, err
+	}
+	cmd.Stderr = stderrW
+	err = cmd.Start()
+	stderrW.Close()
+	if err != nil {
+		stderr.Close()
+		qmpOurs.Close()
+		serialOurs.Close()
+		return nil, fmt.Errorf("start %s: %w", s.cfg.QEMUBinary, err)
+	}
+	p.pid, p.proc = cmd.Process.Pid, cmd.Process
+	p.pidfd, err = unix.PidfdOpen(p.pid, 0)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("pidfd for qemu: %w", err)
+	}
+	s.console = newConsole(serialOurs)
+	go p.collectStderr(stderr, s)
+	go func() {
+		p.waitPidfd()
+		cmd.Wait()
+		p.state = cmd.ProcessState
+		unix.Close(p.pidfd)
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// waitPidfd blocks until the pidfd says QEMU exited.
+func (p *qemuProcess) waitPidfd() {
+	fds := []unix.PollFd{{Fd: int32(p.pidfd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err == nil || !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
+}
+
+func (p *qemuProcess) collectStderr(r io.ReadCloser, s *Shim) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		s.log.Warn("qemu: " + line)
+		p.mu.Lock()
+		p.stderr = append(p.stderr, line...)
+		p.stderr = append(p.stderr, '\n')
+		if len(p.stderr) > 4096 {
+			p.stderr = p.stderr[len(p.stderr)-4096:]
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *qemuProcess) stderrTail() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.TrimSpace(string(p.stderr))
+}
+
+func (p *qemuProcess) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL through the pidfd, which cannot hit another process.
+func (p *qemuProcess) kill() {
+	if p.hasExited() {
+		return
+	}
+	unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
+}
+
+func (p *qemuProcess) wait() *os.ProcessState {
+	<-p.exited
+	return p.state
+}
+
+func socketpair(name string) (ours, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s socketpair: %w", name, err)
+	}
+	return os.NewFile(uintptr(fds[0]), name+"-shim"), os.NewFile(uintptr(fds[1]), name+"-qemu"), nil
+}
+
+func lookupCredential(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("qemu user: %w", err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	groups, _ := u.GroupIds()
+	for _, g := range groups {
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+			cred.Groups = append(cred.Groups, uint32(n))
+		}
+	}
+	return cred, nil
+}

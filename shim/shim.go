@@ -1,0 +1,231 @@
+// Package shim is the per-VM process that systemd runs as
+// infinivirt-shim@<uuid>.service. It owns everything about one VM: the QEMU
+// child (watched through a pidfd), its only QMP connection, its TAP device,
+// its control socket and its event log. It never imports the agent, the
+// supervisor or the store.
+package shim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/qmp"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// Config is how the shim's main wires one run.
+type Config struct {
+	VMID       string
+	Layout     vmspec.Layout
+	QEMUBinary string
+	QEMUImg    string
+	// QEMUUser runs QEMU under this account; empty keeps the shim's own.
+	QEMUUser string
+	// StartReason is the reason recorded with "starting" (user, autostart, ...).
+	StartReason api.Reason
+	Logger      *slog.Logger
+	// Notify sends an sd_notify state line; nil sends nothing.
+	Notify func(state string)
+	// PowerdownInterval is how often the shutdown ladder presses the power
+	// button again: presses get lost during boot, and Windows ignores single ones.
+	PowerdownInterval time.Duration
+	// QuitGrace is how long QEMU gets to exit after quit before SIGKILL.
+	QuitGrace time.Duration
+	// BeforeStep lets tests fail or observe a named startup step.
+	BeforeStep func(name string) error
+}
+
+func (c *Config) setDefaults() {
+	if c.QEMUBinary == "" {
+		c.QEMUBinary = "qemu-system-x86_64"
+	}
+	if c.QEMUImg == "" {
+		c.QEMUImg = "qemu-img"
+	}
+	if c.StartReason == "" {
+		c.StartReason = api.ReasonUser
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.Notify == nil {
+		c.Notify = func(string) {}
+	}
+	if c.PowerdownInterval == 0 {
+		c.PowerdownInterval = 5 * time.Second
+	}
+	if c.QuitGrace == 0 {
+		c.QuitGrace = 10 * time.Second
+	}
+}
+
+// intent is what an operator asked for that changes what a guest power-off means.
+type intent int
+
+const (
+	intentNone intent = iota
+	intentPowerOff
+	intentRestart
+	intentForceOff
+)
+
+// Shim runs one VM.
+type Shim struct {
+	cfg Config
+	log *slog.Logger
+
+	spec    *vmspec.Spec
+	events  *eventlog.Log
+	tap     *netdev.TAP
+	qemu    *qemuProcess
+	qmp     *qmp.Client
+	console *console
+	server  *http.Server
+
+	mu        sync.Mutex
+	status    shimapi.Status
+	intent    intent
+	cause     *exitCause // the first recorded reason QEMU is going away
+	ladderOn  bool
+	ioError   bool
+	suspended bool // the operator paused the guest
+	resets    int
+}
+
+// exitCause is why QEMU ends, as decided before it actually exits.
+type exitCause struct {
+	status api.Status
+	reason api.Reason
+	code   int
+	msg    string
+}
+
+// New prepares a shim; nothing happens until Run.
+func New(cfg Config) *Shim {
+	cfg.setDefaults()
+	return &Shim{
+		cfg: cfg,
+		log: cfg.Logger.With(logging.KeyVM, cfg.VMID),
+		status: shimapi.Status{
+			VMID:   cfg.VMID,
+			Status: api.StatusStarting,
+			Reason: cfg.StartReason,
+		},
+	}
+}
+
+// Run brings the VM up and supervises it until QEMU is gone. Cancelling ctx
+// is SIGTERM: it runs the shutdown ladder. The result is the process exit
+// code, which tells systemd how the VM ended (see shimapi).
+func (s *Shim) Run(ctx context.Context) int {
+	if err := s.start(ctx); err != nil {
+		return s.failStart(err)
+	}
+	return s.supervise(ctx)
+}
+
+// failStart records why the VM could not come up and undoes what startup did.
+func (s *Shim) failStart(err error) int {
+	msg := err.Error()
+	if s.qemu != nil {
+		if tail := s.qemu.stderrTail(); tail != "" {
+			msg += ": qemu: " + tail
+		}
+	}
+	s.log.Error("start failed", "ERROR", msg)
+	if s.qemu != nil {
+		s.qemu.kill()
+		s.qemu.wait()
+	}
+	code := shimapi.ExitStartFailed
+	status, reason := api.StatusError, api.ReasonStartFailed
+	if s.wasForced() {
+		code, status, reason = shimapi.ExitForcedOff, api.StatusOff, api.ReasonUser
+	}
+	s.setStatus(status, reason, msg, nil)
+	s.teardown()
+	return code
+}
+
+func (s *Shim) wasForced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.intent == intentForceOff || s.intent == intentPowerOff
+}
+
+// Status returns the shim's current view.
+func (s *Shim) Status() shimapi.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// setStatus records a status change in the event log, tells systemd, and
+// updates the control socket's view. Repeats of the current status and
+// reason are not recorded.
+func (s *Shim) setStatus(st api.Status, reason api.Reason, msg string, exit *api.Event) {
+	s.mu.Lock()
+	if s.status.Status == st && s.status.Reason == reason && exit == nil && s.status.Seq != 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.status.Status, s.status.Reason, s.status.Message = st, reason, msg
+	pid := s.status.QEMUPID
+	s.mu.Unlock()
+
+	e := api.Event{Type: api.EventStatus, Status: st, Reason: reason, Message: msg, QEMUPID: pid}
+	if exit != nil {
+		e.ExitCode, e.Signal = exit.ExitCode, exit.Signal
+	}
+	s.record(e)
+	line := fmt.Sprintf("STATUS=%s (%s)", st, reason)
+	if pid != 0 && st != api.StatusOff && st != api.StatusError {
+		line += fmt.Sprintf(", qemu pid %d", pid)
+	}
+	s.cfg.Notify(line)
+	s.log.Info("status", logging.KeyStatus, string(st), logging.KeyReason, string(reason), "MESSAGE_DETAIL", msg)
+}
+
+// progress records a step of a long operation.
+func (s *Shim) progress(format string, args ...any) {
+	s.record(api.Event{Type: api.EventProgress, Message: fmt.Sprintf(format, args...)})
+}
+
+func (s *Shim) record(e api.Event) {
+	if s.events == nil {
+		return
+	}
+	saved, err := s.events.Append(e)
+	if err != nil {
+		s.log.Error("event log append failed", "ERROR", err.Error())
+		return
+	}
+	s.mu.Lock()
+	s.status.Seq = saved.Seq
+	s.mu.Unlock()
+}
+
+// setCause keeps the first recorded reason QEMU is going away.
+func (s *Shim) setCause(c exitCause) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cause == nil {
+		s.cause = &c
+	}
+}
+
+func (s *Shim) exitCauseLocked() *exitCause {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
+}

@@ -1,0 +1,238 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/qemuimg"
+	"github.com/infinibay/infinivirt/pkg/qmp"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// Step is one named startup step. Steps run in order; the first failure
+// stops startup, and teardown undoes whatever the earlier steps made.
+type Step struct {
+	Name    string
+	Timeout time.Duration
+	Run     func(ctx context.Context) error
+}
+
+// Steps lists startup in order, firecracker-style, so that tests and logs
+// can name each one.
+func (s *Shim) Steps() []Step {
+	return []Step{
+		{"load-spec", 5 * time.Second, s.loadSpec},
+		{"open-event-log", 15 * time.Second, s.openEventLog},
+		{"prepare-runtime-dir", 5 * time.Second, s.prepareRuntimeDir},
+		{"check-disk", 30 * time.Second, s.checkDisk},
+		{"create-tap", 10 * time.Second, s.createTAP},
+		{"start-qemu", 10 * time.Second, s.startQEMU},
+		{"qmp-handshake", 60 * time.Second, s.connectQMP},
+		{"set-display-password", 10 * time.Second, s.setDisplayPassword},
+		{"serve-control-socket", 5 * time.Second, s.serveControl},
+		{"start-cpus", 30 * time.Second, s.startCPUs},
+	}
+}
+
+func (s *Shim) start(ctx context.Context) error {
+	for _, st := range s.Steps() {
+		if err := ctx.Err(); err != nil {
+			s.mu.Lock()
+			s.intent = intentPowerOff
+			s.mu.Unlock()
+			return fmt.Errorf("stopped during startup, before %s", st.Name)
+		}
+		if s.cfg.BeforeStep != nil {
+			if err := s.cfg.BeforeStep(st.Name); err != nil {
+				return fmt.Errorf("%s: %w", st.Name, err)
+			}
+		}
+		began := time.Now()
+		sctx, cancel := context.WithTimeout(ctx, st.Timeout)
+		err := st.Run(sctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", st.Name, err)
+		}
+		s.log.Debug("startup step done", logging.KeyStep, st.Name, "DURATION", time.Since(began).String())
+	}
+	return nil
+}
+
+func (s *Shim) loadSpec(ctx context.Context) error {
+	spec, err := vmspec.Load(s.cfg.Layout.SpecFile(s.cfg.VMID))
+	if err != nil {
+		return err
+	}
+	if spec.ID != s.cfg.VMID {
+		return fmt.Errorf("spec belongs to VM %s, not %s", spec.ID, s.cfg.VMID)
+	}
+	s.spec = spec
+	return nil
+}
+
+func (s *Shim) openEventLog(ctx context.Context) error {
+	l, err := eventlog.Open(ctx, s.cfg.Layout.EventsFile(s.cfg.VMID), s.cfg.VMID)
+	if err != nil {
+		return err
+	}
+	s.events = l
+	s.mu.Lock()
+	s.status.Seq = l.LastSeq()
+	s.status.StartedAt = time.Now().UTC()
+	s.mu.Unlock()
+	s.setStatus(api.StatusStarting, s.cfg.StartReason, "", nil)
+	return nil
+}
+
+func (s *Shim) prepareRuntimeDir(ctx context.Context) error {
+	dir := s.cfg.Layout.RuntimeDir(s.cfg.VMID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// A socket left by a shim that was SIGKILLed before cleanup ran.
+	if err := os.Remove(s.cfg.Layout.ShimSocket(s.cfg.VMID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (s *Shim) checkDisk(ctx context.Context) error {
+	d := s.spec.Disk
+	img := qemuimg.Tool{Binary: s.cfg.QEMUImg}
+	info, err := img.Info(ctx, d.Path, d.Format)
+	if err != nil {
+		return fmt.Errorf("disk %s: %w", d.Path, err)
+	}
+	if err := qemuimg.CheckConfined(info, s.cfg.Layout.VMDir(s.cfg.VMID)); err != nil {
+		return fmt.Errorf("disk %s: %w", d.Path, err)
+	}
+	for field, p := range s.hostFiles() {
+		if _, err := os.Stat(p); err != nil {
+			return api.Invalid(field, "%v", err)
+		}
+	}
+	if s.cfg.QEMUUser != "" {
+		cred, err := lookupCredential(s.cfg.QEMUUser)
+		if err != nil {
+			return err
+		}
+		if err := os.Chown(d.Path, int(cred.Uid), int(cred.Gid)); err != nil {
+			return fmt.Errorf("hand the disk to %s: %w", s.cfg.QEMUUser, err)
+		}
+	}
+	return nil
+}
+
+// hostFiles are files outside the VM directory that QEMU reads.
+func (s *Shim) hostFiles() map[string]string {
+	files := map[string]string{}
+	if s.spec.ISOPath != "" {
+		files["isoPath"] = s.spec.ISOPath
+	}
+	if b := s.spec.Boot; b != nil {
+		files["boot.kernel"] = b.Kernel
+		if b.Initrd != "" {
+			files["boot.initrd"] = b.Initrd
+		}
+	}
+	return files
+}
+
+func (s *Shim) createTAP(ctx context.Context) error {
+	mac, err := netdev.ParseMAC(s.spec.NIC.MAC)
+	if err != nil {
+		return err
+	}
+	queues := s.spec.CPUs
+	if queues > maxQueues {
+		queues = maxQueues
+	}
+	tap, err := netdev.CreateTAP(ctx, netdev.TAPConfig{
+		Name:     netdev.TapName(s.spec.ID),
+		Bridge:   s.spec.NIC.Bridge,
+		GuestMAC: mac,
+		Queues:   queues,
+	})
+	if err != nil {
+		return err
+	}
+	s.tap = tap
+	s.progress("tap %s attached to %s", tap.Name, s.spec.NIC.Bridge)
+	return nil
+}
+
+// maxQueues caps TAP queues: past a few, more queues cost memory and gain little.
+const maxQueues = 8
+
+func (s *Shim) startQEMU(ctx context.Context) error {
+	p, err := startQEMU(s)
+	if err != nil {
+		return err
+	}
+	s.qemu = p
+	s.mu.Lock()
+	s.status.QEMUPID = p.pid
+	s.mu.Unlock()
+	go s.console.pump(s.log)
+	s.progress("qemu started, pid %d", p.pid)
+	return nil
+}
+
+func (s *Shim) connectQMP(ctx context.Context) error {
+	conn, err := net.FileConn(s.qemu.qmpFile)
+	s.qemu.qmpFile.Close()
+	if err != nil {
+		return err
+	}
+	// The handshake also waits for QEMU to finish initialising; if QEMU dies
+	// first, stop waiting at once.
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.qemu.exited:
+			cancel()
+		case <-hctx.Done():
+		}
+	}()
+	c, err := qmp.New(hctx, conn)
+	if err != nil {
+		conn.Close()
+		if s.qemu.hasExited() {
+			return errors.New("qemu exited during startup")
+		}
+		return err
+	}
+	s.qmp = c
+	return nil
+}
+
+func (s *Shim) setDisplayPassword(ctx context.Context) error {
+	d := s.spec.Display
+	display := ""
+	if d.Protocol == "vnc" {
+		display = "default"
+	}
+	if err := s.qmp.SetPassword(ctx, d.Protocol, d.Password, display); err != nil {
+		return fmt.Errorf("set %s password: %w", d.Protocol, err)
+	}
+	return nil
+}
+
+func (s *Shim) startCPUs(ctx context.Context) error {
+	if err := s.qmp.Cont(ctx); err != nil {
+		return err
+	}
+	s.setStatus(api.StatusRunning, api.ReasonBooted, "", nil)
+	s.cfg.Notify("READY=1")
+	return nil
+}

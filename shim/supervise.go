@@ -1,0 +1,284 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/qmp"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+)
+
+// qmpTimeout bounds every QMP command the shim sends on its own.
+const qmpTimeout = 10 * time.Second
+
+// supervise reacts to QMP events, SIGTERM and QEMU's exit, then records how
+// the VM ended and returns the exit code that says so.
+func (s *Shim) supervise(ctx context.Context) int {
+	events, cancel := s.qmp.Subscribe(256)
+	defer cancel()
+	sigterm := ctx.Done()
+	for {
+		select {
+		case <-s.qemu.exited:
+			return s.finish()
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // QMP closed: QEMU is going away; its exit follows.
+				continue
+			}
+			s.handleEvent(ev)
+		case <-sigterm:
+			sigterm = nil
+			s.cfg.Notify("STOPPING=1")
+			s.progress("stop requested by systemd")
+			s.startLadder(intentPowerOff)
+		}
+	}
+}
+
+func (s *Shim) handleEvent(ev qmp.Event) {
+	switch ev.Name {
+	case qmp.EventShutdown:
+		var d qmp.ShutdownData
+		json.Unmarshal(ev.Data, &d)
+		s.onShutdown(d)
+	case qmp.EventReset:
+		s.mu.Lock()
+		s.resets++
+		s.mu.Unlock()
+		s.record(api.Event{Type: api.EventGuest, Message: "RESET"})
+	case qmp.EventStop:
+		s.mu.Lock()
+		suspended, ioErr, going := s.suspended, s.ioError, s.cause != nil
+		s.mu.Unlock()
+		switch {
+		case going:
+		case ioErr:
+			s.setStatus(api.StatusPaused, api.ReasonIOError, "a disk error paused the guest", nil)
+		case suspended:
+			s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
+		default:
+			s.setStatus(api.StatusPaused, api.ReasonUser, "", nil)
+		}
+	case qmp.EventResume:
+		s.mu.Lock()
+		s.ioError, s.suspended = false, false
+		going := s.cause != nil
+		s.mu.Unlock()
+		if !going && s.Status().Status != api.StatusRunning {
+			s.setStatus(api.StatusRunning, api.ReasonUser, "", nil)
+		}
+	case qmp.EventBlockIOError:
+		s.mu.Lock()
+		s.ioError = true
+		s.mu.Unlock()
+		s.record(api.Event{Type: api.EventGuest, Message: "BLOCK_IO_ERROR " + string(ev.Data)})
+	case qmp.EventGuestPanicked:
+		s.setCause(exitCause{api.StatusError, api.ReasonPanicked, shimapi.ExitPanicked, "the guest kernel panicked"})
+		s.quit()
+	case qmp.EventWatchdog:
+		s.record(api.Event{Type: api.EventGuest, Message: "WATCHDOG " + string(ev.Data)})
+	case qmp.EventPowerdown, qmp.EventSuspend, qmp.EventWakeup:
+		s.record(api.Event{Type: api.EventGuest, Message: ev.Name})
+	}
+}
+
+// onShutdown runs when the guest has powered off (QEMU stays up under
+// -no-shutdown, so the shim decides what happens next) or QEMU is quitting.
+func (s *Shim) onShutdown(d qmp.ShutdownData) {
+	s.mu.Lock()
+	in := s.intent
+	s.mu.Unlock()
+	if !d.Guest {
+		return // quit or a signal to QEMU: the cause is already set or exit tells
+	}
+	switch {
+	case d.Reason == "guest-panic":
+		s.setCause(exitCause{api.StatusError, api.ReasonPanicked, shimapi.ExitPanicked, "the guest kernel panicked"})
+	case in == intentRestart:
+		s.restartGuest("the guest powered off")
+		return
+	case in == intentPowerOff:
+		s.setCause(exitCause{api.StatusOff, api.ReasonUser, shimapi.ExitUserPowerOff, "the guest powered off at an ACPI request"})
+	default:
+		s.setCause(exitCause{api.StatusOff, api.ReasonGuestShutdown, shimapi.ExitGuestShutdown, "the guest powered itself off"})
+	}
+	s.quit()
+}
+
+// restartGuest turns a finished ACPI power-off into a fresh boot in the same
+// QEMU: a hardware reset, then the CPUs run again.
+func (s *Shim) restartGuest(why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+	defer cancel()
+	s.mu.Lock()
+	s.intent, s.ladderOn = intentNone, false
+	s.mu.Unlock()
+	if err := s.qmp.SystemReset(ctx); err != nil {
+		s.forceOff("restart failed: " + err.Error())
+		return
+	}
+	if err := s.qmp.Cont(ctx); err != nil {
+		s.forceOff("restart failed: " + err.Error())
+		return
+	}
+	s.setStatus(api.StatusRunning, api.ReasonRestarted, why, nil)
+}
+
+// startLadder presses the ACPI power button now and every interval until
+// the guest is gone; after the VM's timeout it quits QEMU, then kills it.
+func (s *Shim) startLadder(in intent) {
+	s.mu.Lock()
+	if s.intent == intentForceOff || s.cause != nil {
+		s.mu.Unlock()
+		return
+	}
+	if in == intentPowerOff || s.intent != intentPowerOff {
+		s.intent = in
+	}
+	if s.ladderOn {
+		s.mu.Unlock()
+		return
+	}
+	s.ladderOn = true
+	paused := s.status.Status == api.StatusSuspended || s.status.Status == api.StatusPaused
+	s.mu.Unlock()
+
+	timeout := time.Duration(s.spec.ShutdownTimeoutSec) * time.Second
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+		if paused {
+			// A paused guest cannot see the button.
+			s.qmp.Cont(ctx)
+		}
+		cancel()
+		deadline := time.NewTimer(timeout)
+		defer deadline.Stop()
+		tick := time.NewTicker(s.cfg.PowerdownInterval)
+		defer tick.Stop()
+		for presses := 1; ; presses++ {
+			s.pressPowerButton(presses)
+			select {
+			case <-s.qemu.exited:
+				return
+			case <-deadline.C:
+				s.mu.Lock()
+				in := s.intent
+				s.ladderOn = false
+				s.mu.Unlock()
+				if in == intentRestart {
+					s.restartGuest(fmt.Sprintf("the guest ignored ACPI for %s; reset", timeout))
+					return
+				}
+				s.forceOff(fmt.Sprintf("the guest ignored ACPI for %s", timeout))
+				return
+			case <-tick.C:
+				s.mu.Lock()
+				on := s.ladderOn
+				s.mu.Unlock()
+				if !on {
+					return
+				}
+			}
+		}
+	}()
+}
+
+func (s *Shim) pressPowerButton(n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+	defer cancel()
+	if err := s.qmp.SystemPowerdown(ctx); err != nil {
+		s.log.Warn("system_powerdown failed", "ERROR", err.Error())
+		return
+	}
+	s.progress("acpi power button pressed (%d)", n)
+}
+
+// forceOff ends QEMU now: quit, then SIGKILL if it lingers.
+func (s *Shim) forceOff(why string) {
+	s.mu.Lock()
+	s.intent = intentForceOff
+	s.mu.Unlock()
+	s.setCause(exitCause{api.StatusOff, api.ReasonKilled, shimapi.ExitForcedOff, why})
+	s.quit()
+}
+
+// quit asks QEMU to exit and kills it if it has not after QuitGrace.
+func (s *Shim) quit() {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+		s.qmp.Quit(ctx)
+		cancel()
+		select {
+		case <-s.qemu.exited:
+		case <-time.After(s.cfg.QuitGrace):
+			s.log.Warn("qemu ignored quit; killing it")
+			s.qemu.kill()
+		}
+	}()
+}
+
+// finish records how QEMU ended and returns the shim's exit code.
+func (s *Shim) finish() int {
+	ps := s.qemu.wait()
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	cause := s.exitCauseLocked()
+	exit := &api.Event{}
+	if ws.Signaled() {
+		exit.Signal = unix.SignalName(ws.Signal())
+	} else {
+		code := ws.ExitStatus()
+		exit.ExitCode = &code
+	}
+	if cause == nil {
+		switch {
+		case ws.Signaled():
+			cause = &exitCause{api.StatusError, api.ReasonCrashed, shimapi.ExitCrashed,
+				fmt.Sprintf("qemu was killed by %s", exit.Signal)}
+		case ws.ExitStatus() != 0:
+			cause = &exitCause{api.StatusError, api.ReasonCrashed, shimapi.ExitQEMUFailed,
+				fmt.Sprintf("qemu exited with status %d: %s", ws.ExitStatus(), s.qemu.stderrTail())}
+		default:
+			cause = &exitCause{api.StatusError, api.ReasonCrashed, shimapi.ExitQEMUFailed,
+				"qemu exited without a shutdown event"}
+		}
+	}
+	s.setStatus(cause.status, cause.reason, cause.msg, exit)
+	s.teardown()
+	return cause.code
+}
+
+// teardown undoes startup in reverse. The unit's ExecStopPost (cleanup)
+// repeats the parts that matter in case the shim never gets here.
+func (s *Shim) teardown() {
+	if s.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if s.events != nil {
+			// Closing the log ends every event stream after its last entry,
+			// so clients see the final status before the socket goes.
+			s.events.Close()
+		}
+		s.server.Shutdown(ctx)
+		cancel()
+	}
+	if s.events != nil {
+		s.events.Close()
+	}
+	if s.qmp != nil {
+		s.qmp.Close()
+	}
+	if s.console != nil {
+		s.console.Close()
+	}
+	if s.tap != nil {
+		s.tap.Close()
+	}
+	os.RemoveAll(s.cfg.Layout.RuntimeDir(s.cfg.VMID))
+}
