@@ -213,15 +213,26 @@ func (c *Cluster) writeSettings() error {
 
 // DSN is the connection string for pgx and libpq: the superuser, the test
 // database, the socket directory as host, no TLS.
-func (c *Cluster) DSN() string {
+func (c *Cluster) DSN() string { return c.DatabaseDSN(c.opts.Database) }
+
+// DatabaseDSN is DSN for another database of the cluster.
+func (c *Cluster) DatabaseDSN(database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.User(c.opts.User),
-		Host:     "",
-		Path:     "/" + c.opts.Database,
+		Path:     "/" + database,
 		RawQuery: url.Values{"host": {c.dir}, "sslmode": {"disable"}}.Encode(),
 	}
 	return u.String()
+}
+
+// CreateDatabase adds an empty database and returns its DSN, so that tests
+// can share one server and still start from a clean schema.
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
+	if _, err := c.run(ctx, "createdb", "-h", c.dir, "-U", c.opts.User, name); err != nil {
+		return "", err
+	}
+	return c.DatabaseDSN(name), nil
 }
 
 // SocketDir is the directory holding the server's unix socket (.s.PGSQL.5432).

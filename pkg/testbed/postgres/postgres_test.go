@@ -139,6 +139,20 @@ func TestTwoClustersAtOnce(t *testing.T) {
 	}
 }
 
+func TestCreateDatabase(t *testing.T) {
+	c := New(t)
+	dsn, err := c.CreateDatabase(context.Background(), "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := query(t, dsn, "select current_database()"); err != nil || got != "second" {
+		t.Fatalf("connected to %q (%v), want database second", got, err)
+	}
+	if _, err := c.CreateDatabase(context.Background(), "second"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("creating a database twice: %v, want an error saying it exists", err)
+	}
+}
+
 func TestStartFailureCarriesServerLog(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run the server as the postgres user")
