@@ -1,0 +1,159 @@
+package qemuimg
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+// maxChain bounds how deep CheckChain follows backing files.
+const maxChain = 16
+
+// ConfinementError says an image refers to a file outside the storage root.
+type ConfinementError struct {
+	Image  string // the image that refers to the file
+	Kind   string // "backing file", "data file" or "image"
+	Path   string // the reference as written, or the image path
+	Root   string
+	Reason string
+}
+
+func (e *ConfinementError) Error() string {
+	if e.Kind == "image" {
+		return fmt.Sprintf("image %s: %s (root %s)", e.Image, e.Reason, e.Root)
+	}
+	return fmt.Sprintf("%s %q of image %s: %s (root %s)", e.Kind, e.Path, e.Image, e.Reason, e.Root)
+}
+
+// Unwrap classes the error as FailedPrecondition for the API.
+func (e *ConfinementError) Unwrap() error {
+	return &api.Error{Code: api.CodeFailedPrecondition, Message: e.Error()}
+}
+
+// CheckConfined rejects an image whose backing file or data file lies
+// outside root, after resolving relative names against the image's
+// directory and following symlinks. A reference that cannot be resolved
+// (missing file, protocol such as "nbd:") is rejected too, since nobody can
+// vouch for where it leads. info.Filename must be the image's path.
+func CheckConfined(info *Info, root string) error {
+	realRoot, err := resolveRoot(root)
+	if err != nil {
+		return err
+	}
+	refs := []struct{ kind, path string }{
+		{"backing file", info.BackingFile},
+		{"backing file", info.FullBackingFile},
+		{"data file", info.DataFile},
+	}
+	for _, r := range refs {
+		if r.path == "" {
+			continue
+		}
+		if _, err := confinedRef(info.Filename, r.kind, r.path, root, realRoot); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckChain checks that path lies under root and walks its backing chain,
+// checking every image with CheckConfined before opening the next. Every
+// backing file must name its format, which is then never probed. It
+// returns the chain's Info, top image first.
+func (t *Tool) CheckChain(ctx context.Context, path, format, root string, opts ...InfoOption) ([]*Info, error) {
+	realRoot, err := resolveRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := confinedRef(path, "image", path, root, realRoot); err != nil {
+		return nil, err
+	}
+	var chain []*Info
+	for {
+		info, err := t.Info(ctx, path, format, opts...)
+		if err != nil {
+			return chain, err
+		}
+		info.Filename = path // resolve relative references against what we opened
+		chain = append(chain, info)
+		if err := CheckConfined(info, root); err != nil {
+			return chain, err
+		}
+		if info.BackingFile == "" {
+			return chain, nil
+		}
+		if len(chain) == maxChain {
+			return chain, &ConfinementError{Image: path, Kind: "backing file", Path: info.BackingFile, Root: root,
+				Reason: fmt.Sprintf("the backing chain is deeper than %d", maxChain)}
+		}
+		if checkFormat("backingFormat", info.BackingFormat) != nil {
+			return chain, &ConfinementError{Image: path, Kind: "backing file", Path: info.BackingFile, Root: root,
+				Reason: fmt.Sprintf("backing format %q is not qcow2 or raw; formats are never probed", info.BackingFormat)}
+		}
+		next, err := confinedRef(path, "backing file", info.BackingFile, root, realRoot)
+		if err != nil {
+			return chain, err
+		}
+		path, format = next, info.BackingFormat
+	}
+}
+
+func resolveRoot(root string) (string, error) {
+	if !filepath.IsAbs(root) {
+		return "", api.Invalid("root", "must be an absolute path, got %q", root)
+	}
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", api.Invalid("root", "%v", err)
+	}
+	return real, nil
+}
+
+// confinedRef resolves ref (as written in image) and returns its real path
+// if it lies under root both as written and after following symlinks.
+func confinedRef(image, kind, ref, root, realRoot string) (string, error) {
+	fail := func(format string, args ...any) (string, error) {
+		return "", &ConfinementError{Image: image, Kind: kind, Path: ref, Root: root, Reason: fmt.Sprintf(format, args...)}
+	}
+	if strings.ContainsRune(ref, 0) {
+		return fail("contains NUL")
+	}
+	// QEMU reads "proto:rest" as a protocol when the colon comes before
+	// any slash (nbd:, json:, http:).
+	if colon := strings.IndexByte(ref, ':'); colon >= 0 {
+		if slash := strings.IndexByte(ref, '/'); slash < 0 || colon < slash {
+			return fail("names a protocol, not a file")
+		}
+	}
+	p := ref
+	if !filepath.IsAbs(p) {
+		dir, err := filepath.Abs(filepath.Dir(image))
+		if err != nil {
+			return fail("%v", err)
+		}
+		p = filepath.Join(dir, p)
+	}
+	p = filepath.Clean(p)
+	if !within(filepath.Clean(root), p) {
+		return fail("lies outside the root")
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return fail("cannot be resolved: %v", err)
+	}
+	if !within(realRoot, real) {
+		return fail("leads outside the root through a symlink, to %s", real)
+	}
+	return real, nil
+}
+
+// within reports whether p is root or below it; both must be clean.
+func within(root, p string) bool {
+	if root == "/" {
+		return strings.HasPrefix(p, "/")
+	}
+	return p == root || strings.HasPrefix(p, root+"/")
+}
