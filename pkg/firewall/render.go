@@ -1,0 +1,450 @@
+package firewall
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+// Names of what Infinivirt owns in the kernel.
+const (
+	TableName = "infinivirt"
+
+	// Dispatch maps, keyed by TAP name: frames a VM sends (iifname) and
+	// frames to a VM (oifname).
+	mapFromVM = "vm-out"
+	mapToVM   = "vm-in"
+
+	// Base chains. A VM's OUT check and the receiving VM's IN check sit in
+	// two base chains at the forward hook, so that an accept in the first
+	// (which ends only that base chain) still meets the second.
+	chainFromVMForward = "from-vm-forward"
+	chainToVMForward   = "to-vm-forward"
+	chainFromVMInput   = "from-vm-input"
+	chainToVMOutput    = "to-vm-output"
+
+	setICMPRequest = "icmp-request"
+	setICMPReply   = "icmp-reply"
+	setICMPError   = "icmp-error"
+
+	// Bridge filter priorities: the from-VM check runs first.
+	priorityFromVM = -200
+	priorityToVM   = -190
+)
+
+var table = &nftables.Table{Family: nftables.TableFamilyBridge, Name: TableName}
+
+// VM object names.
+func vmChain(id string, d Direction) string {
+	if d == In {
+		return "vm-" + id + "-in"
+	}
+	return "vm-" + id + "-out"
+}
+func vmIPSet(id string) string { return "vm-" + id + "-ips" }
+
+// Counter kinds for what the anti-spoofing rules drop.
+const (
+	CounterSpoofMAC  = "spoof-mac"  // a source MAC other than the VM's
+	CounterSpoofARP  = "spoof-arp"  // ARP claiming another MAC or IP
+	CounterSpoofIP   = "spoof-ip"   // an IPv4 source other than the VM's
+	CounterRogueDHCP = "rogue-dhcp" // DHCP server replies sent by the VM
+)
+
+var counterKinds = []string{CounterSpoofMAC, CounterSpoofARP, CounterSpoofIP, CounterRogueDHCP}
+
+func vmCounter(id, kind string) string { return "vm-" + id + "-" + kind }
+
+func deptPrefix(id string) string { return "dept-" + id + "-" }
+
+func deptChain(id, version string, d Direction, prio int) string {
+	dir := "out"
+	if d == In {
+		dir = "in"
+	}
+	return fmt.Sprintf("%s%s-%s-p%d", deptPrefix(id), version, dir, prio)
+}
+
+// Plan is a rendered piece of the ruleset: the objects a batch writes, in
+// the order the kernel needs them. Text gives its stable textual form.
+type Plan struct {
+	base     bool
+	sets     []*planSet
+	counters []string
+	chains   []*planChain
+	dispatch []dispatchEntry
+	// deptVersions lists the department versions the plan renders.
+	deptVersions map[string]string
+}
+
+type planSet struct {
+	set   *nftables.Set
+	elems []nftables.SetElement
+	// replace flushes the set before adding; shared sets are only added to.
+	replace bool
+}
+
+type planChain struct {
+	chain *nftables.Chain
+	rules []*nftables.Rule
+}
+
+type dispatchEntry struct {
+	vmID, tap string
+}
+
+func (p *Plan) addChain(c *nftables.Chain) *planChain {
+	c.Table = table
+	pc := &planChain{chain: c}
+	p.chains = append(p.chains, pc)
+	return pc
+}
+
+// add appends a rule with a comment saying where it came from.
+func (pc *planChain) add(comment string, exprs ...expr.Any) {
+	r := &nftables.Rule{Table: table, Chain: pc.chain, Exprs: exprs}
+	if comment != "" {
+		r.UserData = userdata.AppendString(nil, userdata.TypeComment, comment)
+	}
+	pc.rules = append(pc.rules, r)
+}
+
+func cat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// renderBase renders the table's fixed skeleton: dispatch maps, ICMP class
+// sets and the four base chains.
+func (p *Plan) renderBase() {
+	p.base = true
+	from, to := dispatchSets()
+	p.sets = append(p.sets, &planSet{set: from}, &planSet{set: to})
+	for _, s := range []struct {
+		name  string
+		types []byte
+	}{{setICMPRequest, icmpRequestTypes}, {setICMPReply, icmpReplyTypes}, {setICMPError, icmpErrorTypes}} {
+		ps := &planSet{set: &nftables.Set{Table: table, Name: s.name, KeyType: nftables.TypeICMPType}}
+		for _, t := range s.types {
+			ps.elems = append(ps.elems, nftables.SetElement{Key: []byte{t}})
+		}
+		p.sets = append(p.sets, ps)
+	}
+	accept := nftables.ChainPolicyAccept
+	base := func(name string, hook nftables.ChainHook, prio int, key expr.MetaKey, m string) {
+		pr := nftables.ChainPriority(prio)
+		pc := p.addChain(&nftables.Chain{Name: name, Hooknum: &hook, Priority: &pr, Type: nftables.ChainTypeFilter, Policy: &accept})
+		pc.add("", meta(key), &expr.Lookup{SourceRegister: reg, SetName: m, DestRegister: 0, IsDestRegSet: true})
+	}
+	base(chainFromVMForward, *nftables.ChainHookForward, priorityFromVM, expr.MetaKeyIIFNAME, mapFromVM)
+	base(chainToVMForward, *nftables.ChainHookForward, priorityToVM, expr.MetaKeyOIFNAME, mapToVM)
+	base(chainFromVMInput, *nftables.ChainHookInput, priorityFromVM, expr.MetaKeyIIFNAME, mapFromVM)
+	base(chainToVMOutput, *nftables.ChainHookOutput, priorityFromVM, expr.MetaKeyOIFNAME, mapToVM)
+}
+
+// departmentVersion names a department's rendering: a digest of everything
+// its shared chains depend on. A changed department gets new chains, so a
+// VM never jumps into chains rendered for another version of its
+// department.
+func departmentVersion(d Department, m Mode) string {
+	b, _ := json.Marshal(struct {
+		Format int
+		D      Department
+		M      Mode
+	}{renderFormat, d, m})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:4])
+}
+
+// renderFormat changes whenever the rendering of a department changes.
+const renderFormat = 1
+
+// band is the department entries of one direction and priority: one shared
+// chain.
+type band struct {
+	dir     Direction
+	prio    int
+	entries []Entry
+}
+
+func departmentBands(d Department, m Mode) []band {
+	entries := departmentEntries(d, m.Stateless)
+	sortEntries(entries)
+	var out []band
+	for _, dir := range []Direction{Out, In} {
+		for _, e := range entries {
+			if e.Dir != dir {
+				continue
+			}
+			if n := len(out); n > 0 && out[n-1].dir == dir && out[n-1].prio == e.priority() {
+				out[n-1].entries = append(out[n-1].entries, e)
+				continue
+			}
+			out = append(out, band{dir: dir, prio: e.priority(), entries: []Entry{e}})
+		}
+	}
+	return out
+}
+
+// entryComment tags a kernel rule with the rule it comes from.
+func entryComment(e Entry) string {
+	id := e.Rule.ID
+	if id == "" {
+		id = "#" + fmt.Sprint(e.key.index)
+	}
+	c := string(e.Origin) + ":" + id
+	if e.Reply {
+		c += ":reply"
+	}
+	return c
+}
+
+func (pc *planChain) addEntry(e Entry, m Mode) {
+	for _, match := range entryMatches(e, m) {
+		pc.add(entryComment(e), cat(match, actionExprs(e.Rule.Action, e.Rule.Protocol))...)
+	}
+}
+
+// renderDepartment renders the department's shared chains, one per
+// direction and priority, and returns their bands.
+func (p *Plan) renderDepartment(d Department, m Mode) (string, []band) {
+	version := departmentVersion(d, m)
+	bands := departmentBands(d, m)
+	for _, b := range bands {
+		pc := p.addChain(&nftables.Chain{Name: deptChain(d.ID, version, b.dir, b.prio)})
+		for _, e := range b.entries {
+			pc.addEntry(e, m)
+		}
+	}
+	if p.deptVersions == nil {
+		p.deptVersions = map[string]string{}
+	}
+	p.deptVersions[d.ID] = version
+	return version, bands
+}
+
+// renderVM renders one VM's set, counters, chains and dispatch entries.
+func (p *Plan) renderVM(d Department, version string, bands []band, v VM, m Mode) {
+	mac, _ := parseUnicastMAC(v.MAC)
+	ips := &planSet{set: &nftables.Set{Table: table, Name: vmIPSet(v.ID), KeyType: nftables.TypeIPAddr}, replace: true}
+	for _, a := range v.IPs {
+		b := a.As4()
+		ips.elems = append(ips.elems, nftables.SetElement{Key: b[:]})
+	}
+	p.sets = append(p.sets, ips)
+	for _, k := range counterKinds {
+		p.counters = append(p.counters, vmCounter(v.ID, k))
+	}
+
+	eff := ComputeEffective(d, v, m.Stateless)
+	out := p.addChain(&nftables.Chain{Name: vmChain(v.ID, Out)})
+	in := p.addChain(&nftables.Chain{Name: vmChain(v.ID, In)})
+	p.renderGuards(out, in, v, mac)
+	for _, c := range []struct {
+		pc      *planChain
+		dir     Direction
+		entries []Entry
+	}{{out, Out, eff.Out}, {in, In, eff.In}} {
+		renderMerged(c.pc, d, version, bands, c.dir, c.entries, m)
+		c.pc.add("policy:"+string(d.Policy.Policy), actionExprs(eff.Terminal, All)...)
+	}
+	p.dispatch = append(p.dispatch, dispatchEntry{vmID: v.ID, tap: v.TAP})
+}
+
+// renderGuards writes the always-on rules: anti-spoofing and DHCP for the
+// VM's own TAP, and ARP, which every policy lets through once it passed.
+func (p *Plan) renderGuards(out, in *planChain, v VM, mac net.HardwareAddr) {
+	spoof := func(kind string) []expr.Any {
+		return []expr.Any{namedCounter(vmCounter(v.ID, kind)), verdict(expr.VerdictDrop)}
+	}
+	out.add("guard:mac", cat([]expr.Any{load(expr.PayloadBaseLLHeader, 6, 6), cmp(expr.CmpOpNeq, mac)}, spoof(CounterSpoofMAC))...)
+	arp := matchEtherType(etherARP)
+	out.add("guard:arp-mac", cat(arp, []expr.Any{load(expr.PayloadBaseNetworkHeader, 8, 6), cmp(expr.CmpOpNeq, mac)},
+		spoof(CounterSpoofARP))...)
+	known := len(v.IPs) > 0
+	if known {
+		// An ARP probe (sender 0.0.0.0) claims nothing, so it may pass.
+		out.add("guard:arp-ip", cat(arp, []expr.Any{
+			load(expr.PayloadBaseNetworkHeader, 14, 4), cmp(expr.CmpOpNeq, make([]byte, 4)),
+			load(expr.PayloadBaseNetworkHeader, 14, 4), &expr.Lookup{SourceRegister: reg, SetName: vmIPSet(v.ID), Invert: true},
+		}, spoof(CounterSpoofARP))...)
+	}
+	out.add("guard:arp", cat(arp, []expr.Any{verdict(expr.VerdictAccept)})...)
+	dhcp := func(sport, dport int) []expr.Any {
+		return cat(matchL4(protoUDP), matchPorts(0, PortRange{sport, sport}), matchPorts(2, PortRange{dport, dport}))
+	}
+	out.add("guard:dhcp-server", cat(dhcp(67, 68), spoof(CounterRogueDHCP))...)
+	out.add("guard:dhcp-client", cat(dhcp(68, 67), []expr.Any{verdict(expr.VerdictAccept)})...)
+	if known {
+		out.add("guard:ip", cat(matchEtherType(etherIPv4), []expr.Any{
+			load(expr.PayloadBaseNetworkHeader, 12, 4), &expr.Lookup{SourceRegister: reg, SetName: vmIPSet(v.ID), Invert: true},
+		}, spoof(CounterSpoofIP))...)
+	}
+	in.add("guard:arp", cat(arp, []expr.Any{verdict(expr.VerdictAccept)})...)
+	in.add("guard:dhcp-server", cat(dhcp(67, 68), []expr.Any{verdict(expr.VerdictAccept)})...)
+}
+
+// renderMerged writes a VM's merged list for one direction: its own entries
+// inline, and for each department band either one jump to the shared chain
+// or, when the VM overrides part of the band, the rest of the band inline.
+func renderMerged(pc *planChain, d Department, version string, bands []band, dir Direction, entries []Entry, m Mode) {
+	have := map[entryKey]bool{}
+	for _, e := range entries {
+		have[e.key] = true
+	}
+	done := map[int]bool{}
+	for _, e := range entries {
+		if !e.Origin.IsDepartment() {
+			pc.addEntry(e, m)
+			continue
+		}
+		bi := bandOf(bands, dir, e.priority())
+		if done[bi] {
+			continue
+		}
+		done[bi] = true
+		b := bands[bi]
+		whole := true
+		for _, be := range b.entries {
+			whole = whole && have[be.key]
+		}
+		if whole {
+			pc.add("", jump(deptChain(d.ID, version, dir, b.prio)))
+			continue
+		}
+		for _, be := range b.entries {
+			if have[be.key] {
+				pc.addEntry(be, m)
+			}
+		}
+	}
+}
+
+func bandOf(bands []band, dir Direction, prio int) int {
+	for i, b := range bands {
+		if b.dir == dir && b.prio == prio {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("firewall: no department band for %s priority %d", dir, prio))
+}
+
+// Render checks the department and VMs against the mode and renders them:
+// the table skeleton, the department's shared chains and each VM's chains
+// and dispatch entries.
+func Render(m Mode, d Department, vms ...VM) (*Plan, error) {
+	if err := m.CheckDepartment(d); err != nil {
+		return nil, prefixField(err, "department")
+	}
+	seen := map[string]int{}
+	taps := map[string]int{}
+	for i, v := range vms {
+		if err := m.CheckVM(v); err != nil {
+			return nil, prefixField(err, fmt.Sprintf("vms[%d]", i))
+		}
+		if j, dup := seen[v.ID]; dup {
+			return nil, prefixField(api.Invalid("id", "%q is also vms[%d]", v.ID, j), fmt.Sprintf("vms[%d]", i))
+		}
+		if j, dup := taps[v.TAP]; dup {
+			return nil, prefixField(api.Invalid("tap", "%q is also the TAP of vms[%d]", v.TAP, j), fmt.Sprintf("vms[%d]", i))
+		}
+		seen[v.ID], taps[v.TAP] = i, i
+	}
+	p := &Plan{}
+	p.renderBase()
+	version, bands := p.renderDepartment(d, m)
+	for _, v := range vms {
+		p.renderVM(d, version, bands, v, m)
+	}
+	return p, nil
+}
+
+// Text is the plan's stable textual form: what the goldens hold and what
+// the read-back is compared with.
+func (p *Plan) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table bridge %s\n", TableName)
+	for _, s := range p.sets {
+		writeSet(&b, s.set, s.elems)
+	}
+	for _, c := range p.counters {
+		fmt.Fprintf(&b, "counter %s\n", c)
+	}
+	for _, c := range p.chains {
+		writeChain(&b, c.chain, c.rules)
+	}
+	if len(p.dispatch) > 0 {
+		b.WriteString("dispatch\n")
+		for _, d := range p.dispatch {
+			fmt.Fprintf(&b, "\t%s @%s: jump %s, @%s: jump %s\n", quote(d.tap), mapFromVM, vmChain(d.vmID, Out), mapToVM, vmChain(d.vmID, In))
+		}
+	}
+	return b.String()
+}
+
+func writeSet(b *strings.Builder, s *nftables.Set, elems []nftables.SetElement) {
+	kind := "set"
+	typ := s.KeyType.Name
+	if s.IsMap {
+		kind = "map"
+		typ += " : " + s.DataType.Name
+	}
+	fmt.Fprintf(b, "%s %s { type %s }\n", kind, s.Name, typ)
+	if len(elems) == 0 {
+		return
+	}
+	vk := kindOfSetKey(s.KeyType)
+	var vals []string
+	for _, e := range elems {
+		vals = append(vals, formatValue(vk, e.Key))
+	}
+	sort.Strings(vals)
+	fmt.Fprintf(b, "\telements %s\n", strings.Join(vals, ", "))
+}
+
+func writeChain(b *strings.Builder, c *nftables.Chain, rules []*nftables.Rule) {
+	fmt.Fprintf(b, "chain %s", c.Name)
+	if c.Hooknum != nil {
+		fmt.Fprintf(b, " { hook %s priority %d policy %s }", hookName(*c.Hooknum), int32(*c.Priority), policyName(c.Policy))
+	}
+	b.WriteString("\n")
+	for _, r := range rules {
+		fmt.Fprintf(b, "\t%s\n", RuleText(r))
+	}
+}
+
+func hookName(h nftables.ChainHook) string {
+	switch h {
+	case *nftables.ChainHookPrerouting:
+		return "prerouting"
+	case *nftables.ChainHookInput:
+		return "input"
+	case *nftables.ChainHookForward:
+		return "forward"
+	case *nftables.ChainHookOutput:
+		return "output"
+	case *nftables.ChainHookPostrouting:
+		return "postrouting"
+	}
+	return fmt.Sprintf("hook%d", h)
+}
+
+func policyName(p *nftables.ChainPolicy) string {
+	if p != nil && *p == nftables.ChainPolicyDrop {
+		return "drop"
+	}
+	return "accept"
+}

@@ -1,0 +1,322 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+// Preset is a service toggle: switched on, it accepts inbound TCP to the
+// service's ports.
+type Preset string
+
+const (
+	PresetSSH   Preset = "ssh"
+	PresetHTTP  Preset = "http"
+	PresetHTTPS Preset = "https"
+	PresetRDP   Preset = "rdp"
+	PresetVNC   Preset = "vnc"
+)
+
+// presetPorts lists the presets in a fixed order with their TCP ports.
+var presetPorts = []struct {
+	preset     Preset
+	start, end int
+}{
+	{PresetSSH, 22, 22},
+	{PresetHTTP, 80, 80},
+	{PresetHTTPS, 443, 443},
+	{PresetRDP, 3389, 3389},
+	{PresetVNC, 5900, 5999},
+}
+
+// Presets lists every known preset in a fixed order.
+func Presets() []Preset {
+	out := make([]Preset, len(presetPorts))
+	for i, p := range presetPorts {
+		out[i] = p.preset
+	}
+	return out
+}
+
+// Rule is the rule the preset stands for.
+func (p Preset) Rule() (Rule, bool) {
+	for _, pp := range presetPorts {
+		if pp.preset == p {
+			return Rule{
+				ID:           "preset:" + string(p),
+				Name:         "Preset " + strings.ToUpper(string(p)),
+				Action:       Accept,
+				Direction:    In,
+				Priority:     PresetPriority,
+				Protocol:     TCP,
+				DstPortStart: pp.start,
+				DstPortEnd:   pp.end,
+			}, true
+		}
+	}
+	return Rule{}, false
+}
+
+// RuleSet is the rules and preset toggles of a department or of one VM.
+type RuleSet struct {
+	Rules   []Rule   `json:"rules"`
+	Presets []Preset `json:"presets,omitempty"`
+}
+
+// Validate checks every rule and preset. Fields are named with their index
+// path, for example "rules[2].dstPortEnd".
+func (s RuleSet) Validate() error {
+	if len(s.Rules) > maxRulesPerSet {
+		return api.Invalid("rules", "at most %d rules, got %d", maxRulesPerSet, len(s.Rules))
+	}
+	ids := map[string]int{}
+	for i, r := range s.Rules {
+		if err := r.Validate(); err != nil {
+			return prefixField(err, fmt.Sprintf("rules[%d]", i))
+		}
+		if r.ID == "" {
+			continue
+		}
+		if j, dup := ids[r.ID]; dup {
+			return api.Invalid(fmt.Sprintf("rules[%d].id", i), "%q is already used by rules[%d]", r.ID, j)
+		}
+		ids[r.ID] = i
+	}
+	seen := map[Preset]bool{}
+	for i, p := range s.Presets {
+		field := fmt.Sprintf("presets[%d]", i)
+		if _, ok := p.Rule(); !ok {
+			return api.Invalid(field, "must be one of %s, got %q", presetList(), p)
+		}
+		if seen[p] {
+			return api.Invalid(field, "%q is listed twice", p)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+func presetList() string {
+	var s []string
+	for _, p := range Presets() {
+		s = append(s, string(p))
+	}
+	return strings.Join(s, ", ")
+}
+
+// presetRules returns the rules of the switched-on presets in a fixed
+// order, whatever order the toggles came in.
+func (s RuleSet) presetRules() []Rule {
+	var out []Rule
+	for _, p := range Presets() {
+		for _, on := range s.Presets {
+			if on == p {
+				r, _ := p.Rule()
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// prefixField puts path in front of the field of an *api.Error.
+func prefixField(err error, path string) error {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	c := *e
+	if c.Field == "" {
+		c.Field = path
+	} else {
+		c.Field = path + "." + c.Field
+	}
+	return &c
+}
+
+// Policy is a department's default stance.
+type Policy string
+
+const (
+	BlockAll Policy = "BLOCK_ALL"
+	AllowAll Policy = "ALLOW_ALL"
+)
+
+// DefaultConfig is the set of rules a policy comes with.
+type DefaultConfig string
+
+const (
+	// BLOCK_ALL configs.
+	AllowInternet   DefaultConfig = "allow_internet"
+	AllowOutbound   DefaultConfig = "allow_outbound"
+	BlockAllTraffic DefaultConfig = "block_all"
+	// ALLOW_ALL configs.
+	BlockSSH       DefaultConfig = "block_ssh"
+	BlockSMB       DefaultConfig = "block_smb"
+	BlockDatabases DefaultConfig = "block_databases"
+	NoDefaults     DefaultConfig = "none"
+)
+
+// DepartmentPolicy is Infinibay's department firewall policy.
+type DepartmentPolicy struct {
+	Policy        Policy        `json:"policy"`
+	DefaultConfig DefaultConfig `json:"defaultConfig"`
+}
+
+// Validate checks that the policy is known and its config belongs to it.
+func (p DepartmentPolicy) Validate() error {
+	var allowed []DefaultConfig
+	switch p.Policy {
+	case BlockAll:
+		allowed = []DefaultConfig{AllowInternet, AllowOutbound, BlockAllTraffic}
+	case AllowAll:
+		allowed = []DefaultConfig{BlockSSH, BlockSMB, BlockDatabases, NoDefaults}
+	default:
+		return api.Invalid("policy", "must be BLOCK_ALL or ALLOW_ALL, got %q", p.Policy)
+	}
+	for _, c := range allowed {
+		if c == p.DefaultConfig {
+			return nil
+		}
+	}
+	var names []string
+	for _, c := range allowed {
+		names = append(names, string(c))
+	}
+	return api.Invalid("defaultConfig", "%s takes %s, got %q", p.Policy, strings.Join(names, ", "), p.DefaultConfig)
+}
+
+// Terminal is the action that ends every VM chain under this policy.
+func (p DepartmentPolicy) Terminal() Action {
+	if p.Policy == AllowAll {
+		return Accept
+	}
+	return Drop
+}
+
+// DefaultRules are the rules the policy's default config stands for.
+func (p DepartmentPolicy) DefaultRules() []Rule {
+	out := func(id, name string, proto Protocol, port int) Rule {
+		return Rule{ID: "default:" + id, Name: name, Action: Accept, Direction: Out, Priority: DefaultConfigPriority,
+			Protocol: proto, DstPortStart: port}
+	}
+	block := func(id, name string, proto Protocol, start, end int) Rule {
+		return Rule{ID: "default:" + id, Name: name, Action: Drop, Direction: In, Priority: DefaultConfigPriority,
+			Protocol: proto, DstPortStart: start, DstPortEnd: end}
+	}
+	switch p.DefaultConfig {
+	case AllowInternet:
+		return []Rule{
+			out("dns-udp", "Allow DNS", UDP, 53),
+			out("dns-tcp", "Allow DNS over TCP", TCP, 53),
+			out("http", "Allow HTTP", TCP, 80),
+			out("https", "Allow HTTPS", TCP, 443),
+			out("ntp", "Allow NTP", UDP, 123),
+		}
+	case AllowOutbound:
+		return []Rule{{ID: "default:outbound", Name: "Allow all outbound", Action: Accept, Direction: Out,
+			Priority: DefaultConfigPriority, Protocol: All}}
+	case BlockSSH:
+		return []Rule{block("ssh", "Block SSH", TCP, 22, 22), block("ftp", "Block FTP", TCP, 21, 21)}
+	case BlockSMB:
+		return []Rule{
+			block("smb", "Block SMB", TCP, 445, 445),
+			block("netbios-tcp", "Block NetBIOS", TCP, 137, 139),
+			block("netbios-udp", "Block NetBIOS", UDP, 137, 139),
+		}
+	case BlockDatabases:
+		return []Rule{
+			block("mysql", "Block MySQL", TCP, 3306, 3306),
+			block("postgresql", "Block PostgreSQL", TCP, 5432, 5432),
+			block("mssql", "Block SQL Server", TCP, 1433, 1433),
+			block("mongodb", "Block MongoDB", TCP, 27017, 27017),
+			block("redis", "Block Redis", TCP, 6379, 6379),
+			block("elasticsearch", "Block Elasticsearch", TCP, 9200, 9300),
+		}
+	}
+	return nil
+}
+
+// Department is what the firewall needs to know about a department.
+type Department struct {
+	ID      string           `json:"id"`
+	Policy  DepartmentPolicy `json:"policy"`
+	RuleSet RuleSet          `json:"ruleSet"`
+}
+
+var objectIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// Validate checks the department's ID, policy and rules.
+func (d Department) Validate() error {
+	if !objectIDRE.MatchString(d.ID) {
+		return api.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", d.ID)
+	}
+	if err := d.Policy.Validate(); err != nil {
+		return prefixField(err, "policy")
+	}
+	if err := d.RuleSet.Validate(); err != nil {
+		return prefixField(err, "ruleSet")
+	}
+	return nil
+}
+
+// VM is what the firewall needs to know about one VM's NIC and rules.
+type VM struct {
+	ID  string `json:"id"`
+	TAP string `json:"tap"` // the TAP device on the bridge
+	MAC string `json:"mac"` // the only source MAC the VM may send from
+	// IPs are the VM's IPv4 addresses once known (from DHCP leases or the
+	// guest agent). When empty, ARP and IP source checks are off.
+	IPs     []netip.Addr `json:"ips,omitempty"`
+	RuleSet RuleSet      `json:"ruleSet"`
+}
+
+var tapRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+
+// Validate checks the VM's identity, NIC and rules.
+func (v VM) Validate() error {
+	if !objectIDRE.MatchString(v.ID) {
+		return api.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", v.ID)
+	}
+	if !tapRE.MatchString(v.TAP) {
+		return api.Invalid("tap", "must be an interface name of 1-15 letters, digits, '_', '.' or '-', got %q", v.TAP)
+	}
+	if _, err := parseUnicastMAC(v.MAC); err != nil {
+		return api.Invalid("mac", "%s", err.Error())
+	}
+	seen := map[netip.Addr]bool{}
+	for i, a := range v.IPs {
+		field := fmt.Sprintf("ips[%d]", i)
+		if !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return api.Invalid(field, "must be a unicast IPv4 address, got %q", a)
+		}
+		if seen[a] {
+			return api.Invalid(field, "%s is listed twice", a)
+		}
+		seen[a] = true
+	}
+	if err := v.RuleSet.Validate(); err != nil {
+		return prefixField(err, "ruleSet")
+	}
+	return nil
+}
+
+func parseUnicastMAC(s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(s)
+	if err != nil || len(mac) != 6 || len(s) != 17 {
+		return nil, fmt.Errorf("%q is not a MAC address of six colon-separated hex pairs", s)
+	}
+	if mac[0]&1 == 1 {
+		return nil, fmt.Errorf("%q is multicast; a NIC needs a unicast address", s)
+	}
+	if string(mac) == string(make([]byte, 6)) {
+		return nil, fmt.Errorf("%q is all zeros", s)
+	}
+	return mac, nil
+}
