@@ -140,15 +140,16 @@ func (s *Store) ApplyEvents(ctx context.Context, vmID string, events []api.Event
 
 	return s.do(ctx, "ApplyEvents", id, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, insertEventsSQL, id, cols.seq, cols.at, cols.typ, cols.status,
-				cols.reason, cols.message, cols.qemuPID, cols.exitCode, cols.signal); err != nil {
-				return err
-			}
+			// Both statements go in one round trip; the insert runs first.
+			b := &pgx.Batch{}
+			b.Queue(insertEventsSQL, id, cols.seq, cols.at, cols.typ, cols.status,
+				cols.reason, cols.message, cols.qemuPID, cols.exitCode, cols.signal)
 			if newest != nil {
-				if _, err := tx.Exec(ctx, applyStatusSQL, id, string(newest.Status), nullText(string(newest.Reason)),
-					nullText(newest.Message), nullPID(newest.QEMUPID), int64(newest.Seq)); err != nil {
-					return err
-				}
+				b.Queue(applyStatusSQL, id, string(newest.Status), nullText(string(newest.Reason)),
+					nullText(newest.Message), nullPID(newest.QEMUPID), int64(newest.Seq))
+			}
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
 			}
 			if s.beforeCommit != nil {
 				s.beforeCommit()

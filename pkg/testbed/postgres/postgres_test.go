@@ -98,8 +98,10 @@ func TestClusterLifecycle(t *testing.T) {
 // and that is not root, must still reach the server.
 func TestSocketReachableFromOtherNamespaceAndUser(t *testing.T) {
 	c := New(t)
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare (util-linux) not installed")
+	for _, tool := range []string{"unshare", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s (util-linux) not installed", tool)
+		}
 	}
 	nobody, err := lookupCredential("nobody")
 	if err != nil {
