@@ -541,6 +541,12 @@ func TestUnavailableWhileDatabaseDown(t *testing.T) {
 		}
 	}
 
+	// The driver's error stays reachable under the class.
+	var ce *pgconn.ConnectError
+	if err := s.Ping(ctxT(t)); !errors.As(err, &ce) {
+		t.Errorf("Ping with the server down: %v does not wrap a *pgconn.ConnectError", err)
+	}
+
 	if err := c.StartServer(); err != nil {
 		t.Fatal(err)
 	}
