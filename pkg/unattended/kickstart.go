@@ -78,19 +78,18 @@ func (g gen) fedoraKickstart(cfg InstallConfig) ([]byte, error) {
 		// section (%%end) or the here-document.
 		run := "#!/bin/sh\nset -e\n"
 		for _, s := range steps {
-			writeBase64File(w, s.path, []byte(s.content))
+			writeBase64File(w, s.path, []byte(s.content), "0700")
 			run += shJoin(s.argv) + "\n"
 		}
-		writeBase64File(w, FirstBootDir+"/run", []byte(run))
-		writeBase64File(w, "/etc/systemd/system/infinivirt-firstboot.service", []byte(firstBootUnit))
-		w("chmod 0644 /etc/systemd/system/infinivirt-firstboot.service")
+		writeBase64File(w, FirstBootDir+"/run", []byte(run), "0700")
+		writeBase64File(w, "/etc/systemd/system/infinivirt-firstboot.service", []byte(firstBootUnit), "0644")
 		w("systemctl enable infinivirt-firstboot.service")
 		w("%%end")
 	}
 	return []byte(b.String()), nil
 }
 
-func writeBase64File(w func(string, ...any), path string, data []byte) {
+func writeBase64File(w func(string, ...any), path string, data []byte, mode string) {
 	w("base64 -d > %s <<'%s'", shQuote(path), heredocEnd)
 	enc := base64.StdEncoding.EncodeToString(data)
 	for len(enc) > 76 {
@@ -101,7 +100,7 @@ func writeBase64File(w func(string, ...any), path string, data []byte) {
 		w("%s", enc)
 	}
 	w("%s", heredocEnd)
-	w("chmod 0700 %s", shQuote(path))
+	w("chmod %s %s", mode, shQuote(path))
 }
 
 // shQuote quotes s for a POSIX shell and for kickstart, whose parser splits

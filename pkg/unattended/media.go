@@ -88,3 +88,21 @@ func BuildAnswerISOWithOptions(ctx context.Context, osName string, cfg InstallCo
 	}
 	return nil
 }
+
+// BuildCloudConfigISO writes a CIDATA ISO with CloudConfig's user-data and
+// its meta-data, for guests that run cloud-init themselves (cloud images).
+// Like BuildAnswerISO it validates first and creates nothing on error.
+func BuildCloudConfigISO(ctx context.Context, cfg InstallConfig, opts CloudOptions, dstPath string) error {
+	ud, err := CloudConfig(cfg, opts)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(filepath.Dir(dstPath)); err != nil || !fi.IsDir() {
+		return api.NotFound("directory for the answer ISO %s does not exist", filepath.Dir(dstPath))
+	}
+	files := []isoimage.File{{Path: "user-data", Data: ud}, {Path: "meta-data", Data: metaData(cfg.Hostname, ud)}}
+	if err := isoimage.Write(ctx, dstPath, isoimage.Options{Label: LabelNoCloud}, files); err != nil {
+		return fmt.Errorf("unattended: cloud-config ISO: %w", err)
+	}
+	return nil
+}
