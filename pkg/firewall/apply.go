@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -42,6 +43,9 @@ type Firewall struct {
 	netns     int
 	failBatch func(string) bool
 	mu        sync.Mutex // one operation at a time from this value
+	// changes counts the change batches sent (not probes, fail-closed
+	// drops or pruning), so tests can see that a change is one batch.
+	changes atomic.Int64
 }
 
 // New probes the kernel (unless opts.Caps is set) and returns a Firewall.
@@ -87,6 +91,9 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 // shared chains it jumps to, in one batch. It is what a VM start or a VM
 // rule edit does. Bad input changes nothing in the kernel.
 func (f *Firewall) ApplyVM(ctx context.Context, d Department, v VM) error {
+	if err := f.mode.CheckVM(v); err != nil {
+		return prefixField(err, "vm")
+	}
 	p, err := Render(f.mode, d, v)
 	if err != nil {
 		return err
@@ -141,6 +148,7 @@ func (f *Firewall) write(ctx context.Context, op string, p *Plan) error {
 		c.AddRule(&nftables.Rule{Table: table, Chain: &nftables.Chain{Name: chainFromVMForward, Table: table},
 			Exprs: []expr.Any{jump("injected-fault-missing-chain")}})
 	}
+	f.changes.Add(1)
 	if err := c.flush(ctx); err != nil {
 		return fmt.Errorf("batch refused by the kernel: %w", err)
 	}

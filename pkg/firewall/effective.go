@@ -190,18 +190,35 @@ func departmentEntries(d Department, stateless bool) []Entry {
 	if !stateless {
 		return entries
 	}
-	return withReplies(entries)
+	return withReplies(entries, d.Policy)
 }
 
 // withReplies swaps the established rule for the replies of the entries.
-func withReplies(entries []Entry) []Entry {
+// Under ALLOW_ALL the terminal accept lets everything through, so its TCP
+// and ICMP replies join them; its UDP replies would be every datagram and
+// would undo any DROP rule on UDP, so they do not (see STATELESS.md).
+func withReplies(entries []Entry, p DepartmentPolicy) []Entry {
 	var out []Entry
+	hadEstablished := false
 	for _, e := range entries {
-		if e.Rule.ID != EstablishedRuleID {
-			out = append(out, e)
+		if e.Rule.ID == EstablishedRuleID {
+			hadEstablished = true
+			continue
+		}
+		out = append(out, e)
+	}
+	rs := replies(out)
+	if hadEstablished && p.Terminal() == Accept {
+		for i, proto := range []Protocol{TCP, ICMP} {
+			r := Rule{ID: "terminal:" + string(proto), Name: "Replies under ALLOW_ALL", Action: Accept, Direction: InOut,
+				Priority: EstablishedPriority, Protocol: proto}
+			for _, d := range halves(r) {
+				rs = append(rs, Entry{Rule: r, Origin: FromPolicy, Dir: opposite(d), Reply: true, seq: -2 + i,
+					key: entryKey{origin: FromPolicy, index: -1 - i, dir: opposite(d), reply: true}})
+			}
 		}
 	}
-	return append(out, replies(out)...)
+	return append(out, rs...)
 }
 
 // ComputeEffective merges a department's rules (policy, rules, presets)
@@ -213,7 +230,7 @@ func ComputeEffective(d Department, v VM, stateless bool) Effective {
 	dept, overridden := ApplyOverrides(directEntries(departmentRules(d)), directEntries(vmRules(v)))
 	vm := directEntries(vmRules(v))
 	if stateless {
-		dept, vm = withReplies(dept), withReplies(vm)
+		dept, vm = withReplies(dept, d.Policy), withReplies(vm, d.Policy)
 	}
 	all := append(append([]Entry{}, vm...), dept...)
 	sortEntries(all)

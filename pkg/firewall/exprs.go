@@ -81,7 +81,7 @@ func matchL4(proto byte) []expr.Any {
 // matchPrefix matches an IPv4 header address (offset 12 source, 16
 // destination) against a prefix; /0 matches anything and adds nothing.
 func matchPrefix(off uint32, p netip.Prefix) []expr.Any {
-	if p.Bits() == 0 {
+	if !p.IsValid() || p.Bits() == 0 {
 		return nil
 	}
 	a := p.Addr().As4()

@@ -40,13 +40,3 @@ func TestProbeThisKernel(t *testing.T) {
 	}
 }
 
-func TestLiveSketch(t *testing.T) {
-	f, ns := liveFirewall(t, Options{})
-	d := Department{ID: "eng", Policy: DepartmentPolicy{BlockAll, AllowOutbound}}
-	v := testVM("a", "ivtaaaa", "52:54:00:00:00:0a", "10.0.0.1")
-	v.RuleSet.Presets = []Preset{PresetSSH}
-	if err := f.ApplyVM(testCtx(t), d, v); err != nil {
-		t.Fatal(err)
-	}
-	t.Log(ns.Run(t, "nft", "list", "table", "bridge", "infinivirt"))
-}

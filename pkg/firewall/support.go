@@ -74,6 +74,15 @@ func (m Mode) CheckRule(r Rule) error {
 	return nil
 }
 
+// CheckRuleSet validates a rule set and checks each rule against the mode,
+// naming fields like "rules[2].connectionState".
+func (m Mode) CheckRuleSet(s RuleSet) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	return m.checkSet(s)
+}
+
 // checkSet checks every rule of a rule set against the mode.
 func (m Mode) checkSet(s RuleSet) error {
 	for i, r := range s.Rules {

@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -162,3 +164,79 @@ func AddGuest(t testing.TB, host *NS, bridge, port, mac, cidr string) *Guest {
 	g.Run(t, "ip", "link", "set", "eth0", "up")
 	return &Guest{NS: g, Port: port, MAC: mac, IP: strings.SplitN(cidr, "/", 2)[0]}
 }
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// rawSocket opens an AF_PACKET socket bound to ifname inside n.
+func (n *NS) rawSocket(ifname string) (int, error) {
+	fd := -1
+	err := n.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		s, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(s, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+			unix.Close(s)
+			return err
+		}
+		fd = s
+		return nil
+	})
+	return fd, err
+}
+
+// SendFrame sends one Ethernet frame, as built by the caller, out of ifname.
+func (n *NS) SendFrame(ifname string, frame []byte) error {
+	fd, err := n.rawSocket(ifname)
+	if err != nil {
+		return fmt.Errorf("raw socket on %s in %s: %w", ifname, n.Name, err)
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, frame)
+	return err
+}
+
+// Capture receives every frame that reaches an interface.
+type Capture struct{ fd int }
+
+// Capture starts receiving the frames of ifname in n.
+func (n *NS) Capture(ifname string) (*Capture, error) {
+	fd, err := n.rawSocket(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("raw socket on %s in %s: %w", ifname, n.Name, err)
+	}
+	return &Capture{fd: fd}, nil
+}
+
+// Wait reports whether a frame for which match is true arrives within d.
+func (c *Capture) Wait(match func(frame []byte) bool, d time.Duration) bool {
+	end := time.Now().Add(d)
+	buf := make([]byte, 65536)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return false
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return false
+		}
+		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return false
+		}
+		if match(buf[:n]) {
+			return true
+		}
+	}
+}
+
+// Close stops the capture.
+func (c *Capture) Close() { unix.Close(c.fd) }
