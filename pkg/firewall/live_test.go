@@ -39,4 +39,3 @@ func TestProbeThisKernel(t *testing.T) {
 		t.Errorf("probe left something behind:\n%s", out)
 	}
 }
-
