@@ -359,3 +359,25 @@ func TestWatchEndsWithClose(t *testing.T) {
 		t.Fatal("watch channel still open after Close")
 	}
 }
+
+// TestSurvivesBusRestart: when the system bus itself dies (dbus-daemon
+// SIGKILLed, socket-activated again), the watcher reconnects and lists
+// again, and the next method call redials.
+func TestSurvivesBusRestart(t *testing.T) {
+	s := newSupervisor(t)
+	ctx := testCtx(t)
+	events := s.Watch(ctx)
+	waitEvent(t, events, "first marker", isMarker)
+	if _, err := bed.Run(ctx, "systemctl", "kill", "-s", "KILL", "dbus.service"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, "marker after the bus restarted", isMarker)
+	spec := notifierSpec("-status", "after bus restart")
+	cleanupUnit(t, s, spec.VMID)
+	if err := s.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, "signal after the bus restarted", func(ev UnitEvent) bool {
+		return ev.VMID == spec.VMID && ev.StatusText == "after bus restart"
+	})
+}

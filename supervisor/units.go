@@ -160,22 +160,46 @@ func (s *Supervisor) Start(ctx context.Context, spec UnitSpec) error {
 	}
 
 	done := make(chan string, 1) // written from go-systemd's dispatch goroutine: never block it
+	var jobConn *sddbus.Conn
 	err = s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
+		jobConn = c
 		_, err := c.StartTransientUnitContext(ctx, unit, "fail", props, done)
 		return err
 	})
 	if err != nil {
 		return mapError(unit, "start", err)
 	}
-	select {
-	case result := <-done:
-		if result == "done" {
-			return nil
+	result, err := s.waitJob(ctx, jobConn, done)
+	if err != nil {
+		return api.AsError(fmt.Errorf("start %s: waiting for READY: %w", unit, err))
+	}
+	if result == "done" {
+		return nil
+	}
+	st, _ = s.unitState(context.WithoutCancel(ctx), unit)
+	return newStartError(unit, result, st)
+}
+
+// errBusDropped means the connection that would deliver a job's result
+// dropped while waiting for it.
+var errBusDropped = api.Unavailable("the systemd bus connection dropped while waiting for the job")
+
+// waitJob waits for a job result. The result arrives as a signal on the
+// method connection, so a drop of that connection ends the wait too.
+func (s *Supervisor) waitJob(ctx context.Context, conn *sddbus.Conn, done <-chan string) (string, error) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case result := <-done:
+			return result, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-tick.C:
+			if !conn.Connected() {
+				return "", errBusDropped
+			}
 		}
-		st, _ := s.unitState(context.WithoutCancel(ctx), unit)
-		return newStartError(unit, result, st)
-	case <-ctx.Done():
-		return api.AsError(fmt.Errorf("start %s: waiting for READY: %w", unit, ctx.Err()))
 	}
 }
 
@@ -216,22 +240,23 @@ func (s *Supervisor) Stop(ctx context.Context, vmID string) error {
 		return err
 	}
 	done := make(chan string, 1)
+	var jobConn *sddbus.Conn
 	err = s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
+		jobConn = c
 		_, err := c.StopUnitContext(ctx, unit, "replace", done)
 		return err
 	})
 	if err != nil {
 		return mapError(unit, "stop", err)
 	}
-	select {
-	case result := <-done:
-		if result != "done" {
-			return api.Internal("stop %s: job %s", unit, result)
-		}
-		return nil
-	case <-ctx.Done():
-		return api.AsError(fmt.Errorf("stop %s: %w", unit, ctx.Err()))
+	result, err := s.waitJob(ctx, jobConn, done)
+	if err != nil {
+		return api.AsError(fmt.Errorf("stop %s: %w", unit, err))
 	}
+	if result != "done" {
+		return api.Internal("stop %s: job %s", unit, result)
+	}
+	return nil
 }
 
 // Kill sends sig to the unit's main process (the shim) only.
