@@ -153,6 +153,7 @@ func TestWriteFailsCleanly(t *testing.T) {
 		"absolute path":    {context.Background(), filepath.Join(dir, "a.iso"), "X", []File{{Path: "/x"}}},
 		"duplicate":        {context.Background(), filepath.Join(dir, "a.iso"), "X", []File{{Path: "A"}, {Path: "a"}}},
 		"joliet subdir":    {context.Background(), filepath.Join(dir, "a.iso"), "X", []File{{Path: "d/x"}}},
+		"dot name":         {context.Background(), filepath.Join(dir, "a.iso"), "X", []File{{Path: ".disk"}}},
 		"long name":        {context.Background(), filepath.Join(dir, "a.iso"), "X", []File{{Path: strings.Repeat("n", 65)}}},
 		"cancelled":        {cancelled, filepath.Join(dir, "a.iso"), "X", sample},
 		"missing dir":      {context.Background(), filepath.Join(dir, "missing", "a.iso"), "X", sample},

@@ -132,6 +132,11 @@ func checkFiles(files []File, joliet bool) error {
 			if len([]rune(part)) > maxNameLen {
 				return fmt.Errorf("isoimage: path %q: name longer than %d characters", p, maxNameLen)
 			}
+			if strings.HasPrefix(part, ".") {
+				// go-diskfs v1.9.4 writes such names with an empty ISO 9660
+				// name, which breaks lookups below them.
+				return fmt.Errorf("isoimage: path %q: names starting with a dot are not supported", p)
+			}
 			if strings.ContainsAny(part, "\x00\\") {
 				return fmt.Errorf("isoimage: path %q: NUL or backslash in a name", p)
 			}
