@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -345,4 +346,57 @@ func TestStartHostRejectsBadOptions(t *testing.T) {
 			t.Errorf("StartHost(%+v) succeeded", opts)
 		}
 	}
+}
+
+// TestCleanupAfterPanic runs a test that boots a host and panics, in a
+// child test binary, and checks that the host's cleanup still ran.
+func TestCleanupAfterPanic(t *testing.T) {
+	skipUnlessHostCanRun(t)
+	if report := os.Getenv("TESTBED_PANIC_REPORT"); report != "" {
+		h := NewHost(t, HostOptions{Name: "panicky"})
+		if err := os.WriteFile(report, []byte(h.CgroupDir()+"\n"+h.workDir), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		panic("panicking on purpose with a host running")
+	}
+	report := filepath.Join(t.TempDir(), "report")
+	cmd := exec.CommandContext(runCtx(t), os.Args[0], "-test.run=^TestCleanupAfterPanic$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TESTBED_PANIC_REPORT="+report)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "panicking on purpose") {
+		t.Fatalf("child test did not panic: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("child wrote no report: %v\n%s", err, out)
+	}
+	cg, workDir, _ := strings.Cut(string(data), "\n")
+	for _, p := range []string{cg, workDir} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after the panic: %v", p, err)
+		}
+	}
+}
+
+// BenchmarkBootStop measures a host's boot (to running, bus socket up) and
+// its stop (SIGRTMIN+4 until its cgroup is empty and removed).
+func BenchmarkBootStop(b *testing.B) {
+	skipUnlessHostCanRun(b)
+	ctx := runCtx(b)
+	var boot, stop time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		h, err := StartHost(ctx, HostOptions{Name: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := h.Stop(); err != nil {
+			b.Fatal(err)
+		}
+		boot += t1.Sub(t0)
+		stop += time.Since(t1)
+	}
+	b.ReportMetric(float64(boot.Milliseconds())/float64(b.N), "ms/boot")
+	b.ReportMetric(float64(stop.Milliseconds())/float64(b.N), "ms/stop")
 }

@@ -106,7 +106,7 @@ func TestResolveInRoot(t *testing.T) {
 	}
 	must(os.MkdirAll(filepath.Join(root, "run/dbus"), 0o755))
 	must(os.MkdirAll(filepath.Join(root, "var"), 0o755))
-	must(os.Symlink("/run", filepath.Join(root, "var/run")))        // absolute: stays in root
+	must(os.Symlink("/run", filepath.Join(root, "var/run")))         // absolute: stays in root
 	must(os.Symlink("../run/dbus", filepath.Join(root, "var/dbus"))) // relative
 	must(os.Symlink("loop", filepath.Join(root, "loop")))
 	for in, want := range map[string]string{
