@@ -309,7 +309,7 @@ func (v VM) Validate() error {
 
 func parseUnicastMAC(s string) (net.HardwareAddr, error) {
 	mac, err := net.ParseMAC(s)
-	if err != nil || len(mac) != 6 || len(s) != 17 {
+	if err != nil || len(mac) != 6 || len(s) != 17 || strings.Count(s, ":") != 5 {
 		return nil, fmt.Errorf("%q is not a MAC address of six colon-separated hex pairs", s)
 	}
 	if mac[0]&1 == 1 {
