@@ -381,3 +381,63 @@ func TestSurvivesBusRestart(t *testing.T) {
 		return ev.VMID == spec.VMID && ev.StatusText == "after bus restart"
 	})
 }
+
+// TestStartSameVMAgain: the same VM starts again right after a Stop and
+// right after its shim left on its own (the unit may not be collected yet).
+func TestStartSameVMAgain(t *testing.T) {
+	s := newSupervisor(t)
+	ctx := testCtx(t)
+	spec := notifierSpec()
+	cleanupUnit(t, s, spec.VMID)
+	for round := range 3 {
+		if err := s.Start(ctx, spec); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if err := s.Stop(ctx, spec.VMID); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	// A watch that starts now sees only the rounds below.
+	events := s.Watch(ctx)
+	waitEvent(t, events, "first marker", isMarker)
+	spec.ExecStart = []string{notifierPath, "-exit-after", "50ms", "-exit-code", "64"}
+	for round := range 3 {
+		if err := s.Start(ctx, spec); err != nil {
+			t.Fatalf("round %d after exit: %v", round, err)
+		}
+		if end := waitEnd(t, events, spec.VMID); end.ActiveState != "inactive" {
+			t.Fatalf("round %d: ended %+v", round, end)
+		}
+	}
+}
+
+// TestUnitExistsMapsToAlreadyExists sends a raw StartTransientUnit for a
+// name systemd already has, to check the D-Bus error name that
+// systemd 252 answers with and its mapping.
+func TestUnitExistsMapsToAlreadyExists(t *testing.T) {
+	s := newSupervisor(t)
+	ctx := testCtx(t)
+	spec := notifierSpec()
+	cleanupUnit(t, s, spec.VMID)
+	if err := s.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	props, err := spec.properties()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := UnitNameMust(spec.VMID)
+	err = s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
+		_, err := c.StartTransientUnitContext(ctx, unit, "fail", props, make(chan string, 1))
+		return err
+	})
+	if dbusErrorName(err) != errUnitExists {
+		t.Fatalf("duplicate StartTransientUnit: %v (D-Bus error %q)", err, dbusErrorName(err))
+	}
+	if mapped := mapError(unit, "start", err); !isCode(mapped, api.CodeAlreadyExists) {
+		t.Errorf("mapped to %v", mapped)
+	}
+	if err := s.Kill(ctx, uuid.NewString(), syscall.SIGTERM); !isCode(err, api.CodeNotFound) {
+		t.Errorf("Kill of an unknown VM: %v, want NotFound", err)
+	}
+}
