@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 )
 
 // serveControl opens the control socket (mode 0600: only root may drive the VM).
@@ -25,7 +27,7 @@ func (s *Shim) serveControl(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, s.Status())
+		writeJSON(w, s.liveStatus(r.Context()))
 	})
 	mux.HandleFunc("POST /v1/power", s.handlePower)
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
@@ -61,7 +63,7 @@ func (s *Shim) handlePower(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, err)
 		return
 	}
-	writeJSON(w, s.Status())
+	writeJSON(w, s.liveStatus(r.Context()))
 }
 
 // handleEvents streams the log after ?after=N as JSON lines, then live
@@ -106,6 +108,19 @@ func (s *Shim) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// liveStatus is Status with QEMU's own run state asked for just now.
+func (s *Shim) liveStatus(ctx context.Context) shimapi.Status {
+	st := s.Status()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if info, err := s.qmp.QueryStatus(ctx); err == nil {
+		st.QMPStatus = info.Status
+	} else {
+		st.QMPStatus = "unknown: " + err.Error()
+	}
+	return st
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -29,6 +31,7 @@ const (
 // can never reach a recycled PID.
 type qemuProcess struct {
 	pid     int
+	started time.Time
 	pidfd   int
 	proc    *os.Process
 	qmpFile *os.File // our end of the QMP socketpair, until QMP takes it
@@ -91,7 +94,7 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 		extra = append(extra, f)
 		tapFDs = append(tapFDs, firstTAPFD+i)
 	}
-	cmd, err := qemu.Command(nil, s.cfg.QEMUBinary, qemuConfig(s.spec, tapFDs))
+	cmd, err := qemu.Command(context.Background(), s.cfg.QEMUBinary, qemuConfig(s.spec, tapFDs))
 	if err != nil {
 		qmpOurs.Close()
 		serialOurs.Close()
@@ -118,6 +121,7 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 		return nil, err
 	}
 	cmd.Stderr = stderrW
+	p.started = time.Now()
 	err = cmd.Start()
 	stderrW.Close()
 	if err != nil {

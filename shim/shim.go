@@ -84,13 +84,16 @@ type Shim struct {
 	cfg Config
 	log *slog.Logger
 
-	spec    *vmspec.Spec
-	events  *eventlog.Log
-	tap     *netdev.TAP
-	qemu    *qemuProcess
-	qmp     *qmp.Client
-	console *console
-	server  *http.Server
+	spec   *vmspec.Spec
+	events *eventlog.Log
+	tap    *netdev.TAP
+	qemu   *qemuProcess
+	qmp    *qmp.Client
+	// qmpEvents is subscribed right after the handshake, before the CPUs run.
+	qmpEvents      <-chan qmp.Event
+	qmpUnsubscribe func()
+	console        *console
+	server         *http.Server
 
 	mu        sync.Mutex
 	status    shimapi.Status
@@ -173,9 +176,11 @@ func (s *Shim) Status() shimapi.Status {
 // setStatus records a status change in the event log, tells systemd, and
 // updates the control socket's view. Repeats of the current status and
 // reason are not recorded.
-func (s *Shim) setStatus(st api.Status, reason api.Reason, msg string, exit *api.Event) {
+// extra, when set, carries how QEMU ended and the time the change happened
+// (a QMP event's own timestamp).
+func (s *Shim) setStatus(st api.Status, reason api.Reason, msg string, extra *api.Event) {
 	s.mu.Lock()
-	if s.status.Status == st && s.status.Reason == reason && exit == nil && s.status.Seq != 0 {
+	if s.status.Status == st && s.status.Reason == reason && extra == nil && s.status.Seq != 0 {
 		s.mu.Unlock()
 		return
 	}
@@ -184,8 +189,8 @@ func (s *Shim) setStatus(st api.Status, reason api.Reason, msg string, exit *api
 	s.mu.Unlock()
 
 	e := api.Event{Type: api.EventStatus, Status: st, Reason: reason, Message: msg, QEMUPID: pid}
-	if exit != nil {
-		e.ExitCode, e.Signal = exit.ExitCode, exit.Signal
+	if extra != nil {
+		e.ExitCode, e.Signal, e.Time = extra.ExitCode, extra.Signal, extra.Time
 	}
 	s.record(e)
 	line := fmt.Sprintf("STATUS=%s (%s)", st, reason)

@@ -213,6 +213,9 @@ func (s *Shim) connectQMP(ctx context.Context) error {
 		return err
 	}
 	s.qmp = c
+	s.progress("qmp ready %.1f ms after qemu started", float64(time.Since(s.qemu.started).Microseconds())/1000)
+	// Subscribe before the CPUs run: events sent before Subscribe are lost.
+	s.qmpEvents, s.qmpUnsubscribe = c.Subscribe(256)
 	return nil
 }
 

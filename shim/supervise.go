@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"syscall"
@@ -21,8 +20,8 @@ const qmpTimeout = 10 * time.Second
 // supervise reacts to QMP events, SIGTERM and QEMU's exit, then records how
 // the VM ended and returns the exit code that says so.
 func (s *Shim) supervise(ctx context.Context) int {
-	events, cancel := s.qmp.Subscribe(256)
-	defer cancel()
+	events := s.qmpEvents
+	defer s.qmpUnsubscribe()
 	sigterm := ctx.Done()
 	for {
 		select {
@@ -46,9 +45,8 @@ func (s *Shim) supervise(ctx context.Context) int {
 func (s *Shim) handleEvent(ev qmp.Event) {
 	switch ev.Name {
 	case qmp.EventShutdown:
-		var d qmp.ShutdownData
-		json.Unmarshal(ev.Data, &d)
-		s.onShutdown(d)
+		d, _ := ev.Shutdown()
+		s.onShutdown(d, ev.Time)
 	case qmp.EventReset:
 		s.mu.Lock()
 		s.resets++
@@ -92,7 +90,9 @@ func (s *Shim) handleEvent(ev qmp.Event) {
 
 // onShutdown runs when the guest has powered off (QEMU stays up under
 // -no-shutdown, so the shim decides what happens next) or QEMU is quitting.
-func (s *Shim) onShutdown(d qmp.ShutdownData) {
+// A guest that powered off is off from this moment: the status is recorded
+// now, stamped with QEMU's own time, and QEMU is told to quit.
+func (s *Shim) onShutdown(d qmp.ShutdownData, at time.Time) {
 	s.mu.Lock()
 	in := s.intent
 	s.mu.Unlock()
@@ -109,6 +109,9 @@ func (s *Shim) onShutdown(d qmp.ShutdownData) {
 		s.setCause(exitCause{api.StatusOff, api.ReasonUser, shimapi.ExitUserPowerOff, "the guest powered off at an ACPI request"})
 	default:
 		s.setCause(exitCause{api.StatusOff, api.ReasonGuestShutdown, shimapi.ExitGuestShutdown, "the guest powered itself off"})
+	}
+	if c := s.exitCauseLocked(); c != nil {
+		s.setStatus(c.status, c.reason, c.msg, &api.Event{Time: at})
 	}
 	s.quit()
 }
@@ -250,9 +253,22 @@ func (s *Shim) finish() int {
 				"qemu exited without a shutdown event"}
 		}
 	}
-	s.setStatus(cause.status, cause.reason, cause.msg, exit)
+	if s.Status().Status.Terminal() {
+		// Recorded when the guest powered off; add how QEMU ended.
+		s.record(api.Event{Type: api.EventProgress, Message: "qemu exited: " + describeExit(exit),
+			ExitCode: exit.ExitCode, Signal: exit.Signal})
+	} else {
+		s.setStatus(cause.status, cause.reason, cause.msg, exit)
+	}
 	s.teardown()
 	return cause.code
+}
+
+func describeExit(e *api.Event) string {
+	if e.Signal != "" {
+		return "killed by " + e.Signal
+	}
+	return fmt.Sprintf("status %d", *e.ExitCode)
 }
 
 // teardown undoes startup in reverse. The unit's ExecStopPost (cleanup)

@@ -1,0 +1,252 @@
+// Package agent is the host agent: it validates requests, keeps each VM's
+// spec on disk, starts and watches one systemd unit per VM, follows each
+// shim's event log, serves the REST API, and aggregates into PostgreSQL when
+// a database is configured.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// Config is the agent's wiring, filled by cmd/infinivirt-agent.
+type Config struct {
+	Layout vmspec.Layout
+	// Accel is the host's accelerator for VMs that do not choose: kvm on real
+	// hosts, tcg where KVM cannot run guests.
+	Accel          string
+	GraphicsListen string
+	ShimBinary     string
+	QEMUBinary     string
+	QEMUImg        string
+	QEMUUser       string
+	Units          Units
+	Store          Store // nil: no database
+	Logger         *slog.Logger
+	// AttachTimeout bounds re-attaching to every running shim at start.
+	AttachTimeout time.Duration
+}
+
+// Agent manages the VMs of one host.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	broker *broker
+	sync   *storeSync
+
+	mu    sync.Mutex
+	vms   map[string]*record
+	ports map[int]string // graphic ports taken, by VM id
+
+	ctx context.Context // the agent's lifetime, for background work
+}
+
+// New builds an agent; Start brings it up.
+func New(cfg Config) *Agent {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AttachTimeout == 0 {
+		cfg.AttachTimeout = 30 * time.Second
+	}
+	if cfg.GraphicsListen == "" {
+		cfg.GraphicsListen = "127.0.0.1"
+	}
+	a := &Agent{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		broker: newBroker(),
+		vms:    map[string]*record{},
+		ports:  map[int]string{},
+	}
+	a.sync = newStoreSync(cfg.Store, cfg.Layout, cfg.Logger)
+	a.sync.view = func(id string) (api.VM, bool) {
+		vm, err := a.Get(id)
+		return vm, err == nil
+	}
+	return a
+}
+
+// Start loads every VM from disk, re-attaches to running shims, records what
+// happened while the agent was away, and starts watching units. It returns
+// once the agent is ready to serve; background work lasts until ctx ends.
+func (a *Agent) Start(ctx context.Context) error {
+	a.ctx = ctx
+	for _, dir := range []string{a.cfg.Layout.VMsDir(), filepath.Join(a.cfg.Layout.RunDir, "vms")} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return err
+		}
+	}
+	if err := a.load(); err != nil {
+		return err
+	}
+	go a.sync.run(ctx)
+	for _, rec := range a.records() {
+		a.sync.resync(rec.id)
+	}
+	go a.watchUnits(ctx)
+	a.reattach(ctx)
+	a.autostart(ctx)
+	return nil
+}
+
+// load reads every VM directory: the spec, and the status its log ends with.
+func (a *Agent) load() error {
+	a.sweepDeleted()
+	entries, err := os.ReadDir(a.cfg.Layout.VMsDir())
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		id := e.Name()
+		spec, err := vmspec.Load(a.cfg.Layout.SpecFile(id))
+		if err != nil {
+			a.log.Error("skipping a VM whose spec does not load", logging.KeyVM, id, "ERROR", err.Error())
+			continue
+		}
+		rec := newRecord(spec)
+		rec.committed = true
+		evs, err := eventlog.ReadFile(a.cfg.Layout.EventsFile(id), 0)
+		if err != nil {
+			a.log.Error("event log unreadable", logging.KeyVM, id, "ERROR", err.Error())
+		}
+		rec.applyLocked(evs)
+		a.vms[id] = rec
+		a.ports[spec.Display.Port] = id
+	}
+	a.log.Info("loaded VMs", "COUNT", len(a.vms))
+	return nil
+}
+
+// sweepDeleted finishes deletions that a crash interrupted.
+func (a *Agent) sweepDeleted() {
+	matches, _ := filepath.Glob(filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-*"))
+	for _, m := range matches {
+		os.RemoveAll(m)
+	}
+}
+
+func (a *Agent) get(id string) (*record, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec, ok := a.vms[id]
+	if !ok || !rec.committed {
+		return nil, api.NotFound("VM %s does not exist", id)
+	}
+	return rec, nil
+}
+
+func (a *Agent) records() []*record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*record, 0, len(a.vms))
+	for _, r := range a.vms {
+		if r.committed {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// List returns every VM.
+func (a *Agent) List() []api.VM {
+	recs := a.records()
+	out := make([]api.VM, len(recs))
+	for i, r := range recs {
+		out[i] = r.view()
+	}
+	return out
+}
+
+// Get returns one VM.
+func (a *Agent) Get(id string) (api.VM, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return api.VM{}, err
+	}
+	return rec.view(), nil
+}
+
+// apply takes log entries into the VM's view and passes the new ones on to
+// event streams and the database.
+func (a *Agent) apply(rec *record, evs []api.Event) {
+	rec.mu.Lock()
+	fresh := rec.applyLocked(evs)
+	committed := rec.committed
+	rec.mu.Unlock()
+	if len(fresh) == 0 || !committed {
+		return
+	}
+	a.broker.publish(fresh)
+	a.sync.push(rec.id, fresh)
+}
+
+// catchUp applies whatever the VM's log holds beyond what the agent saw.
+func (a *Agent) catchUp(rec *record) {
+	evs, err := eventlog.ReadFile(a.cfg.Layout.EventsFile(rec.id), rec.lastSeq())
+	if err != nil {
+		a.log.Warn("event log unreadable", logging.KeyVM, rec.id, "ERROR", err.Error())
+		return
+	}
+	a.apply(rec, evs)
+}
+
+// appendEvent records an entry in a VM's log on the agent's behalf. Only
+// valid while no shim runs the VM: the shim holds the log while it lives.
+func (a *Agent) appendEvent(ctx context.Context, rec *record, e api.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := eventlog.Open(ctx, a.cfg.Layout.EventsFile(rec.id), rec.id)
+	if err != nil {
+		if errors.Is(err, eventlog.ErrLocked) {
+			return api.FailedPrecondition("VM %s: its shim is still running", rec.id)
+		}
+		return err
+	}
+	defer l.Close()
+	a.catchUp(rec)
+	if _, err := l.Append(e); err != nil {
+		return err
+	}
+	a.catchUp(rec)
+	return nil
+}
+
+// waitFor blocks until the VM's status satisfies ok, ctx ends, or the VM is
+// deleted. It returns the VM as last seen.
+func (a *Agent) waitFor(ctx context.Context, rec *record, ok func(api.VM) bool) (api.VM, error) {
+	sub := a.broker.subscribe(rec.id)
+	defer a.broker.unsubscribe(sub)
+	for {
+		v := rec.view()
+		if ok(v) {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			return v, &api.Error{Code: api.CodeDeadlineExceeded,
+				Message: fmt.Sprintf("VM %s is still %s (%s)", rec.id, v.Status, v.Reason)}
+		case _, open := <-sub.ch:
+			if !open {
+				return rec.view(), nil
+			}
+		}
+	}
+}

@@ -1,0 +1,238 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/qemuimg"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// diskCreateTimeout bounds qemu-img create; a thin image takes milliseconds.
+const diskCreateTimeout = 60 * time.Second
+
+// Create defines a VM and, unless asked not to, boots it. Either all of it
+// happens or nothing is left behind: no directory, disk, unit or TAP.
+func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error) {
+	spec, err := vmspec.FromCreateInput(in, vmspec.Defaults{
+		Accel: a.cfg.Accel, GraphicsListen: a.cfg.GraphicsListen, Layout: a.cfg.Layout,
+	})
+	if err != nil {
+		return api.VM{}, err
+	}
+	if err := a.checkHost(ctx, spec); err != nil {
+		return api.VM{}, err
+	}
+	rec := newRecord(spec)
+	unlock, _ := rec.lock(ctx)
+	defer unlock()
+	if err := a.reserve(rec); err != nil {
+		return api.VM{}, err
+	}
+	undo := []func(){func() { a.unreserve(rec) }}
+	rollback := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+
+	dir := a.cfg.Layout.VMDir(spec.ID)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		rollback()
+		if errors.Is(err, os.ErrExist) {
+			return api.VM{}, api.AlreadyExists("internalName", "VM %s already exists on disk", spec.ID)
+		}
+		return api.VM{}, api.Internal("create VM directory: %v", err)
+	}
+	undo = append(undo, func() { os.RemoveAll(dir) })
+	dctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
+	err = (&qemuimg.Tool{Binary: a.cfg.QEMUImg}).Create(dctx, spec.Disk.Path, spec.Disk.Format, spec.Disk.SizeBytes)
+	cancel()
+	if err != nil {
+		rollback()
+		return api.VM{}, api.Internal("create disk: %v", err)
+	}
+	if err := spec.Save(a.cfg.Layout.SpecFile(spec.ID)); err != nil {
+		rollback()
+		return api.VM{}, api.Internal("save spec: %v", err)
+	}
+	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventStatus, Status: api.StatusOff, Reason: api.ReasonCreated}); err != nil {
+		rollback()
+		return api.VM{}, api.Internal("start event log: %v", err)
+	}
+	if in.Start == nil || *in.Start {
+		if err := a.startUnit(ctx, rec, api.ReasonUser); err != nil {
+			undo = append(undo, func() { a.removeUnit(rec.id) })
+			rollback()
+			return api.VM{}, err
+		}
+	}
+	rec.mu.Lock()
+	rec.committed = true
+	rec.mu.Unlock()
+	a.sync.resync(rec.id)
+	a.log.Info("VM created", logging.KeyVM, spec.ID, "NAME", spec.Name)
+	return rec.view(), nil
+}
+
+// checkHost looks at the host for what the request names: the bridge, the
+// files QEMU will read, the accelerator.
+func (a *Agent) checkHost(ctx context.Context, spec *vmspec.Spec) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := netdev.BridgeExists(ctx, spec.NIC.Bridge); err != nil {
+		return api.Invalid("networkBridge", "%v", err)
+	}
+	files := map[string]string{"isoPath": spec.ISOPath}
+	if b := spec.Boot; b != nil {
+		files["boot.kernel"], files["boot.initrd"] = b.Kernel, b.Initrd
+	}
+	for field, p := range files {
+		if p == "" {
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return api.Invalid(field, "%s: %v", p, errors.Unwrap(err))
+		}
+		if !st.Mode().IsRegular() {
+			return api.Invalid(field, "%s is not a regular file", p)
+		}
+	}
+	if spec.Accel == "kvm" {
+		if _, err := os.Stat("/dev/kvm"); err != nil {
+			return api.Invalid("accel", "kvm was asked for but this host has no /dev/kvm")
+		}
+	}
+	return nil
+}
+
+// reserve claims the VM's id and graphic port, allocating a port when the
+// request left it at 0.
+func (a *Agent) reserve(rec *record) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.vms[rec.id]; ok {
+		return api.AlreadyExists("internalName", "VM %s already exists", rec.id)
+	}
+	d := &rec.spec.Display
+	if d.Port == 0 {
+		port, err := a.freePortLocked(d.Listen)
+		if err != nil {
+			return err
+		}
+		d.Port = port
+	} else {
+		if owner, ok := a.ports[d.Port]; ok {
+			return api.AlreadyExists("graphicPort", "port %d is already used by VM %s", d.Port, owner)
+		}
+		if !portFree(d.Listen, d.Port) {
+			return api.AlreadyExists("graphicPort", "port %d is already in use on %s", d.Port, d.Listen)
+		}
+	}
+	a.vms[rec.id] = rec
+	a.ports[d.Port] = rec.id
+	return nil
+}
+
+func (a *Agent) unreserve(rec *record) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.vms[rec.id] == rec {
+		delete(a.vms, rec.id)
+	}
+	if a.ports[rec.spec.Display.Port] == rec.id {
+		delete(a.ports, rec.spec.Display.Port)
+	}
+}
+
+// freePortLocked finds the lowest display port no VM holds and nothing on
+// the host listens on.
+func (a *Agent) freePortLocked(listen string) (int, error) {
+	for p := vncBasePort; p <= 65535; p++ {
+		if _, taken := a.ports[p]; !taken && portFree(listen, p) {
+			return p, nil
+		}
+	}
+	return 0, api.Unavailable("no free graphic port on %s", listen)
+}
+
+const vncBasePort = 5900
+
+func portFree(listen string, port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort(listen, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// Delete removes a VM that is off; with force it powers it off first.
+func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
+	rec, err := a.get(id)
+	if err != nil {
+		return err
+	}
+	unlock, err := rec.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	active, err := a.unitActive(ctx, id)
+	if err != nil {
+		return err
+	}
+	if active {
+		if !force {
+			return api.FailedPrecondition("VM %s is %s; power it off first, or delete with force", id, rec.currentStatus())
+		}
+		if err := a.cfg.Units.Kill(ctx, id, syscall.SIGKILL); err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := a.cfg.Units.Stop(sctx, id)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	a.removeUnit(id)
+	// Rename first: a crash mid-delete leaves a tombstone the next start
+	// sweeps, never a half-deleted VM.
+	dir := a.cfg.Layout.VMDir(id)
+	tomb := filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-"+id)
+	if err := os.Rename(dir, tomb); err != nil {
+		return api.Internal("delete VM directory: %v", err)
+	}
+	a.unreserve(rec)
+	a.broker.publish([]api.Event{{VMID: id, Seq: rec.lastSeq() + 1, Time: time.Now().UTC(), Type: api.EventProgress, Message: "deleted"}})
+	a.broker.closeVM(id)
+	a.sync.markDeleted(id)
+	if err := os.RemoveAll(tomb); err != nil {
+		a.log.Warn("leftover VM files", logging.KeyVM, id, "ERROR", err.Error())
+	}
+	a.log.Info("VM deleted", logging.KeyVM, id)
+	return nil
+}
+
+// removeUnit forgets a stopped unit: a failed transient unit otherwise
+// stays loaded until reset.
+func (a *Agent) removeUnit(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if st, err := a.cfg.Units.State(ctx, id); err == nil && isActive(st.ActiveState) {
+		a.cfg.Units.Kill(ctx, id, syscall.SIGKILL)
+		a.cfg.Units.Stop(ctx, id)
+	}
+	a.cfg.Units.ResetFailed(ctx, id)
+}

@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+)
+
+// shimCallTimeout bounds one request to a shim's control socket.
+const shimCallTimeout = 15 * time.Second
+
+// Power carries out a power verb. With wait, it returns once the VM reached
+// the state the verb aims at (or ctx ended); without, once it was accepted.
+func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool) (api.VM, error) {
+	if !op.Valid() {
+		return api.VM{}, api.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
+	}
+	rec, err := a.get(id)
+	if err != nil {
+		return api.VM{}, err
+	}
+	unlock, err := rec.lock(ctx)
+	if err != nil {
+		return api.VM{}, err
+	}
+	err = a.power(ctx, rec, op)
+	unlock()
+	if err != nil {
+		return rec.view(), err
+	}
+	a.log.Info("power operation accepted", logging.KeyVM, id, logging.KeyOp, string(op))
+	if !wait {
+		return rec.view(), nil
+	}
+	return a.waitFor(ctx, rec, goal(op))
+}
+
+func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
+	active, err := a.unitActive(ctx, rec.id)
+	if err != nil {
+		return err
+	}
+	if active && op == api.PowerOn && rec.currentStatus().Terminal() {
+		// The guest is off and its shim is finishing up: let it.
+		if active, err = a.waitUnitGone(ctx, rec.id); err != nil {
+			return err
+		}
+	}
+	if !active {
+		if op == api.PowerOn {
+			return a.startUnit(ctx, rec, api.ReasonUser)
+		}
+		return api.FailedPrecondition("VM %s is off", rec.id)
+	}
+	cctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	defer cancel()
+	_, err = a.shim(rec.id).Power(cctx, op)
+	if err != nil && op == api.ForcePowerOff && api.AsError(err).Code == api.CodeUnavailable {
+		// The shim does not answer: take the whole unit down. Its cleanup
+		// records that the shim was lost.
+		a.log.Warn("shim unreachable; killing its unit", logging.KeyVM, rec.id, "ERROR", err.Error())
+		return a.cfg.Units.Kill(ctx, rec.id, syscall.SIGKILL)
+	}
+	return err
+}
+
+// waitUnitGone waits, briefly, for a unit whose VM is already off to end.
+func (a *Agent) waitUnitGone(ctx context.Context, id string) (active bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		if active, err = a.unitActive(ctx, id); err != nil || !active {
+			return active, err
+		}
+		select {
+		case <-ctx.Done():
+			return true, api.FailedPrecondition("VM %s is off but its unit is still stopping", id)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (a *Agent) shim(id string) *shimapi.Client {
+	return shimapi.NewClient(a.cfg.Layout.ShimSocket(id))
+}
+
+// goal is the state a power verb is done in.
+func goal(op api.PowerOp) func(api.VM) bool {
+	switch op {
+	case api.PowerOff, api.ForcePowerOff:
+		return func(v api.VM) bool { return v.Status.Terminal() }
+	case api.Suspend:
+		return func(v api.VM) bool { return v.Status == api.StatusSuspended || v.Status.Terminal() }
+	case api.Restart:
+		return func(v api.VM) bool {
+			return (v.Status == api.StatusRunning && v.Reason == api.ReasonRestarted) || v.Status.Terminal()
+		}
+	default:
+		return func(v api.VM) bool { return v.Status == api.StatusRunning || v.Status.Terminal() }
+	}
+}

@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// record is the agent's view of one VM: its spec and the status its event
+// log ends with.
+type record struct {
+	id   string
+	spec *vmspec.Spec
+	// op serialises lifecycle operations (create, start, power, delete) on
+	// one VM; it is a channel so that waiting honours a context.
+	op chan struct{}
+
+	mu        sync.Mutex
+	committed bool // visible through the API and the database
+	status    api.Status
+	reason    api.Reason
+	message   string
+	seq       uint64
+	qemuPID   int
+	updatedAt time.Time
+	following bool // a goroutine follows the shim's event stream
+}
+
+func newRecord(spec *vmspec.Spec) *record {
+	return &record{
+		id:        spec.ID,
+		spec:      spec,
+		op:        make(chan struct{}, 1),
+		status:    api.StatusOff,
+		reason:    api.ReasonCreated,
+		updatedAt: spec.CreatedAt,
+	}
+}
+
+// lock takes the VM's operation lock or gives up when ctx ends.
+func (r *record) lock(ctx context.Context) (unlock func(), err error) {
+	select {
+	case r.op <- struct{}{}:
+		return func() { <-r.op }, nil
+	case <-ctx.Done():
+		return nil, api.FailedPrecondition("VM %s is busy with another operation", r.id)
+	}
+}
+
+// applyLocked folds entries into the view and returns those it had not seen.
+func (r *record) applyLocked(evs []api.Event) []api.Event {
+	var fresh []api.Event
+	for _, e := range evs {
+		if e.Seq <= r.seq {
+			continue
+		}
+		r.seq = e.Seq
+		fresh = append(fresh, e)
+		if !e.IsStatus() {
+			continue
+		}
+		r.status, r.reason, r.message, r.updatedAt = e.Status, e.Reason, e.Message, e.Time
+		r.qemuPID = e.QEMUPID
+		if e.Status.Terminal() {
+			r.qemuPID = 0
+		}
+	}
+	return fresh
+}
+
+func (r *record) lastSeq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seq
+}
+
+func (r *record) currentStatus() api.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+func (r *record) view() api.VM {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.spec.View()
+	v.Status, v.Reason, v.Message = r.status, r.reason, r.message
+	v.Seq, v.QEMUPID, v.UpdatedAt = r.seq, r.qemuPID, r.updatedAt
+	return v
+}

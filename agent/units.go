@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+	"github.com/infinibay/infinivirt/supervisor"
+)
+
+// Budget around the shim's own shutdown ladder, so that systemd never kills
+// a shim that is still shutting its guest down.
+const (
+	quitGrace      = 10 * time.Second
+	stopMargin     = 30 * time.Second
+	unitStartLimit = 3 * time.Minute
+)
+
+// unitSpec is the transient unit that runs a VM's shim.
+func (a *Agent) unitSpec(spec *vmspec.Spec, reason api.Reason) supervisor.UnitSpec {
+	common := []string{
+		"--id", spec.ID,
+		"--state-dir", a.cfg.Layout.StateDir,
+		"--run-dir", a.cfg.Layout.RunDir,
+	}
+	run := append([]string{a.cfg.ShimBinary, "run"}, common...)
+	run = append(run, "--qemu", a.cfg.QEMUBinary, "--qemu-img", a.cfg.QEMUImg)
+	if a.cfg.QEMUUser != "" {
+		run = append(run, "--qemu-user", a.cfg.QEMUUser)
+	}
+	env := []string{"INFINIVIRT_START_REASON=" + string(reason)}
+	if v := os.Getenv("GORACE"); v != "" {
+		env = append(env, "GORACE="+v) // a race-built agent runs race-built shims the same way
+	}
+	return supervisor.UnitSpec{
+		VMID:              spec.ID,
+		Description:       fmt.Sprintf("Infinivirt VM %s (%s)", spec.Name, spec.ID),
+		ExecStart:         run,
+		ExecStopPost:      append([]string{a.cfg.ShimBinary, "cleanup"}, common...),
+		MemoryMax:         memoryMax(spec),
+		StopTimeout:       time.Duration(spec.ShutdownTimeoutSec)*time.Second + quitGrace + stopMargin,
+		DeviceAllow:       deviceAllow(spec),
+		SuccessExitStatus: shimapi.CleanExitCodes,
+		Environment:       env,
+	}
+}
+
+// memoryMax is the unit's memory ceiling: the guest's RAM plus QEMU's own
+// overhead, which is larger under TCG (translated code).
+func memoryMax(spec *vmspec.Spec) uint64 {
+	mib := uint64(spec.MemoryMiB)
+	overhead := max(uint64(256), mib/8)
+	if spec.Accel == "tcg" {
+		overhead += 1024
+	}
+	return (mib + overhead) << 20
+}
+
+func deviceAllow(spec *vmspec.Spec) []string {
+	devs := []string{"/dev/kvm", "/dev/net/tun"}
+	if _, err := os.Stat("/dev/vhost-net"); err == nil {
+		devs = append(devs, "/dev/vhost-net")
+	}
+	if spec.GPU != "" {
+		devs = append(devs, "/dev/vfio/vfio")
+		if group, err := os.Readlink(filepath.Join("/sys/bus/pci/devices", spec.GPU, "iommu_group")); err == nil {
+			devs = append(devs, filepath.Join("/dev/vfio", filepath.Base(group)))
+		}
+	}
+	return devs
+}
+
+// startUnit starts the VM's unit and waits until the guest CPUs run (the
+// shim's READY=1), then follows its events.
+func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) error {
+	ctx, cancel := context.WithTimeout(ctx, unitStartLimit)
+	defer cancel()
+	a.cfg.Units.ResetFailed(ctx, rec.id)
+	err := a.cfg.Units.Start(ctx, a.unitSpec(rec.spec, reason))
+	a.catchUp(rec)
+	if err != nil {
+		// The shim records why it could not start; that is the useful message.
+		v := rec.view()
+		if v.Status == api.StatusError && v.Message != "" {
+			return &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf("VM %s did not start: %s", rec.id, v.Message)}
+		}
+		return err
+	}
+	a.follow(rec)
+	return nil
+}
+
+// unitActive reports whether a shim runs (or is starting or stopping) the VM.
+func (a *Agent) unitActive(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := a.cfg.Units.State(ctx, id)
+	if errors.Is(err, &api.Error{Code: api.CodeNotFound}) {
+		return false, nil // transient units are unloaded once they stop cleanly
+	}
+	if err != nil {
+		return false, err
+	}
+	return isActive(st.ActiveState), nil
+}
+
+func isActive(activeState string) bool {
+	switch activeState {
+	case "active", "activating", "deactivating", "reloading":
+		return true
+	}
+	return false
+}

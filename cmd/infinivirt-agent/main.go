@@ -1,0 +1,131 @@
+// Command infinivirt-agent is the host agent: it wires systemd (the
+// supervisor), the optional PostgreSQL store and the API socket together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/infinibay/infinivirt/agent"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/store"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+	"github.com/infinibay/infinivirt/supervisor"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "infinivirt-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	layout := vmspec.DefaultLayout
+	var (
+		socket, group, dsn, accel, listen string
+		shimBin, qemuBin, qemuImg, qemuUser string
+		debug                               bool
+	)
+	flag.StringVar(&layout.StateDir, "state-dir", layout.StateDir, "persistent state: VM specs, disks, event logs")
+	flag.StringVar(&layout.RunDir, "run-dir", layout.RunDir, "runtime directory: sockets")
+	flag.StringVar(&socket, "socket", "", "API socket (default <run-dir>/agent.sock)")
+	flag.StringVar(&group, "socket-group", "infinivirt", "group allowed on the API socket")
+	flag.StringVar(&dsn, "database-url", os.Getenv("INFINIVIRT_DATABASE_URL"), "PostgreSQL DSN (env INFINIVIRT_DATABASE_URL); empty runs without a database")
+	flag.StringVar(&accel, "accel", envOr("INFINIVIRT_QEMU_ACCEL", "kvm"), "default accelerator, kvm or tcg (env INFINIVIRT_QEMU_ACCEL)")
+	flag.StringVar(&listen, "graphics-listen", "127.0.0.1", "address VNC and SPICE listen on")
+	flag.StringVar(&shimBin, "shim", siblingBinary("infinivirt-shim"), "infinivirt-shim binary")
+	flag.StringVar(&qemuBin, "qemu", "qemu-system-x86_64", "QEMU system emulator")
+	flag.StringVar(&qemuImg, "qemu-img", "qemu-img", "qemu-img binary")
+	flag.StringVar(&qemuUser, "qemu-user", defaultQEMUUser(), "run QEMU as this user (empty: root)")
+	flag.BoolVar(&debug, "debug", false, "debug logging")
+	flag.Parse()
+	if socket == "" {
+		socket = layout.AgentSocket()
+	}
+	if accel != "kvm" && accel != "tcg" {
+		return fmt.Errorf("--accel must be kvm or tcg, got %q", accel)
+	}
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	log := logging.New("infinivirt-agent", os.Stderr, level)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	sup, err := supervisor.New(ctx, supervisor.Options{})
+	if err != nil {
+		return fmt.Errorf("systemd: %w", err)
+	}
+	defer sup.Close()
+
+	cfg := agent.Config{
+		Layout: layout, Accel: accel, GraphicsListen: listen,
+		ShimBinary: shimBin, QEMUBinary: qemuBin, QEMUImg: qemuImg, QEMUUser: qemuUser,
+		Units: sup, Logger: log,
+	}
+	if dsn != "" {
+		cfg.Store = agent.NewLazyStore(ctx, func(ctx context.Context) (agent.Store, error) {
+			return store.Open(ctx, dsn, store.Options{Logger: log})
+		}, log)
+	}
+	a := agent.New(cfg)
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	ln, err := agent.Listen(socket, group, log)
+	if err != nil {
+		return fmt.Errorf("API socket: %w", err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	log.Info("agent ready", "SOCKET", socket, "ACCEL", accel, "DATABASE", dsn != "")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// siblingBinary finds a binary installed beside the agent's own.
+func siblingBinary(name string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		return name
+	}
+	return filepath.Join(filepath.Dir(exe), name)
+}
+
+// defaultQEMUUser is the packaged unprivileged account, when it exists.
+func defaultQEMUUser() string {
+	if _, err := user.Lookup("infinivirt-qemu"); err == nil {
+		return "infinivirt-qemu"
+	}
+	return ""
+}

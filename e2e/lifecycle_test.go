@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+func TestCreateAndBoot(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "boot")
+	unit := vmspec.UnitName(vm.ID)
+
+	if got := b.unitProperty(t, vm.ID, "ActiveState") + "/" + b.unitProperty(t, vm.ID, "SubState"); got != "active/running" {
+		t.Fatalf("unit %s is %s, want active/running", unit, got)
+	}
+	status, _ := b.try("systemctl", "status", "--no-pager", unit)
+	if !strings.Contains(status, "Status: \"running (booted)") {
+		t.Fatalf("systemctl status does not show the VM's state:\n%s", status)
+	}
+	if journal, err := b.host.Journal(context.Background(), unit); err != nil || !strings.Contains(journal, "TESTGUEST READY") {
+		t.Fatalf("the guest's ready line is not in the unit's journal (err %v)", err)
+	}
+	got := b.waitStatus(t, vm.ID, api.StatusRunning, api.ReasonBooted)
+	if got.QEMUPID == 0 {
+		t.Fatal("API shows no QEMU pid for a running VM")
+	}
+	if pid := b.unitProperty(t, vm.ID, "MainPID"); pid == strconv.Itoa(got.QEMUPID) {
+		t.Fatal("QEMU is the unit's main process; the shim should be")
+	}
+	row := b.waitDB(t, vm.ID, api.StatusRunning, api.ReasonBooted)
+	if row.GraphicPort != got.GraphicPort || row.RAMMiB != 128 || row.Bridge != bridgeName {
+		t.Fatalf("PostgreSQL inventory %+v does not match the VM %+v", row, got)
+	}
+	for _, prop := range []string{"Slice=infinivirt.slice", "Type=notify", "KillMode=mixed", "DevicePolicy=closed"} {
+		kv := strings.SplitN(prop, "=", 2)
+		if v := b.unitProperty(t, vm.ID, kv[0]); v != kv[1] {
+			t.Errorf("unit %s=%s, want %s", kv[0], v, kv[1])
+		}
+	}
+}
+
+func TestPowerOperations(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "power")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	power := func(op api.PowerOp) api.VM {
+		t.Helper()
+		v, err := b.client.Power(ctx, vm.ID, op, true, guestTimeout)
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		return v
+	}
+
+	if v := power(api.Suspend); v.Status != api.StatusSuspended {
+		t.Fatalf("after suspend: %s", v.Status)
+	}
+	st, err := b.shim(vm.ID).Status(ctx)
+	if err != nil || st.QMPStatus != "paused" {
+		t.Fatalf("QMP says %q (err %v), want paused", st.QMPStatus, err)
+	}
+	b.waitDB(t, vm.ID, api.StatusSuspended, api.ReasonUser)
+
+	if v := power(api.Resume); v.Status != api.StatusRunning {
+		t.Fatalf("after resume: %s", v.Status)
+	}
+	if st, _ := b.shim(vm.ID).Status(ctx); st.QMPStatus != "running" {
+		t.Fatalf("QMP says %q after resume", st.QMPStatus)
+	}
+
+	power(api.Reset)
+	b.waitConsole(t, vm.ID, "TESTGUEST READY", 2)
+
+	pid := b.waitStatus(t, vm.ID, api.StatusRunning, "").QEMUPID
+	if v := power(api.PowerOff); v.Status != api.StatusOff || v.Reason != api.ReasonUser {
+		t.Fatalf("after powerOff: %s (%s) %q", v.Status, v.Reason, v.Message)
+	}
+	if out := b.waitConsole(t, vm.ID, "TESTGUEST: powerbutton", 1); !strings.Contains(out, "powerbutton") {
+		t.Fatal("the guest never saw the power button")
+	}
+	b.waitDB(t, vm.ID, api.StatusOff, api.ReasonUser)
+	b.eventually(t, time.Minute, func() error {
+		if state := b.unitProperty(t, vm.ID, "ActiveState"); state != "inactive" {
+			return errorf("unit is %s after a clean power-off, want inactive", state)
+		}
+		return nil
+	})
+	if _, err := b.try("kill", "-0", strconv.Itoa(pid)); err == nil {
+		t.Fatalf("QEMU %d still runs after power-off", pid)
+	}
+
+	if v := power(api.PowerOn); v.Status != api.StatusRunning {
+		t.Fatalf("after powerOn: %s", v.Status)
+	}
+	b.waitConsole(t, vm.ID, "TESTGUEST READY", 1)
+
+	before := b.waitStatus(t, vm.ID, api.StatusRunning, "").QEMUPID
+	if v := power(api.Restart); v.Status != api.StatusRunning || v.Reason != api.ReasonRestarted {
+		t.Fatalf("after restart: %s (%s) %q", v.Status, v.Reason, v.Message)
+	}
+	b.waitConsole(t, vm.ID, "TESTGUEST: powerbutton", 1)
+	b.waitDB(t, vm.ID, api.StatusRunning, api.ReasonRestarted)
+	if after := b.waitStatus(t, vm.ID, api.StatusRunning, "").QEMUPID; after != before {
+		t.Logf("restart changed the QEMU pid %d → %d", before, after)
+	}
+
+	if v := power(api.ForcePowerOff); v.Status != api.StatusOff || v.Reason != api.ReasonKilled {
+		t.Fatalf("after forcePowerOff: %s (%s)", v.Status, v.Reason)
+	}
+	b.waitDB(t, vm.ID, api.StatusOff, api.ReasonKilled)
+
+	if _, err := b.client.Power(ctx, vm.ID, api.Suspend, false, 0); !isAPIError(err, api.CodeFailedPrecondition, "") {
+		t.Fatalf("suspend of an off VM: %v, want FailedPrecondition", err)
+	}
+}
+
+func TestCrashIsDetectedAndNothingRestarts(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "crash")
+	pid := b.waitStatus(t, vm.ID, api.StatusRunning, "").QEMUPID
+	b.run(t, "kill", "-9", strconv.Itoa(pid))
+
+	row := b.waitDB(t, vm.ID, api.StatusError, api.ReasonCrashed)
+	if !strings.Contains(row.Message, "SIGKILL") {
+		t.Fatalf("the crash message %q does not name the signal", row.Message)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	evs, err := b.db.Events(ctx, vm.ID, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; last.Signal != "SIGKILL" || last.Status != api.StatusError {
+		t.Fatalf("last event %+v does not record SIGKILL", last)
+	}
+	b.eventually(t, time.Minute, func() error {
+		if state := b.unitProperty(t, vm.ID, "ActiveState"); state != "failed" {
+			return errorf("unit is %s, want failed", state)
+		}
+		return nil
+	})
+	if _, err := b.try("ip", "link", "show", netdev.TapName(vm.ID)); err == nil {
+		t.Fatal("the TAP survived the crash")
+	}
+	if _, err := b.try("test", "-e", vmspec.DefaultLayout.RuntimeDir(vm.ID)); err == nil {
+		t.Fatal("the runtime directory survived the crash")
+	}
+	// Nothing restarts unless asked: the unit stays failed and the VM in error.
+	time.Sleep(3 * time.Second)
+	if state := b.unitProperty(t, vm.ID, "ActiveState"); state != "failed" {
+		t.Fatalf("unit became %s after the crash; nothing should restart it", state)
+	}
+	if v, _ := b.client.Get(ctx, vm.ID); v.Status != api.StatusError {
+		t.Fatalf("VM is %s after the crash", v.Status)
+	}
+}
+
+func TestAgentRestartTouchesNoVM(t *testing.T) {
+	b := setup(t)
+	vms := []api.VM{b.createVM(t, "keep-a"), b.createVM(t, "keep-b"), b.createVM(t, "stop-c")}
+	pids := map[string]int{}
+	for _, vm := range vms {
+		pids[vm.ID] = b.waitStatus(t, vm.ID, api.StatusRunning, "").QEMUPID
+	}
+	b.run(t, "systemctl", "kill", "--signal=SIGKILL", "infinivirt-agent.service")
+	b.eventually(t, time.Minute, func() error {
+		if s, _ := b.try("systemctl", "is-active", "infinivirt-agent.service"); s == "active" {
+			return errorf("agent still active")
+		}
+		return nil
+	})
+
+	// While the agent is down, power one guest off through its shim.
+	stopped := vms[2]
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	if _, err := b.shim(stopped.ID).Power(ctx, api.PowerOff); err != nil {
+		t.Fatalf("power off through the shim: %v", err)
+	}
+	b.eventually(t, guestTimeout, func() error {
+		if s := b.unitProperty(t, stopped.ID, "ActiveState"); s != "inactive" {
+			return errorf("unit is %s", s)
+		}
+		return nil
+	})
+
+	b.run(t, "systemctl", "start", "infinivirt-agent.service")
+	for _, vm := range vms[:2] {
+		got := b.waitStatus(t, vm.ID, api.StatusRunning, "")
+		if got.QEMUPID != pids[vm.ID] {
+			t.Fatalf("VM %s: QEMU pid %d → %d across an agent restart", vm.Name, pids[vm.ID], got.QEMUPID)
+		}
+		if _, err := b.try("kill", "-0", strconv.Itoa(pids[vm.ID])); err != nil {
+			t.Fatalf("QEMU %d of %s is gone", pids[vm.ID], vm.Name)
+		}
+	}
+	b.waitDB(t, stopped.ID, api.StatusOff, api.ReasonUser)
+	b.waitStatus(t, stopped.ID, api.StatusOff, api.ReasonUser)
+
+	// The agent follows the survivors again: a power-off reaches PostgreSQL.
+	if _, err := b.client.Power(ctx, vms[0].ID, api.PowerOff, true, guestTimeout); err != nil {
+		t.Fatal(err)
+	}
+	b.waitDB(t, vms[0].ID, api.StatusOff, api.ReasonUser)
+}
