@@ -67,7 +67,6 @@ const (
 
 	errUnitExists = "org.freedesktop.systemd1.UnitExists"
 	errNoSuchUnit = "org.freedesktop.systemd1.NoSuchUnit"
-	errNotLoaded  = "org.freedesktop.systemd1.LoadFailed"
 )
 
 // New connects to systemd. ctx bounds the first connection only; the
@@ -218,7 +217,7 @@ func mapError(unit, op string, err error) error {
 	switch dbusErrorName(err) {
 	case errUnitExists:
 		return api.AlreadyExists("vmId", "%s: unit %s is already loaded: %v", op, unit, err)
-	case errNoSuchUnit, errNotLoaded:
+	case errNoSuchUnit:
 		return api.NotFound("%s: unit %s is not loaded: %v", op, unit, err)
 	}
 	e := api.AsError(fmt.Errorf("%s %s: %w", op, unit, err))

@@ -161,8 +161,8 @@ func status(ctx context.Context, path string, stdout io.Writer) error {
 	if state = strings.TrimSpace(state); state == "" && err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "name:    %s\nid:      %s\npid:     %d\nstate:   %s\nbus:     %s\ncgroup:  %s\n",
-		h.Name(), h.ID(), h.PID(), state, h.SystemBusAddress(), h.CgroupDir())
+	fmt.Fprintf(stdout, "name:    %s\nid:      %s\npid:     %d\nstate:   %s\nbus:     %s\ncgroup:  %s\nconsole: %s\n",
+		h.Name(), h.ID(), h.PID(), state, h.SystemBusAddress(), h.CgroupDir(), h.ConsoleLog())
 	return nil
 }
 

@@ -75,7 +75,7 @@ func TestUpExecStatusDown(t *testing.T) {
 		t.Errorf("exec exit code: %v, want 7", err)
 	}
 	out, err = run("status", "--state", state)
-	if err != nil || !strings.Contains(out, "pid:     "+strconv.Itoa(pid)) || !strings.Contains(out, "state:   running") {
+	if err != nil || !strings.Contains(out, "pid:     "+strconv.Itoa(pid)) || !strings.Contains(out, "state:   running") || !strings.Contains(out, "console: /") {
 		t.Errorf("status = %q, %v", out, err)
 	}
 	h, err := testbed.Attach(filepath.Join(state, stateFile))

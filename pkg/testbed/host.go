@@ -379,12 +379,12 @@ func (h *Host) waitBooted(ctx context.Context) error {
 					}
 					return nil
 				}
-			case "maintenance", "stopping", "offline":
-				if state != "offline" {
-					failed, _ := h.listFailed(ctx)
-					return fmt.Errorf("systemd is %s; failed units: %s", state, strings.Join(failed, " "))
-				}
+			case "maintenance", "stopping":
+				failed, _ := h.listFailed(ctx)
+				return fmt.Errorf("systemd is %s; failed units: %s", state, strings.Join(failed, " "))
 			}
+			// initializing, starting, or offline while systemd is not
+			// answering yet: keep waiting.
 		}
 		if err := wait(); err != nil {
 			return fmt.Errorf("%w (last system state %q)", err, state)
@@ -438,6 +438,18 @@ func (h *Host) consoleTail() string {
 		data = data[len(data)-16<<10:]
 	}
 	return string(data)
+}
+
+// ConsoleLog is the file that holds systemd's console output when the host
+// was started without a Log writer, or "".
+func (h *Host) ConsoleLog() string {
+	if h.workDir == "" {
+		return ""
+	}
+	if _, err := os.Stat(h.consolePath()); err != nil {
+		return ""
+	}
+	return h.consolePath()
 }
 
 // Name is the host's hostname.
