@@ -35,7 +35,7 @@ func main() {
 func run() error {
 	layout := vmspec.DefaultLayout
 	var (
-		socket, group, dsn, accel, listen string
+		socket, group, dsn, accel, listen   string
 		shimBin, qemuBin, qemuImg, qemuUser string
 		debug                               bool
 	)
