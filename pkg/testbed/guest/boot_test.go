@@ -62,7 +62,7 @@ type machine struct {
 // start runs QEMU for cfg with QMP on fd 3, serial on fd 4 and extra
 // (TAP queues) from fd 5, and does the QMP handshake. QEMU is killed by
 // PID when the test ends.
-func start(t *testing.T, ctx context.Context, cfg qemu.Config, extra []*os.File) *machine {
+func start(t testing.TB, ctx context.Context, cfg qemu.Config, extra []*os.File) *machine {
 	t.Helper()
 	qmpHost, qmpChild, err := guest.Socketpair("qmp")
 	if err != nil {
@@ -102,7 +102,7 @@ func start(t *testing.T, ctx context.Context, cfg qemu.Config, extra []*os.File)
 	return m
 }
 
-func (m *machine) exitCode(t *testing.T, ctx context.Context) int {
+func (m *machine) exitCode(t testing.TB, ctx context.Context) int {
 	t.Helper()
 	select {
 	case <-m.exited:
@@ -371,4 +371,50 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// BenchmarkBootToReady measures QEMU start → READY on the serial console
+// and power button → QEMU exit, under TCG with 1 vCPU. Run it with
+// -benchtime=3x: each iteration is a whole boot.
+func BenchmarkBootToReady(b *testing.B) {
+	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
+		b.Skip("qemu-system-x86_64 is not installed")
+	}
+	ctx, cancel := context.WithTimeout(b.Context(), guest.BuildTimeout)
+	defer cancel()
+	img, err := guest.Ensure(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ready, off time.Duration
+	for b.Loop() {
+		r, o := bootOnce(b, img)
+		ready += r
+		off += o
+	}
+	b.ReportMetric(ready.Seconds()/float64(b.N), "s/ready")
+	b.ReportMetric(float64(off.Milliseconds())/float64(b.N), "ms/powerdown")
+}
+
+func bootOnce(b *testing.B, img *guest.Image) (ready, powerdown time.Duration) {
+	ctx, cancel := context.WithTimeout(b.Context(), bootDeadline)
+	defer cancel()
+	opts := guest.Options{Host: "tg-bench"}
+	begin := time.Now()
+	m := start(b, ctx, testConfig(opts, img), nil)
+	if _, err := m.qmp.execute(ctx, "cont"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.console.WaitFor(ctx, opts.ReadyLine()); err != nil {
+		b.Fatal(err)
+	}
+	ready = time.Since(begin)
+	begin = time.Now()
+	if _, err := m.qmp.execute(ctx, "system_powerdown"); err != nil {
+		b.Fatal(err)
+	}
+	if code := m.exitCode(b, ctx); code != 0 {
+		b.Fatalf("QEMU exit code %d", code)
+	}
+	return ready, time.Since(begin)
 }

@@ -23,15 +23,18 @@ type Network struct {
 	Files []*os.File // one per queue, for exec.Cmd.ExtraFiles
 }
 
-// NewNetwork creates the namespace and a non-persistent TAP named tap with
-// the given number of queues, up, with hostCIDR (e.g. 10.0.0.1/24) on the
-// host side when not empty. It needs root; without it the test is skipped.
+// NewNetwork creates the namespace, with lo up, and a non-persistent TAP
+// named tap with the given number of queues, up, with hostCIDR (e.g.
+// 10.0.0.1/24) on the host side when not empty. With queues 0 there is no
+// TAP: a private loopback is still useful to run a QEMU whose display
+// ports must not clash with anything else on the machine. It needs root;
+// without it the test is skipped.
 func NewNetwork(t testing.TB, tap string, queues int, hostCIDR string) *Network {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("creating a network namespace and a TAP needs root")
 	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
+	if _, err := os.Stat("/dev/net/tun"); err != nil && queues > 0 {
 		t.Skipf("no /dev/net/tun: %v", err)
 	}
 	ns, err := newNamespace()
@@ -39,8 +42,19 @@ func NewNetwork(t testing.TB, tap string, queues int, hostCIDR string) *Network 
 		t.Fatalf("creating a network namespace: %v", err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	n := &Network{NS: ns, TAP: tap}
+	n := &Network{NS: ns}
 	err = n.Do(func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(lo); err != nil {
+			return err
+		}
+		if queues == 0 {
+			return nil
+		}
+		n.TAP = tap
 		flags := netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR
 		if queues > 1 {
 			flags |= netlink.TUNTAP_MULTI_QUEUE
@@ -60,13 +74,6 @@ func NewNetwork(t testing.TB, tap string, queues int, hostCIDR string) *Network 
 				return fmt.Errorf("adding %s to %s: %w", hostCIDR, tap, err)
 			}
 		}
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetUp(lo); err != nil {
-			return err
-		}
 		return netlink.LinkSetUp(link)
 	})
 	t.Cleanup(func() {
@@ -81,7 +88,7 @@ func NewNetwork(t testing.TB, tap string, queues int, hostCIDR string) *Network 
 }
 
 // Do runs fn on a thread inside the namespace. Sockets fn opens stay in
-// the namespace afterwards.
+// the namespace afterwards, and so do processes it starts.
 func (n *Network) Do(fn func() error) error {
 	return inNamespace(n.NS, fn)
 }
