@@ -15,6 +15,8 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/infinibay/infinivirt/pkg/api"
 )
 
 // Options configure a Firewall.
@@ -537,4 +539,58 @@ func (f *Firewall) Counters(ctx context.Context, vmID string) (map[string]uint64
 		}
 	}
 	return out, nil
+}
+
+// VMRuleset reads back what the kernel enforces for a VM, in the package's
+// textual form: its two chains and every chain they jump to, in the order
+// first met. A VM without chains is a NotFound error.
+func (f *Firewall) VMRuleset(ctx context.Context, vmID string) (string, error) {
+	c, err := dial(ctx, f.netns)
+	if err != nil {
+		return "", err
+	}
+	defer c.close()
+	// A dump of a missing chain comes back empty, not as an error: look
+	// the chains up first.
+	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
+	if err != nil {
+		return "", fmt.Errorf("list chains: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, ch := range all {
+		if ch.Table.Name == TableName {
+			exists[ch.Name] = true
+		}
+	}
+	if !exists[vmChain(vmID, Out)] || !exists[vmChain(vmID, In)] {
+		return "", api.NotFound("no firewall chains for VM %s", vmID)
+	}
+	var b strings.Builder
+	seen := map[string]bool{}
+	queue := []string{vmChain(vmID, Out), vmChain(vmID, In)}
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		ch := &nftables.Chain{Name: name, Table: table}
+		if !exists[name] {
+			return "", fmt.Errorf("chain %s jumps to missing chain %s", vmChain(vmID, Out), name)
+		}
+		rules, err := c.GetRules(table, ch)
+		if err != nil {
+			return "", fmt.Errorf("read chain %s: %w", name, err)
+		}
+		writeChain(&b, ch, rules)
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if v, ok := e.(*expr.Verdict); ok && (v.Kind == expr.VerdictJump || v.Kind == expr.VerdictGoto) {
+					queue = append(queue, v.Chain)
+				}
+			}
+		}
+	}
+	return b.String(), nil
 }
