@@ -141,6 +141,9 @@ func execIn(ctx context.Context, path string, argv []string, stdin io.Reader, st
 	}
 	cmd := h.Command(ctx, argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	// Stay in the terminal's process group so that interactive commands
+	// can read from it.
+	cmd.SysProcAttr = nil
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() >= 0 {

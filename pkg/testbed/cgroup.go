@@ -122,8 +122,9 @@ func cgroupPopulated(dir string) (bool, error) {
 	return false, fmt.Errorf("%s/cgroup.events has no populated line", dir)
 }
 
-// waitUnpopulated polls until no process is left in dir's subtree.
-func waitUnpopulated(ctx context.Context, dir string) error {
+// waitUnpopulated polls until no process is left in dir's subtree, calling
+// each (if not nil) on every poll.
+func waitUnpopulated(ctx context.Context, dir string, each func()) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -136,6 +137,9 @@ func waitUnpopulated(ctx context.Context, dir string) error {
 		}
 		if !pop {
 			return nil
+		}
+		if each != nil {
+			each()
 		}
 		select {
 		case <-ctx.Done():

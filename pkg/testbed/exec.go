@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // CommandError is a command inside a host that failed; Stderr is what it
@@ -49,10 +51,24 @@ var hostEnv = []string{
 // (nsenter -t <pid> -a): it sees the overlay root, the host's /run and its
 // network. The process stays in the caller's cgroup; it dies with the host.
 // Env is minimal; callers may replace or extend cmd.Env.
+//
+// nsenter runs the command as its child and does not pass signals on, so
+// the command gets a process group of its own and ending ctx kills that
+// whole group, inside the host too. A caller that needs the terminal's
+// process group (an interactive shell) may clear SysProcAttr; ctx then
+// kills nsenter only.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	argv := append([]string{"-t", strconv.Itoa(h.pid), "-a", "--", name}, args...)
 	cmd := exec.CommandContext(ctx, nsenterBin, argv...)
 	cmd.Env = append([]string(nil), hostEnv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		if cmd.SysProcAttr != nil && cmd.SysProcAttr.Setpgid && cmd.SysProcAttr.Pgid == 0 {
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		return cmd.Process.Kill()
+	}
+	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
 

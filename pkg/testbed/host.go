@@ -497,26 +497,31 @@ func (h *Host) Stop() error {
 
 func (h *Host) stop() error {
 	var errs []error
+	// Processes entered from outside (Command) have a parent outside the
+	// host. systemd-shutdown's SIGSTOP would stop that parent too (nsenter
+	// mirrors its child's stop) and leave an unreapable zombie that holds
+	// the shutdown for its whole timeout. So they are killed before and,
+	// for those that enter while it powers off, during the shutdown.
+	strays := func() {}
 	if h.alive() {
-		// Processes entered from outside (Command) have a parent outside the
-		// host. systemd-shutdown's SIGSTOP would stop that parent (nsenter
-		// mirrors its child's stop) and leave an unreapable zombie that
-		// holds the shutdown for its whole timeout. Kill them first.
-		killStrays(h.pid)
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", h.pid)); err == nil {
+			strays = func() { killStrays(ns, h.pid) }
+		}
+		strays()
 		if err := syscall.Kill(h.pid, syscall.Signal(sigRTMIN+4)); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, fmt.Errorf("signal systemd: %w", err))
 		}
 	}
 	if h.cgroup != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
-		err := waitUnpopulated(ctx, h.cgroup)
+		err := waitUnpopulated(ctx, h.cgroup, strays)
 		cancel()
 		if err != nil {
 			if err := killCgroup(h.cgroup); err != nil {
 				errs = append(errs, fmt.Errorf("cgroup.kill: %w", err))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), killGrace)
-			if err := waitUnpopulated(ctx, h.cgroup); err != nil {
+			if err := waitUnpopulated(ctx, h.cgroup, strays); err != nil {
 				errs = append(errs, err)
 			}
 			cancel()
@@ -556,13 +561,10 @@ func (h *Host) stop() error {
 	return nil
 }
 
-// killStrays SIGKILLs the processes in the PID namespace of init (a
-// machine PID) whose parent lives outside that namespace, except init.
-func killStrays(init int) {
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", init))
-	if err != nil {
-		return
-	}
+// killStrays SIGKILLs the processes in PID namespace ns (a
+// /proc/<pid>/ns/pid link) whose parent lives outside it, except init, and
+// wakes their parent in case it was stopped, so that it can reap them.
+func killStrays(ns string, init int) {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -572,8 +574,12 @@ func killStrays(init int) {
 		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); l != ns {
 			continue
 		}
-		if pl, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", parentPID(pid))); pl != ns {
+		ppid := parentPID(pid)
+		if pl, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", ppid)); pl != ns {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
+			if ppid > 1 {
+				_ = syscall.Kill(ppid, syscall.SIGCONT)
+			}
 		}
 	}
 }

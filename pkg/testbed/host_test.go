@@ -155,14 +155,26 @@ func TestStopLeavesNothing(t *testing.T) {
 		t.Errorf("the host's mounts are visible to the machine")
 	}
 
+	// One more that enters while the host powers off.
+	late := h.Command(ctx, "sleep", "1000")
+	if err := late.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitedLate := make(chan error, 1)
+	go func() { waitedLate <- late.Wait() }()
+
+	t0 := time.Now()
 	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("stopped in %v", time.Since(t0))
 	stopped = true
-	select {
-	case <-waitedOutside:
-	case <-time.After(10 * time.Second):
-		t.Error("a process entered from outside survived the host")
+	for _, waited := range []chan error{waitedOutside, waitedLate} {
+		select {
+		case <-waited:
+		case <-time.After(10 * time.Second):
+			t.Error("a process entered from outside survived the host")
+		}
 	}
 	if _, err := os.Stat(h.CgroupDir()); !os.IsNotExist(err) {
 		t.Errorf("cgroup dir left: %v", err)
@@ -399,4 +411,26 @@ func BenchmarkBootStop(b *testing.B) {
 	}
 	b.ReportMetric(float64(boot.Milliseconds())/float64(b.N), "ms/boot")
 	b.ReportMetric(float64(stop.Milliseconds())/float64(b.N), "ms/stop")
+}
+
+// TestRunDeadlineKillsInside: when Run's context ends, the command inside
+// the host dies too, not only nsenter outside it.
+func TestRunDeadlineKillsInside(t *testing.T) {
+	skipUnlessHostCanRun(t)
+	ctx := runCtx(t)
+	h := NewHost(t, HostOptions{Name: "deadline"})
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err := h.Run(short, "sh", "-c", "sleep 1000 & exec sleep 1001")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Run past its deadline: %v", err)
+	}
+	var left string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		left, _ = h.Run(ctx, "sh", "-c", "ps -eo args | grep '^sleep 100' || true")
+		if strings.TrimSpace(left) == "" {
+			return
+		}
+	}
+	t.Errorf("processes left inside the host after the deadline: %q", left)
 }
