@@ -127,9 +127,15 @@ func Prerequisites() error {
 	if os.Geteuid() != 0 {
 		return errors.New("testbed needs root (namespaces, mounts, cgroups)")
 	}
-	for _, bin := range []string{unshareBin, nsenterBin, "pivot_root", "systemctl", "journalctl"} {
+	for _, bin := range []string{unshareBin, nsenterBin, "systemctl", "journalctl"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("testbed needs %s: %w", bin, err)
+		}
+	}
+	// The setup script runs with its own PATH, which has the sbin directories.
+	if _, err := os.Stat("/usr/sbin/pivot_root"); err != nil {
+		if _, err := exec.LookPath("pivot_root"); err != nil {
+			return fmt.Errorf("testbed needs pivot_root: %w", err)
 		}
 	}
 	if _, err := os.Stat(systemdPath); err != nil {
@@ -191,11 +197,15 @@ func StartHost(ctx context.Context, opts HostOptions) (*Host, error) {
 	return h, nil
 }
 
-// prepare creates the work directory, stages the files and the cgroup.
+// prepare creates the work directory and the cgroup.
 func (h *Host) prepare(opts HostOptions) error {
 	parent := opts.WorkDir
 	if parent == "" {
 		parent = os.TempDir()
+	}
+	parent, err := filepath.Abs(parent)
+	if err != nil {
+		return err
 	}
 	dir, err := os.MkdirTemp(parent, "infinivirt-testbed-"+h.id+"-")
 	if err != nil {
