@@ -15,7 +15,7 @@ import (
 
 // Limits that keep a single request from asking for the absurd.
 const (
-	MaxCPUs            = 512
+	MaxCPUs            = 288 // q35 in QEMU 7.2
 	MinMemoryMiB       = 64
 	MaxMemoryMiB       = 16 << 20 // 16 TiB
 	MaxDiskBytes       = 64 << 40 // 64 TiB

@@ -1,0 +1,133 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// newTestVM writes a spec and a real qcow2 disk under a temp layout.
+func newTestVM(t *testing.T) (vmspec.Layout, *vmspec.Spec) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img is not installed")
+	}
+	root := t.TempDir()
+	layout := vmspec.Layout{StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run")}
+	spec, err := vmspec.FromCreateInput(api.CreateVMInput{
+		Name: "steps", InternalName: "0f8fad5b-d9cb-469f-a165-70867728950e", OS: "linux",
+		CPUCores: 1, RAMGB: 0.125, DiskSizeGB: 0.0625, NetworkBridge: "br0",
+		GraphicProtocol: "vnc", GraphicPort: 5999, GraphicPassword: "pw",
+	}, vmspec.Defaults{Accel: "tcg", GraphicsListen: "127.0.0.1", Layout: layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(layout.VMDir(spec.ID), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", spec.Disk.Path, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v %s", err, out)
+	}
+	if err := spec.Save(layout.SpecFile(spec.ID)); err != nil {
+		t.Fatal(err)
+	}
+	return layout, spec
+}
+
+func TestStartupStepsAreNamedAndOrdered(t *testing.T) {
+	var names []string
+	for _, st := range New(Config{}).Steps() {
+		names = append(names, st.Name)
+	}
+	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "check-disk", "create-tap",
+		"start-qemu", "qmp-handshake", "set-display-password", "serve-control-socket", "start-cpus"}
+	if len(names) != len(want) {
+		t.Fatalf("steps %v", names)
+	}
+	for i := range want {
+		if names[i] != want[i] {
+			t.Fatalf("step %d is %s, want %s (all: %v)", i, names[i], want[i], names)
+		}
+	}
+}
+
+// A failing step ends the run with the start-failure code, records why in
+// the event log, and undoes what the earlier steps made.
+func TestFailedStepIsRecordedAndUndone(t *testing.T) {
+	layout, spec := newTestVM(t)
+	var ran []string
+	s := New(Config{
+		VMID: spec.ID, Layout: layout,
+		BeforeStep: func(name string) error {
+			ran = append(ran, name)
+			if name == "create-tap" {
+				return errors.New("injected failure")
+			}
+			return nil
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if code := s.Run(ctx); code != shimapi.ExitStartFailed {
+		t.Fatalf("exit code %d, want %d", code, shimapi.ExitStartFailed)
+	}
+	if ran[len(ran)-1] != "create-tap" || len(ran) != 5 {
+		t.Fatalf("steps run: %v", ran)
+	}
+	last, ok, err := eventlog.Last(layout.EventsFile(spec.ID), api.Event.IsStatus)
+	if err != nil || !ok {
+		t.Fatalf("no status recorded: %v", err)
+	}
+	if last.Status != api.StatusError || last.Reason != api.ReasonStartFailed || last.Message == "" {
+		t.Fatalf("recorded %+v", last)
+	}
+	if _, err := os.Stat(layout.RuntimeDir(spec.ID)); !os.IsNotExist(err) {
+		t.Fatalf("runtime dir left behind: %v", err)
+	}
+	// The log is released: the next writer gets it at once.
+	l, err := eventlog.Open(ctx, layout.EventsFile(spec.ID), spec.ID)
+	if err != nil {
+		t.Fatalf("log still held: %v", err)
+	}
+	l.Close()
+}
+
+func TestCleanupRecordsALostShim(t *testing.T) {
+	layout, spec := newTestVM(t)
+	ctx := context.Background()
+	l, err := eventlog.Open(ctx, layout.EventsFile(spec.ID), spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(api.Event{Type: api.EventStatus, Status: api.StatusRunning, Reason: api.ReasonBooted})
+	l.Close()
+	os.MkdirAll(layout.RuntimeDir(spec.ID), 0o700)
+
+	cfg := CleanupConfig{VMID: spec.ID, Layout: layout, Logger: New(Config{}).log,
+		ServiceResult: "signal", ExitCode: "killed", ExitStatus: "KILL"}
+	if err := Cleanup(ctx, cfg); err != nil && os.Geteuid() == 0 {
+		t.Fatal(err)
+	}
+	last, _, _ := eventlog.Last(layout.EventsFile(spec.ID), api.Event.IsStatus)
+	if last.Status != api.StatusError || last.Reason != api.ReasonShimLost {
+		t.Fatalf("last status %+v, want error/shim-lost", last)
+	}
+	if _, err := os.Stat(layout.RuntimeDir(spec.ID)); !os.IsNotExist(err) {
+		t.Fatal("runtime dir left behind")
+	}
+	// Idempotent: a second cleanup records nothing more.
+	Cleanup(ctx, cfg)
+	evs, _ := eventlog.ReadFile(layout.EventsFile(spec.ID), 0)
+	if len(evs) != 2 {
+		t.Fatalf("%d entries after two cleanups, want 2", len(evs))
+	}
+}
