@@ -92,6 +92,9 @@ func (c InstallConfig) checkUsername(os string) error {
 		if i := strings.IndexAny(u, "\"/\\[]:;|=,+*?<>@"); i >= 0 {
 			return api.Invalid("username", "Windows does not allow %q in a user name", u[i])
 		}
+		if strings.TrimSpace(u) != u {
+			return api.Invalid("username", "must not start or end with white space")
+		}
 		if strings.Trim(u, ". ") == "" || strings.HasSuffix(u, ".") {
 			return api.Invalid("username", "Windows does not allow a user name of only dots and spaces, or ending in a dot")
 		}
@@ -302,7 +305,8 @@ func plainText(f, s string, multiline bool) error {
 		if multiline && (r == '\n' || r == '\r' || r == '\t') {
 			continue
 		}
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == '\uFEFF' {
+		// Also refused: characters XML 1.0 cannot carry and YAML line breaks.
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == '\uFEFF' || r == '\uFFFE' || r == '\uFFFF' {
 			return api.Invalid(f, "must not contain control characters (found %U)", r)
 		}
 	}

@@ -184,7 +184,10 @@ type DebianImage struct {
 // cache key, so the image is rebuilt.
 var debianRecipe = []string{
 	"--variant=minbase", "--mode=root",
-	"--include=systemd-sysv,udev,cloud-init,linux-image-amd64,initramfs-tools,isc-dhcp-client,ifupdown,iproute2,netbase,sudo,e2fsprogs,locales,console-setup,tzdata",
+	"--include=systemd-sysv,udev,dbus,cloud-init,linux-image-amd64,initramfs-tools,isc-dhcp-client,ifupdown,iproute2,netbase,sudo,e2fsprogs,locales,console-setup,tzdata",
+	// Debian's locale-gen ignores the locale cloud-init passes it (Ubuntu's
+	// takes it), so the image carries the locales the tests ask for.
+	`--customize-hook=printf "en_US.UTF-8 UTF-8\nes_ES.UTF-8 UTF-8\n" >> "$1/etc/locale.gen"; chroot "$1" locale-gen`,
 	`--customize-hook=echo "/dev/vda / ext4 defaults 0 1" > "$1/etc/fstab"`,
 	`--customize-hook=printf "datasource_list: [ NoCloud, None ]\n" > "$1/etc/cloud/cloud.cfg.d/99-ds.cfg"`,
 	`--customize-hook=rm -f "$1/etc/hostname" "$1/etc/machine-id"; touch "$1/etc/machine-id"`,
@@ -238,9 +241,29 @@ func BuildDebianImage(ctx context.Context) (DebianImage, error) {
 	if err != nil {
 		return DebianImage{}, err
 	}
+	pruneStale(cache, "debian-cloudinit-", filepath.Base(dir))
 	return DebianImage{
 		Kernel: filepath.Join(dir, "vmlinuz"),
 		Initrd: filepath.Join(dir, "initrd.img"),
 		Disk:   filepath.Join(dir, "disk.qcow2"),
 	}, nil
+}
+
+// pruneStale removes images of older recipes that no run holds locked.
+func pruneStale(cache, prefix, keep string) {
+	old, _ := filepath.Glob(filepath.Join(cache, prefix+"*"))
+	for _, d := range old {
+		if filepath.Base(d) == keep || strings.HasSuffix(d, ".lock") {
+			continue
+		}
+		f, err := os.OpenFile(d+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.RemoveAll(d)
+			os.Remove(d + ".lock")
+		}
+		f.Close()
+	}
 }
