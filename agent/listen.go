@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/user"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,10 +62,20 @@ func (l *peerCheckListener) Accept() (net.Conn, error) {
 			return c, nil
 		}
 		l.log.Warn("refused an API connection", "PEER_UID", credField(cred, err))
-		c.Write([]byte("HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" +
-			`{"error":{"code":"PermissionDenied","message":"peer is not root, the agent's user, or in the API group"}}` + "\n"))
-		c.Close()
+		go refuse(c)
 	}
+}
+
+// refuse answers 403 without ever passing the connection to a handler. It
+// reads what the client sends meanwhile, so the client sees the answer
+// rather than a reset.
+func refuse(c *net.UnixConn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	body := `{"error":{"code":"PermissionDenied","message":"peer is not root, the agent's user, or in the API group"}}` + "\n"
+	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	c.CloseWrite()
+	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 func peerCred(c *net.UnixConn) (*unix.Ucred, error) {

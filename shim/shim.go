@@ -97,6 +97,7 @@ type Shim struct {
 
 	mu        sync.Mutex
 	status    shimapi.Status
+	recorded  bool // a status of this run is in the event log
 	intent    intent
 	cause     *exitCause // the first recorded reason QEMU is going away
 	ladderOn  bool
@@ -180,11 +181,12 @@ func (s *Shim) Status() shimapi.Status {
 // (a QMP event's own timestamp).
 func (s *Shim) setStatus(st api.Status, reason api.Reason, msg string, extra *api.Event) {
 	s.mu.Lock()
-	if s.status.Status == st && s.status.Reason == reason && extra == nil && s.status.Seq != 0 {
+	if s.status.Status == st && s.status.Reason == reason && extra == nil && s.recorded {
 		s.mu.Unlock()
 		return
 	}
 	s.status.Status, s.status.Reason, s.status.Message = st, reason, msg
+	s.recorded = s.events != nil
 	pid := s.status.QEMUPID
 	s.mu.Unlock()
 

@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+func TestEventStreamResumesFromASequence(t *testing.T) {
+	b := setup(t)
+	in, _ := b.vmInput("events")
+	f := false
+	in.Start = &f
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	vm, err := b.client.Create(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.deleteVM(vm.ID) })
+
+	got := make(chan api.Event, 100)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go b.client.Events(sctx, vm.ID, 0, func(e api.Event) error { got <- e; return nil })
+	time.Sleep(200 * time.Millisecond) // let the stream subscribe before the VM changes
+	if _, err := b.client.Power(ctx, vm.ID, api.PowerOn, true, guestTimeout); err != nil {
+		t.Fatal(err)
+	}
+	var seen []api.Event
+	for len(seen) == 0 || !(seen[len(seen)-1].IsStatus() && seen[len(seen)-1].Status == api.StatusRunning) {
+		select {
+		case e := <-got:
+			if len(seen) > 0 && e.Seq != seen[len(seen)-1].Seq+1 {
+				t.Fatalf("sequence gap: %d after %d", e.Seq, seen[len(seen)-1].Seq)
+			}
+			seen = append(seen, e)
+		case <-ctx.Done():
+			t.Fatalf("stream never showed running; saw %+v", seen)
+		}
+	}
+	if seen[0].Status != api.StatusStarting {
+		t.Fatalf("first live event %+v, want starting", seen[0])
+	}
+	stop()
+
+	// A client that reconnects after a sequence gets exactly what followed.
+	from := seen[0].Seq
+	var replay []api.Event
+	rctx, rstop := context.WithTimeout(ctx, 5*time.Second)
+	defer rstop()
+	b.client.Events(rctx, vm.ID, from, func(e api.Event) error {
+		replay = append(replay, e)
+		if e.Seq == seen[len(seen)-1].Seq {
+			rstop()
+		}
+		return nil
+	})
+	if len(replay) != len(seen)-1 || replay[0].Seq != from+1 {
+		t.Fatalf("replay after %d gave %d events starting at %d, want %d", from, len(replay), replay[0].Seq, len(seen)-1)
+	}
+}
+
+func TestCLI(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "cli")
+	list := b.run(t, "infinivirtctl", "vm", "list", "-o", "json")
+	var vms []api.VM
+	if err := json.Unmarshal([]byte(list), &vms); err != nil {
+		t.Fatalf("vm list -o json: %v\n%s", err, list)
+	}
+	found := false
+	for _, v := range vms {
+		found = found || (v.ID == vm.ID && v.Status == api.StatusRunning)
+	}
+	if !found {
+		t.Fatalf("vm list does not show %s running:\n%s", vm.ID, list)
+	}
+	if table := b.run(t, "infinivirtctl", "vm", "get", vm.ID); !strings.Contains(table, "running") || !strings.Contains(table, "STATUS") {
+		t.Fatalf("vm get table:\n%s", table)
+	}
+	if out := b.run(t, "infinivirtctl", "vm", "suspend", "--wait", vm.ID); !strings.Contains(out, "suspended") {
+		t.Fatalf("vm suspend --wait:\n%s", out)
+	}
+	if comp := b.run(t, "infinivirtctl", "completion", "bash"); !strings.Contains(comp, "__start_infinivirtctl") {
+		t.Fatal("no bash completion")
+	}
+	out, err := b.try("infinivirtctl", "vm", "create", "--name", "x", "--uuid", vm.ID, "--bridge", bridgeName, "--mac", "zz")
+	var exit *exec.ExitError
+	if err == nil || !errors.As(errors.Unwrap(err), &exit) && !strings.Contains(err.Error(), "exit status 2") {
+		t.Fatalf("bad create: err %v, out %s", err, out)
+	}
+	if !strings.Contains(err.Error(), "macAddress") {
+		t.Fatalf("the CLI's error does not name the field: %v", err)
+	}
+}
+
+func TestAPISocketChecksPeers(t *testing.T) {
+	b := setup(t)
+	sock := vmspec.DefaultLayout.AgentSocket()
+	if mode := b.run(t, "stat", "-c", "%a %G", sock); mode != "660 infinivirt" {
+		t.Fatalf("socket mode/group %q, want 660 infinivirt", mode)
+	}
+	// Open the file mode up: the credential check alone must keep nobody out.
+	b.run(t, "chmod", "0666", sock)
+	defer b.run(t, "chmod", "0660", sock)
+	_, err := b.try("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "infinivirtctl", "health")
+	if err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
+		t.Fatalf("nobody got in, or was refused for another reason: %v", err)
+	}
+	if _, err := b.try("infinivirtctl", "health"); err != nil {
+		t.Fatalf("root was refused: %v", err)
+	}
+}
+
+func TestDatabaseOutageConverges(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "db-outage")
+	b.waitDB(t, vm.ID, api.StatusRunning, "")
+	if err := b.pg.StopServer(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	defer func() {
+		if !restarted {
+			b.pg.StartServer()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	if _, err := b.client.Power(ctx, vm.ID, api.Suspend, true, time.Minute); err != nil {
+		t.Fatalf("the agent stopped working without its database: %v", err)
+	}
+	if _, err := b.client.Power(ctx, vm.ID, api.PowerOff, true, guestTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.pg.StartServer(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	row := b.waitDB(t, vm.ID, api.StatusOff, api.ReasonUser)
+	evs, err := b.db.Events(ctx, vm.ID, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sawSuspended := false
+	for _, e := range evs {
+		sawSuspended = sawSuspended || e.Status == api.StatusSuspended
+	}
+	if !sawSuspended || evs[len(evs)-1].Seq != row.Seq && evs[len(evs)-1].Seq < row.Seq {
+		t.Fatalf("history after the outage misses transitions: %+v", evs)
+	}
+}
+
+// The embedded default: no database configured, everything else the same.
+func TestWithoutDatabase(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	env := b.run(t, "cat", "/etc/default/infinivirt")
+	restartAgent := func(content string) {
+		t.Helper()
+		if err := b.host.WriteFile(ctx, "/etc/default/infinivirt", []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b.run(t, "systemctl", "restart", "infinivirt-agent.service")
+	}
+	var kept []string
+	for _, line := range strings.Split(env, "\n") {
+		if !strings.HasPrefix(line, "INFINIVIRT_DATABASE_URL=") {
+			kept = append(kept, line)
+		}
+	}
+	restartAgent(strings.Join(kept, "\n") + "\n")
+	defer restartAgent(env + "\n")
+
+	h, err := b.client.Health(ctx)
+	if err != nil || h["database"] != "none" {
+		t.Fatalf("health %v (%v), want database none", h, err)
+	}
+	vm := b.createVM(t, "no-db")
+	b.waitStatus(t, vm.ID, api.StatusRunning, api.ReasonBooted)
+	if _, err := b.client.Power(ctx, vm.ID, api.PowerOff, true, guestTimeout); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, vm.ID, api.StatusOff, api.ReasonUser)
+	if _, err := b.db.GetVM(ctx, vm.ID); err == nil {
+		t.Fatal("the VM reached PostgreSQL although no database was configured")
+	}
+}
