@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -48,6 +50,11 @@ type Firewall struct {
 	// changes counts the change batches sent (not probes, fail-closed
 	// drops or pruning), so tests can see that a change is one batch.
 	changes atomic.Int64
+	// last is the cost of the last change, for benchmarks.
+	last struct {
+		batch, verify time.Duration
+		rules         int
+	}
 }
 
 // New probes the kernel (unless opts.Caps is set) and returns a Firewall.
@@ -89,9 +96,12 @@ func (e *ApplyError) Error() string {
 
 func (e *ApplyError) Unwrap() error { return e.Err }
 
-// ApplyVM installs a VM's chains and dispatch, with the department's
-// shared chains it jumps to, in one batch. It is what a VM start or a VM
-// rule edit does. Bad input changes nothing in the kernel.
+// ApplyVM installs a VM's chains and dispatch in one batch: what a VM
+// start or a VM rule edit does. The department's shared chains the VM
+// jumps to are created from d when missing; existing ones are left as they
+// are, since department edits are ApplyDepartment's and the kernel may
+// already hold a newer department than the caller read. Bad input changes
+// nothing in the kernel.
 func (f *Firewall) ApplyVM(ctx context.Context, d Department, v VM) error {
 	if err := f.mode.CheckVM(v); err != nil {
 		return prefixField(err, "vm")
@@ -100,45 +110,141 @@ func (f *Firewall) ApplyVM(ctx context.Context, d Department, v VM) error {
 	if err != nil {
 		return err
 	}
-	return f.apply(ctx, "apply-vm", p)
-}
-
-// ApplyDepartment re-renders a department and every VM in it in one batch:
-// a department edit fanned out to its VMs. vms must be all of the
-// department's running VMs. Chains of the department's older versions are
-// deleted afterwards where no VM uses them any more.
-func (f *Firewall) ApplyDepartment(ctx context.Context, d Department, vms []VM) error {
-	p, err := Render(f.mode, d, vms...)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	existing, err := f.deptChains(ctx, d.ID)
 	if err != nil {
 		return err
 	}
-	if err := f.apply(ctx, "apply-department", p); err != nil {
+	sub := p.subset(func(name string) bool { return !existing[name] }, func(string) bool { return true })
+	return f.apply(ctx, "apply-vm", sub, sub.dispatch)
+}
+
+// ApplyDepartment applies a department edit in one batch: its shared
+// chains are rewritten in place, so VM chains that merely jump to them stay
+// as they are. A VM chain is rewritten too when the department's set of
+// chains changed (a priority came or went) or when the VM has rules with
+// overridesDept, since its chains may copy department rules. vms must be
+// all of the department's running VMs, as last applied: a VM's own rule
+// edits go through ApplyVM. On failure they all end dropped. Chains the
+// department no longer has are deleted afterwards where no VM uses them.
+func (f *Firewall) ApplyDepartment(ctx context.Context, d Department, vms []VM) error {
+	return f.applyDepartment(ctx, d, vms, false)
+}
+
+// Resync rewrites a department and all of vms in one batch, whatever the
+// kernel holds: for the agent's start, after a reboot or any doubt.
+func (f *Firewall) Resync(ctx context.Context, d Department, vms []VM) error {
+	return f.applyDepartment(ctx, d, vms, true)
+}
+
+func (f *Firewall) applyDepartment(ctx context.Context, d Department, vms []VM, all bool) error {
+	// Check everything before looking at the kernel; render no VM yet.
+	p, err := render(f.mode, d, vms, func(VM) bool { return false })
+	if err != nil {
 		return err
 	}
-	f.prune(ctx, deptPrefix(d.ID), p.deptVersions[d.ID])
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	existing, err := f.deptChains(ctx, d.ID)
+	if err != nil {
+		return err
+	}
+	layoutChanged := len(existing) != len(p.layout)
+	for _, name := range p.layout {
+		layoutChanged = layoutChanged || !existing[name]
+	}
+	rewrite := func(v VM) bool {
+		return all || layoutChanged || slices.ContainsFunc(v.RuleSet.Rules, func(r Rule) bool { return r.OverridesDept })
+	}
+	if p, err = render(f.mode, d, vms, rewrite); err != nil {
+		return err
+	}
+	var everyVM []dispatchEntry
+	for _, v := range vms {
+		everyVM = append(everyVM, dispatchEntry{vmID: v.ID, tap: v.TAP})
+	}
+	if err := f.apply(ctx, "apply-department", p, everyVM); err != nil {
+		return err
+	}
+	var gone []string
+	for name := range existing {
+		if !slices.Contains(p.layout, name) {
+			gone = append(gone, name)
+		}
+	}
+	f.tryDelete(ctx, gone)
 	return nil
 }
 
-func (f *Firewall) apply(ctx context.Context, op string, p *Plan) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// deptChains lists the department's chains in the kernel.
+func (f *Firewall) deptChains(ctx context.Context, deptID string) (map[string]bool, error) {
+	names, err := f.chainNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for name := range names {
+		if deptOf(name) == deptID {
+			out[name] = true
+		}
+	}
+	return out, nil
+}
+
+// chainNames lists the chains of the table.
+func (f *Firewall) chainNames(ctx context.Context) (map[string]bool, error) {
+	c, err := dial(ctx, f.netns, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	out := map[string]bool{}
+	for _, ch := range chains {
+		if ch.Table.Name == TableName {
+			out[ch.Name] = true
+		}
+	}
+	return out, nil
+}
+
+// deptOf is the department ID in a department chain's name
+// (dept-<id>-<dir>-p<prio> or dept-<id>-<dir>-end), or "".
+func deptOf(name string) string {
+	parts := strings.Split(name, "-")
+	if len(parts) < 4 || parts[0] != "dept" {
+		return ""
+	}
+	return strings.Join(parts[1:len(parts)-2], "-")
+}
+
+// apply writes the plan, reads it back and, when either fails, drops the
+// traffic of the failClose VMs.
+func (f *Firewall) apply(ctx context.Context, op string, p *Plan, failClose []dispatchEntry) error {
 	err := f.write(ctx, op, p)
 	if err == nil {
+		start := time.Now()
 		err = f.verify(ctx, p)
+		f.last.verify = time.Since(start)
 	}
 	if err == nil {
 		return nil
 	}
 	e := &ApplyError{Op: op, Err: err}
-	for _, d := range p.dispatch {
+	for _, d := range failClose {
 		e.VMs = append(e.VMs, d.vmID)
 	}
-	e.FailClosed = f.failClosed(ctx, p.dispatch)
+	e.FailClosed = f.failClosed(ctx, failClose)
 	return e
 }
 
 func (f *Firewall) write(ctx context.Context, op string, p *Plan) error {
-	c, err := dial(ctx, f.netns)
+	start := time.Now()
+	c, err := dial(ctx, f.netns, p.messages())
 	if err != nil {
 		return err
 	}
@@ -151,10 +257,27 @@ func (f *Firewall) write(ctx context.Context, op string, p *Plan) error {
 			Exprs: []expr.Any{jump("injected-fault-missing-chain")}})
 	}
 	f.changes.Add(1)
-	if err := c.flush(ctx); err != nil {
+	err = c.flush(ctx)
+	f.last.batch, f.last.rules = time.Since(start), 0
+	for _, pc := range p.chains {
+		f.last.rules += len(pc.rules)
+	}
+	if err != nil {
 		return fmt.Errorf("batch refused by the kernel: %w", err)
 	}
 	return nil
+}
+
+// messages is about how many netlink messages the plan's batch holds.
+func (p *Plan) messages() int {
+	n := 1 + 3*len(p.sets) + len(p.counters) + 2*len(p.dispatch)
+	for _, s := range p.sets {
+		n += len(s.elems)
+	}
+	for _, c := range p.chains {
+		n += 2 + len(c.rules)
+	}
+	return n
 }
 
 // queue adds the plan's batch to c, in the order the kernel needs: table,
@@ -176,8 +299,8 @@ func (p *Plan) queue(c *nftables.Conn) error {
 			}
 		}
 	}
-	for _, name := range p.counters {
-		c.AddObj(&nftables.NamedObj{Table: table, Name: name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+	for _, pc := range p.counters {
+		c.AddObj(&nftables.NamedObj{Table: table, Name: pc.name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 	}
 	for _, pc := range p.chains {
 		c.AddChain(pc.chain)
@@ -241,14 +364,13 @@ func (f *Firewall) failClosed(ctx context.Context, ds []dispatchEntry) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	base := &Plan{}
-	base.renderBase()
-	c, err := dial(context.WithoutCancel(ctx), f.netns)
+	skeleton := &Plan{}
+	skeleton.renderBase()
+	c, err := dial(context.WithoutCancel(ctx), f.netns, 64+8*len(ds))
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	skeleton := &Plan{base: true, sets: base.sets, chains: base.chains}
 	if err := skeleton.queue(c.Conn); err != nil {
 		return err
 	}
@@ -279,7 +401,7 @@ func (e *MismatchError) Error() string {
 // verify reads the plan's chains, VM address sets and dispatch entries back
 // from the kernel and compares them, in textual form, with the plan.
 func (f *Firewall) verify(ctx context.Context, p *Plan) error {
-	c, err := dial(ctx, f.netns)
+	c, err := dial(ctx, f.netns, 0)
 	if err != nil {
 		return err
 	}
@@ -386,7 +508,7 @@ func (f *Firewall) RemoveVM(ctx context.Context, vmID, tap string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, err := dial(ctx, f.netns)
+	c, err := dial(ctx, f.netns, 0)
 	if err != nil {
 		return err
 	}
@@ -446,53 +568,42 @@ func (f *Firewall) RemoveVM(ctx context.Context, vmID, tap string) error {
 }
 
 // Prune deletes department chains no VM jumps to any more. The kernel
-// refuses to delete a chain in use, so each department version is tried
-// in its own batch and kept when refused.
+// refuses to delete a chain in use, so each department is tried in its own
+// batch and kept whole when refused.
 func (f *Firewall) Prune(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.prune(ctx, "dept-", "")
-}
-
-// prune tries to delete every department version under prefix except keep.
-func (f *Firewall) prune(ctx context.Context, prefix, keep string) error {
-	c, err := dial(ctx, f.netns)
+	names, err := f.chainNames(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.close()
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
-	if err != nil {
-		return fmt.Errorf("list chains: %w", err)
+	groups := map[string][]string{}
+	for name := range names {
+		if id := deptOf(name); id != "" {
+			groups[id] = append(groups[id], name)
+		}
 	}
-	groups := map[string][]*nftables.Chain{}
-	for _, ch := range chains {
-		if ch.Table.Name != TableName || !strings.HasPrefix(ch.Name, prefix) {
-			continue
-		}
-		g := deptGroup(ch.Name)
-		if g == "" || (keep != "" && strings.HasSuffix(g, "-"+keep)) {
-			continue
-		}
-		groups[g] = append(groups[g], ch)
-	}
-	for _, g := range sortedKeys(groups) {
-		for _, ch := range groups[g] {
-			c.DelChain(&nftables.Chain{Name: ch.Name, Table: table})
-		}
-		_ = c.flush(ctx) // refused: some VM still jumps there
+	for _, id := range sortedKeys(groups) {
+		f.tryDelete(ctx, groups[id])
 	}
 	return ctx.Err()
 }
 
-// deptGroup is "dept-<id>-<version>" for a department chain name, or "".
-func deptGroup(name string) string {
-	// dept-<id>-<version>-<dir>-p<prio>: the last two parts are fixed.
-	parts := strings.Split(name, "-")
-	if len(parts) < 5 || parts[0] != "dept" {
-		return ""
+// tryDelete deletes the chains in one batch, or none of them when the
+// kernel refuses because some are still jumped to.
+func (f *Firewall) tryDelete(ctx context.Context, names []string) {
+	if len(names) == 0 {
+		return
 	}
-	return strings.Join(parts[:len(parts)-2], "-")
+	c, err := dial(ctx, f.netns, len(names))
+	if err != nil {
+		return
+	}
+	defer c.close()
+	for _, name := range names {
+		c.DelChain(&nftables.Chain{Name: name, Table: table})
+	}
+	_ = c.flush(ctx) // refused: some VM still jumps there
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -508,7 +619,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func (f *Firewall) Reset(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, err := dial(ctx, f.netns)
+	c, err := dial(ctx, f.netns, 0)
 	if err != nil {
 		return err
 	}
@@ -521,7 +632,7 @@ func (f *Firewall) Reset(ctx context.Context) error {
 // Counters reads a VM's anti-spoofing drop counters, by kind
 // (CounterSpoofMAC, ...), in packets.
 func (f *Firewall) Counters(ctx context.Context, vmID string) (map[string]uint64, error) {
-	c, err := dial(ctx, f.netns)
+	c, err := dial(ctx, f.netns, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -545,7 +656,7 @@ func (f *Firewall) Counters(ctx context.Context, vmID string) (map[string]uint64
 // textual form: its two chains and every chain they jump to, in the order
 // first met. A VM without chains is a NotFound error.
 func (f *Firewall) VMRuleset(ctx context.Context, vmID string) (string, error) {
-	c, err := dial(ctx, f.netns)
+	c, err := dial(ctx, f.netns, 0)
 	if err != nil {
 		return "", err
 	}

@@ -2,11 +2,13 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultTimeout bounds a kernel conversation when the context sets no
@@ -21,7 +23,11 @@ type conn struct {
 	stop func() bool
 }
 
-func dial(ctx context.Context, netnsFd int) (*conn, error) {
+// dial opens the socket. msgs, when not 0, is about how many messages one
+// batch on it will carry: the kernel answers each with an ack (and each
+// rule with an echo) before anything is read, so both socket buffers are
+// sized for the whole batch.
+func dial(ctx context.Context, netnsFd int, msgs int) (*conn, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(DefaultTimeout)
@@ -31,6 +37,11 @@ func dial(ctx context.Context, netnsFd int) (*conn, error) {
 		nftables.AsLasting(),
 		nftables.WithSockOptions(func(nl *netlink.Conn) error {
 			c.nl = nl
+			if msgs > 0 {
+				if err := sizeBuffers(nl, msgs*batchBytesPerMsg+minBuffer, msgs*ackBytesPerMsg+minBuffer); err != nil {
+					return err
+				}
+			}
 			return nl.SetDeadline(deadline)
 		}),
 	}
@@ -62,4 +73,35 @@ func (c *conn) flush(ctx context.Context) error {
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return err
+}
+
+// Buffer sizing for a batch: what one message takes to send, what its
+// ack and echo take in the receive queue (kernel accounting, not payload),
+// and a floor.
+const (
+	batchBytesPerMsg = 1024
+	ackBytesPerMsg   = 4096
+	minBuffer        = 1 << 20
+)
+
+// sizeBuffers raises the socket's buffers past the system's default
+// limits (CAP_NET_ADMIN, which programming nftables needs anyway), or
+// within them when that is refused.
+func sizeBuffers(nl *netlink.Conn, send, recv int) error {
+	rc, err := nl.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var forced error
+	if err := rc.Control(func(fd uintptr) {
+		forced = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, send),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, recv))
+	}); err != nil {
+		return err
+	}
+	if forced != nil {
+		return errors.Join(nl.SetWriteBuffer(send), nl.SetReadBuffer(recv))
+	}
+	return nil
 }

@@ -143,9 +143,9 @@ func TestRealGuestsAcceptance(t *testing.T) {
 	bootGuests(t, bootCtx, host, "ivbr0", []*realGuest{a, b, c}, []int{22, 23})
 	bootCancel()
 
-	apply := func(d Department, vms ...VM) {
+	apply := func(d Department, vms ...VM) { // the whole state, VM rules included
 		t.Helper()
-		if err := fw.ApplyDepartment(ctx, d, vms); err != nil {
+		if err := fw.Resync(ctx, d, vms); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,7 +183,9 @@ func TestRealGuestsAcceptance(t *testing.T) {
 			{ID: "no-23", Action: Drop, Direction: In, Priority: DefaultPriority, Protocol: TCP, DstPortStart: 23},
 		}
 		before := fw.changes.Load()
-		apply(d, a.vm(), b.vm(), c.vm())
+		if err := fw.ApplyDepartment(ctx, d, []VM{a.vm(), b.vm(), c.vm()}); err != nil {
+			t.Fatal(err)
+		}
 		if n := fw.changes.Load() - before; n != 1 {
 			t.Errorf("department change took %d batches, want 1", n)
 		}
@@ -193,7 +195,9 @@ func TestRealGuestsAcceptance(t *testing.T) {
 		a.wantTCP(t, ctx, c.ip, 23, false)
 
 		pingOK := Rule{ID: "ping-ok", Action: Accept, Direction: In, Priority: 900, Protocol: ICMP, OverridesDept: true}
-		apply(d, a.vm(), b.vm(), c.vm(pingOK))
+		if err := fw.ApplyVM(ctx, d, c.vm(pingOK)); err != nil {
+			t.Fatal(err)
+		}
 		a.wantPing(t, ctx, c.ip, true)
 		a.wantPing(t, ctx, b.ip, false)
 		a.wantTCP(t, ctx, c.ip, 23, false)

@@ -15,7 +15,7 @@ import (
 // lab is a host namespace with a bridge (the gateway, 10.0.0.254) and three
 // stand-in guests A, B and C whose bridge ports are named like TAPs.
 type lab struct {
-	t       *testing.T
+	t       testing.TB
 	host    *nettest.NS
 	fw      *Firewall
 	a, b, c *nettest.Guest
@@ -23,7 +23,7 @@ type lab struct {
 
 const gatewayIP = "10.0.0.254"
 
-func newLab(t *testing.T, opts Options) *lab {
+func newLab(t testing.TB, opts Options) *lab {
 	t.Helper()
 	fw, host := liveFirewall(t, opts)
 	host.Bridge(t, "ivbr0", "02:00:00:00:00:fe", gatewayIP+"/24")
@@ -47,9 +47,18 @@ func (l *lab) applyVM(d Department, v VM) {
 	}
 }
 
+// applyDept applies a department edit.
 func (l *lab) applyDept(d Department, vms ...VM) {
 	l.t.Helper()
 	if err := l.fw.ApplyDepartment(testCtx(l.t), d, vms); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// resync sets the whole state of a department and its VMs.
+func (l *lab) resync(d Department, vms ...VM) {
+	l.t.Helper()
+	if err := l.fw.Resync(testCtx(l.t), d, vms); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -67,7 +76,7 @@ func (l *lab) wantPing(from *nettest.NS, to string, ok bool) {
 }
 
 // listen starts a TCP listener in g that greets every client.
-func listen(t *testing.T, g *nettest.NS, port int) {
+func listen(t testing.TB, g *nettest.NS, port int) {
 	t.Helper()
 	var ln net.Listener
 	err := g.Do(func() (err error) {

@@ -24,7 +24,7 @@ func Probe(ctx context.Context) (Capabilities, error) { return ProbeNetNS(ctx, 0
 // the table. A batch is all or nothing, so nothing is left behind either
 // way, and the feature is checked exactly where the rules would use it.
 func ProbeNetNS(ctx context.Context, netnsFd int) (Capabilities, error) {
-	c, err := dial(ctx, netnsFd)
+	c, err := dial(ctx, netnsFd, 0)
 	if err != nil {
 		return Capabilities{}, err
 	}

@@ -1,11 +1,9 @@
 package firewall
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -67,34 +65,57 @@ func vmCounter(id, kind string) string { return "vm-" + id + "-" + kind }
 
 func deptPrefix(id string) string { return "dept-" + id + "-" }
 
-func deptChain(id, version string, d Direction, prio int) string {
-	dir := "out"
+func dirName(d Direction) string {
 	if d == In {
-		dir = "in"
+		return "in"
 	}
-	return fmt.Sprintf("%s%s-%s-p%d", deptPrefix(id), version, dir, prio)
+	return "out"
 }
+
+// deptChain names a department's shared chain for one direction and
+// priority. The names are stable: a department edit rewrites the chains in
+// place, and VM chains that jump to them need no change.
+func deptChain(id string, d Direction, prio int) string {
+	return fmt.Sprintf("%s%s-p%d", deptPrefix(id), dirName(d), prio)
+}
+
+// deptEndChain holds the policy's terminal action for one direction.
+func deptEndChain(id string, d Direction) string { return deptPrefix(id) + dirName(d) + "-end" }
 
 // Plan is a rendered piece of the ruleset: the objects a batch writes, in
 // the order the kernel needs them. Text gives its stable textual form.
 type Plan struct {
-	base     bool
 	sets     []*planSet
-	counters []string
+	counters []planCounter
 	chains   []*planChain
 	dispatch []dispatchEntry
-	// deptVersions lists the department versions the plan renders.
-	deptVersions map[string]string
+	// deptID and layout: the department and the names of its chains.
+	deptID string
+	layout []string
+}
+
+// owner says what an object belongs to: the table skeleton, the
+// department or one VM.
+type owner struct {
+	dept bool
+	vmID string
 }
 
 type planSet struct {
+	owner
 	set   *nftables.Set
 	elems []nftables.SetElement
 	// replace flushes the set before adding; shared sets are only added to.
 	replace bool
 }
 
+type planCounter struct {
+	owner
+	name string
+}
+
 type planChain struct {
+	owner
 	chain *nftables.Chain
 	rules []*nftables.Rule
 }
@@ -103,11 +124,56 @@ type dispatchEntry struct {
 	vmID, tap string
 }
 
-func (p *Plan) addChain(c *nftables.Chain) *planChain {
+func (p *Plan) addChain(o owner, c *nftables.Chain) *planChain {
 	c.Table = table
-	pc := &planChain{chain: c}
+	pc := &planChain{owner: o, chain: c}
 	p.chains = append(p.chains, pc)
 	return pc
+}
+
+// subset keeps the skeleton, the department chains for which dept is true
+// and everything of the VMs for which vm is true.
+func (p *Plan) subset(dept func(name string) bool, vm func(id string) bool) *Plan {
+	keep := func(o owner, name string) bool {
+		switch {
+		case o.dept:
+			return dept(name)
+		case o.vmID != "":
+			return vm(o.vmID)
+		}
+		return true
+	}
+	q := &Plan{deptID: p.deptID, layout: p.layout}
+	for _, s := range p.sets {
+		if keep(s.owner, s.set.Name) {
+			q.sets = append(q.sets, s)
+		}
+	}
+	for _, c := range p.counters {
+		if keep(c.owner, c.name) {
+			q.counters = append(q.counters, c)
+		}
+	}
+	for _, c := range p.chains {
+		if keep(c.owner, c.chain.Name) {
+			q.chains = append(q.chains, c)
+		}
+	}
+	for _, d := range p.dispatch {
+		if vm(d.vmID) {
+			q.dispatch = append(q.dispatch, d)
+		}
+	}
+	return q
+}
+
+// vmIDs lists the VMs the plan has chains for.
+func (p *Plan) vmIDs() []string {
+	var ids []string
+	for _, d := range p.dispatch {
+		ids = append(ids, d.vmID)
+	}
+	return ids
 }
 
 // add appends a rule with a comment saying where it came from.
@@ -130,7 +196,6 @@ func cat(parts ...[]expr.Any) []expr.Any {
 // renderBase renders the table's fixed skeleton: dispatch maps, ICMP class
 // sets and the four base chains.
 func (p *Plan) renderBase() {
-	p.base = true
 	from, to := dispatchSets()
 	p.sets = append(p.sets, &planSet{set: from}, &planSet{set: to})
 	for _, s := range []struct {
@@ -146,7 +211,7 @@ func (p *Plan) renderBase() {
 	accept := nftables.ChainPolicyAccept
 	base := func(name string, hook nftables.ChainHook, prio int, key expr.MetaKey, m string) {
 		pr := nftables.ChainPriority(prio)
-		pc := p.addChain(&nftables.Chain{Name: name, Hooknum: &hook, Priority: &pr, Type: nftables.ChainTypeFilter, Policy: &accept})
+		pc := p.addChain(owner{}, &nftables.Chain{Name: name, Hooknum: &hook, Priority: &pr, Type: nftables.ChainTypeFilter, Policy: &accept})
 		pc.add("", meta(key), &expr.Lookup{SourceRegister: reg, SetName: m, DestRegister: 0, IsDestRegSet: true})
 	}
 	base(chainFromVMForward, *nftables.ChainHookForward, priorityFromVM, expr.MetaKeyIIFNAME, mapFromVM)
@@ -154,23 +219,6 @@ func (p *Plan) renderBase() {
 	base(chainFromVMInput, *nftables.ChainHookInput, priorityFromVM, expr.MetaKeyIIFNAME, mapFromVM)
 	base(chainToVMOutput, *nftables.ChainHookOutput, priorityFromVM, expr.MetaKeyOIFNAME, mapToVM)
 }
-
-// departmentVersion names a department's rendering: a digest of everything
-// its shared chains depend on. A changed department gets new chains, so a
-// VM never jumps into chains rendered for another version of its
-// department.
-func departmentVersion(d Department, m Mode) string {
-	b, _ := json.Marshal(struct {
-		Format int
-		D      Department
-		M      Mode
-	}{renderFormat, d, m})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:4])
-}
-
-// renderFormat changes whenever the rendering of a department changes.
-const renderFormat = 1
 
 // band is the department entries of one direction and priority: one shared
 // chain.
@@ -180,20 +228,33 @@ type band struct {
 	entries []Entry
 }
 
+// fixedBands are the priorities every department has a chain for, empty
+// or not: the policy's (replies, default config) and those of rules and
+// presets written without a priority. Editing rules at these priorities,
+// toggling presets or changing the policy then never changes which chains
+// a VM jumps to, so no VM chain needs rewriting.
+var fixedBands = []int{EstablishedPriority, DefaultConfigPriority, DefaultPriority, PresetPriority}
+
 func departmentBands(d Department, m Mode) []band {
 	entries := departmentEntries(d, m.Stateless)
 	sortEntries(entries)
 	var out []band
 	for _, dir := range []Direction{Out, In} {
+		prios := slices.Clone(fixedBands)
 		for _, e := range entries {
-			if e.Dir != dir {
-				continue
+			if e.Dir == dir && !slices.Contains(prios, e.priority()) {
+				prios = append(prios, e.priority())
 			}
-			if n := len(out); n > 0 && out[n-1].dir == dir && out[n-1].prio == e.priority() {
-				out[n-1].entries = append(out[n-1].entries, e)
-				continue
+		}
+		slices.Sort(prios)
+		for _, prio := range prios {
+			b := band{dir: dir, prio: prio}
+			for _, e := range entries {
+				if e.Dir == dir && e.priority() == prio {
+					b.entries = append(b.entries, e)
+				}
 			}
-			out = append(out, band{dir: dir, prio: e.priority(), entries: []Entry{e}})
+			out = append(out, b)
 		}
 	}
 	return out
@@ -219,47 +280,55 @@ func (pc *planChain) addEntry(e Entry, m Mode) {
 }
 
 // renderDepartment renders the department's shared chains, one per
-// direction and priority, and returns their bands.
-func (p *Plan) renderDepartment(d Department, m Mode) (string, []band) {
-	version := departmentVersion(d, m)
+// direction and priority and one per direction for the terminal action,
+// and returns its bands.
+func (p *Plan) renderDepartment(d Department, m Mode) []band {
 	bands := departmentBands(d, m)
+	o := owner{dept: true}
 	for _, b := range bands {
-		pc := p.addChain(&nftables.Chain{Name: deptChain(d.ID, version, b.dir, b.prio)})
+		pc := p.addChain(o, &nftables.Chain{Name: deptChain(d.ID, b.dir, b.prio)})
 		for _, e := range b.entries {
 			pc.addEntry(e, m)
 		}
 	}
-	if p.deptVersions == nil {
-		p.deptVersions = map[string]string{}
+	for _, dir := range []Direction{Out, In} {
+		pc := p.addChain(o, &nftables.Chain{Name: deptEndChain(d.ID, dir)})
+		pc.add("policy:"+string(d.Policy.Policy), actionExprs(d.Policy.Terminal(), All)...)
 	}
-	p.deptVersions[d.ID] = version
-	return version, bands
+	p.deptID = d.ID
+	for _, c := range p.chains {
+		if c.dept {
+			p.layout = append(p.layout, c.chain.Name)
+		}
+	}
+	return bands
 }
 
 // renderVM renders one VM's set, counters, chains and dispatch entries.
-func (p *Plan) renderVM(d Department, version string, bands []band, v VM, m Mode) {
+func (p *Plan) renderVM(d Department, bands []band, v VM, m Mode) {
 	mac, _ := parseUnicastMAC(v.MAC)
-	ips := &planSet{set: &nftables.Set{Table: table, Name: vmIPSet(v.ID), KeyType: nftables.TypeIPAddr}, replace: true}
+	o := owner{vmID: v.ID}
+	ips := &planSet{owner: o, set: &nftables.Set{Table: table, Name: vmIPSet(v.ID), KeyType: nftables.TypeIPAddr}, replace: true}
 	for _, a := range v.IPs {
 		b := a.As4()
 		ips.elems = append(ips.elems, nftables.SetElement{Key: b[:]})
 	}
 	p.sets = append(p.sets, ips)
 	for _, k := range counterKinds {
-		p.counters = append(p.counters, vmCounter(v.ID, k))
+		p.counters = append(p.counters, planCounter{o, vmCounter(v.ID, k)})
 	}
 
 	eff := ComputeEffective(d, v, m.Stateless)
-	out := p.addChain(&nftables.Chain{Name: vmChain(v.ID, Out)})
-	in := p.addChain(&nftables.Chain{Name: vmChain(v.ID, In)})
+	out := p.addChain(o, &nftables.Chain{Name: vmChain(v.ID, Out)})
+	in := p.addChain(o, &nftables.Chain{Name: vmChain(v.ID, In)})
 	p.renderGuards(out, in, v, mac)
 	for _, c := range []struct {
 		pc      *planChain
 		dir     Direction
 		entries []Entry
 	}{{out, Out, eff.Out}, {in, In, eff.In}} {
-		renderMerged(c.pc, d, version, bands, c.dir, c.entries, m)
-		c.pc.add("policy:"+string(d.Policy.Policy), actionExprs(eff.Terminal, All)...)
+		renderMerged(c.pc, d, bands, c.dir, c.entries, m)
+		c.pc.add("", jump(deptEndChain(d.ID, c.dir)))
 	}
 	p.dispatch = append(p.dispatch, dispatchEntry{vmID: v.ID, tap: v.TAP})
 }
@@ -298,31 +367,36 @@ func (p *Plan) renderGuards(out, in *planChain, v VM, mac net.HardwareAddr) {
 }
 
 // renderMerged writes a VM's merged list for one direction: its own entries
-// inline, and for each department band either one jump to the shared chain
-// or, when the VM overrides part of the band, the rest of the band inline.
-func renderMerged(pc *planChain, d Department, version string, bands []band, dir Direction, entries []Entry, m Mode) {
+// inline, and for each department band, in priority order, either one jump
+// to the shared chain or, when the VM overrides part of the band, the rest
+// of the band inline. An empty band is jumped to all the same, so that
+// rules added to it later reach the VM without rewriting its chain.
+func renderMerged(pc *planChain, d Department, bands []band, dir Direction, entries []Entry, m Mode) {
 	have := map[entryKey]bool{}
 	for _, e := range entries {
 		have[e.key] = true
 	}
-	done := map[int]bool{}
+	var mine []Entry // the VM's own entries, in order
 	for _, e := range entries {
 		if !e.Origin.IsDepartment() {
-			pc.addEntry(e, m)
+			mine = append(mine, e)
+		}
+	}
+	for _, b := range bands {
+		if b.dir != dir {
 			continue
 		}
-		bi := bandOf(bands, dir, e.priority())
-		if done[bi] {
-			continue
+		// VM entries come first among equals.
+		for len(mine) > 0 && mine[0].priority() <= b.prio {
+			pc.addEntry(mine[0], m)
+			mine = mine[1:]
 		}
-		done[bi] = true
-		b := bands[bi]
 		whole := true
 		for _, be := range b.entries {
 			whole = whole && have[be.key]
 		}
 		if whole {
-			pc.add("", jump(deptChain(d.ID, version, dir, b.prio)))
+			pc.add("", jump(deptChain(d.ID, dir, b.prio)))
 			continue
 		}
 		for _, be := range b.entries {
@@ -331,21 +405,20 @@ func renderMerged(pc *planChain, d Department, version string, bands []band, dir
 			}
 		}
 	}
-}
-
-func bandOf(bands []band, dir Direction, prio int) int {
-	for i, b := range bands {
-		if b.dir == dir && b.prio == prio {
-			return i
-		}
+	for _, e := range mine {
+		pc.addEntry(e, m)
 	}
-	panic(fmt.Sprintf("firewall: no department band for %s priority %d", dir, prio))
 }
 
 // Render checks the department and VMs against the mode and renders them:
 // the table skeleton, the department's shared chains and each VM's chains
 // and dispatch entries.
 func Render(m Mode, d Department, vms ...VM) (*Plan, error) {
+	return render(m, d, vms, func(VM) bool { return true })
+}
+
+// render checks everything and renders the VMs for which want is true.
+func render(m Mode, d Department, vms []VM, want func(VM) bool) (*Plan, error) {
 	if err := m.CheckDepartment(d); err != nil {
 		return nil, prefixField(err, "department")
 	}
@@ -365,9 +438,11 @@ func Render(m Mode, d Department, vms ...VM) (*Plan, error) {
 	}
 	p := &Plan{}
 	p.renderBase()
-	version, bands := p.renderDepartment(d, m)
+	bands := p.renderDepartment(d, m)
 	for _, v := range vms {
-		p.renderVM(d, version, bands, v, m)
+		if want(v) {
+			p.renderVM(d, bands, v, m)
+		}
 	}
 	return p, nil
 }
@@ -381,7 +456,7 @@ func (p *Plan) Text() string {
 		writeSet(&b, s.set, s.elems)
 	}
 	for _, c := range p.counters {
-		fmt.Fprintf(&b, "counter %s\n", c)
+		fmt.Fprintf(&b, "counter %s\n", c.name)
 	}
 	for _, c := range p.chains {
 		writeChain(&b, c.chain, c.rules)

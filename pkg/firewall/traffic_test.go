@@ -77,7 +77,7 @@ func TestTrafficHostBoundIsFiltered(t *testing.T) {
 	// The output hook: the host's own echo request into B.
 	noHost := Rule{ID: "no-host-ping", Action: Drop, Direction: In, Priority: DefaultPriority, Protocol: ICMP,
 		SrcIPAddr: gatewayIP, SrcIPMask: "32"}
-	l.applyDept(d, l.vm(l.a), l.vm(l.b, noHost))
+	l.resync(d, l.vm(l.a), l.vm(l.b, noHost))
 	l.wantPing(l.host, l.b.IP, false)
 	l.wantPing(l.host, l.a.IP, true)
 }
@@ -118,15 +118,16 @@ func TestTrafficDepartmentChangeAndOverride(t *testing.T) {
 	l.wantPing(l.host, l.c.IP, true)
 	l.wantPing(l.host, l.b.IP, false)
 
-	// The department's chains exist once, in one version: the live one.
-	versions := map[string]bool{}
-	for _, line := range strings.Split(l.host.Run(t, "nft", "list", "chains", "bridge"), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && f[0] == "chain" && strings.HasPrefix(f[1], "dept-") {
-			versions[deptGroup(f[1])] = true
-		}
+	// The department's rules exist once, in a chain A and B jump to.
+	table := l.host.Run(t, "nft", "list", "table", "bridge", TableName)
+	if n := strings.Count(table, "chain dept-eng-in-p500 {"); n != 1 {
+		t.Errorf("want one shared chain for the department's rules at 500, found %d:\n%s", n, table)
 	}
-	if len(versions) != 1 {
-		t.Errorf("want one live department version, found %v", versions)
+	for _, vm := range []string{"a", "b"} {
+		chain := table[strings.Index(table, "chain vm-"+vm+"-in {"):]
+		if chain = chain[:strings.Index(chain, "}")]; !strings.Contains(chain, "jump dept-eng-in-p500") {
+			t.Errorf("vm-%s-in does not jump to the department chain:\n%s", vm, chain)
+		}
 	}
 }
 
