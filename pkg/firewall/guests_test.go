@@ -26,6 +26,7 @@ type realGuest struct {
 
 // bootGuests boots one test guest per spec on TAPs plugged into bridge in
 // host, with QEMU started inside host's namespace (-accel tcg, no vhost).
+// QEMU lives until ctx ends or the test cleans up; booting has guestBoot.
 func bootGuests(t *testing.T, ctx context.Context, host *nettest.NS, bridge string, specs []*realGuest, listen []int) {
 	t.Helper()
 	qemuBin, err := exec.LookPath("qemu-system-x86_64")
@@ -35,7 +36,7 @@ func bootGuests(t *testing.T, ctx context.Context, host *nettest.NS, bridge stri
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Skipf("no /dev/net/tun for the guests' TAPs: %v", err)
 	}
-	img, err := guest.Ensure(ctx, "")
+	img, err := guest.Ensure(ctx, "") // built once and cached for every test process
 	if err != nil {
 		t.Fatalf("test guest image: %v", err)
 	}
@@ -48,7 +49,7 @@ func bootGuests(t *testing.T, ctx context.Context, host *nettest.NS, bridge stri
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("ip", "netns", "exec", host.Name, qemuBin,
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", host.Name, qemuBin,
 			"-machine", "q35", "-accel", "tcg", "-m", "128", "-smp", "1", "-nodefaults", "-no-reboot",
 			"-display", "none", "-monitor", "none",
 			"-kernel", img.Kernel, "-initrd", img.Initrd, "-append", opts.Cmdline(),
@@ -75,6 +76,8 @@ func bootGuests(t *testing.T, ctx context.Context, host *nettest.NS, bridge stri
 			}
 		})
 	}
+	bootCtx, cancel := context.WithTimeout(ctx, guestBoot)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, len(specs))
 	for i, g := range specs {
@@ -82,7 +85,7 @@ func bootGuests(t *testing.T, ctx context.Context, host *nettest.NS, bridge stri
 		go func() {
 			defer wg.Done()
 			opts := guest.Options{IP: g.ip + "/24", Host: g.name}
-			_, errs[i] = g.console.WaitFor(ctx, opts.ReadyLine())
+			_, errs[i] = g.console.WaitFor(bootCtx, opts.ReadyLine())
 		}()
 	}
 	wg.Wait()
@@ -139,9 +142,7 @@ func TestRealGuestsAcceptance(t *testing.T) {
 	a := &realGuest{name: "a", tap: "ivtga", mac: "52:54:00:00:01:0a", ip: "10.0.0.11"}
 	b := &realGuest{name: "b", tap: "ivtgb", mac: "52:54:00:00:01:0b", ip: "10.0.0.12"}
 	c := &realGuest{name: "c", tap: "ivtgc", mac: "52:54:00:00:01:0c", ip: "10.0.0.13"}
-	bootCtx, bootCancel := context.WithTimeout(ctx, guestBoot)
-	bootGuests(t, bootCtx, host, "ivbr0", []*realGuest{a, b, c}, []int{22, 23})
-	bootCancel()
+	bootGuests(t, ctx, host, "ivbr0", []*realGuest{a, b, c}, []int{22, 23})
 
 	apply := func(d Department, vms ...VM) { // the whole state, VM rules included
 		t.Helper()
