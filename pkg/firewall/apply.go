@@ -100,8 +100,9 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 // start or a VM rule edit does. The department's shared chains the VM
 // jumps to are created from d when missing; existing ones are left as they
 // are, since department edits are ApplyDepartment's and the kernel may
-// already hold a newer department than the caller read. Bad input changes
-// nothing in the kernel.
+// already hold a newer department than the caller read (when d has a
+// priority the kernel's department lacks, that one chain comes from d).
+// Bad input changes nothing in the kernel.
 func (f *Firewall) ApplyVM(ctx context.Context, d Department, v VM) error {
 	if err := f.mode.CheckVM(v); err != nil {
 		return prefixField(err, "vm")
