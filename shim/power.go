@@ -30,7 +30,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 			return api.Internal("cont: %v", err)
 		}
 		s.mu.Lock()
-		s.suspended, s.ioError = false, false
+		s.ioError = false
 		s.mu.Unlock()
 		s.setStatus(api.StatusRunning, api.ReasonUser, "", nil)
 	case api.Suspend:
@@ -40,9 +40,6 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 		if st != api.StatusRunning {
 			return api.FailedPrecondition("VM is %s; only a running VM can be suspended", st)
 		}
-		s.mu.Lock()
-		s.suspended = true
-		s.mu.Unlock()
 		if err := s.qmp.Stop(ctx); err != nil {
 			return api.Internal("stop: %v", err)
 		}

@@ -95,15 +95,14 @@ type Shim struct {
 	console        *console
 	server         *http.Server
 
-	mu        sync.Mutex
-	status    shimapi.Status
-	recorded  bool // a status of this run is in the event log
-	intent    intent
-	cause     *exitCause // the first recorded reason QEMU is going away
-	ladderOn  bool
-	ioError   bool
-	suspended bool // the operator paused the guest
-	resets    int
+	mu       sync.Mutex
+	status   shimapi.Status
+	recorded bool // a status of this run is in the event log
+	intent   intent
+	cause    *exitCause // the first recorded reason QEMU is going away
+	ladderOn bool
+	ioError  bool
+	resets   int
 }
 
 // exitCause is why QEMU ends, as decided before it actually exits.

@@ -53,21 +53,18 @@ func (s *Shim) handleEvent(ev qmp.Event) {
 		s.mu.Unlock()
 		s.record(api.Event{Type: api.EventGuest, Message: "RESET"})
 	case qmp.EventStop:
+		// Only a disk error pauses the guest behind the shim's back. Every
+		// other STOP is one the shim caused (suspend records itself; a guest
+		// power-off under -no-shutdown stops the CPUs before quit or restart).
 		s.mu.Lock()
-		suspended, ioErr, going := s.suspended, s.ioError, s.cause != nil
+		ioErr, going := s.ioError, s.cause != nil
 		s.mu.Unlock()
-		switch {
-		case going:
-		case ioErr:
+		if ioErr && !going {
 			s.setStatus(api.StatusPaused, api.ReasonIOError, "a disk error paused the guest", nil)
-		case suspended:
-			s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
-		default:
-			s.setStatus(api.StatusPaused, api.ReasonUser, "", nil)
 		}
 	case qmp.EventResume:
 		s.mu.Lock()
-		s.ioError, s.suspended = false, false
+		s.ioError = false
 		going := s.cause != nil
 		s.mu.Unlock()
 		if !going && s.Status().Status != api.StatusRunning {
