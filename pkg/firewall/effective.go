@@ -1,9 +1,6 @@
 package firewall
 
-import (
-	"net/netip"
-	"sort"
-)
+import "sort"
 
 // Origin says where an effective rule came from.
 type Origin string
@@ -88,16 +85,15 @@ func opposite(d Direction) Direction {
 	return In
 }
 
-// SameTraffic reports whether a and b, both seen in direction dir, match the
-// same traffic: the same protocol, ports and addresses. Connection state,
-// action and priority do not count.
+// SameTraffic reports whether a and b, seen in the same direction, match
+// the same traffic: the same protocol, ports and addresses (networks
+// compared with host bits cleared). Connection state, action and priority
+// do not count.
 func SameTraffic(a, b Rule) bool {
 	return a.Protocol == b.Protocol &&
 		a.SrcPorts() == b.SrcPorts() && a.DstPorts() == b.DstPorts() &&
-		samePrefix(a.SrcPrefix(), b.SrcPrefix()) && samePrefix(a.DstPrefix(), b.DstPrefix())
+		a.SrcPrefix() == b.SrcPrefix() && a.DstPrefix() == b.DstPrefix()
 }
-
-func samePrefix(a, b netip.Prefix) bool { return a == b }
 
 // sourced is a rule with the list it came from.
 type sourced struct {
