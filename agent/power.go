@@ -7,7 +7,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/logging"
-	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
 )
 
 // shimCallTimeout bounds one request to a shim's control socket.
@@ -84,8 +84,8 @@ func (a *Agent) waitUnitGone(ctx context.Context, id string) (active bool, err e
 	}
 }
 
-func (a *Agent) shim(id string) *shimapi.Client {
-	return shimapi.NewClient(a.cfg.Layout.ShimSocket(id))
+func (a *Agent) shim(id string) *shimclient.Client {
+	return shimclient.NewClient(a.cfg.Layout.ShimSocket(id))
 }
 
 // goal is the state a power verb is done in.

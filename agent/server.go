@@ -14,6 +14,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/unixhttp"
 )
 
 //go:embed openapi.json
@@ -45,7 +46,7 @@ func (a *Agent) Handler() http.Handler {
 			err = a.Delete(r.Context(), r.PathValue("id"), force)
 		}
 		if err != nil {
-			api.WriteError(w, err)
+			unixhttp.WriteError(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -73,7 +74,7 @@ func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 	var in api.CreateVMInput
 	if err := decodeStrict(r, &in); err != nil {
-		api.WriteError(w, err)
+		unixhttp.WriteError(w, err)
 		return
 	}
 	vm, err := a.Create(r.Context(), in)
@@ -83,19 +84,19 @@ func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handlePower(w http.ResponseWriter, r *http.Request) {
 	op := api.PowerOp(r.PathValue("op"))
 	if !op.Valid() {
-		api.WriteError(w, api.NotFound("no such operation %q; power operations are %v", op, api.PowerOps))
+		unixhttp.WriteError(w, api.NotFound("no such operation %q; power operations are %v", op, api.PowerOps))
 		return
 	}
 	wait, err := boolParam(r, "wait")
 	if err != nil {
-		api.WriteError(w, err)
+		unixhttp.WriteError(w, err)
 		return
 	}
 	ctx := r.Context()
 	if t := r.URL.Query().Get("timeout"); t != "" {
 		d, err := time.ParseDuration(t)
 		if err != nil || d <= 0 {
-			api.WriteError(w, api.Invalid("timeout", "must be a positive duration like 90s, got %q", t))
+			unixhttp.WriteError(w, api.Invalid("timeout", "must be a positive duration like 90s, got %q", t))
 			return
 		}
 		var cancel context.CancelFunc
@@ -113,14 +114,14 @@ func (a *Agent) handlePower(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleConsole(w http.ResponseWriter, r *http.Request) {
 	rec, err := a.get(r.PathValue("id"))
 	if err != nil {
-		api.WriteError(w, err)
+		unixhttp.WriteError(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), shimCallTimeout)
 	defer cancel()
 	b, err := a.shim(rec.id).Console(ctx)
 	if err != nil {
-		api.WriteError(w, err)
+		unixhttp.WriteError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -135,7 +136,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 	var after uint64
 	if id != "" {
 		if _, err := a.get(id); err != nil {
-			api.WriteError(w, err)
+			unixhttp.WriteError(w, err)
 			return
 		}
 		from := r.URL.Query().Get("after")
@@ -145,7 +146,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if from != "" {
 			n, err := strconv.ParseUint(from, 10, 64)
 			if err != nil {
-				api.WriteError(w, api.Invalid("after", "must be a sequence number, got %q", from))
+				unixhttp.WriteError(w, api.Invalid("after", "must be a sequence number, got %q", from))
 				return
 			}
 			after = n
@@ -153,7 +154,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		api.WriteError(w, api.Internal("streaming unsupported"))
+		unixhttp.WriteError(w, api.Internal("streaming unsupported"))
 		return
 	}
 	sub := a.broker.subscribe(id)
@@ -246,7 +247,7 @@ func boolParam(r *http.Request, name string) (bool, error) {
 
 func respond(w http.ResponseWriter, code int, v any, err error) {
 	if err != nil {
-		api.WriteError(w, err)
+		unixhttp.WriteError(w, err)
 		return
 	}
 	writeJSON(w, code, v)

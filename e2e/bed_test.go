@@ -17,7 +17,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
-	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/pkg/store"
 	"github.com/infinibay/infinivirt/pkg/testbed"
 	"github.com/infinibay/infinivirt/pkg/testbed/guest"
@@ -342,8 +342,8 @@ func (b *bed) eventually(t testing.TB, budget time.Duration, check func() error)
 	}
 }
 
-func (b *bed) shim(id string) *shimapi.Client {
-	return shimapi.NewClient(b.host.Path(vmspec.DefaultLayout.ShimSocket(id)))
+func (b *bed) shim(id string) *shimclient.Client {
+	return shimclient.NewClient(b.host.Path(vmspec.DefaultLayout.ShimSocket(id)))
 }
 
 func (b *bed) unitProperty(t testing.TB, id, prop string) string {

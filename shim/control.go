@@ -3,15 +3,14 @@ package shim
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/tinyhttp"
 )
 
 // serveControl opens the control socket (mode 0600: only root may drive the VM).
@@ -25,42 +24,34 @@ func (s *Shim) serveControl(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	srv := tinyhttp.New()
+	srv.Handle("GET /v1/status", func(w *tinyhttp.Response, r *tinyhttp.Request) {
 		writeJSON(w, s.liveStatus(r.Context()))
 	})
-	mux.HandleFunc("POST /v1/power", s.handlePower)
-	mux.HandleFunc("GET /v1/events", s.handleEvents)
-	mux.HandleFunc("GET /v1/console", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	srv.Handle("POST /v1/power", s.handlePower)
+	srv.Handle("GET /v1/events", s.handleEvents)
+	srv.Handle("GET /v1/console", func(w *tinyhttp.Response, r *tinyhttp.Request) {
+		w.Start(200, "text/plain; charset=utf-8")
 		w.Write(s.console.Tail())
 	})
-	mux.HandleFunc("POST /v1/console", func(w http.ResponseWriter, r *http.Request) {
-		b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-		if err == nil {
-			_, err = s.console.Write(b)
+	srv.Handle("POST /v1/console", func(w *tinyhttp.Response, r *tinyhttp.Request) {
+		if _, err := s.console.Write(r.Body); err != nil {
+			writeError(w, api.Unavailable("console: %v", err))
 		}
-		if err != nil {
-			api.WriteError(w, api.Unavailable("console: %v", err))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
 	})
-	s.server = &http.Server{Handler: mux}
-	go s.server.Serve(ln)
+	s.server = srv
+	go srv.Serve(ln)
 	return nil
 }
 
-func (s *Shim) handlePower(w http.ResponseWriter, r *http.Request) {
+func (s *Shim) handlePower(w *tinyhttp.Response, r *tinyhttp.Request) {
 	var req api.PowerRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		api.WriteError(w, api.Invalid("body", "%v", err))
+	if err := json.Unmarshal(r.Body, &req); err != nil {
+		writeError(w, api.Invalid("body", "%v", err))
 		return
 	}
 	if err := s.Power(r.Context(), req.Op); err != nil {
-		api.WriteError(w, err)
+		writeError(w, err)
 		return
 	}
 	writeJSON(w, s.liveStatus(r.Context()))
@@ -68,29 +59,27 @@ func (s *Shim) handlePower(w http.ResponseWriter, r *http.Request) {
 
 // handleEvents streams the log after ?after=N as JSON lines, then live
 // entries until the log closes (the shim is exiting) or the client leaves.
-func (s *Shim) handleEvents(w http.ResponseWriter, r *http.Request) {
-	after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
-	if err != nil && r.URL.Query().Get("after") != "" {
-		api.WriteError(w, api.Invalid("after", "must be a sequence number"))
+func (s *Shim) handleEvents(w *tinyhttp.Response, r *tinyhttp.Request) {
+	after, err := strconv.ParseUint(r.Query.Get("after"), 10, 64)
+	if err != nil && r.Query.Get("after") != "" {
+		writeError(w, api.Invalid("after", "must be a sequence number"))
 		return
 	}
 	backlog, sub, err := s.events.Subscribe(after)
 	if err != nil {
-		api.WriteError(w, api.Unavailable("%v", err))
+		writeError(w, api.Unavailable("%v", err))
 		return
 	}
 	defer sub.Cancel()
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
+	w.Start(200, "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
 	for _, e := range backlog {
 		if enc.Encode(e) != nil {
 			return
 		}
 	}
-	if flusher != nil {
-		flusher.Flush()
+	if w.Flush() != nil {
+		return
 	}
 	for {
 		select {
@@ -98,11 +87,8 @@ func (s *Shim) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			if enc.Encode(e) != nil {
+			if enc.Encode(e) != nil || w.Flush() != nil {
 				return
-			}
-			if flusher != nil {
-				flusher.Flush()
 			}
 		case <-r.Context().Done():
 			return
@@ -123,7 +109,13 @@ func (s *Shim) liveStatus(ctx context.Context) shimapi.Status {
 	return st
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
+func writeJSON(w *tinyhttp.Response, v any) {
+	w.Start(200, "application/json")
 	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w *tinyhttp.Response, err error) {
+	e := api.AsError(err)
+	w.Start(e.Code.HTTPStatus(), "application/json")
+	json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/tinyhttp"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -93,7 +93,7 @@ type Shim struct {
 	qmpEvents      <-chan qmp.Event
 	qmpUnsubscribe func()
 	console        *console
-	server         *http.Server
+	server         *tinyhttp.Server
 
 	mu       sync.Mutex
 	status   shimapi.Status

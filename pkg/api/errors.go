@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Code is the class of an error. Every error that crosses the API has one.
@@ -42,23 +41,24 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code && (t.Field == "" || t.Field == e.Field)
 }
 
-// HTTPStatus maps the class to the status code the API answers with.
+// HTTPStatus maps the class to the status code the API answers with. The
+// numbers are spelled out so that this package does not link net/http.
 func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeInvalidArgument:
-		return http.StatusBadRequest
+		return 400
 	case CodeNotFound:
-		return http.StatusNotFound
+		return 404
 	case CodeAlreadyExists, CodeFailedPrecondition:
-		return http.StatusConflict
+		return 409
 	case CodeUnavailable:
-		return http.StatusServiceUnavailable
+		return 503
 	case CodeDeadlineExceeded:
-		return http.StatusGatewayTimeout
+		return 504
 	case CodePermissionDenied:
-		return http.StatusForbidden
+		return 403
 	default:
-		return http.StatusInternalServerError
+		return 500
 	}
 }
 

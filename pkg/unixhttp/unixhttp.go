@@ -66,7 +66,7 @@ func (c *Client) Send(ctx context.Context, method, path string, body any) (*http
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		return nil, api.DecodeError(resp)
+		return nil, DecodeError(resp)
 	}
 	return resp, nil
 }

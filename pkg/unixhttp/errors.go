@@ -1,26 +1,28 @@
-package api
+package unixhttp
 
 import (
 	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
+
+	"github.com/infinibay/infinivirt/pkg/api"
 )
 
 // WriteError answers with err as an ErrorBody and its class's status code.
 func WriteError(w http.ResponseWriter, err error) {
-	e := AsError(err)
+	e := api.AsError(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Code.HTTPStatus())
-	json.NewEncoder(w).Encode(ErrorBody{Error: e})
+	json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
 }
 
 // DecodeError turns a non-2xx answer back into the typed error it carries.
 func DecodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var body ErrorBody
+	var body api.ErrorBody
 	if json.Unmarshal(b, &body) == nil && body.Error != nil {
 		return body.Error
 	}
-	return Internal("answered %s: %s", resp.Status, bytes.TrimSpace(b))
+	return api.Internal("answered %s: %s", resp.Status, bytes.TrimSpace(b))
 }

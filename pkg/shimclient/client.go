@@ -1,4 +1,7 @@
-package shimapi
+// Package shimclient is the typed client of a shim's control socket (the
+// protocol is in pkg/shimapi). It lives apart from the protocol so that the
+// shim itself never links an HTTP client.
+package shimclient
 
 import (
 	"bufio"
@@ -10,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/unixhttp"
 )
 
@@ -23,16 +27,16 @@ func NewClient(socket string) *Client { return &Client{c: unixhttp.New(socket)} 
 func (c *Client) Close() { c.c.Close() }
 
 // Status asks the shim for its view of the VM.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var st Status
+func (c *Client) Status(ctx context.Context) (shimapi.Status, error) {
+	var st shimapi.Status
 	err := c.c.Do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
 }
 
 // Power asks the shim to carry out op. It returns once the shim accepted it;
 // the outcome arrives as events.
-func (c *Client) Power(ctx context.Context, op api.PowerOp) (Status, error) {
-	var st Status
+func (c *Client) Power(ctx context.Context, op api.PowerOp) (shimapi.Status, error) {
+	var st shimapi.Status
 	err := c.c.Do(ctx, http.MethodPost, "/v1/power", api.PowerRequest{Op: op}, &st)
 	return st, err
 }

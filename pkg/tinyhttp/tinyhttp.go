@@ -1,0 +1,285 @@
+// Package tinyhttp is a minimal HTTP/1.1 server for a local control socket:
+// one request per connection, bodies sized by Content-Length, responses that
+// end when the connection closes (so a response can also be a stream).
+//
+// It exists so that the per-VM shim, which runs once per VM on every host,
+// speaks HTTP to curl and to Go's client without linking net/http and the
+// TLS stack it brings; see the README's design notes for the numbers.
+package tinyhttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Limits on what a client may send.
+const (
+	maxHeaderBytes = 16 << 10
+	maxBodyBytes   = 1 << 20
+	readTimeout    = 10 * time.Second
+)
+
+// Request is a parsed request.
+type Request struct {
+	Method string
+	Path   string
+	Query  url.Values
+	Header map[string]string // keys in lower case
+	Body   []byte
+	ctx    context.Context
+}
+
+// Context ends when the client goes away or the server shuts down.
+func (r *Request) Context() context.Context { return r.ctx }
+
+// Response writes one answer. The status line and headers go out with the
+// first Write (or Start); the body ends when the handler returns.
+type Response struct {
+	w       *bufio.Writer
+	started bool
+	status  int
+	ctype   string
+}
+
+// Start sends the status line and headers now.
+func (w *Response) Start(status int, contentType string) error {
+	if w.started {
+		return nil
+	}
+	w.status, w.ctype, w.started = status, contentType, true
+	_, err := fmt.Fprintf(w.w, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nConnection: close\r\n\r\n",
+		status, statusText(status), contentType)
+	return err
+}
+
+// Write sends body bytes, starting a 200 with a JSON content type if nothing
+// was started yet.
+func (w *Response) Write(b []byte) (int, error) {
+	if !w.started {
+		w.Start(200, "application/json")
+	}
+	return w.w.Write(b)
+}
+
+// Flush pushes buffered bytes to the client (for streams).
+func (w *Response) Flush() error { return w.w.Flush() }
+
+// HandlerFunc serves one request.
+type HandlerFunc func(w *Response, r *Request)
+
+// Server routes "METHOD /path" patterns (exact paths) to handlers.
+type Server struct {
+	routes map[string]HandlerFunc
+
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]context.CancelFunc
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New returns a server with no routes.
+func New() *Server {
+	return &Server{routes: map[string]HandlerFunc{}, conns: map[net.Conn]context.CancelFunc{}}
+}
+
+// Handle registers h for a pattern like "GET /v1/status".
+func (s *Server) Handle(pattern string, h HandlerFunc) { s.routes[pattern] = h }
+
+// Serve accepts connections until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			return err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			cancel()
+			c.Close()
+			continue
+		}
+		s.conns[c] = cancel
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(ctx, c)
+	}
+}
+
+// Shutdown stops accepting, lets running handlers finish until ctx ends,
+// then cancels the ones still running (streams) and closes their connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c, cancel := range s.conns {
+		cancel()
+		c.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	defer func() {
+		s.mu.Lock()
+		if cancel, ok := s.conns[c]; ok {
+			cancel()
+			delete(s.conns, c)
+		}
+		s.mu.Unlock()
+		c.Close()
+		s.wg.Done()
+	}()
+	c.SetReadDeadline(time.Now().Add(readTimeout))
+	br := bufio.NewReaderSize(c, 4096)
+	bw := bufio.NewWriterSize(c, 4096)
+	defer bw.Flush()
+	resp := &Response{w: bw}
+	req, err := ReadRequest(br)
+	if err != nil {
+		resp.Start(400, "text/plain; charset=utf-8")
+		resp.Write([]byte(err.Error() + "\n"))
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	// The client half-closing or resetting ends the request's context.
+	go func() {
+		var one [1]byte
+		if _, err := c.Read(one[:]); err != nil {
+			s.mu.Lock()
+			if cancel, ok := s.conns[c]; ok {
+				cancel()
+			}
+			s.mu.Unlock()
+		}
+	}()
+	req.ctx = ctx
+	h, ok := s.routes[req.Method+" "+req.Path]
+	if !ok {
+		resp.Start(404, "application/json")
+		fmt.Fprintf(resp, `{"error":{"code":"NotFound","message":"no route %s %s"}}`+"\n", req.Method, strconv.Quote(req.Path))
+		return
+	}
+	h(resp, req)
+	if !resp.started {
+		resp.Start(204, "text/plain")
+	}
+}
+
+// ReadRequest parses one HTTP/1.x request from r.
+func ReadRequest(r *bufio.Reader) (*Request, error) {
+	total := 0
+	readLine := func() (string, error) {
+		line, err := r.ReadString('\n')
+		total += len(line)
+		if total > maxHeaderBytes {
+			return "", errors.New("request header too large")
+		}
+		if err != nil {
+			return "", fmt.Errorf("incomplete request: %w", err)
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	line, err := readLine()
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(line, " ")
+	if len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/1.") || parts[0] == "" {
+		return nil, fmt.Errorf("malformed request line %q", line)
+	}
+	u, err := url.ParseRequestURI(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("malformed target: %w", err)
+	}
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("malformed query: %w", err)
+	}
+	req := &Request{Method: parts[0], Path: u.Path, Query: query, Header: map[string]string{}}
+	for {
+		line, err := readLine()
+		if err != nil {
+			return nil, err
+		}
+		if line == "" {
+			break
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("malformed header %q", line)
+		}
+		req.Header[strings.ToLower(k)] = strings.TrimSpace(v)
+	}
+	if te := req.Header["transfer-encoding"]; te != "" {
+		return nil, fmt.Errorf("transfer-encoding %q is not supported; send Content-Length", te)
+	}
+	if cl := req.Header["content-length"]; cl != "" {
+		n, err := strconv.Atoi(cl)
+		if err != nil || n < 0 || n > maxBodyBytes {
+			return nil, fmt.Errorf("bad content-length %q", cl)
+		}
+		req.Body = make([]byte, n)
+		if _, err := io.ReadFull(r, req.Body); err != nil {
+			return nil, fmt.Errorf("short body: %w", err)
+		}
+	}
+	return req, nil
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 204:
+		return "No Content"
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 409:
+		return "Conflict"
+	case 500:
+		return "Internal Server Error"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	}
+	return "Status"
+}

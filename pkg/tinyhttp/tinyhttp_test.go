@@ -1,0 +1,135 @@
+package tinyhttp
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serve starts a server on a fresh socket and returns a net/http client for it.
+func serve(t *testing.T, s *Server) *http.Client {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+}
+
+func TestRoutesBodiesAndErrors(t *testing.T) {
+	s := New()
+	s.Handle("POST /v1/echo", func(w *Response, r *Request) {
+		w.Start(201, "text/plain")
+		fmt.Fprintf(w, "%s %s after=%s", r.Body, r.Header["x-test"], r.Query.Get("after"))
+	})
+	s.Handle("GET /v1/empty", func(w *Response, r *Request) {})
+	c := serve(t, s)
+
+	req, _ := http.NewRequest("POST", "http://x/v1/echo?after=7", strings.NewReader(`{"op":"reset"}`))
+	req.Header.Set("X-Test", "yes")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || string(b) != `{"op":"reset"} yes after=7` {
+		t.Fatalf("%d %q", resp.StatusCode, b)
+	}
+	for path, want := range map[string]int{"/v1/empty": 204, "/v1/nope": 404} {
+		resp, err := c.Get("http://x" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestStreamEndsOnShutdownAndOnClientLeaving(t *testing.T) {
+	s := New()
+	left := make(chan struct{})
+	s.Handle("GET /v1/stream", func(w *Response, r *Request) {
+		w.Start(200, "application/x-ndjson")
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "%d\n", i); err != nil {
+				return
+			}
+			w.Flush()
+			select {
+			case <-r.Context().Done():
+				close(left)
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	})
+	c := serve(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/v1/stream", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for i := 0; i < 3; i++ {
+		if !sc.Scan() || sc.Text() != fmt.Sprint(i) {
+			t.Fatalf("line %d: %q", i, sc.Text())
+		}
+	}
+	cancel()
+	resp.Body.Close()
+	select {
+	case <-left:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler never saw the client leave")
+	}
+}
+
+func TestMalformedRequestsAreRefused(t *testing.T) {
+	for _, raw := range []string{
+		"GET\r\n\r\n",
+		"GET /x HTTP/2\r\n\r\n",
+		"GET /x HTTP/1.1\r\nbad header\r\n\r\n",
+		"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+		"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort",
+		"GET /x HTTP/1.1\r\nX: " + strings.Repeat("a", maxHeaderBytes) + "\r\n\r\n",
+	} {
+		if _, err := ReadRequest(bufio.NewReader(strings.NewReader(raw))); err == nil {
+			t.Errorf("accepted %q", raw[:min(len(raw), 40)])
+		}
+	}
+}
+
+func FuzzReadRequest(f *testing.F) {
+	f.Add("POST /v1/power?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+	f.Add("GET / HTTP/1.0\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		req, err := ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			return
+		}
+		if len(req.Body) > maxBodyBytes || req.Method == "" || !strings.HasPrefix(req.Path, "/") && req.Path != "" && req.Path != "*" {
+			t.Fatalf("accepted %+v", req)
+		}
+	})
+}
