@@ -14,8 +14,9 @@ all: build
 deps:
 	@bash scripts/install-deps.sh
 
+# Static, pure-Go binaries: no libc or NSS modules mapped into every shim.
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
