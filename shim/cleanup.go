@@ -19,9 +19,11 @@ import (
 // the unit's ExecStopPost, after the shim and QEMU are gone however they
 // ended, and passes how the main process ended in the environment.
 type CleanupConfig struct {
-	VMID   string
-	Layout vmspec.Layout
-	Logger *slog.Logger
+	VMID           string
+	Layout         vmspec.Layout
+	Logger         *slog.Logger
+	Firewall       FirewallMode
+	FirewallReject bool
 	// ServiceResult, ExitCode and ExitStatus are systemd's $SERVICE_RESULT,
 	// $EXIT_CODE and $EXIT_STATUS.
 	ServiceResult, ExitCode, ExitStatus string
@@ -33,6 +35,9 @@ type CleanupConfig struct {
 func Cleanup(ctx context.Context, c CleanupConfig) error {
 	log := c.Logger.With(logging.KeyVM, c.VMID)
 	var errs []error
+	if err := removeFirewall(ctx, c.Firewall, c.FirewallReject, c.Layout, c.VMID); err != nil {
+		errs = append(errs, fmt.Errorf("remove firewall rules: %w", err))
+	}
 	if err := netdev.RemoveTAP(ctx, netdev.TapName(c.VMID)); err != nil {
 		errs = append(errs, fmt.Errorf("remove tap: %w", err))
 	}

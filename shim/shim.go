@@ -31,6 +31,10 @@ type Config struct {
 	QEMUImg    string
 	// QEMUUser runs QEMU under this account; empty keeps the shim's own.
 	QEMUUser string
+	// Firewall is how the VM's traffic is filtered; FirewallReject says the
+	// kernel can REJECT in the bridge family.
+	Firewall       FirewallMode
+	FirewallReject bool
 	// StartReason is the reason recorded with "starting" (user, autostart, ...).
 	StartReason api.Reason
 	Logger      *slog.Logger

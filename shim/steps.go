@@ -33,6 +33,7 @@ func (s *Shim) Steps() []Step {
 		{"open-event-log", 15 * time.Second, s.openEventLog},
 		{"prepare-runtime-dir", 5 * time.Second, s.prepareRuntimeDir},
 		{"check-disk", 30 * time.Second, s.checkDisk},
+		{"install-firewall", 10 * time.Second, s.installFirewall},
 		{"create-tap", 10 * time.Second, s.createTAP},
 		{"start-qemu", 10 * time.Second, s.startQEMU},
 		{"qmp-handshake", 60 * time.Second, s.connectQMP},

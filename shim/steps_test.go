@@ -48,7 +48,7 @@ func TestStartupStepsAreNamedAndOrdered(t *testing.T) {
 	for _, st := range New(Config{}).Steps() {
 		names = append(names, st.Name)
 	}
-	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "check-disk", "create-tap",
+	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "check-disk", "install-firewall", "create-tap",
 		"start-qemu", "qmp-handshake", "set-display-password", "serve-control-socket", "start-cpus"}
 	if len(names) != len(want) {
 		t.Fatalf("steps %v", names)
@@ -80,7 +80,7 @@ func TestFailedStepIsRecordedAndUndone(t *testing.T) {
 	if code := s.Run(ctx); code != shimapi.ExitStartFailed {
 		t.Fatalf("exit code %d, want %d", code, shimapi.ExitStartFailed)
 	}
-	if ran[len(ran)-1] != "create-tap" || len(ran) != 5 {
+	if ran[len(ran)-1] != "create-tap" || len(ran) != 6 {
 		t.Fatalf("steps run: %v", ran)
 	}
 	last, ok, err := eventlog.Last(layout.EventsFile(spec.ID), api.Event.IsStatus)

@@ -33,6 +33,8 @@ func main() {
 	qemuImg := fs.String("qemu-img", "qemu-img", "qemu-img binary")
 	qemuUser := fs.String("qemu-user", "", "run QEMU as this user (empty: as the shim)")
 	debugLog := fs.Bool("debug", false, "log startup steps")
+	fwMode := fs.String("firewall", string(shim.FirewallOff), "firewall mode: off, conntrack or stateless")
+	fwReject := fs.Bool("firewall-reject", false, "the kernel can REJECT in the bridge family")
 	fs.Parse(args)
 	if *id == "" {
 		fmt.Fprintln(os.Stderr, "infinivirt-shim: --id is required")
@@ -52,13 +54,15 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		s := shim.New(shim.Config{
-			VMID:        *id,
-			Layout:      layout,
-			QEMUBinary:  *qemuBin,
-			QEMUImg:     *qemuImg,
-			QEMUUser:    *qemuUser,
-			StartReason: api.Reason(os.Getenv("INFINIVIRT_START_REASON")),
-			Logger:      log,
+			VMID:           *id,
+			Layout:         layout,
+			QEMUBinary:     *qemuBin,
+			QEMUImg:        *qemuImg,
+			QEMUUser:       *qemuUser,
+			Firewall:       shim.FirewallMode(*fwMode),
+			FirewallReject: *fwReject,
+			StartReason:    api.Reason(os.Getenv("INFINIVIRT_START_REASON")),
+			Logger:         log,
 			Notify: func(state string) {
 				daemon.SdNotify(false, state)
 			},
@@ -66,12 +70,14 @@ func main() {
 		os.Exit(s.Run(ctx))
 	case "cleanup":
 		err := shim.Cleanup(context.Background(), shim.CleanupConfig{
-			VMID:          *id,
-			Layout:        layout,
-			Logger:        log,
-			ServiceResult: os.Getenv("SERVICE_RESULT"),
-			ExitCode:      os.Getenv("EXIT_CODE"),
-			ExitStatus:    os.Getenv("EXIT_STATUS"),
+			VMID:           *id,
+			Layout:         layout,
+			Logger:         log,
+			Firewall:       shim.FirewallMode(*fwMode),
+			FirewallReject: *fwReject,
+			ServiceResult:  os.Getenv("SERVICE_RESULT"),
+			ExitCode:       os.Getenv("EXIT_CODE"),
+			ExitStatus:     os.Getenv("EXIT_STATUS"),
 		})
 		if err != nil {
 			os.Exit(1)

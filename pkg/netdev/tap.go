@@ -259,3 +259,34 @@ func RemoveTAP(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// MoveTAP attaches an existing TAP to another bridge (a running VM changing
+// networks). The device, its fds and QEMU's view of the NIC stay the same.
+func MoveTAP(ctx context.Context, name, bridge string) error {
+	c, err := dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	br, err := c.bridge(bridge)
+	if err != nil {
+		return err
+	}
+	l, err := c.link(name)
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		return c.fail(name, "look up", errors.New("no such link"))
+	}
+	if _, ok := l.(*netlink.Tuntap); !ok {
+		return &LinkError{Link: name, Kind: l.Type(), Err: ErrNotTAP}
+	}
+	if err := c.arm(); err != nil {
+		return c.fail(name, "attach to bridge "+bridge, err)
+	}
+	if err := c.h.LinkSetMasterByIndex(l, br.Index); err != nil {
+		return c.fail(name, "attach to bridge "+bridge, err)
+	}
+	return nil
+}

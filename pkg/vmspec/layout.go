@@ -38,3 +38,14 @@ func (l Layout) AgentSocket() string { return filepath.Join(l.RunDir, "agent.soc
 
 // UnitName is the systemd unit that runs the VM's shim.
 func UnitName(id string) string { return "infinivirt-shim@" + id + ".service" }
+
+// FirewallFile is the VM's firewall state: department, own rules, known IPs.
+func (l Layout) FirewallFile(id string) string { return filepath.Join(l.VMDir(id), "firewall.json") }
+
+// DepartmentsDir holds one file per department's firewall.
+func (l Layout) DepartmentsDir() string { return filepath.Join(l.StateDir, "firewall", "departments") }
+
+// DepartmentFile is one department's firewall: policy and rules.
+func (l Layout) DepartmentFile(id string) string {
+	return filepath.Join(l.DepartmentsDir(), id+".json")
+}

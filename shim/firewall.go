@@ -1,0 +1,64 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/infinibay/infinivirt/pkg/firewall"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// FirewallMode is how the shim filters its VM's traffic.
+type FirewallMode string
+
+const (
+	FirewallOff       FirewallMode = "off"       // no rules: for hosts whose bridges are filtered elsewhere
+	FirewallConntrack FirewallMode = "conntrack" // connection state from nf_conntrack_bridge
+	FirewallStateless FirewallMode = "stateless" // connection state from packet headers (STATELESS.md)
+)
+
+// firewallOptions turns the mode the agent chose (it probes the kernel once)
+// into library options, so that no shim start pays for a probe.
+func firewallOptions(mode FirewallMode, reject bool) firewall.Options {
+	caps := firewall.Capabilities{Conntrack: mode == FirewallConntrack, Reject: reject}
+	return firewall.Options{Stateless: mode == FirewallStateless, Caps: &caps}
+}
+
+// installFirewall puts the VM's rules in place before its TAP exists: the
+// dispatch is keyed by the TAP's name, so the first frame is already filtered.
+func (s *Shim) installFirewall(ctx context.Context) error {
+	if s.cfg.Firewall == FirewallOff || s.cfg.Firewall == "" {
+		return nil
+	}
+	state, err := vmspec.LoadVMFirewall(s.cfg.Layout, s.spec.ID)
+	if err != nil {
+		return err
+	}
+	dept, err := vmspec.LoadDepartment(s.cfg.Layout, state.Department)
+	if err != nil {
+		return err
+	}
+	fw, err := firewall.New(ctx, firewallOptions(s.cfg.Firewall, s.cfg.FirewallReject))
+	if err != nil {
+		return err
+	}
+	if err := fw.ApplyVM(ctx, dept, state.NICFirewall(s.spec, netdev.TapName(s.spec.ID))); err != nil {
+		return fmt.Errorf("install firewall: %w", err)
+	}
+	s.progress("firewall installed: department %s, %d rules of its own, %s mode",
+		dept.ID, len(state.RuleSet.Rules), s.cfg.Firewall)
+	return nil
+}
+
+// removeFirewall takes the VM's chains and dispatch out of the kernel.
+func removeFirewall(ctx context.Context, mode FirewallMode, reject bool, l vmspec.Layout, id string) error {
+	if mode == FirewallOff || mode == "" {
+		return nil
+	}
+	fw, err := firewall.New(ctx, firewallOptions(mode, reject))
+	if err != nil {
+		return err
+	}
+	return fw.RemoveVM(ctx, id, netdev.TapName(id))
+}
