@@ -33,9 +33,11 @@ type Config struct {
 	QEMUBinary     string
 	QEMUImg        string
 	QEMUUser       string
-	Units          Units
-	Store          Store // nil: no database
-	Logger         *slog.Logger
+	// Firewall is auto (the default), conntrack, stateless or off.
+	Firewall string
+	Units    Units
+	Store    Store // nil: no database
+	Logger   *slog.Logger
 	// AttachTimeout bounds re-attaching to every running shim at start.
 	AttachTimeout time.Duration
 }
@@ -46,6 +48,7 @@ type Agent struct {
 	log    *slog.Logger
 	broker *broker
 	sync   *storeSync
+	fw     firewallState
 
 	mu    sync.Mutex
 	vms   map[string]*record
@@ -90,6 +93,9 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := a.startFirewall(ctx); err != nil {
+		return err
+	}
 	if err := a.load(); err != nil {
 		return err
 	}
@@ -99,6 +105,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	go a.watchUnits(ctx)
 	a.reattach(ctx)
+	a.resyncFirewall(ctx)
 	a.autostart(ctx)
 	return nil
 }

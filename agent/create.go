@@ -32,6 +32,10 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err := a.checkHost(ctx, spec); err != nil {
 		return api.VM{}, err
 	}
+	dept, err := a.checkDepartment(in.DepartmentID)
+	if err != nil {
+		return api.VM{}, err
+	}
 	rec := newRecord(spec)
 	unlock, _ := rec.lock(ctx)
 	defer unlock()
@@ -64,6 +68,10 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err := spec.Save(a.cfg.Layout.SpecFile(spec.ID)); err != nil {
 		rollback()
 		return api.VM{}, api.Internal("save spec: %v", err)
+	}
+	if err := vmspec.SaveVMFirewall(a.cfg.Layout, spec.ID, vmspec.VMFirewall{Department: dept.ID}); err != nil {
+		rollback()
+		return api.VM{}, api.Internal("save firewall state: %v", err)
 	}
 	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventStatus, Status: api.StatusOff, Reason: api.ReasonCreated}); err != nil {
 		rollback()

@@ -55,6 +55,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/vms/{id}/console", a.handleConsole)
 	mux.HandleFunc("GET /v1/vms/{id}/events", a.handleEvents)
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
+	a.networkRoutes(mux)
 	return mux
 }
 

@@ -28,6 +28,10 @@ func (a *Agent) unitSpec(spec *vmspec.Spec, reason api.Reason) supervisor.UnitSp
 		"--id", spec.ID,
 		"--state-dir", a.cfg.Layout.StateDir,
 		"--run-dir", a.cfg.Layout.RunDir,
+		"--firewall", string(a.fw.mode),
+	}
+	if a.fw.reject {
+		common = append(common, "--firewall-reject")
 	}
 	run := append([]string{a.cfg.ShimBinary, "run"}, common...)
 	run = append(run, "--qemu", a.cfg.QEMUBinary, "--qemu-img", a.cfg.QEMUImg)

@@ -58,7 +58,8 @@ func NewRoot(out io.Writer) *cobra.Command {
 	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
 	})
-	root.AddCommand(vmCommand(g), eventsCommand(g), healthCommand(g))
+	root.AddCommand(vmCommand(g), eventsCommand(g), healthCommand(g),
+		firewallCommand(g), departmentCommand(g), bridgeCommand(g))
 	return root
 }
 

@@ -15,6 +15,7 @@ import (
 func vmCommand(g *globals) *cobra.Command {
 	vm := &cobra.Command{Use: "vm", Short: "Create, inspect, power and delete VMs"}
 	vm.AddCommand(vmList(g), vmGet(g), vmCreate(g), vmDelete(g), vmConsole(g))
+	vm.AddCommand(vmNetworkCommands(g)...)
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
 	}
@@ -127,6 +128,7 @@ func vmCreate(g *globals) *cobra.Command {
 	f.IntVar(&in.ShutdownTimeoutSec, "shutdown-timeout", 0, "seconds of ACPI grace before forcing off (default 120)")
 	f.BoolVar(&in.Autostart, "autostart", false, "boot with the host")
 	f.BoolVar(&noStart, "no-start", false, "define only, do not boot")
+	f.StringVar(&in.DepartmentID, "department", "", "department whose firewall the VM joins (default: default)")
 	cmd.RegisterFlagCompletionFunc("os", fixed("windows10", "windows11", "ubuntu", "fedora", "linux"))
 	cmd.RegisterFlagCompletionFunc("graphic-protocol", fixed("vnc", "spice"))
 	cmd.RegisterFlagCompletionFunc("accel", fixed("kvm", "tcg"))

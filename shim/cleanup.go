@@ -12,6 +12,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -22,7 +23,7 @@ type CleanupConfig struct {
 	VMID           string
 	Layout         vmspec.Layout
 	Logger         *slog.Logger
-	Firewall       FirewallMode
+	Firewall       shimapi.FirewallMode
 	FirewallReject bool
 	// ServiceResult, ExitCode and ExitStatus are systemd's $SERVICE_RESULT,
 	// $EXIT_CODE and $EXIT_STATUS.

@@ -6,29 +6,21 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
-)
-
-// FirewallMode is how the shim filters its VM's traffic.
-type FirewallMode string
-
-const (
-	FirewallOff       FirewallMode = "off"       // no rules: for hosts whose bridges are filtered elsewhere
-	FirewallConntrack FirewallMode = "conntrack" // connection state from nf_conntrack_bridge
-	FirewallStateless FirewallMode = "stateless" // connection state from packet headers (STATELESS.md)
 )
 
 // firewallOptions turns the mode the agent chose (it probes the kernel once)
 // into library options, so that no shim start pays for a probe.
-func firewallOptions(mode FirewallMode, reject bool) firewall.Options {
-	caps := firewall.Capabilities{Conntrack: mode == FirewallConntrack, Reject: reject}
-	return firewall.Options{Stateless: mode == FirewallStateless, Caps: &caps}
+func firewallOptions(mode shimapi.FirewallMode, reject bool) firewall.Options {
+	caps := firewall.Capabilities{Conntrack: mode == shimapi.FirewallConntrack, Reject: reject}
+	return firewall.Options{Stateless: mode == shimapi.FirewallStateless, Caps: &caps}
 }
 
 // installFirewall puts the VM's rules in place before its TAP exists: the
 // dispatch is keyed by the TAP's name, so the first frame is already filtered.
 func (s *Shim) installFirewall(ctx context.Context) error {
-	if s.cfg.Firewall == FirewallOff || s.cfg.Firewall == "" {
+	if s.cfg.Firewall == shimapi.FirewallOff || s.cfg.Firewall == "" {
 		return nil
 	}
 	state, err := vmspec.LoadVMFirewall(s.cfg.Layout, s.spec.ID)
@@ -52,8 +44,8 @@ func (s *Shim) installFirewall(ctx context.Context) error {
 }
 
 // removeFirewall takes the VM's chains and dispatch out of the kernel.
-func removeFirewall(ctx context.Context, mode FirewallMode, reject bool, l vmspec.Layout, id string) error {
-	if mode == FirewallOff || mode == "" {
+func removeFirewall(ctx context.Context, mode shimapi.FirewallMode, reject bool, l vmspec.Layout, id string) error {
+	if mode == shimapi.FirewallOff || mode == "" {
 		return nil
 	}
 	fw, err := firewall.New(ctx, firewallOptions(mode, reject))

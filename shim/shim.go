@@ -33,7 +33,7 @@ type Config struct {
 	QEMUUser string
 	// Firewall is how the VM's traffic is filtered; FirewallReject says the
 	// kernel can REJECT in the bridge family.
-	Firewall       FirewallMode
+	Firewall       shimapi.FirewallMode
 	FirewallReject bool
 	// StartReason is the reason recorded with "starting" (user, autostart, ...).
 	StartReason api.Reason

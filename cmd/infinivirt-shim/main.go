@@ -16,6 +16,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 	"github.com/infinibay/infinivirt/shim"
 )
@@ -33,7 +34,7 @@ func main() {
 	qemuImg := fs.String("qemu-img", "qemu-img", "qemu-img binary")
 	qemuUser := fs.String("qemu-user", "", "run QEMU as this user (empty: as the shim)")
 	debugLog := fs.Bool("debug", false, "log startup steps")
-	fwMode := fs.String("firewall", string(shim.FirewallOff), "firewall mode: off, conntrack or stateless")
+	fwMode := fs.String("firewall", string(shimapi.FirewallOff), "firewall mode: off, conntrack or stateless")
 	fwReject := fs.Bool("firewall-reject", false, "the kernel can REJECT in the bridge family")
 	fs.Parse(args)
 	if *id == "" {
@@ -46,6 +47,12 @@ func main() {
 	}
 	log := logging.New("infinivirt-shim", os.Stderr, level)
 	layout := vmspec.Layout{StateDir: *stateDir, RunDir: *runDir}
+	switch shimapi.FirewallMode(*fwMode) {
+	case shimapi.FirewallOff, shimapi.FirewallConntrack, shimapi.FirewallStateless:
+	default:
+		fmt.Fprintf(os.Stderr, "infinivirt-shim: --firewall must be off, conntrack or stateless, got %q\n", *fwMode)
+		os.Exit(2)
+	}
 
 	switch verb {
 	case "run":
@@ -59,7 +66,7 @@ func main() {
 			QEMUBinary:     *qemuBin,
 			QEMUImg:        *qemuImg,
 			QEMUUser:       *qemuUser,
-			Firewall:       shim.FirewallMode(*fwMode),
+			Firewall:       shimapi.FirewallMode(*fwMode),
 			FirewallReject: *fwReject,
 			StartReason:    api.Reason(os.Getenv("INFINIVIRT_START_REASON")),
 			Logger:         log,
@@ -73,7 +80,7 @@ func main() {
 			VMID:           *id,
 			Layout:         layout,
 			Logger:         log,
-			Firewall:       shim.FirewallMode(*fwMode),
+			Firewall:       shimapi.FirewallMode(*fwMode),
 			FirewallReject: *fwReject,
 			ServiceResult:  os.Getenv("SERVICE_RESULT"),
 			ExitCode:       os.Getenv("EXIT_CODE"),

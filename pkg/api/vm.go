@@ -25,7 +25,9 @@ type CreateVMInput struct {
 	Boot               *DirectBoot `json:"boot,omitempty"`
 	ShutdownTimeoutSec int         `json:"shutdownTimeoutSec,omitempty"` // ACPI grace before quit; default 120
 	Autostart          bool        `json:"autostart,omitempty"`
-	Start              *bool       `json:"start,omitempty"` // boot right after create; default true
+	// DepartmentID puts the VM in a department's firewall; empty is "default".
+	DepartmentID string `json:"departmentId,omitempty"`
+	Start        *bool  `json:"start,omitempty"` // boot right after create; default true
 }
 
 // DirectBoot boots a kernel and initrd without firmware, as the test guest

@@ -42,3 +42,13 @@ const (
 
 // CleanExitCodes are the non-zero codes systemd must treat as success.
 var CleanExitCodes = []int{ExitUserPowerOff, ExitForcedOff}
+
+// FirewallMode is how a shim filters its VM's traffic. The agent probes the
+// kernel once and passes the mode to every shim it starts.
+type FirewallMode string
+
+const (
+	FirewallOff       FirewallMode = "off"       // no rules: bridges are filtered elsewhere
+	FirewallConntrack FirewallMode = "conntrack" // connection state from nf_conntrack_bridge
+	FirewallStateless FirewallMode = "stateless" // connection state from packet headers (see pkg/firewall STATELESS.md)
+)

@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/firewall"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// BridgeRequest is the body of PUT /v1/bridges/{name}.
+type BridgeRequest struct {
+	MAC       string         `json:"mac,omitempty"` // fixed; derived from the name when empty
+	MTU       int            `json:"mtu,omitempty"`
+	Addresses []netip.Prefix `json:"addresses,omitempty"`
+}
+
+// Bridges lists the host's bridges.
+func (a *Agent) Bridges(ctx context.Context) ([]netdev.BridgeInfo, error) {
+	return netdev.ListBridges(ctx)
+}
+
+// PutBridge creates a department bridge, or brings an existing one to the
+// request: fixed MAC, MTU, addresses. It is idempotent.
+func (a *Agent) PutBridge(ctx context.Context, name string, req BridgeRequest) (netdev.BridgeInfo, error) {
+	cfg := netdev.BridgeConfig{Name: name, MTU: req.MTU, Addresses: req.Addresses}
+	if req.MAC != "" {
+		mac, err := net.ParseMAC(req.MAC)
+		if err != nil {
+			return netdev.BridgeInfo{}, api.Invalid("mac", "%v", err)
+		}
+		cfg.MAC = mac
+	}
+	return netdev.EnsureBridge(ctx, cfg)
+}
+
+// DeleteBridge removes a bridge no VM is defined on.
+func (a *Agent) DeleteBridge(ctx context.Context, name string, force bool) error {
+	var users []string
+	for _, rec := range a.records() {
+		if rec.spec.NIC.Bridge == name {
+			users = append(users, rec.id)
+		}
+	}
+	if len(users) > 0 {
+		return api.FailedPrecondition("bridge %s is the network of VMs %v", name, users)
+	}
+	return netdev.DeleteBridge(ctx, name, netdev.DeleteBridgeOptions{Force: force})
+}
+
+// MoveVM puts a VM on another bridge. A running VM's TAP moves at once and
+// its rules are applied again; if that fails, the TAP goes back and the old
+// rules are restored before the error is returned.
+func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return api.VM{}, err
+	}
+	if err := netdev.BridgeExists(ctx, bridge); err != nil {
+		return api.VM{}, api.Invalid("bridge", "%v", err)
+	}
+	unlock, err := rec.lock(ctx)
+	if err != nil {
+		return api.VM{}, err
+	}
+	defer unlock()
+	old := rec.spec.NIC.Bridge
+	if old == bridge {
+		return rec.view(), nil
+	}
+	running := !rec.currentStatus().Terminal()
+	if running {
+		if err := a.moveRunning(ctx, rec, old, bridge); err != nil {
+			return rec.view(), err
+		}
+	}
+	spec := *rec.spec
+	spec.NIC.Bridge = bridge
+	if err := spec.Save(a.cfg.Layout.SpecFile(id)); err != nil {
+		if running {
+			a.moveRunning(context.WithoutCancel(ctx), rec, bridge, old)
+		}
+		return rec.view(), api.Internal("save spec: %v", err)
+	}
+	rec.mu.Lock()
+	rec.spec = &spec
+	rec.mu.Unlock()
+	a.sync.resync(id)
+	a.log.Info("VM moved to another bridge", logging.KeyVM, id, "FROM", old, "TO", bridge)
+	return rec.view(), nil
+}
+
+func (a *Agent) moveRunning(ctx context.Context, rec *record, from, to string) error {
+	tap := netdev.TapName(rec.id)
+	if err := netdev.MoveTAP(ctx, tap, to); err != nil {
+		return api.Internal("move %s to %s: %v", tap, to, err)
+	}
+	if err := a.reapplyVM(ctx, rec); err != nil {
+		back := context.WithoutCancel(ctx)
+		if berr := netdev.MoveTAP(back, tap, from); berr != nil {
+			return api.Internal("re-apply rules on %s failed (%v), and moving back to %s failed too: %v", to, err, from, berr)
+		}
+		a.reapplyVM(back, rec)
+		return api.Internal("re-apply rules on %s failed; moved back to %s: %v", to, from, err)
+	}
+	return nil
+}
+
+// reapplyVM installs a running VM's rules again from its persisted state.
+func (a *Agent) reapplyVM(ctx context.Context, rec *record) error {
+	if a.fw.fw == nil {
+		return nil
+	}
+	st, err := vmspec.LoadVMFirewall(a.cfg.Layout, rec.id)
+	if err != nil {
+		return err
+	}
+	dept, err := vmspec.LoadDepartment(a.cfg.Layout, st.Department)
+	if err != nil {
+		return err
+	}
+	a.fw.mu.Lock()
+	defer a.fw.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
+	defer cancel()
+	if err := a.fw.fw.ApplyVM(cctx, dept, st.NICFirewall(rec.spec, netdev.TapName(rec.id))); err != nil {
+		return fmt.Errorf("apply firewall: %w", err)
+	}
+	return nil
+}
+
+// checkDepartment is the create-time check of a requested department.
+func (a *Agent) checkDepartment(id string) (firewall.Department, error) {
+	if id == "" {
+		id = vmspec.DefaultDepartment
+	}
+	if err := vmspec.CheckDepartmentID("departmentId", id); err != nil {
+		return firewall.Department{}, err
+	}
+	d, err := vmspec.LoadDepartment(a.cfg.Layout, id)
+	if err != nil {
+		return d, api.Invalid("departmentId", "%v", err)
+	}
+	return d, nil
+}

@@ -1,0 +1,294 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/firewall"
+)
+
+func firewallCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "firewall",
+		Short: "Show the firewall mode and what the kernel can enforce",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			info, err := g.client().Firewall(ctx)
+			if err != nil {
+				return err
+			}
+			return g.print(info, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "MODE\t%v\nCAPABILITIES\t%v\n", info["mode"], info["capabilities"])
+			})
+		},
+	}
+}
+
+func departmentCommand(g *globals) *cobra.Command {
+	dept := &cobra.Command{Use: "department", Aliases: []string{"dept"}, Short: "Department firewalls: policy, rules, presets"}
+	list := &cobra.Command{
+		Use: "list", Short: "List departments", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			ds, err := g.client().Departments(ctx)
+			if err != nil {
+				return err
+			}
+			return g.print(ds, departmentTable(ds...))
+		},
+	}
+	get := &cobra.Command{
+		Use: "get DEPARTMENT", Short: "Show a department's policy and rules", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			d, err := g.client().Department(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return g.print(d, departmentTable(d))
+		},
+	}
+	var file string
+	set := &cobra.Command{
+		Use: "set DEPARTMENT -f FILE", Short: "Create or replace a department's policy and rules (JSON: {policy, ruleSet})",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			body, err := readFileOrStdin(file)
+			if err != nil {
+				return err
+			}
+			d, err := g.client().PutDepartmentRaw(ctx, args[0], body)
+			if err != nil {
+				return err
+			}
+			return g.print(d, departmentTable(d))
+		},
+	}
+	set.Flags().StringVarP(&file, "file", "f", "-", "department JSON ('-' for stdin)")
+	del := &cobra.Command{
+		Use: "delete DEPARTMENT", Short: "Delete a department no VM belongs to", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			return g.client().DeleteDepartment(ctx, args[0])
+		},
+	}
+	preset := &cobra.Command{
+		Use: "preset DEPARTMENT PRESET on|off", Short: "Toggle a service preset (ssh, http, https, rdp, vnc)",
+		Args: cobra.ExactArgs(3), ValidArgsFunction: presetArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			on, err := onOff(args[2])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx()
+			defer cancel()
+			d, err := g.client().SetDepartmentPreset(ctx, args[0], firewall.Preset(args[1]), on)
+			if err != nil {
+				return err
+			}
+			return g.print(d, departmentTable(d))
+		},
+	}
+	dept.AddCommand(list, get, set, del, preset)
+	return dept
+}
+
+func departmentTable(ds ...firewall.Department) func(*tabwriter.Writer) {
+	return func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "DEPARTMENT\tPOLICY\tDEFAULTS\tRULES\tPRESETS")
+		for _, d := range ds {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%v\n", d.ID, d.Policy.Policy, d.Policy.DefaultConfig, len(d.RuleSet.Rules), d.RuleSet.Presets)
+		}
+	}
+}
+
+// vmNetworkCommands are the VM verbs about its network: firewall and bridge.
+func vmNetworkCommands(g *globals) []*cobra.Command {
+	fw := &cobra.Command{Use: "firewall", Short: "A VM's own firewall rules, presets and effective rules"}
+	get := &cobra.Command{
+		Use: "get VM", Short: "Show a VM's department, rules and addresses", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			st, err := g.client().VMFirewall(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return g.printJSONOnly(st)
+		},
+	}
+	var file string
+	set := &cobra.Command{
+		Use: "set VM -f FILE", Short: "Replace a VM's firewall (JSON: {department, ruleSet, ips})", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			body, err := readFileOrStdin(file)
+			if err != nil {
+				return err
+			}
+			st, err := g.client().PutVMFirewallRaw(ctx, args[0], body)
+			if err != nil {
+				return err
+			}
+			return g.printJSONOnly(st)
+		},
+	}
+	set.Flags().StringVarP(&file, "file", "f", "-", "VM firewall JSON ('-' for stdin)")
+	eff := &cobra.Command{
+		Use: "effective VM", Short: "Show the rules a VM's traffic meets, and the kernel's chains", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			raw, err := g.client().EffectiveFirewall(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				_, err = fmt.Fprintf(g.out, "%s\n", raw)
+				return err
+			}
+			var eff struct {
+				Mode, Department, Kernel string
+				Counters                 map[string]uint64
+			}
+			json.Unmarshal(raw, &eff)
+			fmt.Fprintf(g.out, "mode %s, department %s\ncounters %v\n%s\n", eff.Mode, eff.Department, eff.Counters, strings.TrimSpace(eff.Kernel))
+			return nil
+		},
+	}
+	preset := &cobra.Command{
+		Use: "preset VM PRESET on|off", Short: "Toggle a service preset for one VM", Args: cobra.ExactArgs(3),
+		ValidArgsFunction: presetArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			on, err := onOff(args[2])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx()
+			defer cancel()
+			st, err := g.client().SetVMPreset(ctx, args[0], firewall.Preset(args[1]), on)
+			if err != nil {
+				return err
+			}
+			return g.printJSONOnly(st)
+		},
+	}
+	fw.AddCommand(get, set, eff, preset)
+	move := &cobra.Command{
+		Use: "set-bridge VM BRIDGE", Short: "Move a VM to another bridge (live: rules re-applied, rolled back on failure)",
+		Args: cobra.ExactArgs(2), ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			v, err := g.client().MoveVM(ctx, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return g.print(v, vmTable(v))
+		},
+	}
+	return []*cobra.Command{fw, move}
+}
+
+func bridgeCommand(g *globals) *cobra.Command {
+	br := &cobra.Command{Use: "bridge", Short: "Department bridges"}
+	list := &cobra.Command{
+		Use: "list", Short: "List bridges", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			bs, err := g.client().Bridges(ctx)
+			if err != nil {
+				return err
+			}
+			return g.print(bs, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "NAME\tMAC\tMTU\tUP\tPORTS\tADDRESSES")
+				for _, b := range bs {
+					fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", b["Name"], b["MAC"], b["MTU"], b["Up"], b["Ports"], b["Addresses"])
+				}
+			})
+		},
+	}
+	var (
+		mac   string
+		mtu   int
+		addrs []string
+	)
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create (or adopt) a bridge with a fixed MAC", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			b, err := g.client().PutBridge(ctx, args[0], map[string]any{"mac": mac, "mtu": mtu, "addresses": addrs})
+			if err != nil {
+				return err
+			}
+			return g.printJSONOnly(b)
+		},
+	}
+	create.Flags().StringVar(&mac, "mac", "", "fixed MAC (default: derived from the name)")
+	create.Flags().IntVar(&mtu, "mtu", 0, "MTU")
+	create.Flags().StringSliceVar(&addrs, "address", nil, "address in CIDR form, repeatable")
+	var force bool
+	del := &cobra.Command{
+		Use: "delete NAME", Short: "Delete a bridge no VM is defined on", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := g.ctx()
+			defer cancel()
+			return g.client().DeleteBridge(ctx, args[0], force)
+		},
+	}
+	del.Flags().BoolVar(&force, "force", false, "delete even with ports attached")
+	br.AddCommand(list, create, del)
+	return br
+}
+
+// printJSONOnly prints documents that have no useful table form.
+func (g *globals) printJSONOnly(v any) error {
+	out := g.output
+	g.output = "json"
+	defer func() { g.output = out }()
+	return g.print(v, nil)
+}
+
+func onOff(s string) (bool, error) {
+	switch s {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, api.Invalid("state", "must be on or off, got %q", s)
+}
+
+func presetArgs(at int) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		switch len(args) {
+		case at:
+			var out []string
+			for _, p := range firewall.Presets() {
+				out = append(out, string(p))
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		case at + 1:
+			return []string{"on", "off"}, cobra.ShellCompDirectiveNoFileComp
+		}
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+}

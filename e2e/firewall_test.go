@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/agentclient"
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/firewall"
+)
+
+// fwGuest is a test guest with TCP listeners on 22, 23 and 80.
+type fwGuest struct {
+	api.VM
+	ip string
+}
+
+func (b *bed) createFirewallGuest(t *testing.T, name, dept string) fwGuest {
+	t.Helper()
+	in, ip := b.vmInput(name)
+	in.DepartmentID = dept
+	in.Boot.Cmdline += " tg.listen=22,23,80 tg.gw=10.99.0.1"
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	vm, err := b.client.Create(ctx, in)
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	t.Cleanup(func() { b.deleteVM(vm.ID) })
+	b.waitConsole(t, vm.ID, "TESTGUEST READY", 1)
+	return fwGuest{VM: vm, ip: ip}
+}
+
+func rule(action firewall.Action, dir firewall.Direction, proto firewall.Protocol, port int, src string) firewall.Rule {
+	r := firewall.Rule{Action: action, Direction: dir, Protocol: proto, Priority: 100, DstPortStart: port, SrcIPAddr: src}
+	if src != "" {
+		r.SrcIPMask = "32"
+	}
+	return r
+}
+
+// TestFirewallBetweenRealGuests drives the firewall through the API with
+// three guests on one bridge and the host on it too: VM rules, host-bound
+// traffic, a department change fanned out to all VMs, an override, BLOCK_ALL
+// with an accepted port, and refusal of what the kernel cannot enforce.
+func TestFirewallBetweenRealGuests(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dept := "fw-e2e"
+	put := func(d firewall.Department) {
+		t.Helper()
+		d.ID = dept
+		if _, err := b.client.PutDepartment(ctx, d); err != nil {
+			t.Fatalf("put department: %v", err)
+		}
+	}
+	allowAll := firewall.DepartmentPolicy{Policy: firewall.AllowAll, DefaultConfig: firewall.NoDefaults}
+	put(firewall.Department{Policy: allowAll})
+	t.Cleanup(func() { b.client.DeleteDepartment(context.Background(), dept) })
+	a := b.createFirewallGuest(t, "fw-a", dept)
+	bb := b.createFirewallGuest(t, "fw-b", dept)
+	c := b.createFirewallGuest(t, "fw-c", dept)
+
+	if !b.canPing(t, a.ID, bb.ip) || !b.canPing(t, c.ID, bb.ip) || !b.canPing(t, a.ID, "10.99.0.1") {
+		t.Fatal("guests cannot reach each other or the host before any rule")
+	}
+
+	t.Run("VM rule drops ICMP from A to B only", func(t *testing.T) {
+		if _, err := b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept,
+			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{rule(firewall.Drop, firewall.In, firewall.ICMP, 0, a.ip)}}}); err != nil {
+			t.Fatal(err)
+		}
+		if b.canPing(t, a.ID, bb.ip) {
+			t.Error("A still pings B")
+		}
+		if !b.canPing(t, c.ID, bb.ip) {
+			t.Error("C no longer pings B")
+		}
+		eff, err := b.client.EffectiveFirewall(ctx, bb.ID)
+		if err != nil || !strings.Contains(string(eff), a.ip) {
+			t.Errorf("effective rules of B do not show the rule (%v): %s", err, eff)
+		}
+		// Rules come back from the persisted state after an agent restart.
+		b.run(t, "systemctl", "restart", "infinivirt-agent.service")
+		if b.canPing(t, a.ID, bb.ip) {
+			t.Error("A pings B after an agent restart")
+		}
+		b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept})
+	})
+
+	t.Run("host-bound traffic is filtered", func(t *testing.T) {
+		out := firewall.Rule{Action: firewall.Drop, Direction: firewall.Out, Protocol: firewall.ICMP, Priority: 100,
+			DstIPAddr: "10.99.0.1", DstIPMask: "32"}
+		if _, err := b.client.PutVMFirewall(ctx, a.ID, agentclient.VMFirewall{Department: dept,
+			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{out}}}); err != nil {
+			t.Fatal(err)
+		}
+		if b.canPing(t, a.ID, "10.99.0.1") {
+			t.Error("A still pings the gateway on the host")
+		}
+		if !b.canPing(t, c.ID, "10.99.0.1") {
+			t.Error("C lost the gateway")
+		}
+		b.client.PutVMFirewall(ctx, a.ID, agentclient.VMFirewall{Department: dept})
+	})
+
+	t.Run("department change reaches every VM, override beats it for the same traffic only", func(t *testing.T) {
+		put(firewall.Department{Policy: allowAll, RuleSet: firewall.RuleSet{Rules: []firewall.Rule{
+			rule(firewall.Drop, firewall.In, firewall.TCP, 80, ""),
+			rule(firewall.Drop, firewall.In, firewall.TCP, 23, ""),
+		}}})
+		for _, pair := range [][2]fwGuest{{a, bb}, {bb, c}, {c, a}} {
+			if b.canConnect(t, pair[0].ID, pair[1].ip, 80) {
+				t.Errorf("%s reaches %s:80 through the department's drop", pair[0].Name, pair[1].Name)
+			}
+		}
+		over := rule(firewall.Accept, firewall.In, firewall.TCP, 80, "")
+		over.OverridesDept = true
+		if _, err := b.client.PutVMFirewall(ctx, c.ID, agentclient.VMFirewall{Department: dept,
+			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{over}}}); err != nil {
+			t.Fatal(err)
+		}
+		if !b.canConnect(t, a.ID, c.ip, 80) {
+			t.Error("C's override did not open port 80")
+		}
+		if b.canConnect(t, a.ID, c.ip, 23) {
+			t.Error("C's override of port 80 also opened port 23")
+		}
+		if b.canConnect(t, a.ID, bb.ip, 80) {
+			t.Error("C's override leaked to B")
+		}
+		b.client.PutVMFirewall(ctx, c.ID, agentclient.VMFirewall{Department: dept})
+	})
+
+	t.Run("BLOCK_ALL with TCP 22 accepted into B", func(t *testing.T) {
+		put(firewall.Department{Policy: firewall.DepartmentPolicy{Policy: firewall.BlockAll, DefaultConfig: firewall.AllowOutbound}})
+		if _, err := b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept,
+			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{rule(firewall.Accept, firewall.In, firewall.TCP, 22, "")}}}); err != nil {
+			t.Fatal(err)
+		}
+		if !b.canConnect(t, a.ID, bb.ip, 22) {
+			t.Error("A cannot reach B:22 although it is accepted")
+		}
+		if b.canConnect(t, a.ID, bb.ip, 23) {
+			t.Error("A reaches B:23 under BLOCK_ALL")
+		}
+	})
+
+	t.Run("a VM's rules leave the kernel with it", func(t *testing.T) {
+		chain := "vm-" + c.ID[:8]
+		if table := b.run(t, "nft", "list", "table", "bridge", "infinivirt"); !strings.Contains(table, chain) {
+			t.Fatalf("no chain %s for a running VM:\n%s", chain, tail(table, 2000))
+		}
+		if _, err := b.client.Power(ctx, c.ID, api.ForcePowerOff, true, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		b.eventually(t, time.Minute, func() error {
+			if table := b.run(t, "nft", "list", "table", "bridge", "infinivirt"); strings.Contains(table, chain) {
+				return fmt.Errorf("chain %s is still in the kernel", chain)
+			}
+			return nil
+		})
+	})
+
+	t.Run("what the kernel cannot enforce is refused and changes nothing", func(t *testing.T) {
+		info, _ := b.client.Firewall(ctx)
+		caps, _ := info["capabilities"].(map[string]any)
+		reject := rule(firewall.Reject, firewall.In, firewall.TCP, 443, "")
+		stateful := rule(firewall.Accept, firewall.In, firewall.UDP, 53, "")
+		stateful.ConnectionState = &firewall.ConnectionState{Established: true}
+		cases := map[string]struct {
+			r         firewall.Rule
+			supported bool
+			reason    string
+		}{
+			"REJECT":               {reject, caps["reject"] == true, "nft_reject_bridge"},
+			"UDP connection state": {stateful, caps["conntrack"] == true, "nf_conntrack_bridge"},
+		}
+		for name, tc := range cases {
+			if tc.supported {
+				t.Logf("%s: this kernel supports it, so it is enforced rather than refused", name)
+				continue
+			}
+			before, _ := b.client.EffectiveFirewall(ctx, bb.ID)
+			_, err := b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept,
+				RuleSet: firewall.RuleSet{Rules: []firewall.Rule{tc.r}}})
+			if err == nil || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("%s: not refused with the kernel's reason: %v", name, err)
+			}
+			after, _ := b.client.EffectiveFirewall(ctx, bb.ID)
+			if string(before) != string(after) {
+				t.Fatalf("%s: a refused rule changed the VM's firewall", name)
+			}
+		}
+	})
+}
