@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -147,6 +148,61 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		}
 		if b.canConnect(t, a.ID, bb.ip, 23) {
 			t.Error("A reaches B:23 under BLOCK_ALL")
+		}
+	})
+
+	t.Run("a forged source MAC is dropped and counted", func(t *testing.T) {
+		put(firewall.Department{Policy: allowAll})
+		b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept})
+		counters := func() uint64 {
+			raw, err := b.client.EffectiveFirewall(ctx, a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var eff struct{ Counters map[string]uint64 }
+			json.Unmarshal(raw, &eff)
+			return eff.Counters[firewall.CounterSpoofMAC]
+		}
+		before := counters()
+		if !b.canPing(t, a.ID, bb.ip) {
+			t.Fatal("A cannot ping B with its own MAC")
+		}
+		forge := "ip link set eth0 down && ip link set eth0 address 52:54:00:de:ad:01 && ip link set eth0 up"
+		if _, rc := b.guestRun(t, a.ID, forge); rc != 0 {
+			t.Fatal("could not change the guest's MAC")
+		}
+		if b.canPing(t, a.ID, bb.ip) {
+			t.Error("frames from a forged MAC got through")
+		}
+		if after := counters(); after <= before {
+			t.Errorf("spoof-mac counter %d → %d: drops were not counted", before, after)
+		}
+		b.guestRun(t, a.ID, "ip link set eth0 down && ip link set eth0 address "+a.MACAddress+" && ip link set eth0 up")
+		if !b.canPing(t, a.ID, bb.ip) {
+			t.Error("A cannot ping B after taking its own MAC back")
+		}
+	})
+
+	t.Run("a running VM moves to another bridge", func(t *testing.T) {
+		if _, err := b.client.PutBridge(ctx, "ivbr1", map[string]any{"addresses": []string{"10.98.0.1/24"}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.client.DeleteBridge(context.Background(), "ivbr1", true) })
+		moved, err := b.client.MoveVM(ctx, bb.ID, "ivbr1")
+		if err != nil || moved.NetworkBridge != "ivbr1" {
+			t.Fatalf("move: %v (%s)", err, moved.NetworkBridge)
+		}
+		if b.canPing(t, a.ID, bb.ip) {
+			t.Error("A still reaches B across bridges")
+		}
+		if _, err := b.client.MoveVM(ctx, bb.ID, bridgeName); err != nil {
+			t.Fatal(err)
+		}
+		if !b.canPing(t, a.ID, bb.ip) {
+			t.Error("A cannot reach B once it is back, with its rules re-applied")
+		}
+		if _, err := b.client.MoveVM(ctx, bb.ID, "nosuchbr"); !isAPIError(err, api.CodeInvalidArgument, "bridge") {
+			t.Errorf("move to a missing bridge: %v", err)
 		}
 	})
 
