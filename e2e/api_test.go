@@ -89,6 +89,12 @@ func TestCLI(t *testing.T) {
 	if out := b.run(t, "infinivirtctl", "vm", "suspend", "--wait", vm.ID); !strings.Contains(out, "suspended") {
 		t.Fatalf("vm suspend --wait:\n%s", out)
 	}
+	if depts := b.run(t, "infinivirtctl", "department", "list"); !strings.Contains(depts, "default") || !strings.Contains(depts, "ALLOW_ALL") {
+		t.Fatalf("department list:\n%s", depts)
+	}
+	if eff := b.run(t, "infinivirtctl", "vm", "firewall", "effective", vm.ID); !strings.Contains(eff, "department default") {
+		t.Fatalf("vm firewall effective:\n%s", eff)
+	}
 	if comp := b.run(t, "infinivirtctl", "completion", "bash"); !strings.Contains(comp, "__start_infinivirtctl") {
 		t.Fatal("no bash completion")
 	}
