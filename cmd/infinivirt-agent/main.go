@@ -37,6 +37,7 @@ func run() error {
 	var (
 		socket, group, dsn, accel, listen   string
 		shimBin, qemuBin, qemuImg, qemuUser string
+		fwMode                              string
 		debug                               bool
 	)
 	flag.StringVar(&layout.StateDir, "state-dir", layout.StateDir, "persistent state: VM specs, disks, event logs")
@@ -50,6 +51,7 @@ func run() error {
 	flag.StringVar(&qemuBin, "qemu", "qemu-system-x86_64", "QEMU system emulator")
 	flag.StringVar(&qemuImg, "qemu-img", "qemu-img", "qemu-img binary")
 	flag.StringVar(&qemuUser, "qemu-user", defaultQEMUUser(), "run QEMU as this user (empty: root)")
+	flag.StringVar(&fwMode, "firewall", agent.FirewallAuto, "auto (conntrack if the kernel has it, else stateless), conntrack, stateless or off")
 	flag.BoolVar(&debug, "debug", false, "debug logging")
 	flag.Parse()
 	if socket == "" {
@@ -76,7 +78,7 @@ func run() error {
 	cfg := agent.Config{
 		Layout: layout, Accel: accel, GraphicsListen: listen,
 		ShimBinary: shimBin, QEMUBinary: qemuBin, QEMUImg: qemuImg, QEMUUser: qemuUser,
-		Units: sup, Logger: log,
+		Firewall: fwMode, Units: sup, Logger: log,
 	}
 	if dsn != "" {
 		cfg.Store = agent.NewLazyStore(ctx, func(ctx context.Context) (agent.Store, error) {
