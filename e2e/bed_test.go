@@ -129,9 +129,10 @@ func startBed() (b *bed, skip string, err error) {
 		{Path: imagesDir + "/initramfs.gz", Source: img.Initrd, Mode: 0o644},
 	}
 	b.host, err = testbed.StartHost(ctx, testbed.HostOptions{
-		Name:  "e2e",
-		Files: files,
-		Binds: []testbed.Bind{{Source: b.pg.SocketDir(), Target: b.pg.SocketDir()}},
+		Name:          "e2e",
+		Files:         files,
+		DieWithCaller: true, // a panicking or timed-out test binary leaks no host
+		Binds:         []testbed.Bind{{Source: b.pg.SocketDir(), Target: b.pg.SocketDir()}},
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("boot test-bed host: %w", err)

@@ -59,6 +59,12 @@ type HostOptions struct {
 	WorkDir string
 	// BootTimeout bounds the boot when ctx has no deadline; default 60 s.
 	BootTimeout time.Duration
+	// DieWithCaller kills the host when the process that started it dies
+	// without stopping it (a test binary that panics or times out): its
+	// systemd is SIGKILLed, which ends every process of its PID namespace.
+	// Only an empty cgroup directory and the work directory stay behind.
+	// Not for hosts that must outlive their creator (SaveState).
+	DieWithCaller bool
 }
 
 // Host is a running test-bed host.
@@ -300,11 +306,17 @@ func (h *Host) launch(opts HostOptions) error {
 	}
 	defer syscall.Close(cgfd)
 
-	cmd := exec.Command(unshare, "--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--cgroup",
-		"--propagation", "private", "--", "/bin/sh", "-c", p.script())
+	args := []string{"--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--cgroup", "--propagation", "private"}
+	if opts.DieWithCaller {
+		args = append(args, "--kill-child")
+	}
+	cmd := exec.Command(unshare, append(args, "--", "/bin/sh", "-c", p.script())...)
 	cmd.Env = []string{"container=other", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: cgfd}
+	if opts.DieWithCaller {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 
 	var pipeR *os.File
 	if opts.Log != nil {

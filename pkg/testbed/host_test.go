@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -387,6 +388,47 @@ func TestCleanupAfterPanic(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left after the panic: %v", p, err)
 		}
+	}
+}
+
+// TestDieWithCaller boots a host in a child process that then exits
+// without stopping it, as a test binary killed by its timeout would: the
+// host's systemd and everything below it must be gone.
+func TestDieWithCaller(t *testing.T) {
+	skipUnlessHostCanRun(t)
+	if report := os.Getenv("TESTBED_ORPHAN_REPORT"); report != "" {
+		h, err := StartHost(runCtx(t), HostOptions{Name: "orphan", DieWithCaller: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(report, []byte(strconv.Itoa(h.PID())+"\n"+h.CgroupDir()), 0o600)
+		os.Exit(3) // no cleanup, no Stop
+	}
+	report := filepath.Join(t.TempDir(), "report")
+	cmd := exec.CommandContext(runCtx(t), os.Args[0], "-test.run=^TestDieWithCaller$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TESTBED_ORPHAN_REPORT="+report)
+	out, _ := cmd.CombinedOutput()
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("child wrote no report: %v\n%s", err, out)
+	}
+	pidText, cg, _ := strings.Cut(string(data), "\n")
+	pid, _ := strconv.Atoi(pidText)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, errPID := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		procs, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+		if os.IsNotExist(errPID) && strings.TrimSpace(string(procs)) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphaned host's systemd %d or its processes outlived the caller: %q", pid, procs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// What a dead caller cannot clean up: the empty cgroup directories.
+	if err := removeCgroup(cg); err != nil {
+		t.Errorf("remove the orphan's cgroup: %v", err)
 	}
 }
 
