@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 )
@@ -36,25 +38,17 @@ func departmentCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List departments", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			ds, err := g.client().Departments(ctx)
-			if err != nil {
-				return err
-			}
-			return g.print(ds, departmentTable(ds...))
+			return do(g, func(ctx context.Context, c *agentclient.Client) ([]firewall.Department, error) {
+				return c.Departments(ctx)
+			}, departmentsTable)
 		},
 	}
 	get := &cobra.Command{
 		Use: "get DEPARTMENT", Short: "Show a department's policy and rules", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			d, err := g.client().Department(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return g.print(d, departmentTable(d))
+			return do(g, func(ctx context.Context, c *agentclient.Client) (firewall.Department, error) {
+				return c.Department(ctx, args[0])
+			}, departmentTable)
 		},
 	}
 	var file string
@@ -62,17 +56,13 @@ func departmentCommand(g *globals) *cobra.Command {
 		Use: "set DEPARTMENT -f FILE", Short: "Create or replace a department's policy and rules (JSON: {policy, ruleSet})",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
 			body, err := readFileOrStdin(file)
 			if err != nil {
 				return err
 			}
-			d, err := g.client().PutDepartmentRaw(ctx, args[0], body)
-			if err != nil {
-				return err
-			}
-			return g.print(d, departmentTable(d))
+			return do(g, func(ctx context.Context, c *agentclient.Client) (firewall.Department, error) {
+				return c.PutDepartmentRaw(ctx, args[0], body)
+			}, departmentTable)
 		},
 	}
 	set.Flags().StringVarP(&file, "file", "f", "-", "department JSON ('-' for stdin)")
@@ -92,20 +82,20 @@ func departmentCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx()
-			defer cancel()
-			d, err := g.client().SetDepartmentPreset(ctx, args[0], firewall.Preset(args[1]), on)
-			if err != nil {
-				return err
-			}
-			return g.print(d, departmentTable(d))
+			return do(g, func(ctx context.Context, c *agentclient.Client) (firewall.Department, error) {
+				return c.SetDepartmentPreset(ctx, args[0], firewall.Preset(args[1]), on)
+			}, departmentTable)
 		},
 	}
 	dept.AddCommand(list, get, set, del, preset)
 	return dept
 }
 
-func departmentTable(ds ...firewall.Department) func(*tabwriter.Writer) {
+func departmentTable(d firewall.Department) func(*tabwriter.Writer) {
+	return departmentsTable([]firewall.Department{d})
+}
+
+func departmentsTable(ds []firewall.Department) func(*tabwriter.Writer) {
 	return func(w *tabwriter.Writer) {
 		fmt.Fprintln(w, "DEPARTMENT\tPOLICY\tDEFAULTS\tRULES\tPRESETS")
 		for _, d := range ds {
@@ -121,13 +111,9 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 		Use: "get VM", Short: "Show a VM's department, rules and addresses", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			st, err := g.client().VMFirewall(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return g.printJSONOnly(st)
+			return do(g, func(ctx context.Context, c *agentclient.Client) (agentclient.VMFirewall, error) {
+				return c.VMFirewall(ctx, args[0])
+			}, nil)
 		},
 	}
 	var file string
@@ -135,17 +121,13 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 		Use: "set VM -f FILE", Short: "Replace a VM's firewall (JSON: {department, ruleSet, ips})", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
 			body, err := readFileOrStdin(file)
 			if err != nil {
 				return err
 			}
-			st, err := g.client().PutVMFirewallRaw(ctx, args[0], body)
-			if err != nil {
-				return err
-			}
-			return g.printJSONOnly(st)
+			return do(g, func(ctx context.Context, c *agentclient.Client) (agentclient.VMFirewall, error) {
+				return c.PutVMFirewallRaw(ctx, args[0], body)
+			}, nil)
 		},
 	}
 	set.Flags().StringVarP(&file, "file", "f", "-", "VM firewall JSON ('-' for stdin)")
@@ -180,13 +162,9 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx()
-			defer cancel()
-			st, err := g.client().SetVMPreset(ctx, args[0], firewall.Preset(args[1]), on)
-			if err != nil {
-				return err
-			}
-			return g.printJSONOnly(st)
+			return do(g, func(ctx context.Context, c *agentclient.Client) (agentclient.VMFirewall, error) {
+				return c.SetVMPreset(ctx, args[0], firewall.Preset(args[1]), on)
+			}, nil)
 		},
 	}
 	fw.AddCommand(get, set, eff, preset)
@@ -194,13 +172,9 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 		Use: "set-bridge VM BRIDGE", Short: "Move a VM to another bridge (live: rules re-applied, rolled back on failure)",
 		Args: cobra.ExactArgs(2), ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			v, err := g.client().MoveVM(ctx, args[0], args[1])
-			if err != nil {
-				return err
-			}
-			return g.print(v, vmTable(v))
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
+				return c.MoveVM(ctx, args[0], args[1])
+			}, vmRow)
 		},
 	}
 	return []*cobra.Command{fw, move}
@@ -233,13 +207,9 @@ func bridgeCommand(g *globals) *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create (or adopt) a bridge with a fixed MAC", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			b, err := g.client().PutBridge(ctx, args[0], map[string]any{"mac": mac, "mtu": mtu, "addresses": addrs})
-			if err != nil {
-				return err
-			}
-			return g.printJSONOnly(b)
+			return do(g, func(ctx context.Context, c *agentclient.Client) (map[string]any, error) {
+				return c.PutBridge(ctx, args[0], map[string]any{"mac": mac, "mtu": mtu, "addresses": addrs})
+			}, nil)
 		},
 	}
 	create.Flags().StringVar(&mac, "mac", "", "fixed MAC (default: derived from the name)")
@@ -259,13 +229,25 @@ func bridgeCommand(g *globals) *cobra.Command {
 	return br
 }
 
-// printJSONOnly prints documents that have no useful table form.
-func (g *globals) printJSONOnly(v any) error {
-	out := g.output
-	g.output = "json"
-	defer func() { g.output = out }()
-	return g.print(v, nil)
+// do runs one API call under the command's deadline and prints its result,
+// as a table when table is set and as JSON otherwise (some documents have no
+// useful table form).
+func do[T any](g *globals, call func(context.Context, *agentclient.Client) (T, error), table func(T) func(*tabwriter.Writer)) error {
+	ctx, cancel := g.ctx()
+	defer cancel()
+	v, err := call(ctx, g.client())
+	if err != nil {
+		return err
+	}
+	if table == nil {
+		enc := json.NewEncoder(g.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return g.print(v, table(v))
 }
+
+func vmRow(v api.VM) func(*tabwriter.Writer) { return vmTable(v) }
 
 func onOff(s string) (bool, error) {
 	switch s {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
 )
 
@@ -28,13 +30,9 @@ func vmList(g *globals) *cobra.Command {
 		Short: "List VMs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			vms, err := g.client().List(ctx)
-			if err != nil {
-				return err
-			}
-			return g.print(vms, vmTable(vms...))
+			return do(g, func(ctx context.Context, c *agentclient.Client) ([]api.VM, error) {
+				return c.List(ctx)
+			}, func(vms []api.VM) func(*tabwriter.Writer) { return vmTable(vms...) })
 		},
 	}
 }
@@ -46,13 +44,9 @@ func vmGet(g *globals) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			v, err := g.client().Get(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return g.print(v, vmTable(v))
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
+				return c.Get(ctx, args[0])
+			}, vmRow)
 		},
 	}
 }
@@ -193,13 +187,9 @@ func vmPower(g *globals, op api.PowerOp) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			v, err := g.client().Power(ctx, args[0], op, wait, timeout)
-			if err != nil {
-				return err
-			}
-			return g.print(v, vmTable(v))
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
+				return c.Power(ctx, args[0], op, wait, timeout)
+			}, vmRow)
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "return once the VM got there, not when accepted")

@@ -256,11 +256,18 @@ func (b *bed) vmInput(name string) (api.CreateVMInput, string) {
 func (b *bed) createVM(t testing.TB, name string) api.VM {
 	t.Helper()
 	in, _ := b.vmInput(name)
+	return b.createVMFrom(t, in)
+}
+
+// createVMFrom creates and boots a VM from in, waits for the test guest's
+// ready line, and deletes the VM when the test ends.
+func (b *bed) createVMFrom(t testing.TB, in api.CreateVMInput) api.VM {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
 	vm, err := b.client.Create(ctx, in)
 	if err != nil {
-		t.Fatalf("create %s: %v", name, err)
+		t.Fatalf("create %s: %v", in.Name, err)
 	}
 	t.Cleanup(func() { b.deleteVM(vm.ID) })
 	b.waitConsole(t, vm.ID, "TESTGUEST READY", 1)

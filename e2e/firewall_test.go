@@ -24,15 +24,7 @@ func (b *bed) createFirewallGuest(t *testing.T, name, dept string) fwGuest {
 	in, ip := b.vmInput(name)
 	in.DepartmentID = dept
 	in.Boot.Cmdline += " tg.listen=22,23,80 tg.gw=10.99.0.1"
-	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
-	defer cancel()
-	vm, err := b.client.Create(ctx, in)
-	if err != nil {
-		t.Fatalf("create %s: %v", name, err)
-	}
-	t.Cleanup(func() { b.deleteVM(vm.ID) })
-	b.waitConsole(t, vm.ID, "TESTGUEST READY", 1)
-	return fwGuest{VM: vm, ip: ip}
+	return fwGuest{VM: b.createVMFrom(t, in), ip: ip}
 }
 
 func rule(action firewall.Action, dir firewall.Direction, proto firewall.Protocol, port int, src string) firewall.Rule {
