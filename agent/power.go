@@ -40,21 +40,30 @@ func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool)
 }
 
 func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
+	if st := rec.currentStatus(); st.Terminal() {
+		// The VM is off (or ended in error); its shim may still be winding
+		// down, which a power-on waits out.
+		if op != api.PowerOn {
+			return api.FailedPrecondition("VM %s is %s", rec.id, st)
+		}
+		active, err := a.waitUnitGone(ctx, rec.id)
+		if err != nil {
+			return err
+		}
+		if active {
+			return api.FailedPrecondition("VM %s is %s but its unit is still running", rec.id, st)
+		}
+		return a.startUnit(ctx, rec, api.ReasonUser)
+	}
 	active, err := a.unitActive(ctx, rec.id)
 	if err != nil {
 		return err
-	}
-	if active && op == api.PowerOn && rec.currentStatus().Terminal() {
-		// The guest is off and its shim is finishing up: let it.
-		if active, err = a.waitUnitGone(ctx, rec.id); err != nil {
-			return err
-		}
 	}
 	if !active {
 		if op == api.PowerOn {
 			return a.startUnit(ctx, rec, api.ReasonUser)
 		}
-		return api.FailedPrecondition("VM %s is off", rec.id)
+		return api.FailedPrecondition("VM %s has no running unit", rec.id)
 	}
 	cctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
 	defer cancel()
