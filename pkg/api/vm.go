@@ -28,6 +28,11 @@ type CreateVMInput struct {
 	// DepartmentID puts the VM in a department's firewall; empty is "default".
 	DepartmentID string `json:"departmentId,omitempty"`
 	Start        *bool  `json:"start,omitempty"` // boot right after create; default true
+	// Install runs an unattended OS install from isoPath (required with it).
+	Install *InstallRequest `json:"install,omitempty"`
+	// VirtioWinPath is the virtio-win driver ISO a Windows install attaches;
+	// empty takes the agent's setting or searches the usual places.
+	VirtioWinPath string `json:"virtioWinPath,omitempty"`
 }
 
 // DirectBoot boots a kernel and initrd without firmware, as the test guest
@@ -57,6 +62,10 @@ type VM struct {
 	Accel           string      `json:"accel"`
 	Boot            *DirectBoot `json:"boot,omitempty"`
 	Autostart       bool        `json:"autostart"`
+	// Firmware is "bios", "uefi" or "uefi-secure-boot".
+	Firmware string         `json:"firmware"`
+	TPM      bool           `json:"tpm,omitempty"` // an emulated TPM 2.0 (swtpm)
+	Install  *InstallStatus `json:"install,omitempty"`
 
 	Status    Status    `json:"status"`
 	Reason    Reason    `json:"reason"`

@@ -33,6 +33,11 @@ type Spec struct {
 	ShutdownTimeoutSec int       `json:"shutdownTimeoutSec"`
 	Autostart          bool      `json:"autostart"`
 	CreatedAt          time.Time `json:"createdAt"`
+	// Firmware is UEFI; nil boots with the BIOS.
+	Firmware *Firmware `json:"firmware,omitempty"`
+	TPM      *TPM      `json:"tpm,omitempty"`
+	// Install is the VM's unattended install, while it runs and after.
+	Install *Install `json:"install,omitempty"`
 }
 
 // Disk is the VM's system disk.
@@ -86,7 +91,7 @@ func (s *Spec) Save(path string) error {
 
 // View is the spec as the API shows it: everything but the password.
 func (s *Spec) View() api.VM {
-	return api.VM{
+	v := api.VM{
 		ID:              s.ID,
 		Name:            s.Name,
 		OS:              s.OS,
@@ -105,5 +110,11 @@ func (s *Spec) View() api.VM {
 		Boot:            s.Boot,
 		Autostart:       s.Autostart,
 		Unit:            UnitName(s.ID),
+		Firmware:        s.FirmwareName(),
+		TPM:             s.TPM != nil,
 	}
+	if s.Install != nil {
+		v.Install = s.Install.Status()
+	}
+	return v
 }

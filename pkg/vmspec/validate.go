@@ -176,7 +176,10 @@ func (s *Spec) Validate() error {
 	if net.ParseIP(s.Display.Listen) == nil {
 		return api.Invalid("graphicListen", "must be an IP address, got %q", s.Display.Listen)
 	}
-	return CheckHostPath("disk.path", s.Disk.Path)
+	if err := CheckHostPath("disk.path", s.Disk.Path); err != nil {
+		return err
+	}
+	return s.validatePlatform()
 }
 
 func checkName(name string) error {
