@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"time"
 
@@ -46,12 +47,12 @@ func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
 		if op != api.PowerOn {
 			return api.FailedPrecondition("VM %s is %s", rec.id, st)
 		}
-		active, err := a.waitUnitGone(ctx, rec.id)
-		if err != nil {
+		err := a.startUnit(ctx, rec, api.ReasonUser)
+		if !errors.Is(err, &api.Error{Code: api.CodeAlreadyExists}) {
 			return err
 		}
-		if active {
-			return api.FailedPrecondition("VM %s is %s but its unit is still running", rec.id, st)
+		if active, err := a.waitUnitGone(ctx, rec.id); err != nil || active {
+			return api.FailedPrecondition("VM %s is %s but its unit is still stopping", rec.id, st)
 		}
 		return a.startUnit(ctx, rec, api.ReasonUser)
 	}

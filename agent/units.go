@@ -85,7 +85,7 @@ func deviceAllow(spec *vmspec.Spec) []string {
 func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) error {
 	ctx, cancel := context.WithTimeout(ctx, unitStartLimit)
 	defer cancel()
-	a.cfg.Units.ResetFailed(ctx, rec.id)
+	// Start resets a failed unit left from the last run by itself.
 	err := a.cfg.Units.Start(ctx, a.unitSpec(rec.spec, reason))
 	a.catchUp(rec)
 	if err != nil {

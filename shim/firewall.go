@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/netdev"
@@ -17,9 +18,36 @@ func firewallOptions(mode shimapi.FirewallMode, reject bool) firewall.Options {
 	return firewall.Options{Stateless: mode == shimapi.FirewallStateless, Caps: &caps}
 }
 
-// installFirewall puts the VM's rules in place before its TAP exists: the
-// dispatch is keyed by the TAP's name, so the first frame is already filtered.
+// firewallTimeout bounds installing the VM's rules.
+const firewallTimeout = 15 * time.Second
+
+// installFirewall starts putting the VM's rules in place, keyed by the TAP's
+// name, while the TAP is made and QEMU initialises; awaitFirewall joins it
+// before the CPUs run. The guest sends and receives nothing before that, so
+// its first frame is already filtered, and the start does not wait for the
+// kernel's nftables round trips on top of QEMU's own start.
 func (s *Shim) installFirewall(ctx context.Context) error {
+	s.firewallDone = make(chan error, 1)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), firewallTimeout)
+	go func() {
+		defer cancel()
+		s.firewallDone <- s.applyFirewall(fctx)
+	}()
+	return nil
+}
+
+// awaitFirewall fails the start, before any guest code runs, if the rules
+// could not be installed: fail-closed.
+func (s *Shim) awaitFirewall(ctx context.Context) error {
+	select {
+	case err := <-s.firewallDone:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("firewall: %w", ctx.Err())
+	}
+}
+
+func (s *Shim) applyFirewall(ctx context.Context) error {
 	if s.cfg.Firewall == shimapi.FirewallOff || s.cfg.Firewall == "" {
 		return nil
 	}

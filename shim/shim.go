@@ -95,6 +95,7 @@ type Shim struct {
 	qmp    *qmp.Client
 	// qmpEvents is subscribed right after the handshake, before the CPUs run.
 	qmpEvents      <-chan qmp.Event
+	firewallDone   chan error // the rules' installation, started early
 	qmpUnsubscribe func()
 	console        *console
 	server         *tinyhttp.Server

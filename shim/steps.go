@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -39,6 +41,7 @@ func (s *Shim) Steps() []Step {
 		{"qmp-handshake", 60 * time.Second, s.connectQMP},
 		{"set-display-password", 10 * time.Second, s.setDisplayPassword},
 		{"serve-control-socket", 5 * time.Second, s.serveControl},
+		{"await-firewall", firewallTimeout, s.awaitFirewall},
 		{"start-cpus", 30 * time.Second, s.startCPUs},
 	}
 }
@@ -108,13 +111,20 @@ func (s *Shim) prepareRuntimeDir(ctx context.Context) error {
 
 func (s *Shim) checkDisk(ctx context.Context) error {
 	d := s.spec.Disk
-	img := qemuimg.Tool{Binary: s.cfg.QEMUImg}
-	info, err := img.Info(ctx, d.Path, d.Format)
+	if rel, err := filepath.Rel(s.cfg.Layout.VMDir(s.cfg.VMID), d.Path); err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("disk %s is outside the VM's directory", d.Path)
+	}
+	h, err := qemuimg.ReadHeader(d.Path, d.Format)
 	if err != nil {
 		return fmt.Errorf("disk %s: %w", d.Path, err)
 	}
-	if err := qemuimg.CheckConfined(info, s.cfg.Layout.VMDir(s.cfg.VMID)); err != nil {
-		return fmt.Errorf("disk %s: %w", d.Path, err)
+	if h.References {
+		// Only an image that names another file needs qemu-img to prove the
+		// whole chain stays inside the VM's directory.
+		img := qemuimg.Tool{Binary: s.cfg.QEMUImg}
+		if _, err := img.CheckChain(ctx, d.Path, d.Format, s.cfg.Layout.VMDir(s.cfg.VMID)); err != nil {
+			return fmt.Errorf("disk %s: %w", d.Path, err)
+		}
 	}
 	for field, p := range s.hostFiles() {
 		if _, err := os.Stat(p); err != nil {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -142,6 +143,12 @@ func (s *Supervisor) Start(ctx context.Context, spec UnitSpec) error {
 	if err != nil {
 		return err
 	}
+	// Try at once: a start is the common case and a look first costs two
+	// round trips. Only when the name is taken, find out by what.
+	err = s.startTransient(ctx, unit, props)
+	if !errors.Is(err, errTaken) {
+		return err
+	}
 	st, err := s.unitState(ctx, unit)
 	if err != nil && !isNotFound(err) {
 		return err
@@ -149,6 +156,7 @@ func (s *Supervisor) Start(ctx context.Context, spec UnitSpec) error {
 	switch {
 	case st.LoadState == "not-found" || st.LoadState == "":
 	case st.ActiveState == "failed":
+		// A failed unit left from the last run keeps its name until reset.
 		if err := s.ResetFailed(ctx, spec.VMID); err != nil && !isNotFound(err) {
 			return err
 		}
@@ -158,14 +166,29 @@ func (s *Supervisor) Start(ctx context.Context, spec UnitSpec) error {
 	default:
 		return api.AlreadyExists("vmId", "unit %s is %s/%s", unit, st.ActiveState, st.SubState)
 	}
+	err = s.startTransient(ctx, unit, props)
+	if errors.Is(err, errTaken) {
+		return api.AlreadyExists("vmId", "unit %s is already loaded", unit)
+	}
+	return err
+}
 
+// errTaken marks a start refused because the unit name is loaded.
+var errTaken = errors.New("unit name taken")
+
+// startTransient creates the unit and waits for its start job; Type=notify
+// makes that the shim's READY=1.
+func (s *Supervisor) startTransient(ctx context.Context, unit string, props []sddbus.Property) error {
 	done := make(chan string, 1) // written from go-systemd's dispatch goroutine: never block it
 	var jobConn *sddbus.Conn
-	err = s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
+	err := s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
 		jobConn = c
 		_, err := c.StartTransientUnitContext(ctx, unit, "fail", props, done)
 		return err
 	})
+	if dbusErrorName(err) == errUnitExists {
+		return errTaken
+	}
 	if err != nil {
 		return mapError(unit, "start", err)
 	}
@@ -176,7 +199,7 @@ func (s *Supervisor) Start(ctx context.Context, spec UnitSpec) error {
 	if result == "done" {
 		return nil
 	}
-	st, _ = s.unitState(context.WithoutCancel(ctx), unit)
+	st, _ := s.unitState(context.WithoutCancel(ctx), unit)
 	return newStartError(unit, result, st)
 }
 
