@@ -51,7 +51,7 @@ type device struct {
 	MAC       string `json:"mac,omitempty"`
 	MQ        bool   `json:"mq,omitempty"`
 	Vectors   int    `json:"vectors,omitempty"`
-	BootIndex int    `json:"bootindex,omitempty"`
+	BootIndex *int   `json:"bootindex,omitempty"` // nil: not bootable; 0 is QEMU's first
 }
 
 // blockdev is a JSON -blockdev value: a file node, or a format node on one.
@@ -82,7 +82,9 @@ func (c *Config) Args() ([]string, error) {
 	}
 	var a argv
 	c.machineArgs(&a)
+	c.firmwareArgs(&a)
 	c.controlArgs(&a)
+	c.tpmArgs(&a)
 	chassis := 0
 	for i := 0; i < c.HotplugPorts; i++ {
 		chassis++
@@ -113,7 +115,7 @@ func (c *Config) Args() ([]string, error) {
 func (c *Config) machineArgs(a *argv) {
 	a.add("-name", "guest="+c.UUID)
 	a.add("-uuid", c.UUID)
-	a.add("-machine", "q35")
+	a.add("-machine", c.machineOption())
 	a.add("-accel", string(c.accel()))
 	if c.accel() == AccelKVM {
 		a.add("-cpu", "host")
@@ -153,20 +155,20 @@ func (c *Config) diskArgs(a *argv) {
 		}
 		a.blockdev(blockdev{Driver: "file", NodeName: FileNodeName(d.ID), Filename: d.Path, ReadOnly: d.ReadOnly, Discard: discard})
 		a.blockdev(blockdev{Driver: d.Format, NodeName: d.ID, File: FileNodeName(d.ID), ReadOnly: d.ReadOnly, Discard: discard})
-		a.device(device{Driver: "virtio-blk-pci", ID: d.ID, Drive: d.ID, BootIndex: d.BootIndex})
+		a.device(device{Driver: "virtio-blk-pci", ID: d.ID, Drive: d.ID, BootIndex: c.bootIndexOf(d.ID, d.BootIndex)})
 	}
 	for i, cd := range c.CDROMs {
 		a.blockdev(blockdev{Driver: "file", NodeName: FileNodeName(cd.ID), Filename: cd.Path, ReadOnly: true})
 		a.blockdev(blockdev{Driver: FormatRaw, NodeName: cd.ID, File: FileNodeName(cd.ID), ReadOnly: true})
 		// q35's built-in AHCI controller has one bus per port.
-		a.device(device{Driver: "ide-cd", ID: cd.ID, Bus: fmt.Sprintf("ide.%d", i), Drive: cd.ID, BootIndex: cd.BootIndex})
+		a.device(device{Driver: "ide-cd", ID: cd.ID, Bus: fmt.Sprintf("ide.%d", i), Drive: cd.ID, BootIndex: c.bootIndexOf(cd.ID, cd.BootIndex)})
 	}
 }
 
 func (c *Config) nicArgs(a *argv) {
 	for _, n := range c.NICs {
 		nd := tapNetdev{Type: "tap", ID: n.ID}
-		dev := device{Driver: "virtio-net-pci", ID: n.ID, Netdev: n.ID, MAC: n.MAC, BootIndex: n.BootIndex}
+		dev := device{Driver: "virtio-net-pci", ID: n.ID, Netdev: n.ID, MAC: n.MAC, BootIndex: c.bootIndexOf(n.ID, n.BootIndex)}
 		if len(n.FDs) == 1 {
 			nd.FD = strconv.Itoa(n.FDs[0])
 		} else {

@@ -84,12 +84,14 @@ func TestArgsSecurityBaseline(t *testing.T) {
 			{"-sandbox", qemu.SandboxOptions},
 			{"-name", "guest=" + testUUID},
 			{"-uuid", testUUID},
-			{"-machine", "q35"},
 			{"-msg", "timestamp=on"},
 		} {
 			if !hasPair(args, want[0], want[1]) {
 				t.Errorf("%s: missing %s %s", gc.name, want[0], want[1])
 			}
+		}
+		if m := argAfter(args, "-machine"); m != "q35" && !strings.HasPrefix(m, "q35,") {
+			t.Errorf("%s: -machine %q, want q35", gc.name, m)
 		}
 		for _, flag := range []string{"-S", "-nodefaults", "-no-user-config"} {
 			if !slices.Contains(args, flag) {
@@ -171,6 +173,15 @@ func TestCommandRefusesInvalidConfig(t *testing.T) {
 	if _, err := qemu.Command(t.Context(), "", &cfg); err == nil {
 		t.Fatal("Command accepted a configuration without QMP")
 	}
+}
+
+func argAfter(args []string, opt string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == opt {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 func hasPair(args []string, opt, val string) bool {

@@ -10,6 +10,9 @@ const testUUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 // fixed paths; the tests that run QEMU create real files in a temp dir.
 type files struct {
 	QCOW2, Raw, ISO, AnswerISO, Kernel, Initrd string
+	// OVMF's code (plain and Secure Boot builds) and the VM's vars copy.
+	OVMFCode, OVMFSecureCode, UEFIVars string
+	VirtioWinISO                       string
 }
 
 var goldenFiles = files{
@@ -19,7 +22,19 @@ var goldenFiles = files{
 	AnswerISO: "/var/lib/infinivirt/vms/" + testUUID + "/answers.iso",
 	Kernel:    "/var/lib/infinivirt/boot/vmlinuz",
 	Initrd:    "/var/lib/infinivirt/boot/initramfs.gz",
+
+	OVMFCode:       ovmfCode,
+	OVMFSecureCode: ovmfSecureCode,
+	UEFIVars:       "/var/lib/infinivirt/vms/" + testUUID + "/uefi-vars.fd",
+	VirtioWinISO:   "/usr/share/virtio-win/virtio-win.iso",
 }
+
+// Debian's ovmf package.
+const (
+	ovmfCode       = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfSecureCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	ovmfMSVars     = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+)
 
 // Child fd numbers: ExtraFiles[0] is fd 3.
 const (
@@ -36,6 +51,20 @@ type goldenCase struct {
 	queues int
 	// noRun names why QEMU cannot run this configuration here.
 	noRun string
+}
+
+// windows11Install is a Windows 11 VM being installed: UEFI with Secure
+// Boot, a TPM on fd 5, the OS ISO booted once, the answer and virtio-win
+// ISOs beside it.
+func windows11Install(f files) qemu.Config {
+	c := base()
+	c.MemoryMiB = 256
+	c.Firmware = &qemu.Firmware{Code: f.OVMFSecureCode, Vars: f.UEFIVars, SecureBoot: true}
+	c.TPM = &qemu.TPM{CtrlFD: tapFD0}
+	c.Disks = []qemu.Disk{{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1}}
+	c.CDROMs = []qemu.CDROM{{ID: "cd0", Path: f.ISO, BootIndex: 2}, {ID: "cd1", Path: f.AnswerISO}, {ID: "cd2", Path: f.VirtioWinISO}}
+	c.BootOnce = "cd0"
+	return c
 }
 
 func base() qemu.Config {
@@ -99,6 +128,26 @@ func goldenCases() []goldenCase {
 			return c
 		}},
 		{name: "no-shutdown", cfg: func(files) qemu.Config { c := base(); c.NoShutdown = true; return c }},
+		{name: "uefi", cfg: func(f files) qemu.Config {
+			c := base()
+			c.Firmware = &qemu.Firmware{Code: f.OVMFCode, Vars: f.UEFIVars}
+			return c
+		}},
+		{name: "secure-boot", cfg: func(f files) qemu.Config {
+			c := base()
+			c.Firmware = &qemu.Firmware{Code: f.OVMFSecureCode, Vars: f.UEFIVars, SecureBoot: true}
+			return c
+		}},
+		{name: "tpm", noRun: "needs a running swtpm; TestQEMUWithSWTPM runs it",
+			cfg: func(files) qemu.Config { c := base(); c.TPM = &qemu.TPM{CtrlFD: tapFD0}; return c }},
+		{name: "boot-once", cfg: func(f files) qemu.Config {
+			c := base()
+			c.Disks = []qemu.Disk{{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1}}
+			c.CDROMs = []qemu.CDROM{{ID: "cd0", Path: f.ISO}}
+			c.BootOnce = "cd0"
+			return c
+		}},
+		{name: "windows11-install", noRun: "needs a running swtpm; TestQEMUWithSWTPM runs it", cfg: windows11Install},
 		{name: "hotplug-ports", cfg: func(files) qemu.Config { c := base(); c.HotplugPorts = 3; return c }},
 		{name: "desktop", queues: 2, cfg: func(f files) qemu.Config {
 			// A VDI desktop being installed: everything at once.

@@ -78,6 +78,13 @@ type Config struct {
 	// HotplugPorts adds that many empty pcie-root-ports: q35 can hotplug a
 	// PCIe device only into a free root port.
 	HotplugPorts int
+	// Firmware is UEFI; nil keeps QEMU's BIOS.
+	Firmware *Firmware
+	// TPM adds a TPM 2.0 backed by swtpm.
+	TPM *TPM
+	// BootOnce is the ID of a disk or CD-ROM the firmware boots first, on
+	// the first boot only (an installer); see BootOnceRestore.
+	BootOnce string
 }
 
 // Disk is a virtio-blk disk backed by an image file.

@@ -42,6 +42,9 @@ func TestQEMUAcceptsGoldenConfigs(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), startDeadline)
 			defer cancel()
 			cfg := gc.cfg(real)
+			if cfg.Firmware != nil {
+				needFiles(t, cfg.Firmware.Code, real.UEFIVars)
+			}
 			// A private namespace: TAP queues for the NIC cases, and a
 			// loopback where display ports clash with nobody. The TAP gets
 			// an address because SPICE resolves 0.0.0.0 with
@@ -96,6 +99,7 @@ func realFiles(t *testing.T) files {
 			t.Fatal(err)
 		}
 	}
+	addFirmwareFiles(t, &f, dir)
 	img, err := guest.Ensure(ctx, "")
 	if err != nil {
 		t.Fatalf("building the test guest for direct boot: %v", err)

@@ -83,7 +83,7 @@ func (c *Config) Validate() error {
 	if c.HotplugPorts < 0 || c.HotplugPorts > MaxHotplugPorts {
 		return api.Invalid("HotplugPorts", "must be between 0 and %d, got %d", MaxHotplugPorts, c.HotplugPorts)
 	}
-	return nil
+	return c.validatePlatform(&v)
 }
 
 // validator remembers what earlier fields claimed, to refuse duplicates.

@@ -82,6 +82,13 @@ func TestValidateNamesTheField(t *testing.T) {
 		}},
 		{"HotplugPorts", func(c *qemu.Config) { c.HotplugPorts = -1 }},
 		{"HotplugPorts", func(c *qemu.Config) { c.HotplugPorts = qemu.MaxHotplugPorts + 1 }},
+		{"Firmware.Code", func(c *qemu.Config) { c.Firmware = &qemu.Firmware{Code: "OVMF_CODE.fd", Vars: "/vms/vars.fd"} }},
+		{"Firmware.Vars", func(c *qemu.Config) { c.Firmware = &qemu.Firmware{Code: "/fw/code.fd"} }},
+		{"Firmware.Vars", func(c *qemu.Config) { c.Firmware = &qemu.Firmware{Code: "/fw/code.fd", Vars: "/fw/code.fd"} }},
+		{"TPM.CtrlFD", func(c *qemu.Config) { c.TPM = &qemu.TPM{CtrlFD: c.QMPFD} }},
+		{"TPM.CtrlFD", func(c *qemu.Config) { c.TPM = &qemu.TPM{} }},
+		{"BootOnce", func(c *qemu.Config) { c.BootOnce = "cd0" }},
+		{"BootOnce", func(c *qemu.Config) { c.NICs = []qemu.NIC{nic}; c.BootOnce = "net0" }},
 	}
 	for _, tt := range tests {
 		cfg := base()
