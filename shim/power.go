@@ -11,7 +11,7 @@ import (
 func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
 	defer cancel()
-	st := s.Status().Status
+	st := s.powerStatus()
 	if s.exitCauseLocked() != nil {
 		return api.FailedPrecondition("VM is shutting down")
 	}
@@ -32,7 +32,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 		s.mu.Lock()
 		s.ioError = false
 		s.mu.Unlock()
-		s.setStatus(api.StatusRunning, api.ReasonUser, "", nil)
+		s.setRunning(api.ReasonUser, "")
 	case api.Suspend:
 		if st == api.StatusSuspended {
 			return nil
@@ -52,7 +52,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 			return api.Internal("system_reset: %v", err)
 		}
 		if st == api.StatusRunning {
-			s.setStatus(api.StatusRunning, api.ReasonReset, "", nil)
+			s.setRunning(api.ReasonReset, "")
 		}
 	case api.PowerOff:
 		s.progress("power-off requested")

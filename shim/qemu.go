@@ -70,6 +70,7 @@ func qemuConfig(spec *vmspec.Spec, tapFDs []int) *qemu.Config {
 	if b := spec.Boot; b != nil {
 		cfg.Boot = &qemu.DirectBoot{Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
 	}
+	addPlatform(cfg, spec)
 	return cfg
 }
 
@@ -87,6 +88,7 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 	// QEMU keeps its own copies; ours of its ends close once it started.
 	defer qmpTheirs.Close()
 	defer serialTheirs.Close()
+	defer s.releaseTPMCtrl()
 
 	extra := []*os.File{qmpTheirs, serialTheirs}
 	var tapFDs []int
@@ -94,7 +96,9 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 		extra = append(extra, f)
 		tapFDs = append(tapFDs, firstTAPFD+i)
 	}
-	cmd, err := qemu.Command(context.Background(), s.cfg.QEMUBinary, qemuConfig(s.spec, tapFDs))
+	cfg := qemuConfig(s.spec, tapFDs)
+	extra = s.attachTPM(cfg, extra)
+	cmd, err := qemu.Command(context.Background(), s.cfg.QEMUBinary, cfg)
 	if err != nil {
 		qmpOurs.Close()
 		serialOurs.Close()

@@ -47,6 +47,8 @@ type Config struct {
 	QuitGrace time.Duration
 	// BeforeStep lets tests fail or observe a named startup step.
 	BeforeStep func(name string) error
+	// SWTPMBinary runs a VM's TPM emulator; empty is swtpm in PATH.
+	SWTPMBinary string
 }
 
 func (c *Config) setDefaults() {
@@ -99,6 +101,8 @@ type Shim struct {
 	qmpUnsubscribe func()
 	console        *console
 	server         *tinyhttp.Server
+	// plat runs beside QEMU: swtpm and the unattended install's watchers.
+	plat platformRun
 
 	mu       sync.Mutex
 	status   shimapi.Status

@@ -37,8 +37,12 @@ func (s *Shim) Steps() []Step {
 		{"check-disk", 30 * time.Second, s.checkDisk},
 		{"install-firewall", 10 * time.Second, s.installFirewall},
 		{"create-tap", 10 * time.Second, s.createTAP},
+		{"prepare-media", 10 * time.Second, s.prepareMedia},
+		{"start-swtpm", 10 * time.Second, s.startSWTPM},
 		{"start-qemu", 10 * time.Second, s.startQEMU},
 		{"qmp-handshake", 60 * time.Second, s.connectQMP},
+		{"check-tpm", 10 * time.Second, s.checkTPM},
+		{"arm-boot-once", 10 * time.Second, s.armBootOnce},
 		{"set-display-password", 10 * time.Second, s.setDisplayPassword},
 		{"serve-control-socket", 5 * time.Second, s.serveControl},
 		{"await-firewall", firewallTimeout, s.awaitFirewall},
@@ -246,7 +250,7 @@ func (s *Shim) startCPUs(ctx context.Context) error {
 	if err := s.qmp.Cont(ctx); err != nil {
 		return err
 	}
-	s.setStatus(api.StatusRunning, api.ReasonBooted, "", nil)
+	s.booted()
 	s.cfg.Notify("READY=1")
 	return nil
 }

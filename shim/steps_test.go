@@ -49,7 +49,7 @@ func TestStartupStepsAreNamedAndOrdered(t *testing.T) {
 		names = append(names, st.Name)
 	}
 	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "check-disk", "install-firewall", "create-tap",
-		"start-qemu", "qmp-handshake", "set-display-password", "serve-control-socket", "await-firewall", "start-cpus"}
+		"prepare-media", "start-swtpm", "start-qemu", "qmp-handshake", "check-tpm", "arm-boot-once", "set-display-password", "serve-control-socket", "await-firewall", "start-cpus"}
 	if len(names) != len(want) {
 		t.Fatalf("steps %v", names)
 	}

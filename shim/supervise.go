@@ -52,6 +52,7 @@ func (s *Shim) handleEvent(ev qmp.Event) {
 		s.resets++
 		s.mu.Unlock()
 		s.record(api.Event{Type: api.EventGuest, Message: "RESET"})
+		s.onGuestReset(ev)
 	case qmp.EventStop:
 		// Only a disk error pauses the guest behind the shim's back. Every
 		// other STOP is one the shim caused (suspend records itself; a guest
@@ -67,8 +68,8 @@ func (s *Shim) handleEvent(ev qmp.Event) {
 		s.ioError = false
 		going := s.cause != nil
 		s.mu.Unlock()
-		if !going && s.Status().Status != api.StatusRunning {
-			s.setStatus(api.StatusRunning, api.ReasonUser, "", nil)
+		if !going && s.Status().Status != s.upStatus() {
+			s.setRunning(api.ReasonUser, "")
 		}
 	case qmp.EventBlockIOError:
 		s.mu.Lock()
@@ -105,7 +106,7 @@ func (s *Shim) onShutdown(d qmp.ShutdownData, at time.Time) {
 	case in == intentPowerOff:
 		s.setCause(exitCause{api.StatusOff, api.ReasonUser, shimapi.ExitUserPowerOff, "the guest powered off at an ACPI request"})
 	default:
-		s.setCause(exitCause{api.StatusOff, api.ReasonGuestShutdown, shimapi.ExitGuestShutdown, "the guest powered itself off"})
+		s.setCause(s.guestOffCause(at))
 	}
 	if c := s.exitCauseLocked(); c != nil {
 		s.setStatus(c.status, c.reason, c.msg, &api.Event{Time: at})
@@ -129,7 +130,7 @@ func (s *Shim) restartGuest(why string) {
 		s.forceOff("restart failed: " + err.Error())
 		return
 	}
-	s.setStatus(api.StatusRunning, api.ReasonRestarted, why, nil)
+	s.setRunning(api.ReasonRestarted, why)
 }
 
 // startLadder presses the ACPI power button now and every interval until
@@ -271,6 +272,8 @@ func describeExit(e *api.Event) string {
 // teardown undoes startup in reverse. The unit's ExecStopPost (cleanup)
 // repeats the parts that matter in case the shim never gets here.
 func (s *Shim) teardown() {
+	s.stopInstallWatch()
+	s.stopSWTPM()
 	if s.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if s.events != nil {
