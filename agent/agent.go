@@ -40,6 +40,13 @@ type Config struct {
 	Logger   *slog.Logger
 	// AttachTimeout bounds re-attaching to every running shim at start.
 	AttachTimeout time.Duration
+	// VirtioWin is the virtio-win ISO Windows installs attach; empty
+	// searches unattended.DefaultVirtioWinPaths.
+	VirtioWin string
+	// UEFICode and UEFIVars are the Secure Boot OVMF build and the variable
+	// store (Microsoft keys enrolled) each Windows VM gets a copy of; empty
+	// means DefaultUEFICode and DefaultUEFIVars.
+	UEFICode, UEFIVars string
 }
 
 // Agent manages the VMs of one host.
@@ -105,6 +112,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	go a.watchUnits(ctx)
 	a.reattach(ctx)
+	a.settleInstalls()
 	a.resyncFirewall(ctx)
 	a.autostart(ctx)
 	return nil
@@ -198,6 +206,7 @@ func (a *Agent) apply(rec *record, evs []api.Event) {
 	fresh := rec.applyLocked(evs)
 	committed := rec.committed
 	rec.mu.Unlock()
+	a.watchInstall(rec, fresh)
 	if len(fresh) == 0 || !committed {
 		return
 	}

@@ -32,6 +32,10 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err := a.checkHost(ctx, spec); err != nil {
 		return api.VM{}, err
 	}
+	plan, err := a.planPlatform(in, spec)
+	if err != nil {
+		return api.VM{}, err
+	}
 	dept, err := a.checkDepartment(in.DepartmentID)
 	if err != nil {
 		return api.VM{}, err
@@ -64,6 +68,10 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err != nil {
 		rollback()
 		return api.VM{}, api.Internal("create disk: %v", err)
+	}
+	if err := a.preparePlatform(ctx, spec, plan); err != nil {
+		rollback()
+		return api.VM{}, err
 	}
 	if err := spec.Save(a.cfg.Layout.SpecFile(spec.ID)); err != nil {
 		rollback()

@@ -110,6 +110,8 @@ func goal(op api.PowerOp) func(api.VM) bool {
 			return (v.Status == api.StatusRunning && v.Reason == api.ReasonRestarted) || v.Status.Terminal()
 		}
 	default:
-		return func(v api.VM) bool { return v.Status == api.StatusRunning || v.Status.Terminal() }
+		return func(v api.VM) bool {
+			return v.Status == api.StatusRunning || v.Status == api.StatusBuilding || v.Status.Terminal()
+		}
 	}
 }

@@ -85,13 +85,16 @@ func deviceAllow(spec *vmspec.Spec) []string {
 func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) error {
 	ctx, cancel := context.WithTimeout(ctx, unitStartLimit)
 	defer cancel()
+	if err := a.beginInstallRun(ctx, rec); err != nil {
+		return err
+	}
 	// Start resets a failed unit left from the last run by itself.
+	before := rec.lastSeq()
 	err := a.cfg.Units.Start(ctx, a.unitSpec(rec.spec, reason))
 	a.catchUp(rec)
 	if err != nil {
-		// The shim records why it could not start; that is the useful message.
-		v := rec.view()
-		if v.Status == api.StatusError && v.Message != "" {
+		// A shim that ran and failed recorded why: that is the useful message.
+		if v := rec.view(); v.Seq > before && v.Status == api.StatusError && v.Message != "" {
 			return &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf("VM %s did not start: %s", rec.id, v.Message)}
 		}
 		return err

@@ -38,6 +38,7 @@ func run() error {
 		socket, group, dsn, accel, listen   string
 		shimBin, qemuBin, qemuImg, qemuUser string
 		fwMode                              string
+		virtioWin, uefiCode, uefiVars       string
 		debug                               bool
 	)
 	flag.StringVar(&layout.StateDir, "state-dir", layout.StateDir, "persistent state: VM specs, disks, event logs")
@@ -52,6 +53,9 @@ func run() error {
 	flag.StringVar(&qemuImg, "qemu-img", "qemu-img", "qemu-img binary")
 	flag.StringVar(&qemuUser, "qemu-user", defaultQEMUUser(), "run QEMU as this user (empty: root)")
 	flag.StringVar(&fwMode, "firewall", agent.FirewallAuto, "auto (conntrack if the kernel has it, else stateless), conntrack, stateless or off")
+	flag.StringVar(&virtioWin, "virtio-win", "", "virtio-win driver ISO for Windows installs (empty: search the usual places)")
+	flag.StringVar(&uefiCode, "uefi-code", agent.DefaultUEFICode, "OVMF Secure Boot firmware for Windows VMs")
+	flag.StringVar(&uefiVars, "uefi-vars", agent.DefaultUEFIVars, "OVMF variable store with Microsoft's keys, copied for each Windows VM")
 	flag.BoolVar(&debug, "debug", false, "debug logging")
 	flag.Parse()
 	if socket == "" {
@@ -79,6 +83,7 @@ func run() error {
 		Layout: layout, Accel: accel, GraphicsListen: listen,
 		ShimBinary: shimBin, QEMUBinary: qemuBin, QEMUImg: qemuImg, QEMUUser: qemuUser,
 		Firewall: fwMode, Units: sup, Logger: log,
+		VirtioWin: virtioWin, UEFICode: uefiCode, UEFIVars: uefiVars,
 	}
 	if dsn != "" {
 		cfg.Store = agent.NewLazyStore(ctx, func(ctx context.Context) (agent.Store, error) {

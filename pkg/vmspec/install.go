@@ -34,7 +34,7 @@ type Install struct {
 	State api.InstallState `json:"state"`
 	OS    string           `json:"os"`
 	// AnswerISO is the answer medium, in the VM's install directory; it is
-	// deleted once the install succeeded.
+	// deleted, and emptied here, once the install succeeded.
 	AnswerISO string `json:"answerIso"`
 	// VirtioWinISO is the virtio-win driver ISO a Windows install attaches.
 	VirtioWinISO string `json:"virtioWinIso,omitempty"`
@@ -211,8 +211,10 @@ func (s *Spec) validatePlatform() error {
 	if i.OS != s.OS {
 		return api.Invalid("install.os", "must match the VM's os %q, got %q", s.OS, i.OS)
 	}
-	if err := inVMDir("install.answerIso", i.AnswerISO); err != nil {
-		return err
+	if i.AnswerISO != "" || i.Active() {
+		if err := inVMDir("install.answerIso", i.AnswerISO); err != nil {
+			return err
+		}
 	}
 	if i.VirtioWinISO != "" {
 		if err := CheckHostPath("install.virtioWinIso", i.VirtioWinISO); err != nil {

@@ -1,0 +1,446 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/atomicfile"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/unattended"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// The split between agent and shim for an unattended install:
+//
+//   - the agent validates the request, builds the answer ISO (and extracts
+//     the Ubuntu installer's kernel) into the VM's directory, and writes the
+//     install into the spec;
+//   - the shim boots the installer once, watches it (timeout, reset loop)
+//     and records how it ended, as it records every end of a VM;
+//   - the agent, the spec's only writer, then settles the install: detaches
+//     the media in the spec, deletes the temporary ones, and boots the
+//     installed system if asked.
+//
+// So the shim never writes the spec and never outlives its QEMU, and a
+// settle that an agent restart interrupted runs again from the event log.
+
+// Firmware defaults: Debian's ovmf package. Windows VMs boot UEFI with
+// Secure Boot and Microsoft's keys enrolled.
+const (
+	DefaultUEFICode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	DefaultUEFIVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+)
+
+// Limits of an install request.
+const (
+	maxKernelArgs = 1024
+	// answerTimeout bounds building the answer ISO and extracting the
+	// Ubuntu installer's kernel and initrd (tens of MB read from the ISO).
+	answerTimeout = 2 * time.Minute
+	// settleWait is how long a settle waits for the shim that recorded the
+	// install's end to exit: the log is the shim's until then.
+	settleWait = time.Minute
+)
+
+// installPlan is what a create with install needs beyond the spec: the
+// decoded InstallConfig, with its secrets, kept only until the answer ISO
+// is written.
+type installPlan struct {
+	os         string
+	config     unattended.InstallConfig
+	kernelArgs string
+}
+
+func isWindows(os string) bool { return os == unattended.OSWindows10 || os == unattended.OSWindows11 }
+
+// planPlatform checks the platform and install parts of a create request
+// and fills the spec's firmware, TPM and install sections. Nothing is
+// created yet: a refusal leaves nothing behind.
+func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installPlan, error) {
+	l := a.cfg.Layout
+	if isWindows(spec.OS) {
+		code, vars := a.uefiFiles()
+		for _, p := range []string{code, vars} {
+			if _, err := os.Stat(p); err != nil {
+				return nil, api.FailedPrecondition("os %s boots UEFI with Secure Boot, but %s is missing (Debian package ovmf)", spec.OS, p)
+			}
+		}
+		spec.Firmware = &vmspec.Firmware{Code: code, Vars: l.UEFIVars(spec.ID), SecureBoot: true}
+	}
+	if spec.OS == unattended.OSWindows11 {
+		// Windows 11 requires a TPM 2.0; the shim runs swtpm for it.
+		spec.TPM = &vmspec.TPM{StateDir: l.TPMStateDir(spec.ID)}
+	}
+	req := in.Install
+	if req == nil {
+		if in.VirtioWinPath != "" {
+			return nil, api.Invalid("virtioWinPath", "is used only by a Windows install")
+		}
+		return nil, nil
+	}
+	osName := req.OS
+	if osName == "" {
+		osName = spec.OS
+	}
+	if !contains(vmspec.InstallOSes, osName) {
+		return nil, api.Invalid("install.os", "unattended install supports %s, got %q", strings.Join(vmspec.InstallOSes, ", "), req.OS)
+	}
+	if osName != spec.OS {
+		return nil, api.Invalid("install.os", "must match the VM's os %q, got %q", spec.OS, osName)
+	}
+	if spec.ISOPath == "" {
+		return nil, api.Invalid("isoPath", "is required with install: the installer boots from the OS ISO")
+	}
+	if in.Boot != nil {
+		return nil, api.Invalid("boot", "cannot be given with install: the installer boots from the OS ISO (use install.kernelArgs for extra kernel arguments)")
+	}
+	cfg, err := decodeInstallConfig(req.Config)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(osName); err != nil {
+		return nil, prefixField("install.config.", err)
+	}
+	timeout := vmspec.DefaultInstallTimeout(osName)
+	if m := req.TimeoutMinutes; m != 0 {
+		d := time.Duration(math.Round(m*60)) * time.Second
+		if math.IsNaN(m) || math.IsInf(m, 0) || d < time.Second || d > vmspec.MaxInstallTimeout {
+			return nil, api.Invalid("install.timeoutMinutes", "must be at least one second and at most %v minutes, got %v", vmspec.MaxInstallTimeout.Minutes(), m)
+		}
+		timeout = d
+	}
+	if err := checkKernelArgs(osName, req.KernelArgs); err != nil {
+		return nil, err
+	}
+	inst := &vmspec.Install{
+		State:             api.InstallPending,
+		OS:                osName,
+		AnswerISO:         l.AnswerISO(spec.ID),
+		BootOnce:          vmspec.BootOnceISO,
+		BootFromDiskAfter: req.BootFromDiskAfter == nil || *req.BootFromDiskAfter,
+		TimeoutSec:        int(timeout / time.Second),
+	}
+	if osName == unattended.OSUbuntu {
+		inst.BootOnce = "" // its kernel boots directly
+	}
+	switch {
+	case isWindows(osName):
+		if inst.VirtioWinISO, err = a.findVirtioWin(in.VirtioWinPath); err != nil {
+			return nil, err
+		}
+	case in.VirtioWinPath != "":
+		return nil, api.Invalid("virtioWinPath", "is used only by a Windows install")
+	}
+	spec.Install = inst
+	return &installPlan{os: osName, config: cfg, kernelArgs: req.KernelArgs}, nil
+}
+
+// decodeInstallConfig reads install.config strictly: an unknown field is a
+// mistake worth hearing about, not something to drop silently.
+func decodeInstallConfig(raw json.RawMessage) (unattended.InstallConfig, error) {
+	var cfg unattended.InstallConfig
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return cfg, api.Invalid("install.config", "is required: username, password, locale, timezone, hostname, ...")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typeErr):
+			return cfg, api.Invalid("install.config."+typeErr.Field, "must be a JSON %s, got %s", typeErr.Type, typeErr.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return cfg, api.Invalid("install.config."+field, "is not a known field")
+		default:
+			return cfg, api.Invalid("install.config", "malformed JSON: %v", err)
+		}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return cfg, api.Invalid("install.config", "must hold exactly one JSON object")
+	}
+	return cfg, nil
+}
+
+// prefixField moves a validation error's field under prefix, keeping its class and message.
+func prefixField(prefix string, err error) error {
+	e := api.AsError(err)
+	if e.Code != api.CodeInvalidArgument {
+		return err
+	}
+	field := strings.TrimSuffix(prefix, ".")
+	if e.Field != "" {
+		field = prefix + e.Field
+	}
+	return &api.Error{Code: e.Code, Field: field, Message: e.Message}
+}
+
+func checkKernelArgs(os, args string) error {
+	if args == "" {
+		return nil
+	}
+	if os != unattended.OSUbuntu {
+		return api.Invalid("install.kernelArgs", "only the Ubuntu installer boots a kernel directly; %s boots from its ISO", os)
+	}
+	if len(args) > maxKernelArgs {
+		return api.Invalid("install.kernelArgs", "is longer than %d bytes", maxKernelArgs)
+	}
+	for _, r := range args {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return api.Invalid("install.kernelArgs", "must not contain control characters or invalid UTF-8")
+		}
+	}
+	if strings.Contains(" "+args+" ", " --- ") {
+		return api.Invalid("install.kernelArgs", "must not contain ---: the installer's arguments end there")
+	}
+	return nil
+}
+
+// findVirtioWin picks the virtio-win ISO: the request's, the agent's
+// setting, or the first of the usual places.
+func (a *Agent) findVirtioWin(requested string) (string, error) {
+	if requested != "" {
+		if err := vmspec.CheckHostPath("virtioWinPath", requested); err != nil {
+			return "", err
+		}
+		p, err := unattended.FindVirtioWin(requested, nil)
+		if err != nil {
+			return "", api.Invalid("virtioWinPath", "%s", api.AsError(err).Message)
+		}
+		return p, nil
+	}
+	p, err := unattended.FindVirtioWin(a.cfg.VirtioWin, nil)
+	if err != nil {
+		return "", api.FailedPrecondition("a Windows install needs the virtio-win driver ISO: %s; set the agent's --virtio-win or the request's virtioWinPath", api.AsError(err).Message)
+	}
+	if err := vmspec.CheckHostPath("virtioWinPath", p); err != nil {
+		return "", api.FailedPrecondition("virtio-win ISO %s: %s", p, api.AsError(err).Message)
+	}
+	return p, nil
+}
+
+func (a *Agent) uefiFiles() (code, vars string) {
+	code, vars = a.cfg.UEFICode, a.cfg.UEFIVars
+	if code == "" {
+		code = DefaultUEFICode
+	}
+	if vars == "" {
+		vars = DefaultUEFIVars
+	}
+	return code, vars
+}
+
+// preparePlatform writes the VM's own platform files and install media into
+// its directory, which the caller removes on any error: the UEFI variable
+// store, the answer ISO (mode 0600: it holds the install's secrets) and,
+// for Ubuntu, the installer's kernel and initrd, which it boots directly.
+func (a *Agent) preparePlatform(ctx context.Context, spec *vmspec.Spec, plan *installPlan) error {
+	if f := spec.Firmware; f != nil {
+		_, template := a.uefiFiles()
+		b, err := os.ReadFile(template)
+		if err != nil {
+			return api.Internal("UEFI variable store: %v", err)
+		}
+		if err := atomicfile.Write(f.Vars, b, 0o600); err != nil {
+			return api.Internal("UEFI variable store: %v", err)
+		}
+	}
+	if plan == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, answerTimeout)
+	defer cancel()
+	dir := a.cfg.Layout.InstallDir(spec.ID)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return api.Internal("install directory: %v", err)
+	}
+	if err := unattended.BuildAnswerISO(ctx, plan.os, plan.config, spec.Install.AnswerISO); err != nil {
+		if e := api.AsError(err); e.Code == api.CodeInvalidArgument {
+			return prefixField("install.config.", err)
+		}
+		return api.Internal("answer ISO: %v", err)
+	}
+	if plan.os == unattended.OSUbuntu {
+		kernel, initrd, err := unattended.ExtractUbuntuBoot(ctx, spec.ISOPath, dir)
+		if err != nil {
+			if e := api.AsError(err); e.Code == api.CodeInvalidArgument {
+				return &api.Error{Code: e.Code, Field: e.Field, Message: err.Error()}
+			}
+			return api.Internal("Ubuntu installer boot files: %v", err)
+		}
+		cmdline := unattended.UbuntuKernelArgs
+		if plan.kernelArgs != "" {
+			cmdline = strings.TrimSuffix(cmdline, "---") + plan.kernelArgs + " ---"
+		}
+		spec.Boot = &api.DirectBoot{Kernel: kernel, Initrd: initrd, Cmdline: cmdline}
+	}
+	if err := spec.Validate(); err != nil {
+		return api.Internal("install spec: %v", err)
+	}
+	return nil
+}
+
+// beginInstallRun marks an unfinished install as running from now, before
+// its unit starts: every run starts the installer from its beginning, so
+// the timeout counts from here. A run whose end is recorded but not yet
+// settled is settled first. The caller holds the VM's operation lock.
+func (a *Agent) beginInstallRun(ctx context.Context, rec *record) error {
+	a.settleInstallLocked(ctx, rec)
+	if !rec.currentSpec().Install.Active() {
+		return nil
+	}
+	return a.updateSpec(rec, func(s *vmspec.Spec) error { return s.Install.Begin(time.Now()) })
+}
+
+// watchInstall settles an install once the shim records its end.
+func (a *Agent) watchInstall(rec *record, evs []api.Event) {
+	for _, e := range evs {
+		if e.IsStatus() && installEnd(e.Reason) {
+			go a.settleInstall(rec)
+			return
+		}
+	}
+}
+
+func installEnd(r api.Reason) bool {
+	return r == api.ReasonInstalled || r == api.ReasonInstallTimeout || r == api.ReasonInstallResetLoop
+}
+
+// settleInstalls settles, at agent start, the installs whose end was
+// recorded while no agent listened.
+func (a *Agent) settleInstalls() {
+	for _, rec := range a.records() {
+		v := rec.view()
+		if v.Install != nil && v.Install.State == api.InstallRunning && installEnd(v.Reason) {
+			go a.settleInstall(rec)
+		}
+	}
+}
+
+// settleInstall takes the VM's operation lock, settles its install, and
+// boots the installed system when the install asked for it.
+func (a *Agent) settleInstall(rec *record) {
+	unlock, err := rec.lock(a.ctx)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if _, err := a.get(rec.id); err != nil {
+		return // deleted meanwhile
+	}
+	in := a.settleInstallLocked(a.ctx, rec)
+	if in == nil || in.State != api.InstallDone || !in.BootFromDiskAfter {
+		return
+	}
+	if err := a.startUnit(a.ctx, rec, api.ReasonInstalled); err != nil {
+		a.log.Error("booting the installed system failed", logging.KeyVM, rec.id, "ERROR", err.Error())
+	}
+}
+
+// settleInstallLocked turns the end the shim recorded into the spec: done
+// (media detached, temporary media deleted) or failed (media kept). It
+// returns the settled install, or nil when there was nothing to settle.
+func (a *Agent) settleInstallLocked(ctx context.Context, rec *record) *vmspec.Install {
+	v := rec.view()
+	in := rec.currentSpec().Install
+	if in == nil || in.State != api.InstallRunning || !installEnd(v.Reason) || !v.Status.Terminal() {
+		return nil
+	}
+	// The shim that recorded the end still holds the log until it exits.
+	wctx, cancel := context.WithTimeout(ctx, settleWait)
+	active, err := a.waitUnitGone(wctx, rec.id)
+	cancel()
+	if err != nil || active {
+		a.log.Warn("install ended but its unit has not; settling later", logging.KeyVM, rec.id)
+		return nil
+	}
+	var msg string
+	err = a.updateSpec(rec, func(s *vmspec.Spec) error {
+		ended, err := s.Install.End(v.Reason, v.UpdatedAt, v.Message)
+		if err != nil || !ended {
+			return fmt.Errorf("install did not end: %v", err)
+		}
+		if s.Install.State == api.InstallDone {
+			// Detach: the installed system boots from its disk.
+			if s.Install.BootOnce == "" {
+				s.Boot = nil
+			}
+			s.ISOPath, s.Install.AnswerISO, s.Install.VirtioWinISO = "", "", ""
+			msg = fmt.Sprintf("install done after %s: media detached, answer ISO deleted", s.Install.Duration().Round(time.Second))
+		} else {
+			msg = fmt.Sprintf("install failed (%s) after %s: media kept for inspection in %s",
+				v.Reason, s.Install.Duration().Round(time.Second), a.cfg.Layout.InstallDir(s.ID))
+		}
+		return nil
+	})
+	if err != nil {
+		a.log.Error("settling the install failed", logging.KeyVM, rec.id, "ERROR", err.Error())
+		return nil
+	}
+	settled := rec.currentSpec().Install
+	if settled.State == api.InstallDone {
+		// The spec no longer names them: a crash here leaves only files
+		// that deleting the VM removes.
+		if err := os.RemoveAll(a.cfg.Layout.InstallDir(rec.id)); err != nil {
+			a.log.Warn("temporary install media left", logging.KeyVM, rec.id, "ERROR", err.Error())
+		}
+	}
+	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventProgress, Message: msg}); err != nil {
+		a.log.Warn("cannot record the install's settlement", logging.KeyVM, rec.id, "ERROR", err.Error())
+	}
+	a.sync.resync(rec.id)
+	a.log.Info("install settled", logging.KeyVM, rec.id, "STATE", string(settled.State),
+		"DURATION", settled.Duration().String())
+	return settled
+}
+
+// updateSpec saves a changed copy of the VM's spec and makes it current.
+// The caller holds the VM's operation lock, so no other writer races it.
+func (a *Agent) updateSpec(rec *record, change func(*vmspec.Spec) error) error {
+	rec.mu.Lock()
+	ns := *rec.spec
+	rec.mu.Unlock()
+	if ns.Install != nil {
+		in := *ns.Install
+		ns.Install = &in
+	}
+	if err := change(&ns); err != nil {
+		return err
+	}
+	if err := ns.Validate(); err != nil {
+		return api.Internal("updated spec: %v", err)
+	}
+	if err := ns.Save(a.cfg.Layout.SpecFile(rec.id)); err != nil {
+		return api.Internal("save spec: %v", err)
+	}
+	rec.mu.Lock()
+	rec.spec = &ns
+	rec.mu.Unlock()
+	return nil
+}
+
+// currentSpec is the VM's spec as last saved; treat it as read-only.
+func (r *record) currentSpec() *vmspec.Spec {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spec
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,209 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/unattended"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// installAgent is an agent whose firmware and virtio-win files exist in a
+// temp dir; planPlatform touches nothing else.
+func installAgent(t *testing.T) (*Agent, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"code.fd", "vars.fd", "virtio-win.iso", "os.iso"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := New(Config{
+		Layout:    vmspec.Layout{StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run")},
+		Accel:     "tcg",
+		UEFICode:  filepath.Join(dir, "code.fd"),
+		UEFIVars:  filepath.Join(dir, "vars.fd"),
+		VirtioWin: filepath.Join(dir, "virtio-win.iso"),
+	})
+	return a, dir
+}
+
+func installInput(t *testing.T, os, dir string) api.CreateVMInput {
+	t.Helper()
+	cfg := unattended.InstallConfig{Username: "alice", Password: "Secr3t-pass", Locale: "en_US", Timezone: "Europe/Madrid", Hostname: "desk1"}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.CreateVMInput{
+		Name: "inst", InternalName: "0f8fad5b-d9cb-469f-a165-70867728950e", OS: os, CPUCores: 1, RAMGB: 1,
+		DiskSizeGB: 1, NetworkBridge: "br0", GraphicProtocol: "vnc", GraphicPassword: "pw",
+		ISOPath: filepath.Join(dir, "os.iso"),
+		Install: &api.InstallRequest{Config: raw},
+	}
+}
+
+func plan(t *testing.T, a *Agent, in api.CreateVMInput) (*vmspec.Spec, *installPlan, error) {
+	t.Helper()
+	spec, err := vmspec.FromCreateInput(in, vmspec.Defaults{Accel: "tcg", GraphicsListen: "127.0.0.1", Layout: a.cfg.Layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.planPlatform(in, spec)
+	return spec, p, err
+}
+
+func TestPlanPlatformPerOS(t *testing.T) {
+	a, dir := installAgent(t)
+	l := a.cfg.Layout
+
+	spec, p, err := plan(t, a, installInput(t, "windows11", dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := spec.Firmware; f == nil || !f.SecureBoot || f.Vars != l.UEFIVars(spec.ID) || f.Code != a.cfg.UEFICode {
+		t.Errorf("windows11 firmware %+v", spec.Firmware)
+	}
+	if spec.TPM == nil || spec.TPM.StateDir != l.TPMStateDir(spec.ID) {
+		t.Errorf("windows11 TPM %+v", spec.TPM)
+	}
+	in := spec.Install
+	if in.State != api.InstallPending || in.BootOnce != vmspec.BootOnceISO || in.VirtioWinISO != a.cfg.VirtioWin ||
+		in.TimeoutSec != 7200 || !in.BootFromDiskAfter || in.AnswerISO != l.AnswerISO(spec.ID) {
+		t.Errorf("windows11 install %+v", in)
+	}
+	if p.config.Password != "Secr3t-pass" || p.os != "windows11" {
+		t.Errorf("plan %+v", p)
+	}
+	if b, _ := json.Marshal(spec); strings.Contains(string(b), "Secr3t-pass") {
+		t.Error("the install password reached the spec")
+	}
+
+	spec, _, err = plan(t, a, installInput(t, "windows10", dir))
+	if err != nil || spec.TPM != nil || spec.Firmware == nil || spec.Install.TimeoutSec != 5400 {
+		t.Errorf("windows10: %v TPM %+v firmware %+v", err, spec.TPM, spec.Firmware)
+	}
+
+	ubuntu := installInput(t, "ubuntu", dir)
+	f := false
+	ubuntu.Install.BootFromDiskAfter = &f
+	ubuntu.Install.TimeoutMinutes = 0.05
+	ubuntu.Install.KernelArgs = "console=ttyS0"
+	spec, p, err = plan(t, a, ubuntu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Firmware != nil || spec.TPM != nil || spec.Install.BootOnce != "" || spec.Install.VirtioWinISO != "" ||
+		spec.Install.BootFromDiskAfter || spec.Install.TimeoutSec != 3 || p.kernelArgs != "console=ttyS0" {
+		t.Errorf("ubuntu: firmware %+v TPM %+v install %+v", spec.Firmware, spec.TPM, spec.Install)
+	}
+
+	// No install: a plain Linux VM gets nothing, a Windows one its firmware.
+	plain := installInput(t, "linux", dir)
+	plain.Install = nil
+	if spec, p, err = plan(t, a, plain); err != nil || p != nil || spec.Firmware != nil || spec.Install != nil {
+		t.Errorf("plain VM: %v %+v %+v", err, p, spec)
+	}
+	plain.OS = "windows11"
+	if spec, _, err = plan(t, a, plain); err != nil || spec.Firmware == nil || spec.TPM == nil || spec.Install != nil {
+		t.Errorf("windows11 without install: %v %+v", err, spec)
+	}
+}
+
+func TestPlanPlatformNamesTheField(t *testing.T) {
+	a, dir := installAgent(t)
+	cases := []struct {
+		field  string
+		code   api.Code
+		os     string
+		mutate func(*api.CreateVMInput)
+	}{
+		{"install.os", api.CodeInvalidArgument, "linux", func(in *api.CreateVMInput) {}},
+		{"install.os", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "beos" }},
+		{"install.os", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "fedora" }},
+		{"isoPath", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.ISOPath = "" }},
+		{"boot", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Boot = &api.DirectBoot{Kernel: "/boot/k"} }},
+		{"install.config", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.Config = nil }},
+		{"install.config.username", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+			in.Install.Config = json.RawMessage(`{"username":"","password":"Secr3t-pass","locale":"en_US","timezone":"UTC","hostname":"h"}`)
+		}},
+		{"install.config.password", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+			in.Install.Config = json.RawMessage(`{"username":"bob","password":"abc","locale":"en_US","timezone":"UTC","hostname":"h"}`)
+		}},
+		{"install.config.passwd", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+			in.Install.Config = json.RawMessage(`{"username":"bob","passwd":"abc"}`)
+		}},
+		{"install.config.hostname", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+			in.Install.Config = json.RawMessage(`{"username":"bob","hostname":7}`)
+		}},
+		{"install.config", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+			in.Install.Config = json.RawMessage(`{"username":"bob"} {"x":1}`)
+		}},
+		{"install.timeoutMinutes", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = -1 }},
+		{"install.timeoutMinutes", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = 0.001 }},
+		{"install.kernelArgs", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.KernelArgs = "inst.text" }},
+		{"install.kernelArgs", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.KernelArgs = "a\nb" }},
+		{"install.kernelArgs", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.KernelArgs = "a --- b" }},
+		{"virtioWinPath", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.VirtioWinPath = "/isos/virtio-win.iso" }},
+		{"virtioWinPath", api.CodeInvalidArgument, "windows10", func(in *api.CreateVMInput) { in.VirtioWinPath = "/nonexistent/virtio-win.iso" }},
+		{"", api.CodeFailedPrecondition, "windows10", func(in *api.CreateVMInput) { a.cfg.VirtioWin = "/nonexistent/virtio-win.iso" }},
+		{"", api.CodeFailedPrecondition, "windows11", func(in *api.CreateVMInput) { in.Install = nil; a.cfg.UEFICode = "/nonexistent/code.fd" }},
+	}
+	for _, tc := range cases {
+		a, dir = installAgent(t)
+		in := installInput(t, tc.os, dir)
+		tc.mutate(&in)
+		_, _, err := plan(t, a, in)
+		var e *api.Error
+		if !errors.As(err, &e) || e.Code != tc.code || e.Field != tc.field {
+			t.Errorf("%s (%s): got %v", tc.field, tc.os, err)
+			continue
+		}
+		if strings.Contains(e.Message, "Secr3t-pass") || strings.Contains(e.Message, `"abc"`) {
+			t.Errorf("%s: the error repeats the password: %s", tc.field, e.Message)
+		}
+	}
+}
+
+func TestPrefixField(t *testing.T) {
+	err := prefixField("install.config.", api.Invalid("firstBootScripts[1].content", "bad"))
+	if e := api.AsError(err); e.Field != "install.config.firstBootScripts[1].content" || e.Message != "bad" {
+		t.Errorf("%+v", e)
+	}
+	if e := api.AsError(prefixField("install.config.", api.Invalid("", "bad"))); e.Field != "install.config" {
+		t.Errorf("no field: %+v", e)
+	}
+	if e := api.AsError(prefixField("install.config.", api.NotFound("gone"))); e.Code != api.CodeNotFound || e.Field != "" {
+		t.Errorf("other classes pass through: %+v", e)
+	}
+}
+
+// FuzzDecodeInstallConfig: whatever arrives as install.config, decoding
+// neither panics nor fails without naming a field under install.config.
+func FuzzDecodeInstallConfig(f *testing.F) {
+	f.Add([]byte(`{"username":"alice","password":"pw","locale":"en_US","timezone":"UTC","hostname":"h"}`))
+	f.Add([]byte(`{"applications":[{"name":"vim"}],"firstBootScripts":[{"name":"a","content":"echo"}]}`))
+	f.Add([]byte(`{"applications":[{"name":7}]}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"x":1} 2`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		cfg, err := decodeInstallConfig(raw)
+		if err != nil {
+			e := api.AsError(err)
+			if e.Code != api.CodeInvalidArgument || !strings.HasPrefix(e.Field, "install.config") {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		if err := cfg.Validate("ubuntu"); err != nil {
+			if e := api.AsError(prefixField("install.config.", err)); !strings.HasPrefix(e.Field, "install.config") {
+				t.Fatalf("validation error without the prefix: %v", e)
+			}
+		}
+	})
+}
