@@ -57,6 +57,7 @@ func vmCreate(g *globals) *cobra.Command {
 		noStart            bool
 		in                 api.CreateVMInput
 		boot               api.DirectBoot
+		install            installFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -92,6 +93,9 @@ func vmCreate(g *globals) *cobra.Command {
 				f := false
 				in.Start = &f
 			}
+			if err := install.apply(&in); err != nil {
+				return err
+			}
 			v, err := g.client().Create(ctx, in)
 			if err != nil {
 				return err
@@ -123,9 +127,11 @@ func vmCreate(g *globals) *cobra.Command {
 	f.BoolVar(&in.Autostart, "autostart", false, "boot with the host")
 	f.BoolVar(&noStart, "no-start", false, "define only, do not boot")
 	f.StringVar(&in.DepartmentID, "department", "", "department whose firewall the VM joins (default: default)")
+	install.register(cmd)
 	cmd.RegisterFlagCompletionFunc("os", fixed("windows10", "windows11", "ubuntu", "fedora", "linux"))
 	cmd.RegisterFlagCompletionFunc("graphic-protocol", fixed("vnc", "spice"))
 	cmd.RegisterFlagCompletionFunc("accel", fixed("kvm", "tcg"))
+	cmd.RegisterFlagCompletionFunc("install-os", fixed("windows10", "windows11", "ubuntu", "fedora"))
 	return cmd
 }
 

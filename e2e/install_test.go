@@ -455,6 +455,17 @@ func TestInstallBadInputLeavesNothing(t *testing.T) {
 			}
 		})
 	}
+	// The CLI takes the config from a file and shows the refusal's field.
+	cfg := "/tmp/install-empty-user.json"
+	if err := os.WriteFile(b.host.Path(cfg), []byte(`{"username":"","password":"`+installSecret+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.try("sh", "-c", "INFINIVIRT_GRAPHIC_PASSWORD=pw infinivirtctl vm create --name cli --uuid "+
+		"3b241101-e2bb-4255-8caf-4136c566a962 --os ubuntu --bridge "+bridgeName+" --iso "+isos.ubuntu+
+		" --install-config "+cfg+" 2>&1")
+	if err == nil || !strings.Contains(out, "install.config.username") || strings.Contains(out, installSecret) {
+		t.Errorf("infinivirtctl with an empty install username: %v\n%s", err, out)
+	}
 	if after := b.footprint(t); after != before {
 		t.Fatalf("refused installs left state behind:\nbefore %+v\nafter  %+v", before, after)
 	}

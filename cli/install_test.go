@@ -1,0 +1,39 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+)
+
+func TestInstallFlags(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "install.json")
+	if err := os.WriteFile(cfg, []byte(`{"username":"alice","password":"pw"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var in api.CreateVMInput
+	if err := (&installFlags{}).apply(&in); err != nil || in.Install != nil {
+		t.Fatalf("no install flags: %v %+v", err, in.Install)
+	}
+	f := installFlags{configFile: cfg, os: "ubuntu", timeoutMinutes: 30, kernelArgs: "console=ttyS0", noBootAfter: true, virtioWin: "/isos/virtio-win.iso"}
+	if err := f.apply(&in); err != nil {
+		t.Fatal(err)
+	}
+	i := in.Install
+	if i == nil || i.OS != "ubuntu" || string(i.Config) != `{"username":"alice","password":"pw"}` || i.TimeoutMinutes != 30 ||
+		i.KernelArgs != "console=ttyS0" || i.BootFromDiskAfter == nil || *i.BootFromDiskAfter || in.VirtioWinPath != "/isos/virtio-win.iso" {
+		t.Fatalf("install %+v", i)
+	}
+	var e *api.Error
+	if err := (&installFlags{os: "fedora"}).apply(&in); !errors.As(err, &e) || e.Field != "install-config" {
+		t.Fatalf("--install-os without a config: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"username":`), 0o600)
+	if err := (&installFlags{configFile: bad}).apply(&in); !errors.As(err, &e) || e.Field != "install-config" {
+		t.Fatalf("a config that is not JSON: %v", err)
+	}
+}
