@@ -470,3 +470,36 @@ func TestInstallBadInputLeavesNothing(t *testing.T) {
 		t.Fatalf("refused installs left state behind:\nbefore %+v\nafter  %+v", before, after)
 	}
 }
+
+// TestInstallSettlesAfterAgentRestart: an install that ends while the agent
+// is down is settled when the agent comes back, from the event log alone.
+func TestInstallSettlesAfterAgentRestart(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	in := b.ubuntuInstallInput(t, "unattended", "tg.poweroff_after=3")
+	vm, err := b.client.Create(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.deleteVM(vm.ID) })
+	b.run(t, "systemctl", "kill", "--signal=SIGKILL", "infinivirt-agent.service")
+	t.Cleanup(func() { b.try("systemctl", "start", "infinivirt-agent.service") })
+	b.eventually(t, guestTimeout, func() error {
+		if s := b.unitProperty(t, vm.ID, "ActiveState"); s != "inactive" {
+			return fmt.Errorf("the installer's unit is %s", s)
+		}
+		return nil
+	})
+	inOrder(t, b.vmEvents(t, vm.ID), `^status off installed`)
+
+	b.run(t, "systemctl", "start", "infinivirt-agent.service")
+	done := b.waitStatus(t, vm.ID, api.StatusRunning, api.ReasonBooted)
+	if done.Install == nil || done.Install.State != api.InstallDone || done.ISOPath != "" {
+		t.Fatalf("after the agent came back: install %+v, isoPath %q", done.Install, done.ISOPath)
+	}
+	inOrder(t, b.vmEvents(t, vm.ID), `^status off installed`, `^progress +install done after`, `^status starting installed`)
+	if _, err := b.try("test", "-e", vmspec.DefaultLayout.InstallDir(vm.ID)); err == nil {
+		t.Error("the install directory survived the settle")
+	}
+}
