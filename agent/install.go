@@ -330,6 +330,9 @@ func (a *Agent) settleInstalls() {
 // settleInstall takes the VM's operation lock, settles its install, and
 // boots the installed system when the install asked for it.
 func (a *Agent) settleInstall(rec *record) {
+	if a.ctx == nil {
+		return // not started: Start settles what the logs say ended
+	}
 	unlock, err := rec.lock(a.ctx)
 	if err != nil {
 		return
