@@ -38,6 +38,11 @@ func TestCreateAndBoot(t *testing.T) {
 	if row.GraphicPort != got.GraphicPort || row.RAMMiB != 128 || row.Bridge != bridgeName {
 		t.Fatalf("PostgreSQL inventory %+v does not match the VM %+v", row, got)
 	}
+	// One journal field finds the VM's lines across the agent and its shim.
+	ids := b.run(t, "sh", "-c", "journalctl --no-pager -o cat --output-fields=SYSLOG_IDENTIFIER VM_ID="+vm.ID+" | sort -u")
+	if !strings.Contains(ids, "infinivirt-agent") || !strings.Contains(ids, "infinivirt-shim") {
+		t.Errorf("journalctl VM_ID=%s finds lines from %q, want both the agent and the shim", vm.ID, ids)
+	}
 	for _, prop := range []string{"Slice=infinivirt.slice", "Type=notify", "KillMode=mixed", "DevicePolicy=closed"} {
 		kv := strings.SplitN(prop, "=", 2)
 		if v := b.unitProperty(t, vm.ID, kv[0]); v != kv[1] {
