@@ -9,13 +9,14 @@ import (
 	"testing"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/isoimage"
 	"github.com/infinibay/infinivirt/pkg/unattended"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
 // installAgent is an agent whose firmware and virtio-win files exist in a
 // temp dir; planPlatform touches nothing else.
-func installAgent(t *testing.T) (*Agent, string) {
+func installAgent(t testing.TB) (*Agent, string) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, f := range []string{"code.fd", "vars.fd", "virtio-win.iso", "os.iso"} {
@@ -33,7 +34,7 @@ func installAgent(t *testing.T) (*Agent, string) {
 	return a, dir
 }
 
-func installInput(t *testing.T, os, dir string) api.CreateVMInput {
+func installInput(t testing.TB, os, dir string) api.CreateVMInput {
 	t.Helper()
 	cfg := unattended.InstallConfig{Username: "alice", Password: "Secr3t-pass", Locale: "en_US", Timezone: "Europe/Madrid", Hostname: "desk1"}
 	raw, err := json.Marshal(cfg)
@@ -206,4 +207,41 @@ func FuzzDecodeInstallConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkPrepareUbuntuInstall is what an install adds to a create: the
+// answer ISO built and a 16 MiB kernel and initrd extracted from the OS ISO.
+func BenchmarkPrepareUbuntuInstall(b *testing.B) {
+	a, dir := installAgent(b)
+	iso := filepath.Join(dir, "os.iso")
+	big := make([]byte, 8<<20)
+	if err := isoimage.Write(b.Context(), iso, isoimage.Options{Label: "UBUNTU", NoJoliet: true}, []isoimage.File{
+		{Path: "casper/vmlinuz", Data: big}, {Path: "casper/initrd", Data: big},
+	}); err != nil {
+		b.Fatal(err)
+	}
+	in := installInput(b, "ubuntu", dir)
+	in.ISOPath = iso
+	b.ReportAllocs()
+	for b.Loop() {
+		spec, err := vmspec.FromCreateInput(in, vmspec.Defaults{Accel: "tcg", GraphicsListen: "127.0.0.1", Layout: a.cfg.Layout})
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec.Display.Port = 5900
+		p, err := a.planPlatform(in, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		vmDir := a.cfg.Layout.VMDir(spec.ID)
+		if err := os.MkdirAll(vmDir, 0o711); err != nil {
+			b.Fatal(err)
+		}
+		if err := a.preparePlatform(b.Context(), spec, p); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		os.RemoveAll(vmDir)
+		b.StartTimer()
+	}
 }
