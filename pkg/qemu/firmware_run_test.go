@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/infinibay/infinivirt/pkg/qemu"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
@@ -153,5 +155,94 @@ func TestQEMUWithSWTPM(t *testing.T) {
 	case <-tpm.Done():
 	case <-ctx.Done():
 		t.Fatal("swtpm outlived QEMU")
+	}
+}
+
+// TestBootOnceReachesTheFirmware proves the boot-once with the firmware
+// itself: SeaBIOS's debug console (added to argv here only) shows the first
+// boot trying the CD-ROM before the disk, and the boot after a reset the
+// disk first, once the boot index went back before the CPUs ran.
+func TestBootOnceReachesTheFirmware(t *testing.T) {
+	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), startDeadline)
+	defer cancel()
+	dir := t.TempDir()
+	disk, cd, debug := filepath.Join(dir, "disk0.qcow2"), filepath.Join(dir, "install.iso"), filepath.Join(dir, "seabios.log")
+	if err := (&qemuimg.Tool{}).Create(ctx, disk, qemuimg.FormatQCOW2, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cd, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := base()
+	cfg.Disks = []qemu.Disk{{ID: "disk0", Path: disk, Format: qemu.FormatQCOW2, BootIndex: 1}}
+	cfg.CDROMs = []qemu.CDROM{{ID: "cd0", Path: cd}}
+	cfg.BootOnce = "cd0"
+	conn, qmpChild, err := guest.Socketpair("qmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cmd, err := qemu.Command(ctx, "", &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Args = append(cmd.Args, "-chardev", "file,id=seabios,path="+debug, "-device", "isa-debugcon,iobase=0x402,chardev=seabios")
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	cmd.ExtraFiles = []*os.File{qmpChild}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	qmpChild.Close()
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	c, err := qmp.New(ctx, conn)
+	if err != nil {
+		t.Fatalf("QMP: %v; QEMU stderr: %s", err, stderr.String())
+	}
+	defer c.Close()
+	id, idx, _ := cfg.BootOnceRestore()
+	if err := c.Execute(ctx, "qom-set", map[string]any{"path": qemu.PeripheralPath(id), "property": "bootindex", "value": idx}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// bootOrder waits until the firmware's log holds n boot attempts past
+	// offset and returns the devices in the order it tried them.
+	bootOrder := func(offset, n int) ([]string, int) {
+		for {
+			b, _ := os.ReadFile(debug)
+			var tried []string
+			for _, line := range strings.Split(string(b[min(offset, len(b)):]), "\n") {
+				if dev, ok := strings.CutPrefix(line, "Booting from "); ok {
+					tried = append(tried, strings.TrimSuffix(dev, "..."))
+				}
+			}
+			if len(tried) >= n {
+				return tried[:n], len(b)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("firmware tried only %v; QEMU stderr: %s", tried, stderr.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if err := c.Cont(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, end := bootOrder(0, 2)
+	if first[0] != "DVD/CD" || first[1] != "Hard Disk" {
+		t.Fatalf("first boot tried %v, want the CD-ROM, then the disk", first)
+	}
+	if err := c.SystemReset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := bootOrder(end, 1)
+	if again[0] != "Hard Disk" {
+		t.Fatalf("the boot after a reset tried %v first, want the disk", again)
 	}
 }
