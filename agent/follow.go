@@ -139,6 +139,11 @@ func (a *Agent) shimGone(ctx context.Context, rec *record, ev *supervisor.UnitEv
 	if v.Status.Terminal() {
 		return
 	}
+	// Signals about a run that ended can arrive after the next run began:
+	// only a unit that is not running now has lost its shim.
+	if active, err := a.unitActive(ctx, rec.id); err != nil || active {
+		return
+	}
 	msg := "the VM's unit is gone but its end was never recorded"
 	if ev != nil {
 		msg = fmt.Sprintf("the VM's unit ended (%s, result %s) without recording the VM's end", ev.ActiveState, ev.Result)
