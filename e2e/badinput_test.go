@@ -22,6 +22,27 @@ func (b *bed) footprint(t *testing.T) footprint {
 	}
 }
 
+// expectRefusal posts a create body and checks that it is refused with a
+// typed 4xx error of class code naming field; it returns the raw answer.
+func (b *bed) expectRefusal(t *testing.T, ctx context.Context, body []byte, code api.Code, field string) []byte {
+	t.Helper()
+	status, resp, err := b.client.RawRequest(ctx, http.MethodPost, "/v1/vms", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb api.ErrorBody
+	if json.Unmarshal(resp, &eb); eb.Error == nil {
+		t.Fatalf("status %d, body %s: not a typed error", status, resp)
+	}
+	if status/100 != 4 || eb.Error.Code != code || eb.Error.Field != field {
+		t.Fatalf("got %d %s field=%q %q; want 4xx %s naming %q", status, eb.Error.Code, eb.Error.Field, eb.Error.Message, code, field)
+	}
+	if eb.Error.Code.HTTPStatus() != status {
+		t.Fatalf("status %d does not match class %s", status, eb.Error.Code)
+	}
+	return resp
+}
+
 func TestBadInputIsRefusedAndLeavesNothing(t *testing.T) {
 	b := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -77,20 +98,7 @@ func TestBadInputIsRefusedAndLeavesNothing(t *testing.T) {
 				tc.mutate(&in)
 				body, _ = json.Marshal(in)
 			}
-			status, resp, err := b.client.RawRequest(ctx, http.MethodPost, "/v1/vms", body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var eb api.ErrorBody
-			if json.Unmarshal(resp, &eb); eb.Error == nil {
-				t.Fatalf("status %d, body %s: not a typed error", status, resp)
-			}
-			if status/100 != 4 || eb.Error.Code != tc.code || eb.Error.Field != tc.field {
-				t.Fatalf("got %d %s field=%q %q; want 4xx %s naming %q", status, eb.Error.Code, eb.Error.Field, eb.Error.Message, tc.code, tc.field)
-			}
-			if eb.Error.Code.HTTPStatus() != status {
-				t.Fatalf("status %d does not match class %s", status, eb.Error.Code)
-			}
+			b.expectRefusal(t, ctx, body, tc.code, tc.field)
 		})
 	}
 	if after := b.footprint(t); after != before {

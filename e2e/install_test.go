@@ -439,17 +439,7 @@ func TestInstallBadInputLeavesNothing(t *testing.T) {
 			in := b.ubuntuInstallInput(t, "bad", "")
 			tc.mutate(&in)
 			body, _ := json.Marshal(in)
-			status, resp, err := b.client.RawRequest(ctx, http.MethodPost, "/v1/vms", body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var eb api.ErrorBody
-			if json.Unmarshal(resp, &eb); eb.Error == nil {
-				t.Fatalf("status %d, body %s: not a typed error", status, resp)
-			}
-			if status/100 != 4 || eb.Error.Code != api.CodeInvalidArgument || eb.Error.Field != tc.field {
-				t.Fatalf("got %d %s field=%q %q; want 400 naming %q", status, eb.Error.Code, eb.Error.Field, eb.Error.Message, tc.field)
-			}
+			resp := b.expectRefusal(t, ctx, body, api.CodeInvalidArgument, tc.field)
 			if strings.Contains(string(resp), installSecret) {
 				t.Fatalf("the refusal repeats the password: %s", resp)
 			}
