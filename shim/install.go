@@ -311,7 +311,7 @@ func (s *Shim) failInstall(reason api.Reason, msg string) {
 		s.mu.Unlock()
 		return // already going away, or gone, for another reason
 	}
-	s.cause = &exitCause{api.StatusError, reason, shimapi.ExitForcedOff, msg}
+	s.cause = &exitCause{api.StatusError, reason, shimapi.ExitInstallFailed, msg}
 	s.intent = intentForceOff
 	s.mu.Unlock()
 	s.stopBootKey()

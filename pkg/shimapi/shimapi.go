@@ -38,6 +38,7 @@ const (
 	ExitCrashed       = 70 // QEMU died on a signal nobody sent on purpose
 	ExitQEMUFailed    = 71 // QEMU exited with an error code on its own
 	ExitPanicked      = 72 // the guest kernel panicked
+	ExitInstallFailed = 73 // an unattended install timed out or reset in a loop; the shim stopped the VM
 )
 
 // CleanExitCodes are the non-zero codes systemd must treat as success.
