@@ -41,8 +41,10 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		return api.VM{}, err
 	}
 	rec := newRecord(spec)
-	unlock, _ := rec.lock(ctx)
-	defer unlock()
+	// Nobody else knows the record yet, so its lock is free: take it
+	// without a context, which (already done) could win the select.
+	rec.op <- struct{}{}
+	defer func() { <-rec.op }()
 	if err := a.reserve(rec); err != nil {
 		return api.VM{}, err
 	}
