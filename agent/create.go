@@ -168,8 +168,8 @@ func (a *Agent) unreserve(rec *record) {
 	if a.vms[rec.id] == rec {
 		delete(a.vms, rec.id)
 	}
-	if a.ports[rec.spec.Display.Port] == rec.id {
-		delete(a.ports, rec.spec.Display.Port)
+	if port := rec.currentSpec().Display.Port; a.ports[port] == rec.id {
+		delete(a.ports, port)
 	}
 }
 

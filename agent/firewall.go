@@ -111,7 +111,7 @@ func (a *Agent) runningFirewallVMs(dept, skip string) []firewall.VM {
 		if err != nil || st.Department != dept {
 			continue
 		}
-		out = append(out, st.NICFirewall(rec.spec, netdev.TapName(rec.id)))
+		out = append(out, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id)))
 	}
 	return out
 }
@@ -250,7 +250,7 @@ func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewa
 	if err != nil {
 		return st, api.Invalid("department", "%v", err)
 	}
-	nic := st.NICFirewall(rec.spec, netdev.TapName(id))
+	nic := st.NICFirewall(rec.currentSpec(), netdev.TapName(id))
 	if err := a.checkMode(func(m firewall.Mode) error { return m.CheckVM(nic) }); err != nil {
 		return st, err
 	}
@@ -301,11 +301,14 @@ type EffectiveFirewall struct {
 
 // EffectiveFirewall shows what a VM's traffic meets.
 func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFirewall, error) {
-	st, err := a.VMFirewall(id)
+	rec, err := a.get(id)
 	if err != nil {
 		return EffectiveFirewall{}, err
 	}
-	rec, _ := a.get(id)
+	st, err := vmspec.LoadVMFirewall(a.cfg.Layout, id)
+	if err != nil {
+		return EffectiveFirewall{}, err
+	}
 	dept, err := vmspec.LoadDepartment(a.cfg.Layout, st.Department)
 	if err != nil {
 		return EffectiveFirewall{}, err
@@ -313,7 +316,7 @@ func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFire
 	out := EffectiveFirewall{
 		Mode:       a.fw.mode,
 		Department: dept.ID,
-		Effective:  firewall.ComputeEffective(dept, st.NICFirewall(rec.spec, netdev.TapName(id)), a.fw.mode == shimapi.FirewallStateless),
+		Effective:  firewall.ComputeEffective(dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(id)), a.fw.mode == shimapi.FirewallStateless),
 	}
 	if a.fw.fw != nil && !rec.currentStatus().Terminal() {
 		cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)

@@ -163,7 +163,7 @@ func (a *Agent) autostart(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	for _, rec := range a.records() {
-		if !rec.spec.Autostart || !rec.currentStatus().Terminal() {
+		if !rec.currentSpec().Autostart || !rec.currentStatus().Terminal() {
 			continue
 		}
 		wg.Add(1)

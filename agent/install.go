@@ -432,13 +432,6 @@ func (a *Agent) updateSpec(rec *record, change func(*vmspec.Spec) error) error {
 	return nil
 }
 
-// currentSpec is the VM's spec as last saved; treat it as read-only.
-func (r *record) currentSpec() *vmspec.Spec {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.spec
-}
-
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {

@@ -43,7 +43,7 @@ func (a *Agent) PutBridge(ctx context.Context, name string, req BridgeRequest) (
 func (a *Agent) DeleteBridge(ctx context.Context, name string, force bool) error {
 	var users []string
 	for _, rec := range a.records() {
-		if rec.spec.NIC.Bridge == name {
+		if rec.currentSpec().NIC.Bridge == name {
 			users = append(users, rec.id)
 		}
 	}
@@ -69,7 +69,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 		return api.VM{}, err
 	}
 	defer unlock()
-	old := rec.spec.NIC.Bridge
+	old := rec.currentSpec().NIC.Bridge
 	if old == bridge {
 		return rec.view(), nil
 	}
@@ -79,17 +79,12 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 			return rec.view(), err
 		}
 	}
-	spec := *rec.spec
-	spec.NIC.Bridge = bridge
-	if err := spec.Save(a.cfg.Layout.SpecFile(id)); err != nil {
+	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.NIC.Bridge = bridge; return nil }); err != nil {
 		if running {
 			a.moveRunning(context.WithoutCancel(ctx), rec, bridge, old)
 		}
-		return rec.view(), api.Internal("save spec: %v", err)
+		return rec.view(), err
 	}
-	rec.mu.Lock()
-	rec.spec = &spec
-	rec.mu.Unlock()
 	a.sync.resync(id)
 	a.log.Info("VM moved to another bridge", logging.KeyVM, id, "FROM", old, "TO", bridge)
 	return rec.view(), nil
@@ -128,7 +123,7 @@ func (a *Agent) reapplyVM(ctx context.Context, rec *record) error {
 	defer a.fw.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
 	defer cancel()
-	if err := a.fw.fw.ApplyVM(cctx, dept, st.NICFirewall(rec.spec, netdev.TapName(rec.id))); err != nil {
+	if err := a.fw.fw.ApplyVM(cctx, dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id))); err != nil {
 		return fmt.Errorf("apply firewall: %w", err)
 	}
 	return nil

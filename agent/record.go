@@ -12,14 +12,14 @@ import (
 // record is the agent's view of one VM: its spec and the status its event
 // log ends with.
 type record struct {
-	id   string
-	spec *vmspec.Spec
+	id string
 	// op serialises lifecycle operations (create, start, power, delete) on
 	// one VM; it is a channel so that waiting honours a context.
 	op chan struct{}
 
 	mu        sync.Mutex
-	committed bool // visible through the API and the database
+	spec      *vmspec.Spec // replaced whole by updateSpec; read it with currentSpec
+	committed bool         // visible through the API and the database
 	status    api.Status
 	reason    api.Reason
 	message   string
@@ -69,6 +69,14 @@ func (r *record) applyLocked(evs []api.Event) []api.Event {
 		}
 	}
 	return fresh
+}
+
+// currentSpec is the VM's spec as last saved; treat it as read-only. The
+// pointer is replaced (never the spec changed in place) by updateSpec.
+func (r *record) currentSpec() *vmspec.Spec {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spec
 }
 
 func (r *record) lastSeq() uint64 {

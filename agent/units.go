@@ -90,7 +90,7 @@ func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) e
 	}
 	// Start resets a failed unit left from the last run by itself.
 	before := rec.lastSeq()
-	err := a.cfg.Units.Start(ctx, a.unitSpec(rec.spec, reason))
+	err := a.cfg.Units.Start(ctx, a.unitSpec(rec.currentSpec(), reason))
 	a.catchUp(rec)
 	if err != nil {
 		// A shim that ran and failed recorded why: that is the useful message.
