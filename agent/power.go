@@ -28,6 +28,7 @@ func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool)
 	if err != nil {
 		return api.VM{}, err
 	}
+	since := rec.lastSeq()
 	err = a.power(ctx, rec, op)
 	unlock()
 	if err != nil {
@@ -37,7 +38,7 @@ func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool)
 	if !wait {
 		return rec.view(), nil
 	}
-	return a.waitFor(ctx, rec, goal(op))
+	return a.waitFor(ctx, rec, goal(op, since))
 }
 
 func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
@@ -98,8 +99,10 @@ func (a *Agent) shim(id string) *shimclient.Client {
 	return shimclient.NewClient(a.cfg.Layout.ShimSocket(id))
 }
 
-// goal is the state a power verb is done in.
-func goal(op api.PowerOp) func(api.VM) bool {
+// goal is the state a power verb is done in. since is the VM's last
+// sequence number before the verb: a restart is done only by an entry
+// after it, as the VM may still say running (restarted) from the last one.
+func goal(op api.PowerOp, since uint64) func(api.VM) bool {
 	switch op {
 	case api.PowerOff, api.ForcePowerOff:
 		return func(v api.VM) bool { return v.Status.Terminal() }
@@ -107,7 +110,7 @@ func goal(op api.PowerOp) func(api.VM) bool {
 		return func(v api.VM) bool { return v.Status == api.StatusSuspended || v.Status.Terminal() }
 	case api.Restart:
 		return func(v api.VM) bool {
-			return (v.Status == api.StatusRunning && v.Reason == api.ReasonRestarted) || v.Status.Terminal()
+			return (v.Status == api.StatusRunning && v.Reason == api.ReasonRestarted && v.Seq > since) || v.Status.Terminal()
 		}
 	default:
 		return func(v api.VM) bool {
