@@ -200,18 +200,19 @@ func (a *Agent) Get(id string) (api.VM, error) {
 }
 
 // apply takes log entries into the VM's view and passes the new ones on to
-// event streams and the database.
+// event streams and the database. Several goroutines apply a VM's entries
+// (its shim's stream, catch-ups after a unit event or an append), so the
+// new ones are handed on under the record's lock: in sequence order, as
+// streams drop anything older than what they last sent.
 func (a *Agent) apply(rec *record, evs []api.Event) {
 	rec.mu.Lock()
 	fresh := rec.applyLocked(evs)
-	committed := rec.committed
+	if len(fresh) > 0 && rec.committed {
+		a.broker.publish(fresh)
+		a.sync.push(rec.id, fresh)
+	}
 	rec.mu.Unlock()
 	a.watchInstall(rec, fresh)
-	if len(fresh) == 0 || !committed {
-		return
-	}
-	a.broker.publish(fresh)
-	a.sync.push(rec.id, fresh)
 }
 
 // catchUp applies whatever the VM's log holds beyond what the agent saw.
