@@ -158,8 +158,18 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 		unixhttp.WriteError(w, api.Internal("streaming unsupported"))
 		return
 	}
+	// Subscribe before reading the backlog: an entry applied in between is
+	// in both, and send skips the second copy.
 	sub := a.broker.subscribe(id)
 	defer a.broker.unsubscribe(sub)
+	var backlog []api.Event
+	if id != "" && (r.URL.Query().Has("after") || r.Header.Get("Last-Event-ID") != "") {
+		var err error
+		if backlog, err = eventlog.ReadFile(a.cfg.Layout.EventsFile(id), after); err != nil {
+			unixhttp.WriteError(w, api.Internal("read the VM's event log: %v", err))
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
@@ -177,12 +187,9 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 		_, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", eid, e.Type, b)
 		return err == nil
 	}
-	if id != "" && (r.URL.Query().Has("after") || r.Header.Get("Last-Event-ID") != "") {
-		backlog, _ := eventlog.ReadFile(a.cfg.Layout.EventsFile(id), after)
-		for _, e := range backlog {
-			if !send(e) {
-				return
-			}
+	for _, e := range backlog {
+		if !send(e) {
+			return
 		}
 	}
 	flusher.Flush()
