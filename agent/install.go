@@ -360,15 +360,12 @@ func (a *Agent) settleInstallLocked(ctx context.Context, rec *record) *vmspec.In
 		return nil
 	}
 	// The shim that recorded the end still holds the log until it exits.
-	wctx, cancel := context.WithTimeout(ctx, settleWait)
-	active, err := a.waitUnitGone(wctx, rec.id)
-	cancel()
-	if err != nil || active {
-		a.log.Warn("install ended but its unit has not; settling later", logging.KeyVM, rec.id)
+	if err := a.waitUnitGone(ctx, rec.id, settleWait); err != nil {
+		a.log.Warn("install ended but its unit has not; settling later", logging.KeyVM, rec.id, "ERROR", err.Error())
 		return nil
 	}
 	var msg string
-	err = a.updateSpec(rec, func(s *vmspec.Spec) error {
+	err := a.updateSpec(rec, func(s *vmspec.Spec) error {
 		ended, err := s.Install.End(v.Reason, v.UpdatedAt, v.Message)
 		if err != nil || !ended {
 			return fmt.Errorf("install did not end: %v", err)

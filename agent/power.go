@@ -52,8 +52,8 @@ func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
 		if !errors.Is(err, &api.Error{Code: api.CodeAlreadyExists}) {
 			return err
 		}
-		if active, err := a.waitUnitGone(ctx, rec.id); err != nil || active {
-			return api.FailedPrecondition("VM %s is %s but its unit is still stopping", rec.id, st)
+		if err := a.waitUnitGone(ctx, rec.id, unitGoneWait); err != nil {
+			return err
 		}
 		return a.startUnit(ctx, rec, api.ReasonUser)
 	}
@@ -79,17 +79,23 @@ func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
 	return err
 }
 
-// waitUnitGone waits, briefly, for a unit whose VM is already off to end.
-func (a *Agent) waitUnitGone(ctx context.Context, id string) (active bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// unitGoneWait is how long a power-on waits for the unit of a VM that is
+// already off to end.
+const unitGoneWait = 30 * time.Second
+
+// waitUnitGone waits, at most limit, for the unit of a VM whose end is
+// recorded to end too (the shim exits, ExecStopPost runs).
+func (a *Agent) waitUnitGone(ctx context.Context, id string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
-		if active, err = a.unitActive(ctx, id); err != nil || !active {
-			return active, err
+		active, err := a.unitActive(ctx, id)
+		if err != nil || !active {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return true, api.FailedPrecondition("VM %s is off but its unit is still stopping", id)
+			return api.FailedPrecondition("VM %s has ended but its unit is still stopping", id)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
