@@ -97,7 +97,8 @@ func (s *Shim) installMedia() map[string]string {
 // prepareMedia checks that the install media and the VM's platform files
 // exist and hands the VM's own ones (the answer ISO, the installer's kernel,
 // the UEFI variable store, the TPM's state) to QEMU's user. Shared media,
-// such as the OS ISO, must already be readable by it.
+// such as the OS ISO, must already be readable by it. The install directory
+// itself stays the agent's: QEMU only reads from it.
 func (s *Shim) prepareMedia(ctx context.Context) error {
 	vmDir := s.cfg.Layout.VMDir(s.cfg.VMID)
 	var own []string
@@ -110,7 +111,6 @@ func (s *Shim) prepareMedia(ctx context.Context) error {
 				own = append(own, p)
 			}
 		}
-		own = append(own, s.cfg.Layout.InstallDir(s.cfg.VMID))
 	}
 	if f := s.spec.Firmware; f != nil {
 		for _, p := range []string{f.Code, f.Vars} {
@@ -131,19 +131,7 @@ func (s *Shim) prepareMedia(ctx context.Context) error {
 			own = append(own, filepath.Join(t.StateDir, e.Name()))
 		}
 	}
-	if s.cfg.QEMUUser == "" || len(own) == 0 {
-		return nil
-	}
-	cred, err := lookupCredential(s.cfg.QEMUUser)
-	if err != nil {
-		return err
-	}
-	for _, p := range own {
-		if err := os.Chown(p, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fmt.Errorf("hand %s to %s: %w", p, s.cfg.QEMUUser, err)
-		}
-	}
-	return nil
+	return s.handToQEMU(own...)
 }
 
 // armBootOnce runs while QEMU is still stopped by -S: the OS ISO, first for

@@ -106,14 +106,10 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 	}
 	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if s.cfg.QEMUUser != "" {
-		cred, err := lookupCredential(s.cfg.QEMUUser)
-		if err != nil {
-			qmpOurs.Close()
-			serialOurs.Close()
-			return nil, err
-		}
-		cmd.SysProcAttr.Credential = cred
+	if cmd.SysProcAttr.Credential, err = s.qemuCredential(); err != nil {
+		qmpOurs.Close()
+		serialOurs.Close()
+		return nil, err
 	}
 	p := &qemuProcess{qmpFile: qmpOurs, exited: make(chan struct{})}
 	// A plain pipe rather than StderrPipe: the reader drains it to EOF on its
@@ -213,6 +209,37 @@ func socketpair(name string) (ours, theirs *os.File, err error) {
 		return nil, nil, fmt.Errorf("%s socketpair: %w", name, err)
 	}
 	return os.NewFile(uintptr(fds[0]), name+"-shim"), os.NewFile(uintptr(fds[1]), name+"-qemu"), nil
+}
+
+// qemuCredential is the account QEMU and swtpm run as, looked up once per
+// run; nil runs them as the shim.
+func (s *Shim) qemuCredential() (*syscall.Credential, error) {
+	if s.cfg.QEMUUser == "" || s.cred != nil {
+		return s.cred, nil
+	}
+	cred, err := lookupCredential(s.cfg.QEMUUser)
+	if err != nil {
+		return nil, err
+	}
+	s.cred = cred
+	return cred, nil
+}
+
+// handToQEMU gives paths to QEMU's user, which must open or write them. It
+// never follows a symlink: the TPM's state directory belongs to that user,
+// who could otherwise plant a link there and have the shim, as root, give
+// away any file on the host.
+func (s *Shim) handToQEMU(paths ...string) error {
+	cred, err := s.qemuCredential()
+	if err != nil || cred == nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := os.Lchown(p, int(cred.Uid), int(cred.Gid)); err != nil {
+			return fmt.Errorf("hand %s to %s: %w", p, s.cfg.QEMUUser, err)
+		}
+	}
+	return nil
 }
 
 func lookupCredential(name string) (*syscall.Credential, error) {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -87,8 +88,9 @@ const (
 
 // Shim runs one VM.
 type Shim struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	cred *syscall.Credential // QEMU's user, once looked up
 
 	spec   *vmspec.Spec
 	events *eventlog.Log

@@ -118,6 +118,13 @@ func (s *Shim) checkDisk(ctx context.Context) error {
 	if rel, err := filepath.Rel(s.cfg.Layout.VMDir(s.cfg.VMID), d.Path); err != nil || strings.HasPrefix(rel, "..") {
 		return fmt.Errorf("disk %s is outside the VM's directory", d.Path)
 	}
+	// A link could lead anywhere, and only qemu-img's slow path below
+	// would notice: the disk is a plain file.
+	if fi, err := os.Lstat(d.Path); err != nil {
+		return fmt.Errorf("disk: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("disk %s is not a regular file", d.Path)
+	}
 	h, err := qemuimg.ReadHeader(d.Path, d.Format)
 	if err != nil {
 		return fmt.Errorf("disk %s: %w", d.Path, err)
@@ -135,16 +142,7 @@ func (s *Shim) checkDisk(ctx context.Context) error {
 			return api.Invalid(field, "%v", err)
 		}
 	}
-	if s.cfg.QEMUUser != "" {
-		cred, err := lookupCredential(s.cfg.QEMUUser)
-		if err != nil {
-			return err
-		}
-		if err := os.Chown(d.Path, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fmt.Errorf("hand the disk to %s: %w", s.cfg.QEMUUser, err)
-		}
-	}
-	return nil
+	return s.handToQEMU(d.Path)
 }
 
 // hostFiles are files outside the VM directory that QEMU reads.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,5 +131,69 @@ func TestCleanupRecordsALostShim(t *testing.T) {
 	evs, _ := eventlog.ReadFile(layout.EventsFile(spec.ID), 0)
 	if len(evs) != 2 {
 		t.Fatalf("%d entries after two cleanups, want 2", len(evs))
+	}
+}
+
+// Files go to QEMU's user without following links: the TPM's state
+// directory is that user's, and a link planted there must not make the
+// shim, as root, give away the file it points to.
+func TestHandToQEMUNeverFollowsLinks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root")
+	}
+	nobody, err := lookupCredential("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	dir := t.TempDir()
+	target, link, own := filepath.Join(dir, "host-file"), filepath.Join(dir, "link"), filepath.Join(dir, "state")
+	for _, p := range []string{target, own} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{QEMUUser: "nobody"})
+	if err := s.handToQEMU(own, link); err != nil {
+		t.Fatal(err)
+	}
+	owner := func(p string) uint32 {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Uid
+	}
+	if owner(own) != nobody.Uid || owner(link) != nobody.Uid {
+		t.Errorf("the file or the link itself was not handed over")
+	}
+	if owner(target) != 0 {
+		t.Errorf("the link's target went to QEMU's user")
+	}
+}
+
+// A disk that is a link is refused before anything reads it: where it
+// leads is checked nowhere on the fast path.
+func TestCheckDiskRefusesALink(t *testing.T) {
+	layout, spec := newTestVM(t)
+	s := New(Config{VMID: spec.ID, Layout: layout})
+	ctx := context.Background()
+	if err := s.loadSpec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.checkDisk(ctx); err != nil {
+		t.Fatalf("a plain qcow2 disk: %v", err)
+	}
+	elsewhere := filepath.Join(t.TempDir(), "disk.qcow2")
+	if err := os.Rename(spec.Disk.Path, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, spec.Disk.Path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.checkDisk(ctx); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("a disk that links outside the VM's directory: %v", err)
 	}
 }

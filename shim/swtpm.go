@@ -21,13 +21,11 @@ func (s *Shim) startSWTPM(ctx context.Context) error {
 	opts := swtpm.Options{Binary: s.cfg.SWTPMBinary, StateDir: t.StateDir, Log: func(line string) {
 		s.log.Warn("swtpm: " + line)
 	}}
-	if s.cfg.QEMUUser != "" {
-		cred, err := lookupCredential(s.cfg.QEMUUser)
-		if err != nil {
-			return err
-		}
-		opts.Credential = cred
+	cred, err := s.qemuCredential()
+	if err != nil {
+		return err
 	}
+	opts.Credential = cred
 	p, ctrl, err := swtpm.Start(ctx, opts)
 	if err != nil {
 		return err
