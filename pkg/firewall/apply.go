@@ -200,6 +200,10 @@ func (f *Firewall) chainNames(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	defer c.close()
+	return c.chainNames()
+}
+
+func (c *conn) chainNames() (map[string]bool, error) {
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
 	if err != nil {
 		return nil, fmt.Errorf("list chains: %w", err)
@@ -664,42 +668,37 @@ func (f *Firewall) VMRuleset(ctx context.Context, vmID string) (string, error) {
 	defer c.close()
 	// A dump of a missing chain comes back empty, not as an error: look
 	// the chains up first.
-	all, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
+	exists, err := c.chainNames()
 	if err != nil {
-		return "", fmt.Errorf("list chains: %w", err)
-	}
-	exists := map[string]bool{}
-	for _, ch := range all {
-		if ch.Table.Name == TableName {
-			exists[ch.Name] = true
-		}
+		return "", err
 	}
 	if !exists[vmChain(vmID, Out)] || !exists[vmChain(vmID, In)] {
 		return "", api.NotFound("no firewall chains for VM %s", vmID)
 	}
 	var b strings.Builder
 	seen := map[string]bool{}
-	queue := []string{vmChain(vmID, Out), vmChain(vmID, In)}
+	type hop struct{ name, from string }
+	queue := []hop{{name: vmChain(vmID, Out)}, {name: vmChain(vmID, In)}}
 	for len(queue) > 0 {
-		name := queue[0]
+		h := queue[0]
 		queue = queue[1:]
-		if seen[name] {
+		if seen[h.name] {
 			continue
 		}
-		seen[name] = true
-		ch := &nftables.Chain{Name: name, Table: table}
-		if !exists[name] {
-			return "", fmt.Errorf("chain %s jumps to missing chain %s", vmChain(vmID, Out), name)
+		seen[h.name] = true
+		ch := &nftables.Chain{Name: h.name, Table: table}
+		if !exists[h.name] {
+			return "", fmt.Errorf("chain %s jumps to missing chain %s", h.from, h.name)
 		}
 		rules, err := c.GetRules(table, ch)
 		if err != nil {
-			return "", fmt.Errorf("read chain %s: %w", name, err)
+			return "", fmt.Errorf("read chain %s: %w", h.name, err)
 		}
 		writeChain(&b, ch, rules)
 		for _, r := range rules {
 			for _, e := range r.Exprs {
 				if v, ok := e.(*expr.Verdict); ok && (v.Kind == expr.VerdictJump || v.Kind == expr.VerdictGoto) {
-					queue = append(queue, v.Chain)
+					queue = append(queue, hop{name: v.Chain, from: h.name})
 				}
 			}
 		}

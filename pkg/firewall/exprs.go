@@ -44,12 +44,6 @@ func be16(v int) []byte {
 	return b
 }
 
-func be32(v uint32) []byte {
-	b := make([]byte, 4)
-	binary.BigEndian.PutUint32(b, v)
-	return b
-}
-
 // ifnameKey is an interface name as the kernel keys it: padded to IFNAMSIZ.
 func ifnameKey(name string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)

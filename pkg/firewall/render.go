@@ -167,15 +167,6 @@ func (p *Plan) subset(dept func(name string) bool, vm func(id string) bool) *Pla
 	return q
 }
 
-// vmIDs lists the VMs the plan has chains for.
-func (p *Plan) vmIDs() []string {
-	var ids []string
-	for _, d := range p.dispatch {
-		ids = append(ids, d.vmID)
-	}
-	return ids
-}
-
 // add appends a rule with a comment saying where it came from.
 func (pc *planChain) add(comment string, exprs ...expr.Any) {
 	r := &nftables.Rule{Table: table, Chain: pc.chain, Exprs: exprs}

@@ -155,6 +155,9 @@ func (t *ruleText) learn(f field, data []byte) {
 			t.l3 = "arp"
 		}
 	case kindL4Proto:
+		if len(data) != 1 {
+			return
+		}
 		switch data[0] {
 		case protoTCP:
 			t.l4 = "tcp"
