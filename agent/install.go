@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strings"
@@ -152,24 +150,8 @@ func decodeInstallConfig(raw json.RawMessage) (unattended.InstallConfig, error) 
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return cfg, api.Invalid("install.config", "is required: username, password, locale, timezone, hostname, ...")
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &typeErr):
-			return cfg, api.Invalid("install.config."+typeErr.Field, "must be a JSON %s, got %s", typeErr.Type, typeErr.Value)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return cfg, api.Invalid("install.config."+field, "is not a known field")
-		default:
-			return cfg, api.Invalid("install.config", "malformed JSON: %v", err)
-		}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return cfg, api.Invalid("install.config", "must hold exactly one JSON object")
-	}
-	return cfg, nil
+	err := decodeJSON(bytes.NewReader(raw), &cfg, "install.config")
+	return cfg, err
 }
 
 // prefixField moves a validation error's field under prefix, keeping its class and message.

@@ -216,27 +216,44 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decodeStrict reads one JSON object and refuses unknown fields, naming them.
+// decodeStrict reads the request body, one JSON object of at most maxBody
+// bytes, and refuses unknown fields, naming them.
 func decodeStrict(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	return decodeJSON(http.MaxBytesReader(nil, r.Body, maxBody), v, "")
+}
+
+// decodeJSON reads exactly one JSON value into v, refusing unknown fields.
+// where is the field the value sits in, empty for the request body: errors
+// name fields under it, and name it (or "body") for the value as a whole.
+func decodeJSON(rd io.Reader, v any, where string) error {
+	whole, prefix := "body", ""
+	if where != "" {
+		whole, prefix = where, where+"."
+	}
+	dec := json.NewDecoder(rd)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		var syntaxErr *json.SyntaxError
+		var sizeErr *http.MaxBytesError
 		switch {
+		case errors.As(err, &typeErr) && typeErr.Field != "":
+			return api.Invalid(prefix+typeErr.Field, "must be a JSON %s, got %s", typeErr.Type, typeErr.Value)
 		case errors.As(err, &typeErr):
-			return api.Invalid(typeErr.Field, "must be a JSON %s, got %s", typeErr.Type, typeErr.Value)
+			return api.Invalid(whole, "must be a JSON object, got %s", typeErr.Value)
 		case errors.As(err, &syntaxErr):
-			return api.Invalid("body", "malformed JSON at byte %d: %v", syntaxErr.Offset, err)
+			return api.Invalid(whole, "malformed JSON at byte %d: %v", syntaxErr.Offset, err)
+		case errors.As(err, &sizeErr):
+			return api.Invalid(whole, "is larger than %d bytes", sizeErr.Limit)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return api.Invalid(field, "is not a known field")
+			return api.Invalid(prefix+field, "is not a known field")
 		default:
-			return api.Invalid("body", "malformed JSON: %v", err)
+			return api.Invalid(whole, "malformed JSON: %v", err)
 		}
 	}
-	if dec.More() {
-		return api.Invalid("body", "must hold exactly one JSON object")
+	if _, err := dec.Token(); err != io.EOF {
+		return api.Invalid(whole, "must hold exactly one JSON object")
 	}
 	return nil
 }

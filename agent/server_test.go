@@ -57,7 +57,9 @@ func TestDecodeStrictNamesTheField(t *testing.T) {
 		`{"cpuCount": 2}`:       "cpuCount",
 		`{"name": "x",`:         "body",
 		`{"name": "x"} {"a":1}`: "body",
-		`[1, 2]`:                "",
+		`{"name": "x"} ]`:       "body",
+		`[1, 2]`:                "body",
+		`{"name": "` + strings.Repeat("x", maxBody) + `"}`: "body",
 	}
 	for body, field := range cases {
 		var in api.CreateVMInput
