@@ -135,10 +135,10 @@ func (l *Log) Append(e api.Event) (api.Event, error) {
 	}
 	line = append(line, '\n')
 	if _, err := l.f.Write(line); err != nil {
-		return e, fmt.Errorf("eventlog: append: %w", err)
+		return e, l.undoLocked(fmt.Errorf("eventlog: append: %w", err))
 	}
 	if err := unix.Fdatasync(int(l.f.Fd())); err != nil {
-		return e, fmt.Errorf("eventlog: sync: %w", err)
+		return e, l.undoLocked(fmt.Errorf("eventlog: sync: %w", err))
 	}
 	l.lastSeq = e.Seq
 	l.size += int64(len(line))
@@ -157,6 +157,17 @@ func (l *Log) Append(e api.Event) (api.Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// undoLocked cuts the file back to its last whole entry after a failed
+// append. Left in place, part of a line (a short write) would glue itself to
+// the next entry and hide it from readers, and a whole line that failed to
+// sync would share its seq with the next entry, which readers then skip.
+func (l *Log) undoLocked(err error) error {
+	if terr := l.f.Truncate(l.size); terr != nil {
+		return fmt.Errorf("%w (and cutting the entry back failed: %v)", err, terr)
+	}
+	return err
 }
 
 func (l *Log) compactLocked() error {

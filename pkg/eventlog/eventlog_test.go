@@ -167,3 +167,29 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A failed append leaves no part of its line behind: the next entry must
+// start on a line of its own, or readers would skip it.
+func TestFailedAppendIsCutBack(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, p)
+	defer l.Close()
+	if _, err := l.Append(api.Event{Type: api.EventProgress, Message: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	// What a short write leaves: the start of a line, no newline.
+	if _, err := l.f.Write([]byte(`{"seq":2,"type":"prog`)); err != nil {
+		t.Fatal(err)
+	}
+	failure := errors.New("short write")
+	if err := l.undoLocked(failure); !errors.Is(err, failure) {
+		t.Fatalf("undo = %v", err)
+	}
+	e, err := l.Append(api.Event{Type: api.EventProgress, Message: "two"})
+	if err != nil || e.Seq != 2 {
+		t.Fatalf("append after the failure: %+v, %v", e, err)
+	}
+	if got, _ := ReadFile(p, 0); len(got) != 2 || got[1].Message != "two" {
+		t.Fatalf("log after the failure: %+v", got)
+	}
+}
