@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,37 @@ type BridgeInfo struct {
 	Up        bool     // administratively up
 	Ports     []string // attached links, sorted
 	Addresses []netip.Prefix
+}
+
+// MarshalJSON writes MAC in its colon form, 52:54:00:12:34:56:
+// net.HardwareAddr has no text form, so encoding/json would write base64.
+func (b BridgeInfo) MarshalJSON() ([]byte, error) {
+	type plain BridgeInfo
+	return json.Marshal(struct {
+		plain
+		MAC string
+	}{plain(b), b.MAC.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (b *BridgeInfo) UnmarshalJSON(data []byte) error {
+	type plain BridgeInfo
+	var v struct {
+		plain
+		MAC string
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	*b = BridgeInfo(v.plain)
+	if v.MAC != "" {
+		mac, err := net.ParseMAC(v.MAC)
+		if err != nil {
+			return fmt.Errorf("netdev: bridge MAC: %w", err)
+		}
+		b.MAC = mac
+	}
+	return nil
 }
 
 // DeleteBridgeOptions changes how DeleteBridge treats a bridge in use.

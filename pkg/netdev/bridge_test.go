@@ -1,9 +1,11 @@
 package netdev
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -274,4 +276,25 @@ func FuzzValidLinkName(f *testing.F) {
 			t.Fatalf("accepted %q, which the kernel refuses or TUNSETIFF would expand", s)
 		}
 	})
+}
+
+// The API serves BridgeInfo as JSON: the MAC in its colon form, not the
+// base64 encoding/json gives a byte slice.
+func TestBridgeInfoJSON(t *testing.T) {
+	in := BridgeInfo{Name: "ivdept0", Index: 7, MAC: BridgeMAC("ivdept0"), MTU: 1500, Up: true,
+		Ports: []string{"ivttest0"}, Addresses: []netip.Prefix{gw4}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"MAC":"` + in.MAC.String() + `"`; !strings.Contains(string(b), want) || !strings.Contains(string(b), `"Name":"ivdept0"`) {
+		t.Errorf("JSON %s lacks %s", b, want)
+	}
+	var out BridgeInfo
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Errorf("round trip gave %+v, want %+v", out, in)
+	}
 }
