@@ -1,5 +1,5 @@
-// Package netdev creates the network plumbing of one VM: its TAP device,
-// attached to a bridge, and its MAC address.
+// Package netdev creates the network plumbing of VMs: the bridges, each
+// VM's TAP device attached to one, and its MAC address.
 package netdev
 
 import (
@@ -29,18 +29,11 @@ func ParseMAC(s string) (net.HardwareAddr, error) {
 		return nil, fmt.Errorf("MAC %q must be six hex pairs separated by colons", s)
 	}
 	mac, err := net.ParseMAC(s)
-	if err != nil || len(mac) != 6 {
+	if err != nil {
 		return nil, fmt.Errorf("MAC %q is not a valid 48-bit address", s)
 	}
-	if mac[0]&1 == 1 {
-		return nil, fmt.Errorf("MAC %q is multicast; a NIC needs a unicast address", s)
-	}
-	zero := true
-	for _, b := range mac {
-		zero = zero && b == 0
-	}
-	if zero {
-		return nil, fmt.Errorf("MAC %q is all zeros", s)
+	if err := validUnicastMAC(mac); err != nil {
+		return nil, fmt.Errorf("MAC %w", err)
 	}
 	return mac, nil
 }

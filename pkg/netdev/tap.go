@@ -118,11 +118,8 @@ func CreateTAP(ctx context.Context, cfg TAPConfig) (*TAP, error) {
 		NonPersist: true,
 		Queues:     1,
 	}
-	if err := c.arm(); err != nil {
-		return nil, c.fail(cfg.Name, "create TAP", err)
-	}
-	if err := c.h.LinkAdd(tun); err != nil {
-		return nil, c.fail(cfg.Name, "create TAP", err)
+	if err := c.step(cfg.Name, "create TAP", func() error { return c.h.LinkAdd(tun) }); err != nil {
+		return nil, err
 	}
 	t := &TAP{Name: cfg.Name, Bridge: cfg.Bridge, HostMAC: HostMAC(cfg.GuestMAC), MTU: mtu, Files: tun.Fds}
 	if err := t.configure(c, tun, br, queues); err != nil {
@@ -160,12 +157,9 @@ func (cfg TAPConfig) check() (queues int, err error) {
 func (t *TAP) configure(c *conn, tun *netlink.Tuntap, br *netlink.Bridge, queues int) error {
 	t.Index = tun.Index
 	if t.Index == 0 { // the library's own lookup failed; the steps below need it
-		if err := c.arm(); err != nil {
-			return c.fail(t.Name, "look up", err)
-		}
-		l, err := c.h.LinkByName(t.Name)
-		if err != nil {
-			return c.fail(t.Name, "look up", err)
+		var l netlink.Link
+		if err := c.step(t.Name, "look up", func() (err error) { l, err = c.h.LinkByName(t.Name); return err }); err != nil {
+			return err
 		}
 		t.Index, tun.Index = l.Attrs().Index, l.Attrs().Index
 	}
@@ -190,11 +184,8 @@ func (t *TAP) configure(c *conn, tun *netlink.Tuntap, br *netlink.Bridge, queues
 		{"set up", func() error { return c.h.LinkSetUp(tun) }},
 	}
 	for _, s := range steps {
-		if err := c.arm(); err != nil {
-			return c.fail(t.Name, s.op, err)
-		}
-		if err := s.run(); err != nil {
-			return c.fail(t.Name, s.op, err)
+		if err := c.step(t.Name, s.op, s.run); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -240,22 +231,13 @@ func RemoveTAP(ctx context.Context, name string) error {
 		return err
 	}
 	defer c.close()
-	l, err := c.link(name)
+	l, err := c.tap(name)
 	if err != nil || l == nil {
 		return err
 	}
-	if tun, ok := l.(*netlink.Tuntap); !ok || tun.Mode != netlink.TUNTAP_MODE_TAP {
-		kind := l.Type()
-		if ok {
-			kind = "tun"
-		}
-		return &LinkError{Link: name, Kind: kind, Err: ErrNotTAP}
-	}
-	if err := c.arm(); err != nil {
-		return c.fail(name, "delete", err)
-	}
-	if err := c.h.LinkDel(l); err != nil && !isNotFound(err) {
-		return c.fail(name, "delete", err)
+	err = c.step(name, "delete", func() error { return c.h.LinkDel(l) })
+	if err != nil && !isNotFound(err) {
+		return err
 	}
 	return nil
 }
@@ -263,6 +245,12 @@ func RemoveTAP(ctx context.Context, name string) error {
 // MoveTAP attaches an existing TAP to another bridge (a running VM changing
 // networks). The device, its fds and QEMU's view of the NIC stay the same.
 func MoveTAP(ctx context.Context, name, bridge string) error {
+	if err := validLinkName(name); err != nil {
+		return api.Invalid("name", "%v", err)
+	}
+	if err := validLinkName(bridge); err != nil {
+		return api.Invalid("bridge", "%v", err)
+	}
 	c, err := dial(ctx)
 	if err != nil {
 		return err
@@ -272,21 +260,29 @@ func MoveTAP(ctx context.Context, name, bridge string) error {
 	if err != nil {
 		return err
 	}
-	l, err := c.link(name)
+	l, err := c.tap(name)
 	if err != nil {
 		return err
 	}
 	if l == nil {
 		return c.fail(name, "look up", errors.New("no such link"))
 	}
-	if _, ok := l.(*netlink.Tuntap); !ok {
-		return &LinkError{Link: name, Kind: l.Type(), Err: ErrNotTAP}
+	return c.step(name, "attach to bridge "+bridge, func() error { return c.h.LinkSetMasterByIndex(l, br.Index) })
+}
+
+// tap looks up a TAP by name: nil when missing, a LinkError with ErrNotTAP
+// when the name belongs to another kind of link (a TUN included).
+func (c *conn) tap(name string) (*netlink.Tuntap, error) {
+	l, err := c.link(name)
+	if err != nil || l == nil {
+		return nil, err
 	}
-	if err := c.arm(); err != nil {
-		return c.fail(name, "attach to bridge "+bridge, err)
+	tun, ok := l.(*netlink.Tuntap)
+	if !ok {
+		return nil, &LinkError{Link: name, Kind: l.Type(), Err: ErrNotTAP}
 	}
-	if err := c.h.LinkSetMasterByIndex(l, br.Index); err != nil {
-		return c.fail(name, "attach to bridge "+bridge, err)
+	if tun.Mode != netlink.TUNTAP_MODE_TAP {
+		return nil, &LinkError{Link: name, Kind: "tun", Err: ErrNotTAP}
 	}
-	return nil
+	return tun, nil
 }

@@ -3,6 +3,8 @@ package netdev
 import (
 	"errors"
 	"testing"
+
+	"github.com/infinibay/infinivirt/pkg/api"
 )
 
 func TestMoveTAPBetweenBridges(t *testing.T) {
@@ -21,7 +23,10 @@ func TestMoveTAPBetweenBridges(t *testing.T) {
 	if err := MoveTAP(ctx, "tap-move", "br-b"); err != nil {
 		t.Fatal(err)
 	}
-	infos, _ := ListBridges(ctx)
+	infos, err := ListBridges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ports := map[string][]string{}
 	for _, b := range infos {
 		ports[b.Name] = b.Ports
@@ -34,5 +39,11 @@ func TestMoveTAPBetweenBridges(t *testing.T) {
 	}
 	if err := MoveTAP(ctx, "br-a", "br-b"); !errors.Is(err, ErrNotTAP) {
 		t.Fatalf("moving a bridge as a TAP: %v", err)
+	}
+	if err := MoveTAP(ctx, "tap-none", "br-b"); err == nil {
+		t.Fatal("moving a missing TAP succeeded")
+	}
+	if err := MoveTAP(ctx, "tap%d", "br-b"); !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "name"}) {
+		t.Fatalf("moving a TAP with an invalid name: %v", err)
 	}
 }
