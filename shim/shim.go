@@ -110,10 +110,9 @@ type Shim struct {
 	status   shimapi.Status
 	recorded bool // a status of this run is in the event log
 	intent   intent
-	cause    *exitCause // the first recorded reason QEMU is going away
-	ladderOn bool
+	cause    *exitCause    // the first recorded reason QEMU is going away
+	ladder   chan struct{} // closed to stop the running ACPI ladder; nil while none runs
 	ioError  bool
-	resets   int
 }
 
 // exitCause is why QEMU ends, as decided before it actually exits.

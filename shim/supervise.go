@@ -48,9 +48,6 @@ func (s *Shim) handleEvent(ev qmp.Event) {
 		d, _ := ev.Shutdown()
 		s.onShutdown(d, ev.Time)
 	case qmp.EventReset:
-		s.mu.Lock()
-		s.resets++
-		s.mu.Unlock()
 		s.record(api.Event{Type: api.EventGuest, Message: "RESET"})
 		s.onGuestReset(ev)
 	case qmp.EventStop:
@@ -120,7 +117,8 @@ func (s *Shim) restartGuest(why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
 	defer cancel()
 	s.mu.Lock()
-	s.intent, s.ladderOn = intentNone, false
+	s.intent = intentNone
+	s.stopLadderLocked()
 	s.mu.Unlock()
 	if err := s.qmp.SystemReset(ctx); err != nil {
 		s.forceOff("restart failed: " + err.Error())
@@ -144,52 +142,69 @@ func (s *Shim) startLadder(in intent) {
 	if in == intentPowerOff || s.intent != intentPowerOff {
 		s.intent = in
 	}
-	if s.ladderOn {
+	if s.ladder != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.ladderOn = true
+	stop := make(chan struct{})
+	s.ladder = stop
 	paused := s.status.Status == api.StatusSuspended || s.status.Status == api.StatusPaused
 	s.mu.Unlock()
+	go s.runLadder(stop, paused)
+}
 
-	timeout := time.Duration(s.spec.ShutdownTimeoutSec) * time.Second
-	go func() {
+// runLadder is one ladder, until stop closes or QEMU goes. Each ladder has
+// its own stop channel, so one that a restart ended never runs on beside
+// the next, with its older deadline.
+func (s *Shim) runLadder(stop chan struct{}, paused bool) {
+	if paused {
+		// A paused guest cannot see the button.
 		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
-		if paused {
-			// A paused guest cannot see the button.
-			s.qmp.Cont(ctx)
-		}
+		s.qmp.Cont(ctx)
 		cancel()
-		deadline := time.NewTimer(timeout)
-		defer deadline.Stop()
-		tick := time.NewTicker(s.cfg.PowerdownInterval)
-		defer tick.Stop()
-		for presses := 1; ; presses++ {
-			s.pressPowerButton(presses)
+	}
+	timeout := time.Duration(s.spec.ShutdownTimeoutSec) * time.Second
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(s.cfg.PowerdownInterval)
+	defer tick.Stop()
+	for presses := 1; ; presses++ {
+		s.pressPowerButton(presses)
+		select {
+		case <-s.qemu.exited:
+			return
+		case <-stop:
+			return
+		case <-deadline.C:
+			s.mu.Lock()
+			if s.ladder != stop {
+				s.mu.Unlock()
+				return // stopped just now
+			}
+			s.stopLadderLocked()
+			in := s.intent
+			s.mu.Unlock()
+			if in == intentRestart {
+				s.restartGuest(fmt.Sprintf("the guest ignored ACPI for %s; reset", timeout))
+				return
+			}
+			s.forceOff(fmt.Sprintf("the guest ignored ACPI for %s", timeout))
+			return
+		case <-tick.C:
 			select {
-			case <-s.qemu.exited:
+			case <-stop:
 				return
-			case <-deadline.C:
-				s.mu.Lock()
-				in := s.intent
-				s.ladderOn = false
-				s.mu.Unlock()
-				if in == intentRestart {
-					s.restartGuest(fmt.Sprintf("the guest ignored ACPI for %s; reset", timeout))
-					return
-				}
-				s.forceOff(fmt.Sprintf("the guest ignored ACPI for %s", timeout))
-				return
-			case <-tick.C:
-				s.mu.Lock()
-				on := s.ladderOn
-				s.mu.Unlock()
-				if !on {
-					return
-				}
+			default:
 			}
 		}
-	}()
+	}
+}
+
+func (s *Shim) stopLadderLocked() {
+	if s.ladder != nil {
+		close(s.ladder)
+		s.ladder = nil
+	}
 }
 
 func (s *Shim) pressPowerButton(n int) {

@@ -1,0 +1,114 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/qmp"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// fakeQMP is a QEMU that accepts every command and remembers which.
+type fakeQMP struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (f *fakeQMP) count(cmd string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[cmd]
+}
+
+// newSupervisedShim is a shim past startup, with a QMP client on a fake
+// QEMU that never exits on its own.
+func newSupervisedShim(t *testing.T, shutdownTimeoutSec int) (*Shim, *fakeQMP) {
+	t.Helper()
+	ours, theirs := net.Pipe()
+	fake := &fakeQMP{seen: map[string]int{}}
+	go func() {
+		defer theirs.Close()
+		enc, dec := json.NewEncoder(theirs), json.NewDecoder(theirs)
+		if enc.Encode(map[string]any{"QMP": map[string]any{"version": map[string]any{}, "capabilities": []string{}}}) != nil {
+			return
+		}
+		for {
+			var req struct {
+				Execute string          `json:"execute"`
+				ID      json.RawMessage `json:"id"`
+			}
+			if dec.Decode(&req) != nil {
+				return
+			}
+			fake.mu.Lock()
+			fake.seen[req.Execute]++
+			fake.mu.Unlock()
+			if enc.Encode(map[string]any{"return": map[string]any{}, "id": req.ID}) != nil {
+				return
+			}
+		}
+	}()
+	c, err := qmp.New(t.Context(), ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{VMID: "0f8fad5b-d9cb-469f-a165-70867728950e", PowerdownInterval: time.Hour, QuitGrace: time.Hour})
+	s.spec = &vmspec.Spec{ShutdownTimeoutSec: shutdownTimeoutSec}
+	s.qmp = c
+	s.qemu = &qemuProcess{exited: make(chan struct{})}
+	s.status.Status = api.StatusRunning
+	t.Cleanup(func() {
+		close(s.qemu.exited)
+		c.Close()
+	})
+	return s, fake
+}
+
+// A restart whose guest powered off in time ends its ladder: a power-off
+// asked for just after runs on its own ladder, with its own deadline, not
+// the restart's older one.
+func TestLadderEndedByARestartStaysEnded(t *testing.T) {
+	s, fake := newSupervisedShim(t, 2)
+	began := time.Now()
+	s.startLadder(intentRestart)
+	time.Sleep(time.Second)
+	s.onShutdown(qmp.ShutdownData{Guest: true, Reason: "guest-shutdown"}, time.Now()) // the guest powered off: reset, cont
+	if st := s.Status(); st.Status != api.StatusRunning || st.Reason != api.ReasonRestarted {
+		t.Fatalf("after the restart: %s (%s)", st.Status, st.Reason)
+	}
+	if fake.count("system_reset") != 1 || fake.count("cont") != 1 {
+		t.Fatalf("restart sent %d system_reset, %d cont", fake.count("system_reset"), fake.count("cont"))
+	}
+	s.startLadder(intentPowerOff)
+	second := time.Now()
+	// The restart's deadline passes; only the power-off's may end the VM.
+	time.Sleep(time.Until(began.Add(2500 * time.Millisecond)))
+	if c := s.exitCauseLocked(); c != nil {
+		t.Fatalf("forced off %s after the power-off was asked, at the restart's deadline: %+v", time.Since(second), c)
+	}
+	waitFor(t, 5*time.Second, func() bool { return s.exitCauseLocked() != nil })
+	if c := s.exitCauseLocked(); c.reason != api.ReasonKilled || time.Since(second) < 2*time.Second {
+		t.Fatalf("cause %+v after %s, want killed after the power-off's own 2 s", c, time.Since(second))
+	}
+	if n := fake.count("system_powerdown"); n != 2 {
+		t.Errorf("%d presses, want one per ladder", n)
+	}
+}
+
+func waitFor(t *testing.T, limit time.Duration, ok func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("condition not met in time")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
