@@ -106,6 +106,9 @@ type Shim struct {
 	// plat runs beside QEMU: swtpm and the unattended install's watchers.
 	plat platformRun
 
+	// statusMu orders status changes: the event log, systemd and the
+	// control socket see them in the same order.
+	statusMu sync.Mutex
 	mu       sync.Mutex
 	status   shimapi.Status
 	recorded bool // a status of this run is in the event log
@@ -185,12 +188,16 @@ func (s *Shim) Status() shimapi.Status {
 
 // setStatus records a status change in the event log, tells systemd, and
 // updates the control socket's view. Repeats of the current status and
-// reason are not recorded.
+// reason are not recorded, and neither is a live status once the VM's end
+// is: a request that raced the guest's power-off must not revive it.
 // extra, when set, carries how QEMU ended and the time the change happened
 // (a QMP event's own timestamp).
 func (s *Shim) setStatus(st api.Status, reason api.Reason, msg string, extra *api.Event) {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
 	s.mu.Lock()
-	if s.status.Status == st && s.status.Reason == reason && extra == nil && s.recorded {
+	same := s.status.Status == st && s.status.Reason == reason && extra == nil
+	if s.status.Status.Terminal() && !st.Terminal() || same && s.recorded {
 		s.mu.Unlock()
 		return
 	}
@@ -227,7 +234,7 @@ func (s *Shim) record(e api.Event) {
 		return
 	}
 	s.mu.Lock()
-	s.status.Seq = saved.Seq
+	s.status.Seq = max(s.status.Seq, saved.Seq) // appends from other goroutines may land first
 	s.mu.Unlock()
 }
 

@@ -112,3 +112,15 @@ func waitFor(t *testing.T, limit time.Duration, ok func() bool) {
 		}
 	}
 }
+
+// Once the VM's end is recorded, a request that raced it (a resume, a
+// suspend) cannot record the VM as alive again.
+func TestEndedVMStaysEnded(t *testing.T) {
+	s, _ := newSupervisedShim(t, 2)
+	s.onShutdown(qmp.ShutdownData{Guest: true, Reason: "guest-shutdown"}, time.Now())
+	s.setRunning(api.ReasonUser, "")
+	s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
+	if st := s.Status(); st.Status != api.StatusOff || st.Reason != api.ReasonGuestShutdown {
+		t.Fatalf("after the guest powered off: %s (%s)", st.Status, st.Reason)
+	}
+}
