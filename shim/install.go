@@ -206,14 +206,16 @@ func (s *Shim) booted() {
 	}
 	s.progress("installer booted (%s); timeout %s", how, in.Timeout())
 	s.plat.resets = newResetWindow()
-	left := installDeadline(in, time.Now())
-	s.plat.timer = time.AfterFunc(left, func() {
-		s.failInstall(api.ReasonInstallTimeout, fmt.Sprintf("the %s install did not finish within %s", in.OS, in.Timeout()))
-	})
 	if in.BootOnce == vmspec.BootOnceISO && (in.OS == "windows10" || in.OS == "windows11") {
 		s.plat.stopKeys = make(chan struct{})
 		go s.pressBootKey(s.plat.stopKeys)
 	}
+	// Last: an install already past its time fails at once, on the timer's
+	// goroutine, and failInstall reads the key presser's channel.
+	left := installDeadline(in, time.Now())
+	s.plat.timer = time.AfterFunc(left, func() {
+		s.failInstall(api.ReasonInstallTimeout, fmt.Sprintf("the %s install did not finish within %s", in.OS, in.Timeout()))
+	})
 }
 
 // pressBootKey presses Enter for the Windows ISO's boot prompt until the

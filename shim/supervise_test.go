@@ -124,3 +124,23 @@ func TestEndedVMStaysEnded(t *testing.T) {
 		t.Fatalf("after the guest powered off: %s (%s)", st.Status, st.Reason)
 	}
 }
+
+// An install already past its timeout when the installer boots fails at
+// once: error (install-timeout), QEMU told to quit, the boot-key presser
+// stopped.
+func TestInstallPastItsTimeFailsAtBoot(t *testing.T) {
+	s, fake := newSupervisedShim(t, 2)
+	s.spec = installingSpec(t)
+	s.spec.Install.StartedAt = time.Now().Add(-3 * time.Hour)
+	s.booted()
+	waitFor(t, 5*time.Second, func() bool { return fake.count("quit") == 1 })
+	if st := s.Status(); st.Status != api.StatusError || st.Reason != api.ReasonInstallTimeout {
+		t.Fatalf("status %s (%s), want error (install-timeout)", st.Status, st.Reason)
+	}
+	select {
+	case <-s.plat.stopKeys:
+	default:
+		t.Fatal("the boot-key presser still runs")
+	}
+	s.stopInstallWatch()
+}
