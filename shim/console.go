@@ -6,24 +6,37 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // consoleKeep is how much of the serial console the shim remembers.
 const consoleKeep = 64 << 10
 
+// Bounds on the console's two ends: typing into a guest that reads nothing
+// gives up, and the last output is read before the shim exits. Variables,
+// so tests can shorten them.
+var (
+	consoleWriteTimeout = 10 * time.Second
+	consoleDrainTimeout = 2 * time.Second
+)
+
 // console is the guest's serial port: the shim's end of a socketpair whose
 // other end QEMU holds. Output goes to the journal line by line and into a
 // ring the control socket serves.
 type console struct {
-	f *os.File
+	f       *os.File
+	drained chan struct{} // closed when pump has read everything QEMU wrote
 
 	mu   sync.Mutex
 	tail []byte
+	wmu  sync.Mutex // one writer at a time, so inputs do not interleave
 }
 
-func newConsole(f *os.File) *console { return &console{f: f} }
+func newConsole(f *os.File) *console { return &console{f: f, drained: make(chan struct{})} }
 
+// pump reads the guest's output until QEMU's end closes.
 func (c *console) pump(log *slog.Logger) {
+	defer close(c.drained)
 	r := bufio.NewReaderSize(c.f, 4096)
 	for {
 		line, err := r.ReadString('\n')
@@ -51,7 +64,26 @@ func (c *console) Tail() []byte {
 	return append([]byte(nil), c.tail...)
 }
 
-// Write types into the guest's serial port.
-func (c *console) Write(b []byte) (int, error) { return c.f.Write(b) }
+// Write types b into the guest's serial port. A guest that does not read
+// leaves QEMU's buffer full; the write then ends at consoleWriteTimeout
+// rather than holding the control socket's handler, and with it the shim's
+// exit.
+func (c *console) Write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.f.SetWriteDeadline(time.Now().Add(consoleWriteTimeout)); err != nil {
+		return err
+	}
+	_, err := c.f.Write(b)
+	return err
+}
 
-func (c *console) Close() error { return c.f.Close() }
+// Close waits a little for the output QEMU wrote before it exited, so that
+// the guest's last lines (a panic, say) reach the journal, then closes.
+func (c *console) Close() error {
+	select {
+	case <-c.drained:
+	case <-time.After(consoleDrainTimeout):
+	}
+	return c.f.Close()
+}

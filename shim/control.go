@@ -35,7 +35,7 @@ func (s *Shim) serveControl(ctx context.Context) error {
 		w.Write(s.console.Tail())
 	})
 	srv.Handle("POST /v1/console", func(w *tinyhttp.Response, r *tinyhttp.Request) {
-		if _, err := s.console.Write(r.Body); err != nil {
+		if err := s.console.Write(r.Body); err != nil {
 			writeError(w, api.Unavailable("console: %v", err))
 		}
 	})

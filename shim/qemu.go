@@ -3,7 +3,6 @@ package shim
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,18 +26,17 @@ const (
 	firstTAPFD = 5
 )
 
-// qemuProcess is the QEMU child, watched through a pidfd so that signals
-// can never reach a recycled PID.
+// qemuProcess is the QEMU child. os.Process holds a pidfd for it on Linux,
+// so that neither a signal nor the wait can reach a recycled PID, and a
+// signal after the wait is refused.
 type qemuProcess struct {
 	pid     int
 	started time.Time
-	pidfd   int
 	proc    *os.Process
 	qmpFile *os.File // our end of the QMP socketpair, until QMP takes it
 
-	exited   chan struct{} // closed once QEMU has been reaped
-	waitOnce sync.Once
-	state    *os.ProcessState
+	exited chan struct{} // closed once QEMU has been reaped
+	state  *os.ProcessState
 
 	mu     sync.Mutex
 	stderr []byte // the last few KiB, for error messages
@@ -131,32 +129,14 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 		return nil, fmt.Errorf("start %s: %w", s.cfg.QEMUBinary, err)
 	}
 	p.pid, p.proc = cmd.Process.Pid, cmd.Process
-	p.pidfd, err = unix.PidfdOpen(p.pid, 0)
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return nil, fmt.Errorf("pidfd for qemu: %w", err)
-	}
 	s.console = newConsole(serialOurs)
 	go p.collectStderr(stderr, s)
 	go func() {
-		p.waitPidfd()
 		cmd.Wait()
 		p.state = cmd.ProcessState
-		unix.Close(p.pidfd)
 		close(p.exited)
 	}()
 	return p, nil
-}
-
-// waitPidfd blocks until the pidfd says QEMU exited.
-func (p *qemuProcess) waitPidfd() {
-	fds := []unix.PollFd{{Fd: int32(p.pidfd), Events: unix.POLLIN}}
-	for {
-		if _, err := unix.Poll(fds, -1); err == nil || !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
 }
 
 func (p *qemuProcess) collectStderr(r io.ReadCloser, s *Shim) {
@@ -190,21 +170,24 @@ func (p *qemuProcess) hasExited() bool {
 	}
 }
 
-// kill sends SIGKILL through the pidfd, which cannot hit another process.
-func (p *qemuProcess) kill() {
-	if p.hasExited() {
-		return
-	}
-	unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
-}
+// kill sends SIGKILL; once QEMU has been reaped it does nothing.
+func (p *qemuProcess) kill() { p.proc.Kill() }
 
 func (p *qemuProcess) wait() *os.ProcessState {
 	<-p.exited
 	return p.state
 }
 
+// socketpair returns a connected pair. Our end is non-blocking, so Go's
+// poller serves it: deadlines work, and Close interrupts a blocked read.
 func socketpair(name string) (ours, theirs *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		if err = unix.SetNonblock(fds[0], true); err != nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+		}
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s socketpair: %w", name, err)
 	}
