@@ -180,6 +180,18 @@ func (a *Agent) records() []*record {
 	return out
 }
 
+// allIDs lists every VM the agent holds, those being created included.
+func (a *Agent) allIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.vms))
+	for id := range a.vms {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // List returns every VM.
 func (a *Agent) List() []api.VM {
 	recs := a.records()

@@ -79,9 +79,9 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		rollback()
 		return api.VM{}, api.Internal("save spec: %v", err)
 	}
-	if err := vmspec.SaveVMFirewall(a.cfg.Layout, spec.ID, vmspec.VMFirewall{Department: dept.ID}); err != nil {
+	if err := a.joinDepartment(spec.ID, dept.ID); err != nil {
 		rollback()
-		return api.VM{}, api.Internal("save firewall state: %v", err)
+		return api.VM{}, err
 	}
 	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventStatus, Status: api.StatusOff, Reason: api.ReasonCreated}); err != nil {
 		rollback()

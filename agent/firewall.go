@@ -194,9 +194,9 @@ func (a *Agent) DeleteDepartment(ctx context.Context, id string) error {
 	a.fw.mu.Lock()
 	defer a.fw.mu.Unlock()
 	var members []string
-	for _, rec := range a.records() {
-		if st, err := vmspec.LoadVMFirewall(a.cfg.Layout, rec.id); err == nil && st.Department == id {
-			members = append(members, rec.id)
+	for _, vm := range a.allIDs() { // VMs being created too: see joinDepartment
+		if st, err := vmspec.LoadVMFirewall(a.cfg.Layout, vm); err == nil && st.Department == id {
+			members = append(members, vm)
 		}
 	}
 	if len(members) > 0 {
@@ -246,10 +246,6 @@ func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewa
 	if err := st.Validate(); err != nil {
 		return st, err
 	}
-	dept, err := vmspec.LoadDepartment(a.cfg.Layout, st.Department)
-	if err != nil {
-		return st, api.Invalid("department", "%v", err)
-	}
 	nic := st.NICFirewall(rec.currentSpec(), netdev.TapName(id))
 	if err := a.checkMode(func(m firewall.Mode) error { return m.CheckVM(nic) }); err != nil {
 		return st, err
@@ -261,6 +257,11 @@ func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewa
 	defer unlock()
 	a.fw.mu.Lock()
 	defer a.fw.mu.Unlock()
+	// Under the firewall lock, so that DeleteDepartment cannot remove it meanwhile.
+	dept, err := vmspec.LoadDepartment(a.cfg.Layout, st.Department)
+	if err != nil {
+		return st, api.Invalid("department", "%v", err)
+	}
 	if a.fw.fw != nil && !rec.currentStatus().Terminal() {
 		cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
 		err := a.fw.fw.ApplyVM(cctx, dept, nic)

@@ -129,6 +129,22 @@ func (a *Agent) reapplyVM(ctx context.Context, rec *record) error {
 	return nil
 }
 
+// joinDepartment saves a new VM's firewall state in its department. It runs
+// under the firewall lock, as DeleteDepartment does, and looks for the
+// department again: either the deletion sees the new VM, or the create
+// sees the department gone.
+func (a *Agent) joinDepartment(id, dept string) error {
+	a.fw.mu.Lock()
+	defer a.fw.mu.Unlock()
+	if _, err := vmspec.LoadDepartment(a.cfg.Layout, dept); err != nil {
+		return api.Invalid("departmentId", "%v", err)
+	}
+	if err := vmspec.SaveVMFirewall(a.cfg.Layout, id, vmspec.VMFirewall{Department: dept}); err != nil {
+		return api.Internal("save firewall state: %v", err)
+	}
+	return nil
+}
+
 // checkDepartment is the create-time check of a requested department.
 func (a *Agent) checkDepartment(id string) (firewall.Department, error) {
 	if id == "" {
