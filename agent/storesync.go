@@ -121,6 +121,8 @@ func (s *storeSync) drain(ctx context.Context) bool {
 	s.mu.Unlock()
 
 	ok := true
+	// failed queues the VM again: its deletion, or a replay from its log
+	// (unless it was deleted meanwhile).
 	failed := func(id string, err error) {
 		ok = false
 		s.mu.Lock()
@@ -128,17 +130,17 @@ func (s *storeSync) drain(ctx context.Context) bool {
 			s.log.Warn("database write failed; will replay from the event logs", logging.KeyVM, id, "ERROR", err.Error())
 		}
 		s.down = true
-		if !s.deleted[id] {
+		switch {
+		case deleted[id]:
+			s.deleted[id] = true
+		case !s.deleted[id]:
 			s.dirty[id] = true
 		}
 		s.mu.Unlock()
 	}
 	for id := range deleted {
 		if err := s.call(ctx, func(c context.Context) error { return s.store.MarkDeleted(c, id) }); err != nil {
-			ok = false
-			s.mu.Lock()
-			s.deleted[id] = true
-			s.mu.Unlock()
+			failed(id, err)
 		}
 	}
 	for _, id := range sortedKeys(dirty) {
