@@ -16,6 +16,9 @@ import (
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
+// cleanupStepTimeout bounds each step of Cleanup that talks to the kernel.
+const cleanupStepTimeout = 15 * time.Second
+
 // CleanupConfig is what `infinivirt-shim cleanup` needs. systemd runs it as
 // the unit's ExecStopPost, after the shim and QEMU are gone however they
 // ended, and passes how the main process ended in the environment.
@@ -30,16 +33,24 @@ type CleanupConfig struct {
 	ServiceResult, ExitCode, ExitStatus string
 }
 
-// Cleanup removes what a shim may have left: its TAP, its runtime directory.
+// Cleanup removes what a shim may have left: its VM's firewall rules, its
+// TAP, its runtime directory.
 // If the shim itself died before recording how the VM ended, it records
 // that the shim was lost. It is idempotent and safe to run at any time.
 func Cleanup(ctx context.Context, c CleanupConfig) error {
 	log := c.Logger.With(logging.KeyVM, c.VMID)
 	var errs []error
-	if err := removeFirewall(ctx, c.Firewall, c.FirewallReject, c.Layout, c.VMID); err != nil {
+	// systemd waits for ExecStopPost: each kernel round trip gets a deadline.
+	kctx, cancel := context.WithTimeout(ctx, cleanupStepTimeout)
+	err := removeFirewall(kctx, c.Firewall, c.FirewallReject, c.VMID)
+	cancel()
+	if err != nil {
 		errs = append(errs, fmt.Errorf("remove firewall rules: %w", err))
 	}
-	if err := netdev.RemoveTAP(ctx, netdev.TapName(c.VMID)); err != nil {
+	kctx, cancel = context.WithTimeout(ctx, cleanupStepTimeout)
+	err = netdev.RemoveTAP(kctx, netdev.TapName(c.VMID))
+	cancel()
+	if err != nil {
 		errs = append(errs, fmt.Errorf("remove tap: %w", err))
 	}
 	if err := os.RemoveAll(c.Layout.RuntimeDir(c.VMID)); err != nil {

@@ -72,7 +72,7 @@ func (s *Shim) applyFirewall(ctx context.Context) error {
 }
 
 // removeFirewall takes the VM's chains and dispatch out of the kernel.
-func removeFirewall(ctx context.Context, mode shimapi.FirewallMode, reject bool, l vmspec.Layout, id string) error {
+func removeFirewall(ctx context.Context, mode shimapi.FirewallMode, reject bool, id string) error {
 	if mode == shimapi.FirewallOff || mode == "" {
 		return nil
 	}

@@ -289,18 +289,15 @@ func describeExit(e *api.Event) string {
 func (s *Shim) teardown() {
 	s.stopInstallWatch()
 	s.stopSWTPM()
+	if s.events != nil {
+		// Closing the log ends every event stream after its last entry, so
+		// clients see the final status before the socket goes.
+		s.events.Close()
+	}
 	if s.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if s.events != nil {
-			// Closing the log ends every event stream after its last entry,
-			// so clients see the final status before the socket goes.
-			s.events.Close()
-		}
 		s.server.Shutdown(ctx)
 		cancel()
-	}
-	if s.events != nil {
-		s.events.Close()
 	}
 	if s.qmp != nil {
 		s.qmp.Close()
