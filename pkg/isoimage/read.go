@@ -7,7 +7,6 @@ import (
 	"io"
 	iofs "io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -92,33 +91,14 @@ func (im *Image) CopyFile(ctx context.Context, name, dst string) (n int64, err e
 	if fi, err := src.Stat(); err != nil || fi.IsDir() {
 		return 0, fmt.Errorf("isoimage: %s: %s: %w", im.path, name, iofs.ErrInvalid)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return 0, fmt.Errorf("isoimage: %w", err)
-	}
-	defer func() {
+	err = replaceFile(dst, 0o644, func(tmp *os.File) error {
+		n, err = io.Copy(tmp, ctxReader{ctx, src})
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			return fmt.Errorf("isoimage: copy %s from %s: %w", name, im.path, err)
 		}
-	}()
-	n, err = io.Copy(tmp, ctxReader{ctx, src})
-	if err != nil {
-		return n, fmt.Errorf("isoimage: copy %s from %s: %w", name, im.path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return n, fmt.Errorf("isoimage: %w", err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return n, fmt.Errorf("isoimage: %w", err)
-	}
-	if err = tmp.Close(); err != nil {
-		return n, fmt.Errorf("isoimage: %w", err)
-	}
-	if err = os.Rename(tmp.Name(), dst); err != nil {
-		return n, fmt.Errorf("isoimage: %w", err)
-	}
-	return n, nil
+		return nil
+	})
+	return n, err
 }
 
 // ctxReader ends a long copy when its context ends.

@@ -47,10 +47,10 @@ var labelRE = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
 const maxNameLen = 64
 
 // Write creates the image at dst with Rock Ridge and, unless opts.NoJoliet,
-// Joliet names. It writes
-// a temp file beside dst and renames it into place, so dst either appears
-// whole or not at all; on failure nothing is left behind.
-func Write(ctx context.Context, dst string, opts Options, files []File) (err error) {
+// Joliet names. It writes a temp file beside dst and renames it into place,
+// so dst either appears whole or not at all; on failure nothing is left
+// behind.
+func Write(ctx context.Context, dst string, opts Options, files []File) error {
 	if !labelRE.MatchString(opts.Label) {
 		return fmt.Errorf("isoimage: label %q: want 1-32 characters of A-Z, 0-9 and _", opts.Label)
 	}
@@ -79,7 +79,27 @@ func Write(ctx context.Context, dst string, opts Options, files []File) (err err
 			return fmt.Errorf("isoimage: %w", err)
 		}
 	}
+	return replaceFile(dst, Mode, func(tmp *os.File) error {
+		fs, err := iso9660.Create(file.New(tmp, false), 0, 0, 2048, work)
+		if err != nil {
+			return fmt.Errorf("isoimage: create: %w", err)
+		}
+		if err := fs.Finalize(iso9660.FinalizeOptions{RockRidge: true, Joliet: !opts.NoJoliet, VolumeIdentifier: opts.Label}); err != nil {
+			return fmt.Errorf("isoimage: finalize %s: %w", dst, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("isoimage: %w", err)
+		}
+		return nil
+	})
+}
 
+// replaceFile writes dst through a temp file beside it, created with mode:
+// fill writes the content, then the file is synced and renamed into place
+// and the directory is synced. On any error the temp file is removed and
+// dst is left as it was.
+func replaceFile(dst string, mode os.FileMode, fill func(*os.File) error) (err error) {
+	dir := filepath.Dir(dst)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("isoimage: %w", err)
@@ -90,18 +110,11 @@ func Write(ctx context.Context, dst string, opts Options, files []File) (err err
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err = tmp.Chmod(Mode); err != nil {
+	if err = tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("isoimage: %w", err)
 	}
-	fs, err := iso9660.Create(file.New(tmp, false), 0, 0, 2048, work)
-	if err != nil {
-		return fmt.Errorf("isoimage: create: %w", err)
-	}
-	if err = fs.Finalize(iso9660.FinalizeOptions{RockRidge: true, Joliet: !opts.NoJoliet, VolumeIdentifier: opts.Label}); err != nil {
-		return fmt.Errorf("isoimage: finalize %s: %w", dst, err)
-	}
-	if err = ctx.Err(); err != nil {
-		return fmt.Errorf("isoimage: %w", err)
+	if err = fill(tmp); err != nil {
+		return err
 	}
 	if err = tmp.Sync(); err != nil {
 		return fmt.Errorf("isoimage: %w", err)
