@@ -64,6 +64,13 @@ func run() error {
 	if accel != "kvm" && accel != "tcg" {
 		return fmt.Errorf("--accel must be kvm or tcg, got %q", accel)
 	}
+	if dsn != "" {
+		// The database may be down now, and the agent waits for it; a
+		// setting that can never connect is refused at once.
+		if err := store.CheckDSN(dsn); err != nil {
+			return fmt.Errorf("--database-url: %w", err)
+		}
+	}
 	level := slog.LevelInfo
 	if debug {
 		level = slog.LevelDebug

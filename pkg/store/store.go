@@ -73,10 +73,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, log: opts.Logger, listenPing: 30 * time.Second}
 
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := parseDSN("Open", dsn)
 	if err != nil {
-		// pgx's message already hides any password in the DSN.
-		return nil, &Error{Op: "Open", Class: api.Invalid("databaseUrl", "store Open: %v", err), Err: err}
+		return nil, err
 	}
 	cfg.MaxConns = opts.MaxConns
 	cfg.MinConns = 0
@@ -106,6 +105,23 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// CheckDSN reports, without connecting, whether Open can parse dsn: the
+// same InvalidArgument error, so that a daemon refuses a bad setting when it
+// starts rather than retrying it forever.
+func CheckDSN(dsn string) error {
+	_, err := parseDSN("CheckDSN", dsn)
+	return err
+}
+
+func parseDSN(op, dsn string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message already hides any password in the DSN.
+		return nil, &Error{Op: op, Class: api.Invalid("databaseUrl", "store %s: %v", op, err), Err: err}
+	}
+	return cfg, nil
 }
 
 // Host is the hostname this store records on rows.

@@ -630,12 +630,18 @@ func TestListenStopsWithContext(t *testing.T) {
 }
 
 func TestOpenRejectsBadDSN(t *testing.T) {
-	_, err := Open(context.Background(), "postgres://u:secret@/db?connect_timeout=soon", Options{})
-	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Code != api.CodeInvalidArgument || ae.Field != "databaseUrl" {
-		t.Fatalf("bad DSN: %v, want InvalidArgument on databaseUrl", err)
+	const dsn = "postgres://u:secret@/db?connect_timeout=soon"
+	_, openErr := Open(context.Background(), dsn, Options{})
+	for name, err := range map[string]error{"Open": openErr, "CheckDSN": CheckDSN(dsn)} {
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != api.CodeInvalidArgument || ae.Field != "databaseUrl" {
+			t.Fatalf("%s of a bad DSN: %v, want InvalidArgument on databaseUrl", name, err)
+		}
+		if regexp.MustCompile(`secret`).MatchString(err.Error()) {
+			t.Errorf("%s: the error shows the password: %v", name, err)
+		}
 	}
-	if regexp.MustCompile(`secret`).MatchString(err.Error()) {
-		t.Errorf("the error shows the password: %v", err)
+	if err := CheckDSN("postgres://u:secret@/db?host=/run/postgresql"); err != nil {
+		t.Errorf("CheckDSN of a good DSN: %v", err)
 	}
 }
