@@ -31,6 +31,8 @@ func Listen(path, group string, log *slog.Logger) (net.Listener, error) {
 	gid := -1
 	if g, err := user.LookupGroup(group); err == nil {
 		gid, _ = strconv.Atoi(g.Gid)
+	} else {
+		log.Warn("API socket group not found: only root and the agent's user may connect", "GROUP", group, "ERROR", err.Error())
 	}
 	if err := os.Chmod(path, 0o660); err != nil {
 		ln.Close()
