@@ -1,6 +1,7 @@
 package unattended
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -219,15 +220,9 @@ func (c InstallConfig) checkApplications(os string) error {
 		return api.Invalid("applications", "at most %d, got %d", MaxItems, len(c.Applications))
 	}
 	for i, a := range c.Applications {
-		f := field("applications", i)
-		if a.Name == "" {
-			return api.Invalid(f+".name", "must not be empty")
-		}
-		if err := plainText(f+".name", a.Name, false); err != nil {
+		f := fmt.Sprintf("applications[%d]", i)
+		if err := checkItemName(f+".name", a.Name); err != nil {
 			return err
-		}
-		if utf8.RuneCountInString(a.Name) > MaxNameLen {
-			return api.Invalid(f+".name", "at most %d characters", MaxNameLen)
 		}
 		if isWindows(os) {
 			if a.Command == "" {
@@ -262,15 +257,9 @@ func (c InstallConfig) checkScripts(os string) error {
 		return api.Invalid("firstBootScripts", "at most %d, got %d", MaxItems, len(c.FirstBootScripts))
 	}
 	for i, s := range c.FirstBootScripts {
-		f := field("firstBootScripts", i)
-		if s.Name == "" {
-			return api.Invalid(f+".name", "must not be empty")
-		}
-		if err := plainText(f+".name", s.Name, false); err != nil {
+		f := fmt.Sprintf("firstBootScripts[%d]", i)
+		if err := checkItemName(f+".name", s.Name); err != nil {
 			return err
-		}
-		if utf8.RuneCountInString(s.Name) > MaxNameLen {
-			return api.Invalid(f+".name", "at most %d characters", MaxNameLen)
 		}
 		switch {
 		case isWindows(os) && (s.Language == "" || s.Language == PowerShell || s.Language == Cmd):
@@ -313,15 +302,18 @@ func plainText(f, s string, multiline bool) error {
 	return nil
 }
 
-func field(list string, i int) string {
-	return list + "[" + itoa(i) + "]"
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
+// checkItemName checks the display name of an application or script.
+func checkItemName(f, name string) error {
+	if name == "" {
+		return api.Invalid(f, "must not be empty")
 	}
-	return itoa(i/10) + string(rune('0'+i%10))
+	if err := plainText(f, name, false); err != nil {
+		return err
+	}
+	if utf8.RuneCountInString(name) > MaxNameLen {
+		return api.Invalid(f, "at most %d characters", MaxNameLen)
+	}
+	return nil
 }
 
 // splitLocale returns the language and territory of a locale.

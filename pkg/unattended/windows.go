@@ -138,7 +138,9 @@ type xw struct {
 
 func (w *xw) indent() { w.b.WriteString(strings.Repeat("  ", w.depth)) }
 
-func (w *xw) start(name string, attrs ...string) {
+// open writes an indented start tag without its line end; attrs are
+// name, value pairs.
+func (w *xw) open(name string, attrs []string) {
 	w.indent()
 	w.b.WriteString("<" + name)
 	for i := 0; i+1 < len(attrs); i += 2 {
@@ -146,7 +148,12 @@ func (w *xw) start(name string, attrs ...string) {
 		xml.EscapeText(&w.b, []byte(attrs[i+1]))
 		w.b.WriteString(`"`)
 	}
-	w.b.WriteString(">\n")
+	w.b.WriteString(">")
+}
+
+func (w *xw) start(name string, attrs ...string) {
+	w.open(name, attrs)
+	w.b.WriteString("\n")
 	w.depth++
 }
 
@@ -157,14 +164,7 @@ func (w *xw) end(name string) {
 }
 
 func (w *xw) leaf(name, text string, attrs ...string) {
-	w.indent()
-	w.b.WriteString("<" + name)
-	for i := 0; i+1 < len(attrs); i += 2 {
-		w.b.WriteString(" " + attrs[i] + `="`)
-		xml.EscapeText(&w.b, []byte(attrs[i+1]))
-		w.b.WriteString(`"`)
-	}
-	w.b.WriteString(">")
+	w.open(name, attrs)
 	xml.EscapeText(&w.b, []byte(text))
 	w.b.WriteString("</" + name + ">\n")
 }
@@ -172,6 +172,15 @@ func (w *xw) leaf(name, text string, attrs ...string) {
 func (w *xw) component(name string) {
 	w.start("component", "name", name, "processorArchitecture", "amd64", "publicKeyToken", "31bf3856ad364e35",
 		"language", "neutral", "versionScope", "nonSxS")
+}
+
+// locales writes the language settings of the International-Core
+// components, the same in windowsPE and oobeSystem.
+func (w *xw) locales(locale, ui string) {
+	w.leaf("InputLocale", locale)
+	w.leaf("SystemLocale", locale)
+	w.leaf("UILanguage", ui)
+	w.leaf("UserLocale", locale)
 }
 
 func (w *xw) password(pw string) {
@@ -198,10 +207,7 @@ func renderAutounattend(cfg InstallConfig, opts WindowsOptions) []byte {
 	w.start("SetupUILanguage")
 	w.leaf("UILanguage", opts.uiLanguage())
 	w.end("SetupUILanguage")
-	w.leaf("InputLocale", locale)
-	w.leaf("SystemLocale", locale)
-	w.leaf("UILanguage", opts.uiLanguage())
-	w.leaf("UserLocale", locale)
+	w.locales(locale, opts.uiLanguage())
 	w.end("component")
 
 	w.component("Microsoft-Windows-PnpCustomizationsWinPE")
@@ -238,23 +244,17 @@ func renderAutounattend(cfg InstallConfig, opts WindowsOptions) []byte {
 	}
 	w.end("CreatePartitions")
 	w.start("ModifyPartitions")
-	w.start("ModifyPartition", "wcm:action", "add")
-	w.leaf("Order", "1")
-	w.leaf("PartitionID", "1")
-	w.leaf("Label", "System")
-	w.leaf("Format", "FAT32")
-	w.end("ModifyPartition")
-	w.start("ModifyPartition", "wcm:action", "add")
-	w.leaf("Order", "2")
-	w.leaf("PartitionID", "2")
-	w.end("ModifyPartition")
-	w.start("ModifyPartition", "wcm:action", "add")
-	w.leaf("Order", "3")
-	w.leaf("PartitionID", "3")
-	w.leaf("Label", "Windows")
-	w.leaf("Letter", "C")
-	w.leaf("Format", "NTFS")
-	w.end("ModifyPartition")
+	for i, p := range []struct{ label, letter, format string }{{"System", "", "FAT32"}, {}, {"Windows", "C", "NTFS"}} {
+		w.start("ModifyPartition", "wcm:action", "add")
+		w.leaf("Order", fmt.Sprint(i+1))
+		w.leaf("PartitionID", fmt.Sprint(i+1))
+		for _, f := range [][2]string{{"Label", p.label}, {"Letter", p.letter}, {"Format", p.format}} {
+			if f[1] != "" {
+				w.leaf(f[0], f[1])
+			}
+		}
+		w.end("ModifyPartition")
+	}
 	w.end("ModifyPartitions")
 	w.end("Disk")
 	w.end("DiskConfiguration")
@@ -293,10 +293,7 @@ func renderAutounattend(cfg InstallConfig, opts WindowsOptions) []byte {
 
 	w.start("settings", "pass", "oobeSystem")
 	w.component("Microsoft-Windows-International-Core")
-	w.leaf("InputLocale", locale)
-	w.leaf("SystemLocale", locale)
-	w.leaf("UILanguage", opts.uiLanguage())
-	w.leaf("UserLocale", locale)
+	w.locales(locale, opts.uiLanguage())
 	w.end("component")
 	w.component("Microsoft-Windows-Shell-Setup")
 	w.start("AutoLogon")
