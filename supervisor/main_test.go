@@ -137,6 +137,26 @@ func cleanupUnit(t testing.TB, s *Supervisor, vmID string) {
 	})
 }
 
+// mustStart starts spec's unit, which the end of the test stops and resets.
+func mustStart(t testing.TB, s *Supervisor, ctx context.Context, spec UnitSpec) {
+	t.Helper()
+	cleanupUnit(t, s, spec.VMID)
+	if err := s.Start(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAndSeeStatus starts a unit whose shim reports status, and waits
+// until events delivers that status: signals reach the watcher.
+func startAndSeeStatus(t testing.TB, s *Supervisor, ctx context.Context, events <-chan UnitEvent, status string) {
+	t.Helper()
+	spec := notifierSpec("-status", status)
+	mustStart(t, s, ctx, spec)
+	waitEvent(t, events, "signal "+status, func(ev UnitEvent) bool {
+		return ev.VMID == spec.VMID && ev.StatusText == status
+	})
+}
+
 func isCode(err error, code api.Code) bool {
 	return errors.Is(err, &api.Error{Code: code})
 }

@@ -22,10 +22,7 @@ func TestStartWaitsForReady(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec("-ready-delay", "500ms", "-status", "booted the guest")
-	cleanupUnit(t, s, spec.VMID)
-	if err := s.Start(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(t, s, ctx, spec)
 	st, err := s.State(ctx, spec.VMID)
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +79,7 @@ func TestCleanExitCodes(t *testing.T) {
 	clean := notifierSpec("-exit-after", "200ms", "-exit-code", "64")
 	dirty := notifierSpec("-exit-after", "200ms", "-exit-code", "3")
 	for _, spec := range []UnitSpec{clean, dirty} {
-		cleanupUnit(t, s, spec.VMID)
-		if err := s.Start(ctx, spec); err != nil {
-			t.Fatal(err)
-		}
+		mustStart(t, s, ctx, spec)
 	}
 	ends := waitEnds(t, events, clean.VMID, dirty.VMID)
 	if end := ends[clean.VMID]; end.ActiveState != "inactive" || end.Result != "success" {
@@ -117,10 +111,7 @@ func TestKillFailsUnitAndRunsStopPost(t *testing.T) {
 	waitEvent(t, events, "first reconcile marker", isMarker)
 	spec := notifierSpec()
 	spec.ExecStopPost = []string{stopPostPath}
-	cleanupUnit(t, s, spec.VMID)
-	if err := s.Start(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(t, s, ctx, spec)
 	if err := s.Kill(ctx, spec.VMID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -208,10 +199,7 @@ func TestStartErrors(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec()
-	cleanupUnit(t, s, spec.VMID)
-	if err := s.Start(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(t, s, ctx, spec)
 	if err := s.Start(ctx, spec); !isCode(err, api.CodeAlreadyExists) {
 		t.Errorf("second Start: %v, want AlreadyExists", err)
 	}
@@ -249,10 +237,7 @@ func TestPropertiesReadBack(t *testing.T) {
 	spec.MemoryMax = 256 << 20
 	spec.StopTimeout = 7 * time.Second
 	spec.Environment = []string{"EXTRA=1"}
-	cleanupUnit(t, s, spec.VMID)
-	if err := s.Start(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(t, s, ctx, spec)
 	unit := UnitNameMust(spec.VMID)
 	var svc, u map[string]any
 	err := s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
@@ -309,10 +294,7 @@ func TestWatchReconnects(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	running := notifierSpec()
-	cleanupUnit(t, s, running.VMID)
-	if err := s.Start(ctx, running); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(t, s, ctx, running)
 	events := s.Watch(ctx)
 	listed := false
 	waitEvent(t, events, "first marker", func(ev UnitEvent) bool {
@@ -331,14 +313,7 @@ func TestWatchReconnects(t *testing.T) {
 	if !listed {
 		t.Error("the reconcile after reconnect did not list the running unit")
 	}
-	later := notifierSpec("-status", "after reconnect")
-	cleanupUnit(t, s, later.VMID)
-	if err := s.Start(ctx, later); err != nil {
-		t.Fatal(err)
-	}
-	waitEvent(t, events, "signal after reconnect", func(ev UnitEvent) bool {
-		return ev.VMID == later.VMID && ev.StatusText == "after reconnect"
-	})
+	startAndSeeStatus(t, s, ctx, events, "after reconnect")
 }
 
 // TestWatchEndsWithClose: closing the supervisor closes the channel.
@@ -372,14 +347,7 @@ func TestSurvivesBusRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvent(t, events, "marker after the bus restarted", isMarker)
-	spec := notifierSpec("-status", "after bus restart")
-	cleanupUnit(t, s, spec.VMID)
-	if err := s.Start(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-	waitEvent(t, events, "signal after the bus restarted", func(ev UnitEvent) bool {
-		return ev.VMID == spec.VMID && ev.StatusText == "after bus restart"
-	})
+	startAndSeeStatus(t, s, ctx, events, "after bus restart")
 }
 
 // TestStartSameVMAgain: the same VM starts again right after a Stop and
@@ -418,10 +386,7 @@ func TestUnitExistsMapsToAlreadyExists(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec()
-	cleanupUnit(t, s, spec.VMID)
-	if err := s.Start(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(t, s, ctx, spec)
 	props, err := spec.properties()
 	if err != nil {
 		t.Fatal(err)
