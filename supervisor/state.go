@@ -123,8 +123,8 @@ func (s *Supervisor) List(ctx context.Context) ([]UnitState, error) {
 			svc, err = c.GetUnitTypePropertiesContext(ctx, u.Name, "Service")
 			return err
 		})
-		if err != nil && !isNotFound(mapError(u.Name, "list", err)) {
-			return nil, mapError(u.Name, "list", err)
+		if err := mapError(u.Name, "list", err); err != nil && !isNotFound(err) {
+			return nil, err // a unit gone since the listing has no Service properties: keep what the listing said
 		}
 		fillServiceProps(&st, svc)
 		out = append(out, st)
