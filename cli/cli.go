@@ -46,6 +46,9 @@ func NewRoot(out io.Writer) *cobra.Command {
 		Short:         "Manage Infinivirt VMs through the host agent",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// A bad -o is refused before any call: after one, a power-off
+		// would have run and still be reported as failed.
+		PersistentPreRunE: func(*cobra.Command, []string) error { return g.checkOutput() },
 	}
 	root.SetOut(out)
 	socket := os.Getenv("INFINIVIRT_SOCKET")
@@ -89,19 +92,27 @@ func describe(err error) string {
 	return fmt.Sprintf("%s (%s)", e.Message, e.Code)
 }
 
+func (g *globals) checkOutput() error {
+	if g.output != "table" && g.output != "json" {
+		return api.Invalid("output", "must be table or json, got %q", g.output)
+	}
+	return nil
+}
+
+// print writes v as JSON with -o json or without a table form, and as the
+// table otherwise.
 func (g *globals) print(v any, table func(w *tabwriter.Writer)) error {
-	switch g.output {
-	case "json":
+	if err := g.checkOutput(); err != nil {
+		return err
+	}
+	if g.output == "json" || table == nil {
 		enc := json.NewEncoder(g.out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
-	case "table":
-		w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-		table(w)
-		return w.Flush()
-	default:
-		return api.Invalid("output", "must be table or json, got %q", g.output)
 	}
+	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+	table(w)
+	return w.Flush()
 }
 
 func vmTable(vms ...api.VM) func(*tabwriter.Writer) {
@@ -124,15 +135,13 @@ func healthCommand(g *globals) *cobra.Command {
 		Short: "Show the agent's health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			h, err := g.client().Health(ctx)
-			if err != nil {
-				return err
-			}
-			return g.print(h, func(w *tabwriter.Writer) {
-				for _, k := range []string{"vms", "database", "accel"} {
-					fmt.Fprintf(w, "%s\t%v\n", strings.ToUpper(k), h[k])
+			return do(g, func(ctx context.Context, c *agentclient.Client) (map[string]any, error) {
+				return c.Health(ctx)
+			}, func(h map[string]any) func(*tabwriter.Writer) {
+				return func(w *tabwriter.Writer) {
+					for _, k := range []string{"vms", "database", "accel"} {
+						fmt.Fprintf(w, "%s\t%v\n", strings.ToUpper(k), h[k])
+					}
 				}
 			})
 		},

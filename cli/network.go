@@ -20,14 +20,12 @@ func firewallCommand(g *globals) *cobra.Command {
 		Short: "Show the firewall mode and what the kernel can enforce",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			info, err := g.client().Firewall(ctx)
-			if err != nil {
-				return err
-			}
-			return g.print(info, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "MODE\t%v\nCAPABILITIES\t%v\n", info["mode"], info["capabilities"])
+			return do(g, func(ctx context.Context, c *agentclient.Client) (map[string]any, error) {
+				return c.Firewall(ctx)
+			}, func(info map[string]any) func(*tabwriter.Writer) {
+				return func(w *tabwriter.Writer) {
+					fmt.Fprintf(w, "MODE\t%v\nCAPABILITIES\t%v\n", info["mode"], info["capabilities"])
+				}
 			})
 		},
 	}
@@ -149,7 +147,9 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 				Mode, Department, Kernel string
 				Counters                 map[string]uint64
 			}
-			json.Unmarshal(raw, &eff)
+			if err := json.Unmarshal(raw, &eff); err != nil {
+				return fmt.Errorf("the agent's effective firewall: %w", err)
+			}
 			fmt.Fprintf(g.out, "mode %s, department %s\ncounters %v\n%s\n", eff.Mode, eff.Department, eff.Counters, strings.TrimSpace(eff.Kernel))
 			return nil
 		},
@@ -185,16 +185,14 @@ func bridgeCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List bridges", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
-			bs, err := g.client().Bridges(ctx)
-			if err != nil {
-				return err
-			}
-			return g.print(bs, func(w *tabwriter.Writer) {
-				fmt.Fprintln(w, "NAME\tMAC\tMTU\tUP\tPORTS\tADDRESSES")
-				for _, b := range bs {
-					fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", b["Name"], b["MAC"], b["MTU"], b["Up"], b["Ports"], b["Addresses"])
+			return do(g, func(ctx context.Context, c *agentclient.Client) ([]map[string]any, error) {
+				return c.Bridges(ctx)
+			}, func(bs []map[string]any) func(*tabwriter.Writer) {
+				return func(w *tabwriter.Writer) {
+					fmt.Fprintln(w, "NAME\tMAC\tMTU\tUP\tPORTS\tADDRESSES")
+					for _, b := range bs {
+						fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", b["Name"], b["MAC"], b["MTU"], b["Up"], b["Ports"], b["Addresses"])
+					}
 				}
 			})
 		},
@@ -230,8 +228,8 @@ func bridgeCommand(g *globals) *cobra.Command {
 }
 
 // do runs one API call under the command's deadline and prints its result,
-// as a table when table is set and as JSON otherwise (some documents have no
-// useful table form).
+// as a table when table is set and -o asks for one, and as JSON otherwise
+// (some documents have no useful table form).
 func do[T any](g *globals, call func(context.Context, *agentclient.Client) (T, error), table func(T) func(*tabwriter.Writer)) error {
 	ctx, cancel := g.ctx()
 	defer cancel()
@@ -240,9 +238,7 @@ func do[T any](g *globals, call func(context.Context, *agentclient.Client) (T, e
 		return err
 	}
 	if table == nil {
-		enc := json.NewEncoder(g.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return g.print(v, nil)
 	}
 	return g.print(v, table(v))
 }

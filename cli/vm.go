@@ -64,18 +64,14 @@ func vmCreate(g *globals) *cobra.Command {
 		Short: "Create and boot a VM (from flags, or a CreateVMInput JSON file with -f)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := g.ctx()
-			defer cancel()
 			if file != "" {
 				body, err := readFileOrStdin(file)
 				if err != nil {
 					return err
 				}
-				v, err := g.client().CreateRaw(ctx, body)
-				if err != nil {
-					return err
-				}
-				return g.print(v, vmTable(v))
+				return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
+					return c.CreateRaw(ctx, body)
+				}, vmRow)
 			}
 			if passwordFile != "" {
 				b, err := os.ReadFile(passwordFile)
@@ -96,11 +92,9 @@ func vmCreate(g *globals) *cobra.Command {
 			if err := install.apply(&in); err != nil {
 				return err
 			}
-			v, err := g.client().Create(ctx, in)
-			if err != nil {
-				return err
-			}
-			return g.print(v, vmTable(v))
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
+				return c.Create(ctx, in)
+			}, vmRow)
 		},
 	}
 	f := cmd.Flags()
