@@ -167,6 +167,20 @@ func (a *Agent) get(id string) (*record, error) {
 	return rec, nil
 }
 
+// lockRecord takes the VM's operation lock. The VM may have been deleted
+// while the caller waited for it, so once the lock is held the record must
+// still be the VM's; if not, the lock is let go and the VM does not exist.
+func (a *Agent) lockRecord(ctx context.Context, rec *record) (unlock func(), err error) {
+	if unlock, err = rec.lock(ctx); err != nil {
+		return nil, err
+	}
+	if cur, err := a.get(rec.id); err != nil || cur != rec {
+		unlock()
+		return nil, api.NotFound("VM %s does not exist", rec.id)
+	}
+	return unlock, nil
+}
+
 func (a *Agent) records() []*record {
 	a.mu.Lock()
 	defer a.mu.Unlock()

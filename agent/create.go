@@ -201,7 +201,7 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := rec.lock(ctx)
+	unlock, err := a.lockRecord(ctx, rec)
 	if err != nil {
 		return err
 	}

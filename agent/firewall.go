@@ -250,7 +250,7 @@ func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewa
 	if err := a.checkMode(func(m firewall.Mode) error { return m.CheckVM(nic) }); err != nil {
 		return st, err
 	}
-	unlock, err := rec.lock(ctx)
+	unlock, err := a.lockRecord(ctx, rec)
 	if err != nil {
 		return st, err
 	}

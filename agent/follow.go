@@ -169,7 +169,7 @@ func (a *Agent) autostart(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			unlock, err := rec.lock(ctx)
+			unlock, err := a.lockRecord(ctx, rec)
 			if err != nil {
 				return
 			}

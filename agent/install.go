@@ -315,14 +315,11 @@ func (a *Agent) settleInstall(rec *record) {
 	if a.ctx == nil {
 		return // not started: Start settles what the logs say ended
 	}
-	unlock, err := rec.lock(a.ctx)
+	unlock, err := a.lockRecord(a.ctx, rec)
 	if err != nil {
-		return
+		return // deleted meanwhile, or the agent stops
 	}
 	defer unlock()
-	if _, err := a.get(rec.id); err != nil {
-		return // deleted meanwhile
-	}
 	in := a.settleInstallLocked(a.ctx, rec)
 	if in == nil || in.State != api.InstallDone || !in.BootFromDiskAfter {
 		return

@@ -64,7 +64,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	if err := netdev.BridgeExists(ctx, bridge); err != nil {
 		return api.VM{}, api.Invalid("bridge", "%v", err)
 	}
-	unlock, err := rec.lock(ctx)
+	unlock, err := a.lockRecord(ctx, rec)
 	if err != nil {
 		return api.VM{}, err
 	}

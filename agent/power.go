@@ -24,7 +24,7 @@ func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool)
 	if err != nil {
 		return api.VM{}, err
 	}
-	unlock, err := rec.lock(ctx)
+	unlock, err := a.lockRecord(ctx, rec)
 	if err != nil {
 		return api.VM{}, err
 	}
