@@ -214,13 +214,14 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 		if !force {
 			return api.FailedPrecondition("VM %s is %s; power it off first, or delete with force", id, rec.currentStatus())
 		}
-		if err := a.cfg.Units.Kill(ctx, id, syscall.SIGKILL); err != nil {
+		// A unit that ended meanwhile (NotFound) is what these aim at.
+		if err := a.cfg.Units.Kill(ctx, id, syscall.SIGKILL); err != nil && !isNotFound(err) {
 			return err
 		}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := a.cfg.Units.Stop(sctx, id)
 		cancel()
-		if err != nil {
+		if err != nil && !isNotFound(err) {
 			return err
 		}
 	}

@@ -108,7 +108,7 @@ func (a *Agent) unitActive(ctx context.Context, id string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st, err := a.cfg.Units.State(ctx, id)
-	if errors.Is(err, &api.Error{Code: api.CodeNotFound}) {
+	if isNotFound(err) {
 		return false, nil // transient units are unloaded once they stop cleanly
 	}
 	if err != nil {
@@ -116,6 +116,8 @@ func (a *Agent) unitActive(ctx context.Context, id string) (bool, error) {
 	}
 	return isActive(st.ActiveState), nil
 }
+
+func isNotFound(err error) bool { return errors.Is(err, &api.Error{Code: api.CodeNotFound}) }
 
 func isActive(activeState string) bool {
 	switch activeState {
