@@ -95,9 +95,15 @@ func New() *Server {
 // Handle registers h for a pattern like "GET /v1/status".
 func (s *Server) Handle(pattern string, h HandlerFunc) { s.routes[pattern] = h }
 
-// Serve accepts connections until Shutdown.
+// Serve accepts connections until Shutdown. Called after Shutdown, it
+// closes ln and returns at once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.ln = ln
 	s.mu.Unlock()
 	for {
@@ -202,16 +208,25 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 // ReadRequest parses one HTTP/1.x request from r.
 func ReadRequest(r *bufio.Reader) (*Request, error) {
 	total := 0
+	// Lines are read a buffer at a time, so a client that never sends a
+	// newline is refused at maxHeaderBytes instead of filling memory.
 	readLine := func() (string, error) {
-		line, err := r.ReadString('\n')
-		total += len(line)
-		if total > maxHeaderBytes {
-			return "", errors.New("request header too large")
+		var line []byte
+		for {
+			frag, err := r.ReadSlice('\n')
+			total += len(frag)
+			if total > maxHeaderBytes {
+				return "", errors.New("request header too large")
+			}
+			line = append(line, frag...)
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("incomplete request: %w", err)
+			}
+			return strings.TrimRight(string(line), "\r\n"), nil
 		}
-		if err != nil {
-			return "", fmt.Errorf("incomplete request: %w", err)
-		}
-		return strings.TrimRight(line, "\r\n"), nil
 	}
 	line, err := readLine()
 	if err != nil {

@@ -133,3 +133,46 @@ func FuzzReadRequest(f *testing.F) {
 		}
 	})
 }
+
+// endless is a client that sends header bytes and never a newline.
+type endless struct{ n int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	e.n += len(p)
+	return len(p), nil
+}
+
+func TestHeaderWithoutNewlineIsBounded(t *testing.T) {
+	src := &endless{}
+	if _, err := ReadRequest(bufio.NewReader(src)); err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("err = %v, want the header refused as too large", err)
+	}
+	if src.n > 2*maxHeaderBytes {
+		t.Fatalf("read %d bytes of one header line; the limit is %d", src.n, maxHeaderBytes)
+	}
+}
+
+// A server shut down before its Serve ran (the shim's start failing right
+// after it opened its socket) must not leave Serve accepting.
+func TestServeAfterShutdownReturns(t *testing.T) {
+	s := New()
+	s.Shutdown(context.Background())
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		ln.Close()
+		t.Fatal("Serve kept accepting after Shutdown")
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Fatal("the listener is still open")
+	}
+}
