@@ -114,7 +114,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.reattach(ctx)
 	a.settleInstalls()
 	a.resyncFirewall(ctx)
-	a.autostart(ctx)
+	// In the background: each boot may take minutes (unitStartLimit), and
+	// systemd gives the agent's own start 90 s to say READY.
+	go a.autostart(ctx)
 	return nil
 }
 
