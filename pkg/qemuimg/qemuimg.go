@@ -35,8 +35,13 @@ const (
 	FormatRaw   = "raw"
 )
 
-// maxStderr bounds the qemu-img error text kept in an ExitError.
-const maxStderr = 64 << 10
+// Bounds on what qemu-img may print: the error text kept in an ExitError,
+// and the output read (info's JSON, which a hostile image could inflate
+// with snapshots).
+const (
+	maxStderr = 64 << 10
+	maxStdout = 16 << 20
+)
 
 // Tool runs qemu-img. The zero value is ready to use.
 type Tool struct {
@@ -197,9 +202,9 @@ func (t *Tool) run(ctx context.Context, timeout time.Duration, args ...string) (
 	// A clean environment: stable English messages, nothing inherited
 	// (NOTIFY_SOCKET, proxies) that qemu-img has no business seeing.
 	cmd.Env = []string{"LC_ALL=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	var stdout bytes.Buffer
+	stdout := &limitedBuffer{max: maxStdout}
 	stderr := &limitedBuffer{max: maxStderr}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Run(); err != nil {
 		ee := &ExitError{Args: args, ExitCode: -1, Stderr: stderr.String(), Err: err}
 		var xe *exec.ExitError
@@ -213,21 +218,30 @@ func (t *Tool) run(ctx context.Context, timeout time.Duration, args ...string) (
 		}
 		return nil, ee
 	}
+	if stdout.cut {
+		return nil, fmt.Errorf("qemu-img %s: more than %d bytes of output", args[0], maxStdout)
+	}
 	return stdout.Bytes(), nil
 }
 
-// limitedBuffer keeps the first max bytes written to it.
+// limitedBuffer keeps the first max bytes written to it and notes a cut.
+// The buffer is a field, not embedded: an embedded bytes.Buffer would lend
+// it ReadFrom, which io.Copy (and so os/exec) prefers to Write, unbounded.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf bytes.Buffer
 	max int
+	cut bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(room, len(p))])
-	}
+	room := max(b.max-b.buf.Len(), 0)
+	b.buf.Write(p[:min(room, len(p))])
+	b.cut = b.cut || len(p) > room
 	return len(p), nil
 }
+
+func (b *limitedBuffer) Bytes() []byte  { return b.buf.Bytes() }
+func (b *limitedBuffer) String() string { return b.buf.String() }
 
 func checkPath(field, p string) error {
 	if !filepath.IsAbs(p) {

@@ -361,6 +361,21 @@ func TestMissingBinary(t *testing.T) {
 	}
 }
 
+// A qemu-img that prints without end (info of an image inflated with
+// snapshots) is cut off, not read into memory.
+func TestOutputIsBounded(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "qemu-img")
+	script := "#!/bin/sh\nexec head -c 100000000 /dev/zero\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tool := qemuimg.Tool{Binary: bin}
+	_, err := tool.Info(ctx(t), "/x.qcow2", qemuimg.FormatQCOW2)
+	if err == nil || !strings.Contains(err.Error(), "bytes of output") {
+		t.Fatalf("endless output: %v, want it refused as too large", err)
+	}
+}
+
 func BenchmarkInfo(b *testing.B) {
 	needQemuImg(b)
 	var tool qemuimg.Tool
