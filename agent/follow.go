@@ -17,9 +17,12 @@ import (
 )
 
 // follow streams the VM's shim events into the agent until the shim is gone.
-// Calling it again while it runs does nothing.
+// Calling it while a follower runs makes that follower look once more when
+// it is done: it may be leaving after the last run's end just as the VM's
+// next run starts, which would otherwise go unfollowed.
 func (a *Agent) follow(rec *record) {
 	rec.mu.Lock()
+	rec.followAgain = true
 	if rec.following {
 		rec.mu.Unlock()
 		return
@@ -27,13 +30,20 @@ func (a *Agent) follow(rec *record) {
 	rec.following = true
 	rec.mu.Unlock()
 	go func() {
-		defer func() {
+		for {
 			rec.mu.Lock()
-			rec.following = false
+			rec.followAgain = false
 			rec.mu.Unlock()
+			a.followLoop(rec)
 			a.catchUp(rec)
-		}()
-		a.followLoop(rec)
+			rec.mu.Lock()
+			if !rec.followAgain || a.ctx.Err() != nil {
+				rec.following = false
+				rec.mu.Unlock()
+				return
+			}
+			rec.mu.Unlock()
+		}
 	}()
 }
 

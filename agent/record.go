@@ -17,16 +17,17 @@ type record struct {
 	// one VM; it is a channel so that waiting honours a context.
 	op chan struct{}
 
-	mu        sync.Mutex
-	spec      *vmspec.Spec // replaced whole by updateSpec; read it with currentSpec
-	committed bool         // visible through the API and the database
-	status    api.Status
-	reason    api.Reason
-	message   string
-	seq       uint64
-	qemuPID   int
-	updatedAt time.Time
-	following bool // a goroutine follows the shim's event stream
+	mu          sync.Mutex
+	spec        *vmspec.Spec // replaced whole by updateSpec; read it with currentSpec
+	committed   bool         // visible through the API and the database
+	status      api.Status
+	reason      api.Reason
+	message     string
+	seq         uint64
+	qemuPID     int
+	updatedAt   time.Time
+	following   bool // a goroutine follows the shim's event stream
+	followAgain bool // follow was called while it did: look again when done
 }
 
 func newRecord(spec *vmspec.Spec) *record {
