@@ -9,8 +9,12 @@ import (
 	"time"
 )
 
-// consoleKeep is how much of the serial console the shim remembers.
-const consoleKeep = 64 << 10
+// consoleKeep is how much of the serial console the shim remembers, and
+// consoleLineMax the longest line it logs in one piece.
+const (
+	consoleKeep    = 64 << 10
+	consoleLineMax = 4 << 10
+)
 
 // Bounds on the console's two ends: typing into a guest that reads nothing
 // gives up, and the last output is read before the shim exits. Variables,
@@ -34,24 +38,26 @@ type console struct {
 
 func newConsole(f *os.File) *console { return &console{f: f, drained: make(chan struct{})} }
 
-// pump reads the guest's output until QEMU's end closes.
+// pump reads the guest's output until QEMU's end closes. The guest is not
+// trusted: a line longer than consoleLineMax goes to the journal in pieces
+// rather than growing in memory until its newline comes.
 func (c *console) pump(log *slog.Logger) {
 	defer close(c.drained)
-	r := bufio.NewReaderSize(c.f, 4096)
+	r := bufio.NewReaderSize(c.f, consoleLineMax)
 	for {
-		line, err := r.ReadString('\n')
-		if line != "" {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
 			c.mu.Lock()
 			c.tail = append(c.tail, line...)
 			if over := len(c.tail) - consoleKeep; over > 0 {
 				c.tail = append(c.tail[:0], c.tail[over:]...)
 			}
 			c.mu.Unlock()
-			if text := strings.TrimRight(line, "\r\n"); text != "" {
+			if text := strings.TrimRight(string(line), "\r\n"); text != "" {
 				log.Info("console: "+text, "SOURCE", "serial")
 			}
 		}
-		if err != nil {
+		if err != nil && err != bufio.ErrBufferFull {
 			return
 		}
 	}

@@ -2,10 +2,12 @@ package shim
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -39,5 +41,49 @@ func TestConsoleWriteGivesUpAndCloseKeepsTheLastLines(t *testing.T) {
 	}
 	if !strings.Contains(string(c.Tail()), "Kernel panic") {
 		t.Fatalf("tail %q lost the last line", c.Tail())
+	}
+}
+
+// lineSizes records the length of every console line the shim logs.
+type lineSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (l *lineSizes) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lineSizes) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.sizes = append(l.sizes, len(r.Message))
+	l.mu.Unlock()
+	return nil
+}
+func (l *lineSizes) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *lineSizes) WithGroup(string) slog.Handler      { return l }
+
+// A guest that never prints a newline cannot grow the shim: its output is
+// logged in pieces of at most consoleLineMax, and the tail stays bounded.
+func TestConsoleLineFromTheGuestIsBounded(t *testing.T) {
+	ours, theirs, err := socketpair("serial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConsole(ours)
+	logged := &lineSizes{}
+	go c.pump(slog.New(logged))
+	go func() {
+		theirs.Write(bytes.Repeat([]byte("y"), 1<<20))
+		theirs.Close()
+	}()
+	<-c.drained
+	c.Close()
+	total := 0
+	for _, n := range logged.sizes {
+		if n > len("console: ")+consoleLineMax {
+			t.Fatalf("logged a line of %d bytes", n)
+		}
+		total += n - len("console: ")
+	}
+	if total != 1<<20 || len(c.Tail()) != consoleKeep {
+		t.Fatalf("logged %d of %d bytes, tail %d", total, 1<<20, len(c.Tail()))
 	}
 }
