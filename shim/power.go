@@ -2,8 +2,10 @@ package shim
 
 import (
 	"context"
+	"errors"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/qmp"
 )
 
 // Power carries out one of the seven power verbs on the running VM. It
@@ -27,7 +29,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 			return api.FailedPrecondition("VM is %s; only a suspended or paused VM can resume", st)
 		}
 		if err := s.qmp.Cont(ctx); err != nil {
-			return api.Internal("cont: %v", err)
+			return qmpFailed(err)
 		}
 		s.mu.Lock()
 		s.ioError = false
@@ -41,7 +43,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 			return api.FailedPrecondition("VM is %s; only a running VM can be suspended", st)
 		}
 		if err := s.qmp.Stop(ctx); err != nil {
-			return api.Internal("stop: %v", err)
+			return qmpFailed(err)
 		}
 		s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
 	case api.Reset:
@@ -49,7 +51,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 			return api.FailedPrecondition("VM is %s; it cannot be reset", st)
 		}
 		if err := s.qmp.SystemReset(ctx); err != nil {
-			return api.Internal("system_reset: %v", err)
+			return qmpFailed(err)
 		}
 		if st == api.StatusRunning {
 			s.setRunning(api.ReasonReset, "")
@@ -67,4 +69,17 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 		return api.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
 	}
 	return nil
+}
+
+// qmpFailed classes a failed QMP command for the API: QEMU gone (it is
+// exiting) is Unavailable, no answer in time DeadlineExceeded, and QEMU
+// refusing the command Internal. QMP's errors already name the command.
+func qmpFailed(err error) error {
+	switch {
+	case errors.Is(err, qmp.ErrDisconnected), errors.Is(err, qmp.ErrClosed):
+		return api.Unavailable("%v", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return &api.Error{Code: api.CodeDeadlineExceeded, Message: err.Error()}
+	}
+	return api.Internal("%v", err)
 }

@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -143,4 +144,15 @@ func TestInstallPastItsTimeFailsAtBoot(t *testing.T) {
 		t.Fatal("the boot-key presser still runs")
 	}
 	s.stopInstallWatch()
+}
+
+// A power request that finds QEMU gone is Unavailable, not an internal
+// error: the VM is going away.
+func TestPowerWithQEMUGoneIsUnavailable(t *testing.T) {
+	s, _ := newSupervisedShim(t, 2)
+	s.qmp.Close()
+	err := s.Power(context.Background(), api.Suspend)
+	if !errors.Is(err, &api.Error{Code: api.CodeUnavailable}) {
+		t.Fatalf("suspend without QMP: %v, want Unavailable", err)
+	}
 }
