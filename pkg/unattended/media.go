@@ -80,11 +80,16 @@ func BuildAnswerISOWithOptions(ctx context.Context, osName string, cfg InstallCo
 	if err != nil {
 		return err
 	}
+	return writeMedium(ctx, dstPath, label, files, "answer ISO for "+osName)
+}
+
+// writeMedium writes an answer medium at dstPath, whose directory must exist.
+func writeMedium(ctx context.Context, dstPath, label string, files []isoimage.File, what string) error {
 	if fi, err := os.Stat(filepath.Dir(dstPath)); err != nil || !fi.IsDir() {
 		return api.NotFound("directory for the answer ISO %s does not exist", filepath.Dir(dstPath))
 	}
 	if err := isoimage.Write(ctx, dstPath, isoimage.Options{Label: label}, files); err != nil {
-		return fmt.Errorf("unattended: answer ISO for %s: %w", osName, err)
+		return fmt.Errorf("unattended: %s: %w", what, err)
 	}
 	return nil
 }
@@ -97,12 +102,6 @@ func BuildCloudConfigISO(ctx context.Context, cfg InstallConfig, opts CloudOptio
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Stat(filepath.Dir(dstPath)); err != nil || !fi.IsDir() {
-		return api.NotFound("directory for the answer ISO %s does not exist", filepath.Dir(dstPath))
-	}
 	files := []isoimage.File{{Path: "user-data", Data: ud}, {Path: "meta-data", Data: metaData(cfg.Hostname, ud)}}
-	if err := isoimage.Write(ctx, dstPath, isoimage.Options{Label: LabelNoCloud}, files); err != nil {
-		return fmt.Errorf("unattended: cloud-config ISO: %w", err)
-	}
-	return nil
+	return writeMedium(ctx, dstPath, LabelNoCloud, files, "cloud-config ISO")
 }
