@@ -52,6 +52,7 @@ type device struct {
 	MQ        bool   `json:"mq,omitempty"`
 	Vectors   int    `json:"vectors,omitempty"`
 	BootIndex *int   `json:"bootindex,omitempty"` // nil: not bootable; 0 is QEMU's first
+	TPMDev    string `json:"tpmdev,omitempty"`
 }
 
 // blockdev is a JSON -blockdev value: a file node, or a format node on one.

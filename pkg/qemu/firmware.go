@@ -116,20 +116,13 @@ func (c *Config) firmwareArgs(a *argv) {
 	}
 }
 
-// tpmDev is the JSON -device value of the TPM.
-type tpmDev struct {
-	Driver string `json:"driver"`
-	ID     string `json:"id"`
-	TPMDev string `json:"tpmdev"`
-}
-
 func (c *Config) tpmArgs(a *argv) {
 	if c.TPM == nil {
 		return
 	}
 	a.add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", TPMChardev, c.TPM.CtrlFD))
 	a.add("-tpmdev", "emulator,id="+TPMBackend+",chardev="+TPMChardev)
-	a.json("-device", tpmDev{Driver: "tpm-crb", ID: tpmDevice, TPMDev: TPMBackend})
+	a.device(device{Driver: "tpm-crb", ID: tpmDevice, TPMDev: TPMBackend})
 }
 
 // validatePlatform checks the firmware, the TPM and the boot-once device.
