@@ -51,30 +51,41 @@ func TestAnswerISOs(t *testing.T) {
 			if err != nil || !reflect.DeepEqual(j, c.names) {
 				t.Errorf("Joliet names %q, %v; want %q", j, err, c.names)
 			}
+			read := func(name string) []byte {
+				t.Helper()
+				b, err := im.ReadFile(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
 			switch c.os {
 			case OSUbuntu:
-				ud, _ := im.ReadFile("user-data")
+				ud := read("user-data")
 				doc := mustParseYAML(t, ud)
 				hash, _ := dig(doc, "autoinstall", "identity", "password").(string)
 				if ok, _ := sha512crypt.Verify(cfg.Password, hash); !ok {
 					t.Error("the ISO's identity password does not verify")
 				}
-				md, _ := im.ReadFile("meta-data")
+				md := read("meta-data")
 				if !bytes.Contains(md, []byte(instanceID(ud))) {
 					t.Errorf("meta-data %q does not name the user-data's instance id", md)
 				}
 			case OSFedora:
-				ks, _ := im.ReadFile("ks.cfg")
+				ks := read("ks.cfg")
 				if err := CheckKickstart(ks); err != nil {
 					t.Error(err)
 				}
 			default:
-				x, _ := im.ReadFile("autounattend.xml")
-				want, _ := WindowsAutounattend(cfg, WindowsOptions{Edition: map[string]int{OSWindows10: 10, OSWindows11: 11}[c.os]})
+				x := read("autounattend.xml")
+				want, err := WindowsAutounattend(cfg, WindowsOptions{Edition: map[string]int{OSWindows10: 10, OSWindows11: 11}[c.os]})
+				if err != nil {
+					t.Fatal(err)
+				}
 				if !bytes.Equal(x, want) {
 					t.Error("autounattend.xml on the ISO differs from the generator's")
 				}
-				ps, _ := im.ReadFile("infinivirt-01-set-wallpaper.ps1")
+				ps := read("infinivirt-01-set-wallpaper.ps1")
 				if !bytes.HasPrefix(ps, []byte("\ufeff")) || !bytes.Contains(ps, []byte("\r\n")) || bytes.Contains(bytes.ReplaceAll(ps, []byte("\r\n"), nil), []byte("\n")) {
 					t.Errorf("PowerShell script should be UTF-8 with BOM and CRLF: %q", ps)
 				}
