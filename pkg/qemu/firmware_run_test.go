@@ -85,35 +85,10 @@ func TestQEMUWithSWTPM(t *testing.T) {
 	defer tpm.Stop()
 
 	cfg := windows11Install(f)
-	conn, qmpChild, err := guest.Socketpair("qmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	cmd, err := qemu.Command(ctx, "", &cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
 	// fd 3 QMP, fd 4 closed (no serial), fd 5 the TPM as cfg.TPM says.
-	cmd.ExtraFiles = []*os.File{qmpChild, nil, ctrl}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	qmpChild.Close()
+	vm := runWithQMP(t, ctx, &cfg, nil, nil, ctrl)
 	ctrl.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
-	}()
-	c, err := qmp.New(ctx, conn)
-	if err != nil {
-		t.Fatalf("QMP: %v; QEMU stderr: %s", err, stderr.String())
-	}
-	defer c.Close()
+	c := vm.qmp
 
 	devs, err := c.QueryTPM(ctx)
 	if err != nil {
@@ -149,8 +124,7 @@ func TestQEMUWithSWTPM(t *testing.T) {
 	if err := c.Quit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	<-exited
-	exited <- nil
+	<-vm.exited
 	select {
 	case <-tpm.Done():
 	case <-ctx.Done():
@@ -180,32 +154,8 @@ func TestBootOnceReachesTheFirmware(t *testing.T) {
 	cfg.Disks = []qemu.Disk{{ID: "disk0", Path: disk, Format: qemu.FormatQCOW2, BootIndex: 1}}
 	cfg.CDROMs = []qemu.CDROM{{ID: "cd0", Path: cd}}
 	cfg.BootOnce = "cd0"
-	conn, qmpChild, err := guest.Socketpair("qmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	cmd, err := qemu.Command(ctx, "", &cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Args = append(cmd.Args, "-chardev", "file,id=seabios,path="+debug, "-device", "isa-debugcon,iobase=0x402,chardev=seabios")
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	cmd.ExtraFiles = []*os.File{qmpChild}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	qmpChild.Close()
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	c, err := qmp.New(ctx, conn)
-	if err != nil {
-		t.Fatalf("QMP: %v; QEMU stderr: %s", err, stderr.String())
-	}
-	defer c.Close()
+	vm := runWithQMP(t, ctx, &cfg, []string{"-chardev", "file,id=seabios,path=" + debug, "-device", "isa-debugcon,iobase=0x402,chardev=seabios"})
+	c := vm.qmp
 	id, idx, _ := cfg.BootOnceRestore()
 	if err := c.Execute(ctx, "qom-set", map[string]any{"path": qemu.PeripheralPath(id), "property": "bootindex", "value": idx}, nil); err != nil {
 		t.Fatal(err)
@@ -226,7 +176,7 @@ func TestBootOnceReachesTheFirmware(t *testing.T) {
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("firmware tried only %v; QEMU stderr: %s", tried, stderr.String())
+				t.Fatalf("firmware tried only %v; QEMU stderr: %s", tried, vm.stderr.String())
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
@@ -245,4 +195,49 @@ func TestBootOnceReachesTheFirmware(t *testing.T) {
 	if again[0] != "Hard Disk" {
 		t.Fatalf("the boot after a reset tried %v first, want the disk", again)
 	}
+}
+
+// qemuRun is a QEMU a test started, with a QMP client on it.
+type qemuRun struct {
+	qmp    *qmp.Client
+	stderr *lockedBuffer
+	exited chan struct{} // closed once QEMU has been reaped
+}
+
+// runWithQMP starts QEMU for cfg with extraArgs after its own, QMP on fd 3
+// and files from fd 4 on (nil keeps an fd closed), and connects QMP. QEMU is
+// killed when the test ends.
+func runWithQMP(t *testing.T, ctx context.Context, cfg *qemu.Config, extraArgs []string, files ...*os.File) *qemuRun {
+	t.Helper()
+	conn, qmpChild, err := guest.Socketpair("qmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	cmd, err := qemu.Command(ctx, "", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Args = append(cmd.Args, extraArgs...)
+	vm := &qemuRun{stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = vm.stderr
+	cmd.ExtraFiles = append([]*os.File{qmpChild}, files...)
+	err = cmd.Start()
+	qmpChild.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		close(vm.exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-vm.exited
+	})
+	if vm.qmp, err = qmp.New(ctx, conn); err != nil {
+		t.Fatalf("QMP: %v; QEMU stderr: %s", err, vm.stderr.String())
+	}
+	t.Cleanup(func() { vm.qmp.Close() })
+	return vm
 }
