@@ -74,10 +74,7 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // Create makes a thin (not preallocated) image of sizeBytes, a multiple of
 // 512. It refuses to overwrite: an existing path is an AlreadyExists error.
 func (t *Tool) Create(ctx context.Context, path, format string, sizeBytes int64) error {
-	if err := checkPath("path", path); err != nil {
-		return err
-	}
-	if err := checkFormat("format", format); err != nil {
+	if err := checkImage("path", path, "format", format); err != nil {
 		return err
 	}
 	if err := checkSize(sizeBytes); err != nil {
@@ -102,10 +99,7 @@ func ForceShare() InfoOption {
 // Info reads the image's metadata. It opens neither backing file nor data
 // file, so it is safe on an image that points outside the storage root.
 func (t *Tool) Info(ctx context.Context, path, format string, opts ...InfoOption) (*Info, error) {
-	if err := checkPath("path", path); err != nil {
-		return nil, err
-	}
-	if err := checkFormat("format", format); err != nil {
+	if err := checkImage("path", path, "format", format); err != nil {
 		return nil, err
 	}
 	args := []string{"info", "--output=json", "-f", format}
@@ -122,10 +116,7 @@ func (t *Tool) Info(ctx context.Context, path, format string, opts ...InfoOption
 // Resize sets the image's virtual size. Shrinking loses the data past the
 // new end, so it needs allowShrink.
 func (t *Tool) Resize(ctx context.Context, path, format string, sizeBytes int64, allowShrink bool) error {
-	if err := checkPath("path", path); err != nil {
-		return err
-	}
-	if err := checkFormat("format", format); err != nil {
+	if err := checkImage("path", path, "format", format); err != nil {
 		return err
 	}
 	if err := checkSize(sizeBytes); err != nil {
@@ -142,16 +133,10 @@ func (t *Tool) Resize(ctx context.Context, path, format string, sizeBytes int64,
 // Convert copies src into a new image dst, flattening any backing chain.
 // It refuses to overwrite dst.
 func (t *Tool) Convert(ctx context.Context, src, srcFormat, dst, dstFormat string) error {
-	if err := checkPath("src", src); err != nil {
+	if err := checkImage("src", src, "srcFormat", srcFormat); err != nil {
 		return err
 	}
-	if err := checkFormat("srcFormat", srcFormat); err != nil {
-		return err
-	}
-	if err := checkPath("dst", dst); err != nil {
-		return err
-	}
-	if err := checkFormat("dstFormat", dstFormat); err != nil {
+	if err := checkImage("dst", dst, "dstFormat", dstFormat); err != nil {
 		return err
 	}
 	if src == dst {
@@ -242,6 +227,14 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 
 func (b *limitedBuffer) Bytes() []byte  { return b.buf.Bytes() }
 func (b *limitedBuffer) String() string { return b.buf.String() }
+
+// checkImage checks an image's path and format, naming the field at fault.
+func checkImage(pathField, path, formatField, format string) error {
+	if err := checkPath(pathField, path); err != nil {
+		return err
+	}
+	return checkFormat(formatField, format)
+}
 
 func checkPath(field, p string) error {
 	if !filepath.IsAbs(p) {
