@@ -50,6 +50,10 @@ func dial(ctx context.Context, netnsFd int, msgs int) (*conn, error) {
 	}
 	nc, err := nftables.New(opts...)
 	if err != nil {
+		if c.nl != nil {
+			// The library does not close a socket whose options failed.
+			_ = c.nl.Close()
+		}
 		return nil, fmt.Errorf("netlink (nftables): %w", err)
 	}
 	c.Conn = nc
