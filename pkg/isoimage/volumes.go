@@ -139,6 +139,15 @@ type dirEntry struct {
 	ext  extent
 }
 
+// readDir reads and decodes the directory at e.
+func (v Volumes) readDir(r io.ReaderAt, e extent, tree Tree) ([]dirEntry, error) {
+	b, err := v.readExtent(r, e)
+	if err != nil {
+		return nil, err
+	}
+	return v.parseDir(b, tree)
+}
+
 // parseDir decodes the records of one directory extent.
 func (v Volumes) parseDir(b []byte, tree Tree) ([]dirEntry, error) {
 	var out []dirEntry
@@ -197,11 +206,7 @@ func (v Volumes) ListDir(r io.ReaderAt, tree Tree, dir string) ([]string, error)
 		if part == "" || part == "." {
 			continue
 		}
-		b, err := v.readExtent(r, cur)
-		if err != nil {
-			return nil, err
-		}
-		ents, err := v.parseDir(b, tree)
+		ents, err := v.readDir(r, cur, tree)
 		if err != nil {
 			return nil, err
 		}
@@ -216,11 +221,7 @@ func (v Volumes) ListDir(r io.ReaderAt, tree Tree, dir string) ([]string, error)
 			return nil, fmt.Errorf("isoimage: directory %q not found", dir)
 		}
 	}
-	b, err := v.readExtent(r, cur)
-	if err != nil {
-		return nil, err
-	}
-	ents, err := v.parseDir(b, tree)
+	ents, err := v.readDir(r, cur, tree)
 	if err != nil {
 		return nil, err
 	}
