@@ -38,6 +38,10 @@ type CleanupConfig struct {
 // If the shim itself died before recording how the VM ended, it records
 // that the shim was lost. It is idempotent and safe to run at any time.
 func Cleanup(ctx context.Context, c CleanupConfig) error {
+	if !vmspec.ValidID(c.VMID) {
+		// It names the directory removed below.
+		return fmt.Errorf("cleanup: %q is not a VM id", c.VMID)
+	}
 	log := c.Logger.With(logging.KeyVM, c.VMID)
 	var errs []error
 	// systemd waits for ExecStopPost: each kernel round trip gets a deadline.

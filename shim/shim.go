@@ -144,6 +144,11 @@ func New(cfg Config) *Shim {
 // is SIGTERM: it runs the shutdown ladder. The result is the process exit
 // code, which tells systemd how the VM ended (see shimapi).
 func (s *Shim) Run(ctx context.Context) int {
+	if !vmspec.ValidID(s.cfg.VMID) {
+		// Teardown would remove a directory named by it.
+		s.log.Error("start failed", "ERROR", fmt.Sprintf("%q is not a VM id", s.cfg.VMID))
+		return shimapi.ExitStartFailed
+	}
 	if err := s.start(ctx); err != nil {
 		return s.failStart(err)
 	}

@@ -197,3 +197,24 @@ func TestCheckDiskRefusesALink(t *testing.T) {
 		t.Fatalf("a disk that links outside the VM's directory: %v", err)
 	}
 }
+
+// The VM id names directories the shim and its cleanup remove: one that is
+// not a VM's UUID is refused before anything is touched.
+func TestNotAVMIDTouchesNothing(t *testing.T) {
+	root := t.TempDir()
+	layout := vmspec.Layout{StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run")}
+	keep := filepath.Join(root, "keep")
+	if err := os.WriteFile(keep, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := "../.."
+	if code := New(Config{VMID: bad, Layout: layout}).Run(context.Background()); code != shimapi.ExitStartFailed {
+		t.Errorf("run: exit %d", code)
+	}
+	if err := Cleanup(context.Background(), CleanupConfig{VMID: bad, Layout: layout, Logger: New(Config{}).log}); err == nil {
+		t.Error("cleanup accepted a path as a VM id")
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Fatalf("a file outside the VM's directories is gone: %v", err)
+	}
+}

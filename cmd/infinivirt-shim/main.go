@@ -37,8 +37,9 @@ func main() {
 	fwMode := fs.String("firewall", string(shimapi.FirewallOff), "firewall mode: off, conntrack or stateless")
 	fwReject := fs.Bool("firewall-reject", false, "the kernel can REJECT in the bridge family")
 	fs.Parse(args)
-	if *id == "" {
-		fmt.Fprintln(os.Stderr, "infinivirt-shim: --id is required")
+	if !vmspec.ValidID(*id) {
+		// The id names directories the shim creates and removes.
+		fmt.Fprintf(os.Stderr, "infinivirt-shim: --id must be a VM's lower-case UUID, got %q\n", *id)
 		os.Exit(2)
 	}
 	level := slog.LevelInfo

@@ -36,6 +36,10 @@ var (
 	bridgeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
 )
 
+// ValidID reports whether id is a VM id as a spec holds it: a lower-case
+// UUID, safe to put in a path or a unit name.
+func ValidID(id string) bool { return uuidRE.MatchString(id) }
+
 // Defaults are the host's settings that fill what a request leaves empty.
 type Defaults struct {
 	Accel          string // kvm or tcg
