@@ -194,11 +194,6 @@ func (l *Log) compactLocked() error {
 	return l.reopen()
 }
 
-// Since returns the entries after seq, oldest first.
-func (l *Log) Since(seq uint64) ([]api.Event, error) {
-	return ReadFile(l.path, seq)
-}
-
 // Subscription delivers entries appended after it was made.
 type Subscription struct {
 	ch chan api.Event
