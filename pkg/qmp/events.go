@@ -9,18 +9,16 @@ import (
 
 // Names of the events the shim reacts to.
 const (
-	EventShutdown          = "SHUTDOWN"
-	EventPowerdown         = "POWERDOWN"
-	EventReset             = "RESET"
-	EventStop              = "STOP"
-	EventResume            = "RESUME"
-	EventSuspend           = "SUSPEND"
-	EventWakeup            = "WAKEUP"
-	EventGuestPanicked     = "GUEST_PANICKED"
-	EventWatchdog          = "WATCHDOG"
-	EventBlockIOError      = "BLOCK_IO_ERROR"
-	EventDeviceDeleted     = "DEVICE_DELETED"
-	EventBlockJobCompleted = "BLOCK_JOB_COMPLETED"
+	EventShutdown      = "SHUTDOWN"
+	EventPowerdown     = "POWERDOWN"
+	EventReset         = "RESET"
+	EventStop          = "STOP"
+	EventResume        = "RESUME"
+	EventSuspend       = "SUSPEND"
+	EventWakeup        = "WAKEUP"
+	EventGuestPanicked = "GUEST_PANICKED"
+	EventWatchdog      = "WATCHDOG"
+	EventBlockIOError  = "BLOCK_IO_ERROR"
 )
 
 // Event is one asynchronous QMP event.
