@@ -86,7 +86,7 @@ func (a *Agent) resyncFirewall(ctx context.Context) {
 		return
 	}
 	for _, d := range depts {
-		vms := a.runningFirewallVMs(d.ID, "")
+		vms := a.runningFirewallVMs(d.ID)
 		if len(vms) == 0 {
 			continue
 		}
@@ -100,11 +100,11 @@ func (a *Agent) resyncFirewall(ctx context.Context) {
 }
 
 // runningFirewallVMs are the firewall views of the department's VMs whose
-// shims run, except skip.
-func (a *Agent) runningFirewallVMs(dept, skip string) []firewall.VM {
+// shims run.
+func (a *Agent) runningFirewallVMs(dept string) []firewall.VM {
 	var out []firewall.VM
 	for _, rec := range a.records() {
-		if rec.id == skip || rec.currentStatus().Terminal() {
+		if rec.currentStatus().Terminal() {
 			continue
 		}
 		st, err := vmspec.LoadVMFirewall(a.cfg.Layout, rec.id)
@@ -127,7 +127,7 @@ func (a *Agent) Firewall() FirewallInfo {
 	return FirewallInfo{Mode: a.fw.mode, Capabilities: a.fw.caps}
 }
 
-// checkRules refuses what the kernel cannot enforce, before anything changes.
+// checkMode refuses what the kernel cannot enforce, before anything changes.
 func (a *Agent) checkMode(check func(firewall.Mode) error) error {
 	if a.fw.fw == nil {
 		return nil
@@ -164,7 +164,7 @@ func (a *Agent) PutDepartment(ctx context.Context, d firewall.Department) (firew
 	a.fw.mu.Lock()
 	defer a.fw.mu.Unlock()
 	if a.fw.fw != nil {
-		if vms := a.runningFirewallVMs(d.ID, ""); len(vms) > 0 {
+		if vms := a.runningFirewallVMs(d.ID); len(vms) > 0 {
 			cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
 			err := a.fw.fw.ApplyDepartment(cctx, d, vms)
 			cancel()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -90,7 +91,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	if osName == "" {
 		osName = spec.OS
 	}
-	if !contains(vmspec.InstallOSes, osName) {
+	if !slices.Contains(vmspec.InstallOSes, osName) {
 		return nil, api.Invalid("install.os", "unattended install supports %s, got %q", strings.Join(vmspec.InstallOSes, ", "), req.OS)
 	}
 	if osName != spec.OS {
@@ -406,13 +407,4 @@ func (a *Agent) updateSpec(rec *record, change func(*vmspec.Spec) error) error {
 	rec.spec = &ns
 	rec.mu.Unlock()
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
