@@ -38,8 +38,11 @@ func New(identifier string, w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
+// keySeparators become underscores: journald field names allow only A-Z, 0-9 and _.
+var keySeparators = strings.NewReplacer(".", "_", "-", "_")
+
 func upperKeys(groups []string, a slog.Attr) slog.Attr {
-	a.Key = strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(a.Key))
+	a.Key = strings.ToUpper(keySeparators.Replace(a.Key))
 	return a
 }
 
