@@ -82,6 +82,7 @@ func (s *Store) GetVM(ctx context.Context, vmID string) (Row, error) {
 	var r Row
 	err = s.do(ctx, "GetVM", id, func(ctx context.Context) error {
 		rows, _ := s.pool.Query(ctx, `SELECT `+rowColumns+` FROM infinivirt.vms WHERE id = $1`, id)
+		var err error
 		r, err = pgx.CollectExactlyOneRow(rows, scanRow)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return api.NotFound("vm %s is not in the store", id)
