@@ -97,12 +97,20 @@ func (s *storeSync) run(ctx context.Context) {
 	}
 	retry := storeRetryMin
 	var timer <-chan time.Time
+	// A store opened in the background (LazyStore) says when it connects:
+	// replay then, rather than at the end of a backoff grown while it was away.
+	var connected <-chan struct{}
+	if l, ok := s.store.(interface{ Ready() <-chan struct{} }); ok {
+		connected = l.Ready()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
 		case <-timer:
+		case <-connected:
+			connected = nil
 		}
 		if s.drain(ctx) {
 			retry, timer = storeRetryMin, nil
