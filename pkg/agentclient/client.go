@@ -86,8 +86,11 @@ func (c *Client) Console(ctx context.Context, id string) (string, error) {
 	return b.String(), err
 }
 
-// Events streams events to fn until ctx ends or fn fails: of one VM when id
-// is set (replaying its log after `after` when after > 0), else of all.
+// Events streams events to fn until ctx ends, fn fails, or the agent ends
+// the stream: of one VM when id is set (replaying its log after `after`
+// when after > 0), else of all. A stream the agent ended returns nil: the
+// VM was deleted, or this reader fell behind and should call again with
+// the last sequence it saw.
 func (c *Client) Events(ctx context.Context, id string, after uint64, fn func(api.Event) error) error {
 	path := "/v1/events"
 	if id != "" {
