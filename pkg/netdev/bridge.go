@@ -119,12 +119,24 @@ func EnsureBridge(ctx context.Context, cfg BridgeConfig) (BridgeInfo, error) {
 	defer c.close()
 
 	br, err := c.bridge(cfg.Name)
+	created := false
 	if errors.Is(err, ErrBridgeNotFound) {
-		br, err = c.createBridge(cfg.Name, mac, cfg.MTU)
+		br, created, err = c.createBridge(cfg.Name, mac, cfg.MTU)
 	}
-	if err != nil {
-		return BridgeInfo{}, err
+	var info BridgeInfo
+	if err == nil {
+		info, err = c.configureBridge(br, cfg, mac)
 	}
+	if err != nil && created && br != nil {
+		// A bridge this call made is not left half configured.
+		c.armCleanup()
+		_ = c.h.LinkDel(br)
+	}
+	return info, err
+}
+
+// configureBridge brings an existing bridge to cfg and reports it.
+func (c *conn) configureBridge(br *netlink.Bridge, cfg BridgeConfig, mac net.HardwareAddr) (BridgeInfo, error) {
 	// Setting the address, even on a bridge made elsewhere, marks it as
 	// chosen by the user, and from then on the kernel keeps it.
 	if !bytes.Equal(br.HardwareAddr, mac) {
@@ -181,14 +193,17 @@ func (c *conn) step(link, op string, run func() error) error {
 }
 
 // createBridge makes a bridge with its address fixed from the start. When a
-// concurrent caller created it first, that bridge is adopted.
-func (c *conn) createBridge(name string, mac net.HardwareAddr, mtu int) (*netlink.Bridge, error) {
+// concurrent caller created it first, that bridge is adopted: created is
+// then false.
+func (c *conn) createBridge(name string, mac net.HardwareAddr, mtu int) (br *netlink.Bridge, created bool, err error) {
 	attrs := netlink.LinkAttrs{Name: name, HardwareAddr: mac, MTU: mtu}
-	err := c.step(name, "create bridge", func() error { return c.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}) })
+	err = c.step(name, "create bridge", func() error { return c.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}) })
 	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, err
+		return nil, false, err
 	}
-	return c.bridge(name)
+	created = err == nil
+	br, err = c.bridge(name)
+	return br, created, err
 }
 
 // ensureAddrs adds the prefixes the bridge lacks.

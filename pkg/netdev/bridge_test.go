@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -296,5 +297,40 @@ func TestBridgeInfoJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(out, in) {
 		t.Errorf("round trip gave %+v, want %+v", out, in)
+	}
+}
+
+// A bridge EnsureBridge made is removed again when a later step fails; one
+// it adopted stays.
+func TestEnsureBridgeRollsBackWhatItCreated(t *testing.T) {
+	inFreshNetns(t)
+	// New links in this namespace refuse IPv6 addresses. The setting is the
+	// namespace's; it is put back all the same.
+	const knob = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skipf("no IPv6 settings: %v", err)
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		t.Skipf("cannot disable IPv6 for new links: %v", err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(knob, old, 0o644) })
+	cfg := BridgeConfig{Name: "ivdept0", Addresses: []netip.Prefix{gw4, gw6}}
+	_, err = EnsureBridge(testCtx(t), cfg)
+	var op *OpError
+	if !errors.As(err, &op) || !strings.Contains(op.Op, "add address "+gw6.String()) {
+		t.Fatalf("err = %v, want an OpError adding %v", err, gw6)
+	}
+	if !linkGone(t, "ivdept0") {
+		t.Error("the bridge EnsureBridge created was left behind")
+	}
+
+	addBridge(t, "opbr0")
+	cfg.Name = "opbr0"
+	if _, err := EnsureBridge(testCtx(t), cfg); err == nil {
+		t.Fatal("adding an IPv6 address where IPv6 is off succeeded")
+	}
+	if linkGone(t, "opbr0") {
+		t.Error("EnsureBridge deleted a bridge it had adopted")
 	}
 }
