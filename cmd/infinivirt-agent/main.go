@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -105,20 +106,37 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("API socket: %w", err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Requests end with the agent: event streams close, and a create
+		// still under way rolls back rather than being cut half-done.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("requests still running at exit", "ERROR", err.Error())
+		}
 	}()
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	log.Info("agent ready", "SOCKET", socket, "ACCEL", accel, "DATABASE", dsn != "")
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Serve returns as soon as Shutdown starts; the requests it waits for
+	// are what the grace is for.
+	<-stopped
 	return nil
 }
+
+// shutdownGrace bounds the wait for requests under way when the agent stops
+// (their rollbacks included); the agent's unit allows 30 s to stop.
+const shutdownGrace = 20 * time.Second
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
