@@ -57,7 +57,7 @@ type Agent struct {
 	sync   *storeSync
 	fw     firewallState
 
-	mu    sync.Mutex
+	mu    sync.Mutex // taken before a record's mu, never after
 	vms   map[string]*record
 	ports map[int]string // graphic ports taken, by VM id
 
@@ -163,7 +163,7 @@ func (a *Agent) get(id string) (*record, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	rec, ok := a.vms[id]
-	if !ok || !rec.committed {
+	if !ok || !rec.isCommitted() {
 		return nil, api.NotFound("VM %s does not exist", id)
 	}
 	return rec, nil
@@ -188,7 +188,7 @@ func (a *Agent) records() []*record {
 	defer a.mu.Unlock()
 	out := make([]*record, 0, len(a.vms))
 	for _, r := range a.vms {
-		if r.committed {
+		if r.isCommitted() {
 			out = append(out, r)
 		}
 	}

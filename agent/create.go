@@ -94,9 +94,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 			return api.VM{}, err
 		}
 	}
-	rec.mu.Lock()
-	rec.committed = true
-	rec.mu.Unlock()
+	rec.setCommitted(true)
 	a.sync.resync(rec.id)
 	a.log.Info("VM created", logging.KeyVM, spec.ID, "NAME", spec.Name)
 	return rec.view(), nil
@@ -171,6 +169,8 @@ func (a *Agent) unreserve(rec *record) {
 	if port := rec.currentSpec().Display.Port; a.ports[port] == rec.id {
 		delete(a.ports, port)
 	}
+	// A follower may still apply the VM's last entries: they go nowhere now.
+	rec.setCommitted(false)
 }
 
 // freePortLocked finds the lowest display port no VM holds and nothing on

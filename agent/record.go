@@ -80,6 +80,18 @@ func (r *record) currentSpec() *vmspec.Spec {
 	return r.spec
 }
 
+func (r *record) isCommitted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.committed
+}
+
+func (r *record) setCommitted(c bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.committed = c
+}
+
 func (r *record) lastSeq() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
