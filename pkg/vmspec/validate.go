@@ -174,8 +174,16 @@ func (s *Spec) Validate() error {
 	if _, err := FromCreateInput(in, Defaults{Accel: s.Accel, GraphicsListen: s.Display.Listen}); err != nil {
 		return err
 	}
+	// What a create fills in when the request leaves it empty, a stored
+	// spec must hold itself.
 	if s.Display.Port == 0 {
 		return api.Invalid("graphicPort", "a stored spec needs an allocated port")
+	}
+	if s.NIC.MAC == "" {
+		return api.Invalid("macAddress", "a stored spec needs its MAC address")
+	}
+	if s.Disk.Format == "" {
+		return api.Invalid("diskFormat", "a stored spec names its disk's format")
 	}
 	if net.ParseIP(s.Display.Listen) == nil {
 		return api.Invalid("graphicListen", "must be an IP address, got %q", s.Display.Listen)

@@ -100,13 +100,19 @@ func TestSpecRoundTripsThroughDisk(t *testing.T) {
 }
 
 func TestLoadRejectsAHandEditedSpec(t *testing.T) {
-	s, _ := FromCreateInput(validInput(), defaults)
-	s.Display.Port = 5901
-	s.Disk.Path = "relative/disk.qcow2"
-	p := filepath.Join(t.TempDir(), "spec.json")
-	s.Save(p)
-	if _, err := Load(p); err == nil {
-		t.Fatal("a relative disk path loaded")
+	for what, edit := range map[string]func(*Spec){
+		"a relative disk path": func(s *Spec) { s.Disk.Path = "relative/disk.qcow2" },
+		"no MAC address":       func(s *Spec) { s.NIC.MAC = "" },
+		"no disk format":       func(s *Spec) { s.Disk.Format = "" },
+	} {
+		s, _ := FromCreateInput(validInput(), defaults)
+		s.Display.Port = 5901
+		edit(s)
+		p := filepath.Join(t.TempDir(), "spec.json")
+		s.Save(p)
+		if _, err := Load(p); err == nil {
+			t.Errorf("a spec with %s loaded", what)
+		}
 	}
 }
 
