@@ -115,7 +115,10 @@ type Shim struct {
 	intent   intent
 	cause    *exitCause    // the first recorded reason QEMU is going away
 	ladder   chan struct{} // closed to stop the running ACPI ladder; nil while none runs
-	ioError  bool
+	// ladderDone is closed once the last ladder started has returned, so
+	// that no press of it can reach the guest after a restart's reset.
+	ladderDone chan struct{}
+	ioError    bool
 }
 
 // exitCause is why QEMU ends, as decided before it actually exits.

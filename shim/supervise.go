@@ -98,7 +98,7 @@ func (s *Shim) onShutdown(d qmp.ShutdownData, at time.Time) {
 	case d.Reason == "guest-panic":
 		s.setCause(exitCause{api.StatusError, api.ReasonPanicked, shimapi.ExitPanicked, "the guest kernel panicked"})
 	case in == intentRestart:
-		s.restartGuest("the guest powered off")
+		s.restartGuest("the guest powered off", false)
 		return
 	case in == intentPowerOff:
 		s.setCause(exitCause{api.StatusOff, api.ReasonUser, shimapi.ExitUserPowerOff, "the guest powered off at an ACPI request"})
@@ -113,13 +113,24 @@ func (s *Shim) onShutdown(d qmp.ShutdownData, at time.Time) {
 
 // restartGuest turns a finished ACPI power-off into a fresh boot in the same
 // QEMU: a hardware reset, then the CPUs run again.
-func (s *Shim) restartGuest(why string) {
+//
+// fromLadder is true when the ladder itself calls, at its deadline.
+func (s *Shim) restartGuest(why string, fromLadder bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
 	defer cancel()
 	s.mu.Lock()
 	s.intent = intentNone
 	s.stopLadderLocked()
+	done := s.ladderDone
 	s.mu.Unlock()
+	if done != nil && !fromLadder {
+		// A press in flight must land before the reset, which clears it,
+		// never on the freshly booting guest.
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
 	if err := s.qmp.SystemReset(ctx); err != nil {
 		s.forceOff("restart failed: " + err.Error())
 		return
@@ -146,11 +157,14 @@ func (s *Shim) startLadder(in intent) {
 		s.mu.Unlock()
 		return
 	}
-	stop := make(chan struct{})
-	s.ladder = stop
+	stop, done := make(chan struct{}), make(chan struct{})
+	s.ladder, s.ladderDone = stop, done
 	paused := s.status.Status == api.StatusSuspended || s.status.Status == api.StatusPaused
 	s.mu.Unlock()
-	go s.runLadder(stop, paused)
+	go func() {
+		defer close(done)
+		s.runLadder(stop, paused)
+	}()
 }
 
 // runLadder is one ladder, until stop closes or QEMU goes. Each ladder has
@@ -185,7 +199,7 @@ func (s *Shim) runLadder(stop chan struct{}, paused bool) {
 			in := s.intent
 			s.mu.Unlock()
 			if in == intentRestart {
-				s.restartGuest(fmt.Sprintf("the guest ignored ACPI for %s; reset", timeout))
+				s.restartGuest(fmt.Sprintf("the guest ignored ACPI for %s; reset", timeout), true)
 				return
 			}
 			s.forceOff(fmt.Sprintf("the guest ignored ACPI for %s", timeout))
