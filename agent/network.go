@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -62,7 +63,10 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 		return api.VM{}, err
 	}
 	if err := netdev.BridgeExists(ctx, bridge); err != nil {
-		return api.VM{}, api.Invalid("bridge", "%v", err)
+		if errors.Is(err, netdev.ErrBridgeNotFound) || errors.Is(err, netdev.ErrNotBridge) {
+			return api.VM{}, api.Invalid("bridge", "%v", err)
+		}
+		return api.VM{}, err // the kernel did not answer: not the request's fault
 	}
 	unlock, err := a.lockRecord(ctx, rec)
 	if err != nil {
@@ -81,7 +85,9 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	}
 	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.NIC.Bridge = bridge; return nil }); err != nil {
 		if running {
-			a.moveRunning(context.WithoutCancel(ctx), rec, bridge, old)
+			if berr := a.moveRunning(context.WithoutCancel(ctx), rec, bridge, old); berr != nil {
+				return rec.view(), api.Internal("save spec: %v; and moving back to %s failed: %v", err, old, berr)
+			}
 		}
 		return rec.view(), err
 	}
@@ -100,7 +106,10 @@ func (a *Agent) moveRunning(ctx context.Context, rec *record, from, to string) e
 		if berr := netdev.MoveTAP(back, tap, from); berr != nil {
 			return api.Internal("re-apply rules on %s failed (%v), and moving back to %s failed too: %v", to, err, from, berr)
 		}
-		a.reapplyVM(back, rec)
+		if rerr := a.reapplyVM(back, rec); rerr != nil {
+			// The firewall fails closed: the VM is back on its bridge, dropped.
+			return api.Internal("re-apply rules on %s failed (%v); moved back to %s, where re-applying failed too, so the VM's traffic is dropped: %v", to, err, from, rerr)
+		}
 		return api.Internal("re-apply rules on %s failed; moved back to %s: %v", to, from, err)
 	}
 	return nil
