@@ -3,16 +3,12 @@
 package agentclient
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -99,30 +95,7 @@ func (c *Client) Events(ctx context.Context, id string, after uint64, fn func(ap
 			path += "?after=" + strconv.FormatUint(after, 10)
 		}
 	}
-	resp, err := c.c.Send(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
-			continue
-		}
-		var e api.Event
-		if err := json.Unmarshal([]byte(data), &e); err != nil {
-			return fmt.Errorf("event stream: %w", err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return sc.Err()
+	return c.c.StreamEvents(ctx, path, "data: ", fn)
 }
 
 // RawRequest sends a raw body and returns the status code and body, whatever

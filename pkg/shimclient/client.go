@@ -4,11 +4,8 @@
 package shimclient
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 
@@ -58,24 +55,5 @@ func (c *Client) ConsoleInput(ctx context.Context, input []byte) error {
 // stream (it exits, or this reader fell too far behind). Callers resume by
 // calling again with the last sequence number they saw.
 func (c *Client) Events(ctx context.Context, after uint64, fn func(api.Event) error) error {
-	resp, err := c.c.Send(ctx, http.MethodGet, "/v1/events?after="+strconv.FormatUint(after, 10), nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var e api.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return fmt.Errorf("shim event stream: %w", err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return c.c.Unavailable(err)
-	}
-	return ctx.Err()
+	return c.c.StreamEvents(ctx, "/v1/events?after="+strconv.FormatUint(after, 10), "", fn)
 }
