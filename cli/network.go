@@ -191,7 +191,7 @@ func bridgeCommand(g *globals) *cobra.Command {
 				return func(w *tabwriter.Writer) {
 					fmt.Fprintln(w, "NAME\tMAC\tMTU\tUP\tPORTS\tADDRESSES")
 					for _, b := range bs {
-						fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", b["Name"], b["MAC"], b["MTU"], b["Up"], b["Ports"], b["Addresses"])
+						fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", b["name"], b["mac"], b["mtu"], b["up"], b["ports"], b["addresses"])
 					}
 				}
 			})

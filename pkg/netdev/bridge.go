@@ -33,13 +33,13 @@ type BridgeConfig struct {
 
 // BridgeInfo is what ListBridges and EnsureBridge report about a bridge.
 type BridgeInfo struct {
-	Name      string
-	Index     int
-	MAC       net.HardwareAddr
-	MTU       int
-	Up        bool     // administratively up
-	Ports     []string // attached links, sorted
-	Addresses []netip.Prefix
+	Name      string           `json:"name"`
+	Index     int              `json:"index"`
+	MAC       net.HardwareAddr `json:"-"` // written as "mac" in its colon form
+	MTU       int              `json:"mtu"`
+	Up        bool             `json:"up"`    // administratively up
+	Ports     []string         `json:"ports"` // attached links, sorted
+	Addresses []netip.Prefix   `json:"addresses"`
 }
 
 // MarshalJSON writes MAC in its colon form, 52:54:00:12:34:56:
@@ -48,7 +48,7 @@ func (b BridgeInfo) MarshalJSON() ([]byte, error) {
 	type plain BridgeInfo
 	return json.Marshal(struct {
 		plain
-		MAC string
+		MAC string `json:"mac"`
 	}{plain(b), b.MAC.String()})
 }
 
@@ -57,7 +57,7 @@ func (b *BridgeInfo) UnmarshalJSON(data []byte) error {
 	type plain BridgeInfo
 	var v struct {
 		plain
-		MAC string
+		MAC string `json:"mac"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
 		return err

@@ -288,7 +288,7 @@ func TestBridgeInfoJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `"MAC":"` + in.MAC.String() + `"`; !strings.Contains(string(b), want) || !strings.Contains(string(b), `"Name":"ivdept0"`) {
+	if want := `"mac":"` + in.MAC.String() + `"`; !strings.Contains(string(b), want) || !strings.Contains(string(b), `"name":"ivdept0"`) {
 		t.Errorf("JSON %s lacks %s", b, want)
 	}
 	var out BridgeInfo
