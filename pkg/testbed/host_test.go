@@ -241,14 +241,18 @@ func TestTransientShimUnit(t *testing.T) {
 	if !strings.Contains(journal, "hello-from-shim") {
 		t.Fatalf("journal of %s lacks the unit's output:\n%s", unit, journal)
 	}
-	entries, err := h.JournalJSON(ctx, unit)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// journald may still be adding fields to what it stored: poll too.
+	var entries []JournalEntry
 	found := false
-	for _, e := range entries {
-		if e.Field("MESSAGE") == "hello-from-shim" && e.Field("_SYSTEMD_UNIT") == unit {
-			found = true
+	for deadline := time.Now().Add(20 * time.Second); !found && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var err error
+		if entries, err = h.JournalJSON(ctx, unit); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Field("MESSAGE") == "hello-from-shim" && e.Field("_SYSTEMD_UNIT") == unit {
+				found = true
+			}
 		}
 	}
 	if !found {
