@@ -92,10 +92,7 @@ func BridgeMAC(name string) net.HardwareAddr {
 // BridgeExists returns nil when name is a bridge, and otherwise a LinkError
 // with ErrBridgeNotFound or ErrNotBridge.
 func BridgeExists(ctx context.Context, name string) error {
-	if err := validLinkName(name); err != nil {
-		return api.Invalid("name", "%v", err)
-	}
-	c, err := dial(ctx)
+	c, err := dialFor(ctx, "name", name)
 	if err != nil {
 		return err
 	}
@@ -232,10 +229,7 @@ func (c *conn) ensureAddrs(br *netlink.Bridge, want []netip.Prefix) error {
 // ErrBridgeBusy unless forced. A missing bridge is success; a link of
 // another kind is refused.
 func DeleteBridge(ctx context.Context, name string, opts DeleteBridgeOptions) error {
-	if err := validLinkName(name); err != nil {
-		return api.Invalid("name", "%v", err)
-	}
-	c, err := dial(ctx)
+	c, err := dialFor(ctx, "name", name)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/infinibay/infinivirt/pkg/api"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +42,15 @@ func dial(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("netdev: open rtnetlink socket: %w", err)
 	}
 	return &conn{ctx: ctx, h: h}, nil
+}
+
+// dialFor checks a link name a caller passed, naming field when it is bad,
+// and only then opens the socket.
+func dialFor(ctx context.Context, field, name string) (*conn, error) {
+	if err := validLinkName(name); err != nil {
+		return nil, api.Invalid(field, "%v", err)
+	}
+	return dial(ctx)
 }
 
 func (c *conn) close() { c.h.Close() }

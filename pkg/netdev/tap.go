@@ -223,10 +223,7 @@ func (t *TAP) Close() error {
 // holds its fds. A missing device is success, so cleanup can run any number
 // of times; a link of another kind under that name is refused.
 func RemoveTAP(ctx context.Context, name string) error {
-	if err := validLinkName(name); err != nil {
-		return api.Invalid("name", "%v", err)
-	}
-	c, err := dial(ctx)
+	c, err := dialFor(ctx, "name", name)
 	if err != nil {
 		return err
 	}
@@ -248,10 +245,7 @@ func MoveTAP(ctx context.Context, name, bridge string) error {
 	if err := validLinkName(name); err != nil {
 		return api.Invalid("name", "%v", err)
 	}
-	if err := validLinkName(bridge); err != nil {
-		return api.Invalid("bridge", "%v", err)
-	}
-	c, err := dial(ctx)
+	c, err := dialFor(ctx, "bridge", bridge)
 	if err != nil {
 		return err
 	}
