@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -164,7 +165,7 @@ func (a *Agent) get(id string) (*record, error) {
 	defer a.mu.Unlock()
 	rec, ok := a.vms[id]
 	if !ok || !rec.isCommitted() {
-		return nil, api.NotFound("VM %s does not exist", id)
+		return nil, errdefs.NotFound("VM %s does not exist", id)
 	}
 	return rec, nil
 }
@@ -178,7 +179,7 @@ func (a *Agent) lockRecord(ctx context.Context, rec *record) (unlock func(), err
 	}
 	if cur, err := a.get(rec.id); err != nil || cur != rec {
 		unlock()
-		return nil, api.NotFound("VM %s does not exist", rec.id)
+		return nil, errdefs.NotFound("VM %s does not exist", rec.id)
 	}
 	return unlock, nil
 }
@@ -261,7 +262,7 @@ func (a *Agent) appendEvent(ctx context.Context, rec *record, e api.Event) error
 	l, err := eventlog.Open(ctx, a.cfg.Layout.EventsFile(rec.id), rec.id)
 	if err != nil {
 		if errors.Is(err, eventlog.ErrLocked) {
-			return api.FailedPrecondition("VM %s: its shim is still running", rec.id)
+			return errdefs.FailedPrecondition("VM %s: its shim is still running", rec.id)
 		}
 		return err
 	}
@@ -286,7 +287,7 @@ func (a *Agent) waitFor(ctx context.Context, rec *record, ok func(api.VM) bool) 
 		}
 		select {
 		case <-ctx.Done():
-			return v, &api.Error{Code: api.CodeDeadlineExceeded,
+			return v, &errdefs.Error{Code: errdefs.CodeDeadlineExceeded,
 				Message: fmt.Sprintf("VM %s is still %s (%s)", rec.id, v.Status, v.Reason)}
 		case _, open := <-sub.ch:
 			if !open {

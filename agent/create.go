@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
@@ -59,9 +60,9 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		rollback()
 		if errors.Is(err, os.ErrExist) {
-			return api.VM{}, api.AlreadyExists("internalName", "VM %s already exists on disk", spec.ID)
+			return api.VM{}, errdefs.AlreadyExists("internalName", "VM %s already exists on disk", spec.ID)
 		}
-		return api.VM{}, api.Internal("create VM directory: %v", err)
+		return api.VM{}, errdefs.Internal("create VM directory: %v", err)
 	}
 	undo = append(undo, func() { os.RemoveAll(dir) })
 	dctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
@@ -69,7 +70,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	cancel()
 	if err != nil {
 		rollback()
-		return api.VM{}, api.Internal("create disk: %v", err)
+		return api.VM{}, errdefs.Internal("create disk: %v", err)
 	}
 	if err := a.preparePlatform(ctx, spec, plan); err != nil {
 		rollback()
@@ -77,7 +78,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	}
 	if err := spec.Save(a.cfg.Layout.SpecFile(spec.ID)); err != nil {
 		rollback()
-		return api.VM{}, api.Internal("save spec: %v", err)
+		return api.VM{}, errdefs.Internal("save spec: %v", err)
 	}
 	if err := a.joinDepartment(spec.ID, dept.ID); err != nil {
 		rollback()
@@ -85,7 +86,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	}
 	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventStatus, Status: api.StatusOff, Reason: api.ReasonCreated}); err != nil {
 		rollback()
-		return api.VM{}, api.Internal("start event log: %v", err)
+		return api.VM{}, errdefs.Internal("start event log: %v", err)
 	}
 	if in.Start == nil || *in.Start {
 		if err := a.startUnit(ctx, rec, api.ReasonUser); err != nil {
@@ -106,7 +107,7 @@ func (a *Agent) checkHost(ctx context.Context, spec *vmspec.Spec) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := netdev.BridgeExists(ctx, spec.NIC.Bridge); err != nil {
-		return api.Invalid("networkBridge", "%v", err)
+		return errdefs.Invalid("networkBridge", "%v", err)
 	}
 	files := map[string]string{"isoPath": spec.ISOPath}
 	if b := spec.Boot; b != nil {
@@ -118,15 +119,15 @@ func (a *Agent) checkHost(ctx context.Context, spec *vmspec.Spec) error {
 		}
 		st, err := os.Stat(p)
 		if err != nil {
-			return api.Invalid(field, "%s: %v", p, errors.Unwrap(err))
+			return errdefs.Invalid(field, "%s: %v", p, errors.Unwrap(err))
 		}
 		if !st.Mode().IsRegular() {
-			return api.Invalid(field, "%s is not a regular file", p)
+			return errdefs.Invalid(field, "%s is not a regular file", p)
 		}
 	}
 	if spec.Accel == "kvm" {
 		if _, err := os.Stat("/dev/kvm"); err != nil {
-			return api.Invalid("accel", "kvm was asked for but this host has no /dev/kvm")
+			return errdefs.Invalid("accel", "kvm was asked for but this host has no /dev/kvm")
 		}
 	}
 	return nil
@@ -138,7 +139,7 @@ func (a *Agent) reserve(rec *record) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.vms[rec.id]; ok {
-		return api.AlreadyExists("internalName", "VM %s already exists", rec.id)
+		return errdefs.AlreadyExists("internalName", "VM %s already exists", rec.id)
 	}
 	d := &rec.spec.Display
 	if d.Port == 0 {
@@ -149,10 +150,10 @@ func (a *Agent) reserve(rec *record) error {
 		d.Port = port
 	} else {
 		if owner, ok := a.ports[d.Port]; ok {
-			return api.AlreadyExists("graphicPort", "port %d is already used by VM %s", d.Port, owner)
+			return errdefs.AlreadyExists("graphicPort", "port %d is already used by VM %s", d.Port, owner)
 		}
 		if !portFree(d.Listen, d.Port) {
-			return api.AlreadyExists("graphicPort", "port %d is already in use on %s", d.Port, d.Listen)
+			return errdefs.AlreadyExists("graphicPort", "port %d is already in use on %s", d.Port, d.Listen)
 		}
 	}
 	a.vms[rec.id] = rec
@@ -181,7 +182,7 @@ func (a *Agent) freePortLocked(listen string) (int, error) {
 			return p, nil
 		}
 	}
-	return 0, api.Unavailable("no free graphic port on %s", listen)
+	return 0, errdefs.Unavailable("no free graphic port on %s", listen)
 }
 
 const vncBasePort = 5900
@@ -212,7 +213,7 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 	}
 	if active {
 		if !force {
-			return api.FailedPrecondition("VM %s is %s; power it off first, or delete with force", id, rec.currentStatus())
+			return errdefs.FailedPrecondition("VM %s is %s; power it off first, or delete with force", id, rec.currentStatus())
 		}
 		// A unit that ended meanwhile (NotFound) is what these aim at.
 		if err := a.cfg.Units.Kill(ctx, id, syscall.SIGKILL); err != nil && !isNotFound(err) {
@@ -231,7 +232,7 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 	dir := a.cfg.Layout.VMDir(id)
 	tomb := filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-"+id)
 	if err := os.Rename(dir, tomb); err != nil {
-		return api.Internal("delete VM directory: %v", err)
+		return errdefs.Internal("delete VM directory: %v", err)
 	}
 	a.unreserve(rec)
 	a.broker.publish([]api.Event{{VMID: id, Seq: rec.lastSeq() + 1, Time: time.Now().UTC(), Type: api.EventProgress, Message: "deleted"}})

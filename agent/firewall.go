@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/netdev"
@@ -169,12 +169,12 @@ func (a *Agent) PutDepartment(ctx context.Context, d firewall.Department) (firew
 			err := a.fw.fw.ApplyDepartment(cctx, d, vms)
 			cancel()
 			if err != nil {
-				return d, api.Internal("apply department %s to %d VMs: %v", d.ID, len(vms), err)
+				return d, errdefs.Internal("apply department %s to %d VMs: %v", d.ID, len(vms), err)
 			}
 		}
 	}
 	if err := vmspec.SaveDepartment(a.cfg.Layout, d); err != nil {
-		return d, api.Internal("save department: %v", err)
+		return d, errdefs.Internal("save department: %v", err)
 	}
 	a.log.Info("department firewall applied", "DEPARTMENT", d.ID, "RULES", len(d.RuleSet.Rules))
 	return d, nil
@@ -186,7 +186,7 @@ func (a *Agent) DeleteDepartment(ctx context.Context, id string) error {
 		return err
 	}
 	if id == vmspec.DefaultDepartment {
-		return api.FailedPrecondition("the default department cannot be deleted")
+		return errdefs.FailedPrecondition("the default department cannot be deleted")
 	}
 	if _, err := vmspec.LoadDepartment(a.cfg.Layout, id); err != nil {
 		return err
@@ -200,10 +200,10 @@ func (a *Agent) DeleteDepartment(ctx context.Context, id string) error {
 		}
 	}
 	if len(members) > 0 {
-		return api.FailedPrecondition("department %s still has VMs: %v", id, members)
+		return errdefs.FailedPrecondition("department %s still has VMs: %v", id, members)
 	}
 	if err := vmspec.DeleteDepartment(a.cfg.Layout, id); err != nil {
-		return api.Internal("delete department: %v", err)
+		return errdefs.Internal("delete department: %v", err)
 	}
 	if a.fw.fw != nil {
 		cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
@@ -260,18 +260,18 @@ func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewa
 	// Under the firewall lock, so that DeleteDepartment cannot remove it meanwhile.
 	dept, err := vmspec.LoadDepartment(a.cfg.Layout, st.Department)
 	if err != nil {
-		return st, api.Invalid("department", "%v", err)
+		return st, errdefs.Invalid("department", "%v", err)
 	}
 	if a.fw.fw != nil && !rec.currentStatus().Terminal() {
 		cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
 		err := a.fw.fw.ApplyVM(cctx, dept, nic)
 		cancel()
 		if err != nil {
-			return st, api.Internal("apply VM firewall: %v", err)
+			return st, errdefs.Internal("apply VM firewall: %v", err)
 		}
 	}
 	if err := vmspec.SaveVMFirewall(a.cfg.Layout, id, st); err != nil {
-		return st, api.Internal("save VM firewall: %v", err)
+		return st, errdefs.Internal("save VM firewall: %v", err)
 	}
 	a.log.Info("VM firewall applied", logging.KeyVM, id, "DEPARTMENT", st.Department, "RULES", len(st.RuleSet.Rules))
 	return st, nil
@@ -323,10 +323,10 @@ func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFire
 		cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
 		defer cancel()
 		if out.Kernel, err = a.fw.fw.VMRuleset(cctx, id); err != nil {
-			return out, api.Internal("read the VM's rules back: %v", err)
+			return out, errdefs.Internal("read the VM's rules back: %v", err)
 		}
 		if out.Counters, err = a.fw.fw.Counters(cctx, id); err != nil {
-			return out, api.Internal("read the VM's counters: %v", err)
+			return out, errdefs.Internal("read the VM's counters: %v", err)
 		}
 	}
 	return out, nil
@@ -334,7 +334,7 @@ func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFire
 
 func togglePreset(list []firewall.Preset, p firewall.Preset, on bool) ([]firewall.Preset, error) {
 	if !slices.Contains(firewall.Presets(), p) {
-		return list, api.NotFound("no preset %q; presets are %v", p, firewall.Presets())
+		return list, errdefs.NotFound("no preset %q; presets are %v", p, firewall.Presets())
 	}
 	list = slices.DeleteFunc(slices.Clone(list), func(x firewall.Preset) bool { return x == p })
 	if on {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/atomicfile"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/unattended"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -71,7 +72,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 		code, vars := a.uefiFiles()
 		for _, p := range []string{code, vars} {
 			if _, err := os.Stat(p); err != nil {
-				return nil, api.FailedPrecondition("os %s boots UEFI with Secure Boot, but %s is missing (Debian package ovmf)", spec.OS, p)
+				return nil, errdefs.FailedPrecondition("os %s boots UEFI with Secure Boot, but %s is missing (Debian package ovmf)", spec.OS, p)
 			}
 		}
 		spec.Firmware = &vmspec.Firmware{Code: code, Vars: l.UEFIVars(spec.ID), SecureBoot: true}
@@ -83,7 +84,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	req := in.Install
 	if req == nil {
 		if in.VirtioWinPath != "" {
-			return nil, api.Invalid("virtioWinPath", "is used only by a Windows install")
+			return nil, errdefs.Invalid("virtioWinPath", "is used only by a Windows install")
 		}
 		return nil, nil
 	}
@@ -92,16 +93,16 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 		osName = spec.OS
 	}
 	if !slices.Contains(vmspec.InstallOSes, osName) {
-		return nil, api.Invalid("install.os", "unattended install supports %s, got %q", strings.Join(vmspec.InstallOSes, ", "), req.OS)
+		return nil, errdefs.Invalid("install.os", "unattended install supports %s, got %q", strings.Join(vmspec.InstallOSes, ", "), req.OS)
 	}
 	if osName != spec.OS {
-		return nil, api.Invalid("install.os", "must match the VM's os %q, got %q", spec.OS, osName)
+		return nil, errdefs.Invalid("install.os", "must match the VM's os %q, got %q", spec.OS, osName)
 	}
 	if spec.ISOPath == "" {
-		return nil, api.Invalid("isoPath", "is required with install: the installer boots from the OS ISO")
+		return nil, errdefs.Invalid("isoPath", "is required with install: the installer boots from the OS ISO")
 	}
 	if in.Boot != nil {
-		return nil, api.Invalid("boot", "cannot be given with install: the installer boots from the OS ISO (use install.kernelArgs for extra kernel arguments)")
+		return nil, errdefs.Invalid("boot", "cannot be given with install: the installer boots from the OS ISO (use install.kernelArgs for extra kernel arguments)")
 	}
 	cfg, err := decodeInstallConfig(req.Config)
 	if err != nil {
@@ -114,7 +115,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	if m := req.TimeoutMinutes; m != 0 {
 		d := time.Duration(math.Round(m*60)) * time.Second
 		if math.IsNaN(m) || math.IsInf(m, 0) || d < time.Second || d > vmspec.MaxInstallTimeout {
-			return nil, api.Invalid("install.timeoutMinutes", "must be at least one second and at most %v minutes, got %v", vmspec.MaxInstallTimeout.Minutes(), m)
+			return nil, errdefs.Invalid("install.timeoutMinutes", "must be at least one second and at most %v minutes, got %v", vmspec.MaxInstallTimeout.Minutes(), m)
 		}
 		timeout = d
 	}
@@ -138,7 +139,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 			return nil, err
 		}
 	case in.VirtioWinPath != "":
-		return nil, api.Invalid("virtioWinPath", "is used only by a Windows install")
+		return nil, errdefs.Invalid("virtioWinPath", "is used only by a Windows install")
 	}
 	spec.Install = inst
 	return &installPlan{os: osName, config: cfg, kernelArgs: req.KernelArgs}, nil
@@ -149,7 +150,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 func decodeInstallConfig(raw json.RawMessage) (unattended.InstallConfig, error) {
 	var cfg unattended.InstallConfig
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return cfg, api.Invalid("install.config", "is required: username, password, locale, timezone, hostname, ...")
+		return cfg, errdefs.Invalid("install.config", "is required: username, password, locale, timezone, hostname, ...")
 	}
 	err := decodeJSON(bytes.NewReader(raw), &cfg, "install.config")
 	return cfg, err
@@ -157,15 +158,15 @@ func decodeInstallConfig(raw json.RawMessage) (unattended.InstallConfig, error) 
 
 // prefixField moves a validation error's field under prefix, keeping its class and message.
 func prefixField(prefix string, err error) error {
-	e := api.AsError(err)
-	if e.Code != api.CodeInvalidArgument {
+	e := errdefs.As(err)
+	if e.Code != errdefs.CodeInvalidArgument {
 		return err
 	}
 	field := strings.TrimSuffix(prefix, ".")
 	if e.Field != "" {
 		field = prefix + e.Field
 	}
-	return &api.Error{Code: e.Code, Field: field, Message: e.Message}
+	return &errdefs.Error{Code: e.Code, Field: field, Message: e.Message}
 }
 
 func checkKernelArgs(os, args string) error {
@@ -173,18 +174,18 @@ func checkKernelArgs(os, args string) error {
 		return nil
 	}
 	if os != unattended.OSUbuntu {
-		return api.Invalid("install.kernelArgs", "only the Ubuntu installer boots a kernel directly; %s boots from its ISO", os)
+		return errdefs.Invalid("install.kernelArgs", "only the Ubuntu installer boots a kernel directly; %s boots from its ISO", os)
 	}
 	if len(args) > maxKernelArgs {
-		return api.Invalid("install.kernelArgs", "is longer than %d bytes", maxKernelArgs)
+		return errdefs.Invalid("install.kernelArgs", "is longer than %d bytes", maxKernelArgs)
 	}
 	for _, r := range args {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return api.Invalid("install.kernelArgs", "must not contain control characters or invalid UTF-8")
+			return errdefs.Invalid("install.kernelArgs", "must not contain control characters or invalid UTF-8")
 		}
 	}
 	if strings.Contains(" "+args+" ", " --- ") {
-		return api.Invalid("install.kernelArgs", "must not contain ---: the installer's arguments end there")
+		return errdefs.Invalid("install.kernelArgs", "must not contain ---: the installer's arguments end there")
 	}
 	return nil
 }
@@ -198,16 +199,16 @@ func (a *Agent) findVirtioWin(requested string) (string, error) {
 		}
 		p, err := unattended.FindVirtioWin(requested, nil)
 		if err != nil {
-			return "", api.Invalid("virtioWinPath", "%s", api.AsError(err).Message)
+			return "", errdefs.Invalid("virtioWinPath", "%s", errdefs.As(err).Message)
 		}
 		return p, nil
 	}
 	p, err := unattended.FindVirtioWin(a.cfg.VirtioWin, nil)
 	if err != nil {
-		return "", api.FailedPrecondition("a Windows install needs the virtio-win driver ISO: %s; set the agent's --virtio-win or the request's virtioWinPath", api.AsError(err).Message)
+		return "", errdefs.FailedPrecondition("a Windows install needs the virtio-win driver ISO: %s; set the agent's --virtio-win or the request's virtioWinPath", errdefs.As(err).Message)
 	}
 	if err := vmspec.CheckHostPath("virtioWinPath", p); err != nil {
-		return "", api.FailedPrecondition("virtio-win ISO %s: %s", p, api.AsError(err).Message)
+		return "", errdefs.FailedPrecondition("virtio-win ISO %s: %s", p, errdefs.As(err).Message)
 	}
 	return p, nil
 }
@@ -232,10 +233,10 @@ func (a *Agent) preparePlatform(ctx context.Context, spec *vmspec.Spec, plan *in
 		_, template := a.uefiFiles()
 		b, err := os.ReadFile(template)
 		if err != nil {
-			return api.Internal("UEFI variable store: %v", err)
+			return errdefs.Internal("UEFI variable store: %v", err)
 		}
 		if err := atomicfile.Write(f.Vars, b, 0o600); err != nil {
-			return api.Internal("UEFI variable store: %v", err)
+			return errdefs.Internal("UEFI variable store: %v", err)
 		}
 	}
 	if plan == nil {
@@ -245,21 +246,21 @@ func (a *Agent) preparePlatform(ctx context.Context, spec *vmspec.Spec, plan *in
 	defer cancel()
 	dir := a.cfg.Layout.InstallDir(spec.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
-		return api.Internal("install directory: %v", err)
+		return errdefs.Internal("install directory: %v", err)
 	}
 	if err := unattended.BuildAnswerISO(ctx, plan.os, plan.config, spec.Install.AnswerISO); err != nil {
-		if e := api.AsError(err); e.Code == api.CodeInvalidArgument {
+		if e := errdefs.As(err); e.Code == errdefs.CodeInvalidArgument {
 			return prefixField("install.config.", err)
 		}
-		return api.Internal("answer ISO: %v", err)
+		return errdefs.Internal("answer ISO: %v", err)
 	}
 	if plan.os == unattended.OSUbuntu {
 		kernel, initrd, err := unattended.ExtractUbuntuBoot(ctx, spec.ISOPath, dir)
 		if err != nil {
-			if e := api.AsError(err); e.Code == api.CodeInvalidArgument {
-				return &api.Error{Code: e.Code, Field: e.Field, Message: err.Error()}
+			if e := errdefs.As(err); e.Code == errdefs.CodeInvalidArgument {
+				return &errdefs.Error{Code: e.Code, Field: e.Field, Message: err.Error()}
 			}
-			return api.Internal("Ubuntu installer boot files: %v", err)
+			return errdefs.Internal("Ubuntu installer boot files: %v", err)
 		}
 		cmdline := unattended.UbuntuKernelArgs
 		if plan.kernelArgs != "" {
@@ -268,7 +269,7 @@ func (a *Agent) preparePlatform(ctx context.Context, spec *vmspec.Spec, plan *in
 		spec.Boot = &api.DirectBoot{Kernel: kernel, Initrd: initrd, Cmdline: cmdline}
 	}
 	if err := spec.Validate(); err != nil {
-		return api.Internal("install spec: %v", err)
+		return errdefs.Internal("install spec: %v", err)
 	}
 	return nil
 }
@@ -398,10 +399,10 @@ func (a *Agent) updateSpec(rec *record, change func(*vmspec.Spec) error) error {
 		return err
 	}
 	if err := ns.Validate(); err != nil {
-		return api.Internal("updated spec: %v", err)
+		return errdefs.Internal("updated spec: %v", err)
 	}
 	if err := ns.Save(a.cfg.Layout.SpecFile(rec.id)); err != nil {
-		return api.Internal("save spec: %v", err)
+		return errdefs.Internal("save spec: %v", err)
 	}
 	rec.mu.Lock()
 	rec.spec = &ns

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 	"github.com/infinibay/infinivirt/pkg/unattended"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -120,47 +121,47 @@ func TestPlanPlatformNamesTheField(t *testing.T) {
 	a, dir := installAgent(t)
 	cases := []struct {
 		field  string
-		code   api.Code
+		code   errdefs.Code
 		os     string
 		mutate func(*api.CreateVMInput)
 	}{
-		{"install.os", api.CodeInvalidArgument, "linux", func(in *api.CreateVMInput) {}},
-		{"install.os", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "beos" }},
-		{"install.os", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "fedora" }},
-		{"isoPath", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.ISOPath = "" }},
-		{"boot", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Boot = &api.DirectBoot{Kernel: "/boot/k"} }},
-		{"install.config", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.Config = nil }},
-		{"install.config.username", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+		{"install.os", errdefs.CodeInvalidArgument, "linux", func(in *api.CreateVMInput) {}},
+		{"install.os", errdefs.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "beos" }},
+		{"install.os", errdefs.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "fedora" }},
+		{"isoPath", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.ISOPath = "" }},
+		{"boot", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Boot = &api.DirectBoot{Kernel: "/boot/k"} }},
+		{"install.config", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.Config = nil }},
+		{"install.config.username", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
 			in.Install.Config = json.RawMessage(`{"username":"","password":"Secr3t-pass","locale":"en_US","timezone":"UTC","hostname":"h"}`)
 		}},
-		{"install.config.password", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+		{"install.config.password", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
 			in.Install.Config = json.RawMessage(`{"username":"bob","password":"abc","locale":"en_US","timezone":"UTC","hostname":"h"}`)
 		}},
-		{"install.config.passwd", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+		{"install.config.passwd", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
 			in.Install.Config = json.RawMessage(`{"username":"bob","passwd":"abc"}`)
 		}},
-		{"install.config.hostname", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+		{"install.config.hostname", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
 			in.Install.Config = json.RawMessage(`{"username":"bob","hostname":7}`)
 		}},
-		{"install.config", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+		{"install.config", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
 			in.Install.Config = json.RawMessage(`{"username":"bob"} {"x":1}`)
 		}},
-		{"install.timeoutMinutes", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = -1 }},
-		{"install.timeoutMinutes", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = 0.001 }},
-		{"install.kernelArgs", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.KernelArgs = "inst.text" }},
-		{"install.kernelArgs", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.KernelArgs = "a\nb" }},
-		{"install.kernelArgs", api.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.KernelArgs = "a --- b" }},
-		{"virtioWinPath", api.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.VirtioWinPath = "/isos/virtio-win.iso" }},
-		{"virtioWinPath", api.CodeInvalidArgument, "windows10", func(in *api.CreateVMInput) { in.VirtioWinPath = "/nonexistent/virtio-win.iso" }},
-		{"", api.CodeFailedPrecondition, "windows10", func(in *api.CreateVMInput) { a.cfg.VirtioWin = "/nonexistent/virtio-win.iso" }},
-		{"", api.CodeFailedPrecondition, "windows11", func(in *api.CreateVMInput) { in.Install = nil; a.cfg.UEFICode = "/nonexistent/code.fd" }},
+		{"install.timeoutMinutes", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = -1 }},
+		{"install.timeoutMinutes", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = 0.001 }},
+		{"install.kernelArgs", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.KernelArgs = "inst.text" }},
+		{"install.kernelArgs", errdefs.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.KernelArgs = "a\nb" }},
+		{"install.kernelArgs", errdefs.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.KernelArgs = "a --- b" }},
+		{"virtioWinPath", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.VirtioWinPath = "/isos/virtio-win.iso" }},
+		{"virtioWinPath", errdefs.CodeInvalidArgument, "windows10", func(in *api.CreateVMInput) { in.VirtioWinPath = "/nonexistent/virtio-win.iso" }},
+		{"", errdefs.CodeFailedPrecondition, "windows10", func(in *api.CreateVMInput) { a.cfg.VirtioWin = "/nonexistent/virtio-win.iso" }},
+		{"", errdefs.CodeFailedPrecondition, "windows11", func(in *api.CreateVMInput) { in.Install = nil; a.cfg.UEFICode = "/nonexistent/code.fd" }},
 	}
 	for _, tc := range cases {
 		a, dir = installAgent(t)
 		in := installInput(t, tc.os, dir)
 		tc.mutate(&in)
 		_, _, err := plan(t, a, in)
-		var e *api.Error
+		var e *errdefs.Error
 		if !errors.As(err, &e) || e.Code != tc.code || e.Field != tc.field {
 			t.Errorf("%s (%s): got %v", tc.field, tc.os, err)
 			continue
@@ -172,14 +173,14 @@ func TestPlanPlatformNamesTheField(t *testing.T) {
 }
 
 func TestPrefixField(t *testing.T) {
-	err := prefixField("install.config.", api.Invalid("firstBootScripts[1].content", "bad"))
-	if e := api.AsError(err); e.Field != "install.config.firstBootScripts[1].content" || e.Message != "bad" {
+	err := prefixField("install.config.", errdefs.Invalid("firstBootScripts[1].content", "bad"))
+	if e := errdefs.As(err); e.Field != "install.config.firstBootScripts[1].content" || e.Message != "bad" {
 		t.Errorf("%+v", e)
 	}
-	if e := api.AsError(prefixField("install.config.", api.Invalid("", "bad"))); e.Field != "install.config" {
+	if e := errdefs.As(prefixField("install.config.", errdefs.Invalid("", "bad"))); e.Field != "install.config" {
 		t.Errorf("no field: %+v", e)
 	}
-	if e := api.AsError(prefixField("install.config.", api.NotFound("gone"))); e.Code != api.CodeNotFound || e.Field != "" {
+	if e := errdefs.As(prefixField("install.config.", errdefs.NotFound("gone"))); e.Code != errdefs.CodeNotFound || e.Field != "" {
 		t.Errorf("other classes pass through: %+v", e)
 	}
 }
@@ -195,14 +196,14 @@ func FuzzDecodeInstallConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		cfg, err := decodeInstallConfig(raw)
 		if err != nil {
-			e := api.AsError(err)
-			if e.Code != api.CodeInvalidArgument || !strings.HasPrefix(e.Field, "install.config") {
+			e := errdefs.As(err)
+			if e.Code != errdefs.CodeInvalidArgument || !strings.HasPrefix(e.Field, "install.config") {
 				t.Fatalf("error %v", err)
 			}
 			return
 		}
 		if err := cfg.Validate("ubuntu"); err != nil {
-			if e := api.AsError(prefixField("install.config.", err)); !strings.HasPrefix(e.Field, "install.config") {
+			if e := errdefs.As(prefixField("install.config.", err)); !strings.HasPrefix(e.Field, "install.config") {
 				t.Fatalf("validation error without the prefix: %v", e)
 			}
 		}

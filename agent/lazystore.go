@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // LazyStore opens the database in the background, retrying until it
@@ -54,7 +55,7 @@ func (l *LazyStore) get() (Store, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.store == nil {
-		return nil, api.Unavailable("database not connected yet")
+		return nil, errdefs.Unavailable("database not connected yet")
 	}
 	return l.store, nil
 }

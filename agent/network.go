@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/netdev"
@@ -33,7 +34,7 @@ func (a *Agent) PutBridge(ctx context.Context, name string, req BridgeRequest) (
 	if req.MAC != "" {
 		mac, err := net.ParseMAC(req.MAC)
 		if err != nil {
-			return netdev.BridgeInfo{}, api.Invalid("mac", "%v", err)
+			return netdev.BridgeInfo{}, errdefs.Invalid("mac", "%v", err)
 		}
 		cfg.MAC = mac
 	}
@@ -49,7 +50,7 @@ func (a *Agent) DeleteBridge(ctx context.Context, name string, force bool) error
 		}
 	}
 	if len(users) > 0 {
-		return api.FailedPrecondition("bridge %s is the network of VMs %v", name, users)
+		return errdefs.FailedPrecondition("bridge %s is the network of VMs %v", name, users)
 	}
 	return netdev.DeleteBridge(ctx, name, netdev.DeleteBridgeOptions{Force: force})
 }
@@ -64,7 +65,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	}
 	if err := netdev.BridgeExists(ctx, bridge); err != nil {
 		if errors.Is(err, netdev.ErrBridgeNotFound) || errors.Is(err, netdev.ErrNotBridge) {
-			return api.VM{}, api.Invalid("bridge", "%v", err)
+			return api.VM{}, errdefs.Invalid("bridge", "%v", err)
 		}
 		return api.VM{}, err // the kernel did not answer: not the request's fault
 	}
@@ -86,7 +87,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.NIC.Bridge = bridge; return nil }); err != nil {
 		if running {
 			if berr := a.moveRunning(context.WithoutCancel(ctx), rec, bridge, old); berr != nil {
-				return rec.view(), api.Internal("save spec: %v; and moving back to %s failed: %v", err, old, berr)
+				return rec.view(), errdefs.Internal("save spec: %v; and moving back to %s failed: %v", err, old, berr)
 			}
 		}
 		return rec.view(), err
@@ -99,18 +100,18 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 func (a *Agent) moveRunning(ctx context.Context, rec *record, from, to string) error {
 	tap := netdev.TapName(rec.id)
 	if err := netdev.MoveTAP(ctx, tap, to); err != nil {
-		return api.Internal("move %s to %s: %v", tap, to, err)
+		return errdefs.Internal("move %s to %s: %v", tap, to, err)
 	}
 	if err := a.reapplyVM(ctx, rec); err != nil {
 		back := context.WithoutCancel(ctx)
 		if berr := netdev.MoveTAP(back, tap, from); berr != nil {
-			return api.Internal("re-apply rules on %s failed (%v), and moving back to %s failed too: %v", to, err, from, berr)
+			return errdefs.Internal("re-apply rules on %s failed (%v), and moving back to %s failed too: %v", to, err, from, berr)
 		}
 		if rerr := a.reapplyVM(back, rec); rerr != nil {
 			// The firewall fails closed: the VM is back on its bridge, dropped.
-			return api.Internal("re-apply rules on %s failed (%v); moved back to %s, where re-applying failed too, so the VM's traffic is dropped: %v", to, err, from, rerr)
+			return errdefs.Internal("re-apply rules on %s failed (%v); moved back to %s, where re-applying failed too, so the VM's traffic is dropped: %v", to, err, from, rerr)
 		}
-		return api.Internal("re-apply rules on %s failed; moved back to %s: %v", to, from, err)
+		return errdefs.Internal("re-apply rules on %s failed; moved back to %s: %v", to, from, err)
 	}
 	return nil
 }
@@ -146,10 +147,10 @@ func (a *Agent) joinDepartment(id, dept string) error {
 	a.fw.mu.Lock()
 	defer a.fw.mu.Unlock()
 	if _, err := vmspec.LoadDepartment(a.cfg.Layout, dept); err != nil {
-		return api.Invalid("departmentId", "%v", err)
+		return errdefs.Invalid("departmentId", "%v", err)
 	}
 	if err := vmspec.SaveVMFirewall(a.cfg.Layout, id, vmspec.VMFirewall{Department: dept}); err != nil {
-		return api.Internal("save firewall state: %v", err)
+		return errdefs.Internal("save firewall state: %v", err)
 	}
 	return nil
 }
@@ -164,7 +165,7 @@ func (a *Agent) checkDepartment(id string) (firewall.Department, error) {
 	}
 	d, err := vmspec.LoadDepartment(a.cfg.Layout, id)
 	if err != nil {
-		return d, api.Invalid("departmentId", "%v", err)
+		return d, errdefs.Invalid("departmentId", "%v", err)
 	}
 	return d, nil
 }

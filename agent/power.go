@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/shimclient"
 )
@@ -18,7 +19,7 @@ const shimCallTimeout = 15 * time.Second
 // the state the verb aims at (or ctx ended); without, once it was accepted.
 func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool) (api.VM, error) {
 	if !op.Valid() {
-		return api.VM{}, api.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
+		return api.VM{}, errdefs.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
 	}
 	rec, err := a.get(id)
 	if err != nil {
@@ -46,10 +47,10 @@ func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
 		// The VM is off (or ended in error); its shim may still be winding
 		// down, which a power-on waits out.
 		if op != api.PowerOn {
-			return api.FailedPrecondition("VM %s is %s", rec.id, st)
+			return errdefs.FailedPrecondition("VM %s is %s", rec.id, st)
 		}
 		err := a.startUnit(ctx, rec, api.ReasonUser)
-		if !errors.Is(err, &api.Error{Code: api.CodeAlreadyExists}) {
+		if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeAlreadyExists}) {
 			return err
 		}
 		if err := a.waitUnitGone(ctx, rec.id, unitGoneWait); err != nil {
@@ -65,12 +66,12 @@ func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {
 		if op == api.PowerOn {
 			return a.startUnit(ctx, rec, api.ReasonUser)
 		}
-		return api.FailedPrecondition("VM %s has no running unit", rec.id)
+		return errdefs.FailedPrecondition("VM %s has no running unit", rec.id)
 	}
 	cctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
 	defer cancel()
 	_, err = a.shim(rec.id).Power(cctx, op)
-	if err != nil && op == api.ForcePowerOff && api.AsError(err).Code == api.CodeUnavailable {
+	if err != nil && op == api.ForcePowerOff && errdefs.As(err).Code == errdefs.CodeUnavailable {
 		// The shim does not answer: take the whole unit down. Its cleanup
 		// records that the shim was lost.
 		a.log.Warn("shim unreachable; killing its unit", logging.KeyVM, rec.id, "ERROR", err.Error())
@@ -95,7 +96,7 @@ func (a *Agent) waitUnitGone(ctx context.Context, id string, limit time.Duration
 		}
 		select {
 		case <-ctx.Done():
-			return api.FailedPrecondition("VM %s has ended but its unit is still stopping", id)
+			return errdefs.FailedPrecondition("VM %s has ended but its unit is still stopping", id)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

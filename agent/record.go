@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -47,7 +48,7 @@ func (r *record) lock(ctx context.Context) (unlock func(), err error) {
 	case r.op <- struct{}{}:
 		return func() { <-r.op }, nil
 	case <-ctx.Done():
-		return nil, api.FailedPrecondition("VM %s is busy with another operation", r.id)
+		return nil, errdefs.FailedPrecondition("VM %s is busy with another operation", r.id)
 	}
 }
 

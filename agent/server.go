@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/unixhttp"
 )
@@ -85,7 +86,7 @@ func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handlePower(w http.ResponseWriter, r *http.Request) {
 	op := api.PowerOp(r.PathValue("op"))
 	if !op.Valid() {
-		unixhttp.WriteError(w, api.NotFound("no such operation %q; power operations are %v", op, api.PowerOps))
+		unixhttp.WriteError(w, errdefs.NotFound("no such operation %q; power operations are %v", op, api.PowerOps))
 		return
 	}
 	wait, err := boolParam(r, "wait")
@@ -97,7 +98,7 @@ func (a *Agent) handlePower(w http.ResponseWriter, r *http.Request) {
 	if t := r.URL.Query().Get("timeout"); t != "" {
 		d, err := time.ParseDuration(t)
 		if err != nil || d <= 0 {
-			unixhttp.WriteError(w, api.Invalid("timeout", "must be a positive duration like 90s, got %q", t))
+			unixhttp.WriteError(w, errdefs.Invalid("timeout", "must be a positive duration like 90s, got %q", t))
 			return
 		}
 		var cancel context.CancelFunc
@@ -147,7 +148,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if from != "" {
 			n, err := strconv.ParseUint(from, 10, 64)
 			if err != nil {
-				unixhttp.WriteError(w, api.Invalid("after", "must be a sequence number, got %q", from))
+				unixhttp.WriteError(w, errdefs.Invalid("after", "must be a sequence number, got %q", from))
 				return
 			}
 			after = n
@@ -155,7 +156,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		unixhttp.WriteError(w, api.Internal("streaming unsupported"))
+		unixhttp.WriteError(w, errdefs.Internal("streaming unsupported"))
 		return
 	}
 	// Subscribe before reading the backlog: an entry applied in between is
@@ -166,7 +167,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if id != "" && (r.URL.Query().Has("after") || r.Header.Get("Last-Event-ID") != "") {
 		var err error
 		if backlog, err = eventlog.ReadFile(a.cfg.Layout.EventsFile(id), after); err != nil {
-			unixhttp.WriteError(w, api.Internal("read the VM's event log: %v", err))
+			unixhttp.WriteError(w, errdefs.Internal("read the VM's event log: %v", err))
 			return
 		}
 	}
@@ -238,22 +239,22 @@ func decodeJSON(rd io.Reader, v any, where string) error {
 		var sizeErr *http.MaxBytesError
 		switch {
 		case errors.As(err, &typeErr) && typeErr.Field != "":
-			return api.Invalid(prefix+typeErr.Field, "must be a JSON %s, got %s", typeErr.Type, typeErr.Value)
+			return errdefs.Invalid(prefix+typeErr.Field, "must be a JSON %s, got %s", typeErr.Type, typeErr.Value)
 		case errors.As(err, &typeErr):
-			return api.Invalid(whole, "must be a JSON object, got %s", typeErr.Value)
+			return errdefs.Invalid(whole, "must be a JSON object, got %s", typeErr.Value)
 		case errors.As(err, &syntaxErr):
-			return api.Invalid(whole, "malformed JSON at byte %d: %v", syntaxErr.Offset, err)
+			return errdefs.Invalid(whole, "malformed JSON at byte %d: %v", syntaxErr.Offset, err)
 		case errors.As(err, &sizeErr):
-			return api.Invalid(whole, "is larger than %d bytes", sizeErr.Limit)
+			return errdefs.Invalid(whole, "is larger than %d bytes", sizeErr.Limit)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return api.Invalid(prefix+field, "is not a known field")
+			return errdefs.Invalid(prefix+field, "is not a known field")
 		default:
-			return api.Invalid(whole, "malformed JSON: %v", err)
+			return errdefs.Invalid(whole, "malformed JSON: %v", err)
 		}
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return api.Invalid(whole, "must hold exactly one JSON object")
+		return errdefs.Invalid(whole, "must hold exactly one JSON object")
 	}
 	return nil
 }
@@ -265,7 +266,7 @@ func boolParam(r *http.Request, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, api.Invalid(name, "must be true or false, got %q", v)
+		return false, errdefs.Invalid(name, "must be true or false, got %q", v)
 	}
 	return b, nil
 }

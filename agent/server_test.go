@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // TestOpenAPIDocumentsEveryRoute keeps openapi.json honest: every route the
@@ -64,8 +65,8 @@ func TestDecodeStrictNamesTheField(t *testing.T) {
 	for body, field := range cases {
 		var in api.CreateVMInput
 		err := decodeStrict(httptest.NewRequest(http.MethodPost, "/v1/vms", strings.NewReader(body)), &in)
-		var e *api.Error
-		if !errors.As(err, &e) || e.Code != api.CodeInvalidArgument || (field != "" && e.Field != field) {
+		var e *errdefs.Error
+		if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument || (field != "" && e.Field != field) {
 			t.Errorf("%s: got %v, want InvalidArgument naming %q", body, err, field)
 		}
 	}
@@ -104,8 +105,8 @@ func FuzzCreateRequest(f *testing.F) {
 		var in api.CreateVMInput
 		err := decodeStrict(httptest.NewRequest(http.MethodPost, "/v1/vms", strings.NewReader(body)), &in)
 		if err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) || e.Code != api.CodeInvalidArgument {
+			var e *errdefs.Error
+			if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument {
 				t.Fatalf("untyped refusal: %v", err)
 			}
 		}

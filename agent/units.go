@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 	"github.com/infinibay/infinivirt/supervisor"
@@ -95,7 +96,7 @@ func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) e
 	if err != nil {
 		// A shim that ran and failed recorded why: that is the useful message.
 		if v := rec.view(); v.Seq > before && v.Status == api.StatusError && v.Message != "" {
-			return &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf("VM %s did not start: %s", rec.id, v.Message)}
+			return &errdefs.Error{Code: errdefs.CodeFailedPrecondition, Message: fmt.Sprintf("VM %s did not start: %s", rec.id, v.Message)}
 		}
 		return err
 	}
@@ -117,7 +118,7 @@ func (a *Agent) unitActive(ctx context.Context, id string) (bool, error) {
 	return isActive(st.ActiveState), nil
 }
 
-func isNotFound(err error) bool { return errors.Is(err, &api.Error{Code: api.CodeNotFound}) }
+func isNotFound(err error) bool { return errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) }
 
 func isActive(activeState string) bool {
 	switch activeState {

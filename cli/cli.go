@@ -18,6 +18,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 type globals struct {
@@ -71,8 +72,8 @@ func Execute() int {
 	root := NewRoot(os.Stdout)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "infinivirtctl: "+describe(err))
-		var e *api.Error
-		if errors.As(err, &e) && e.Code == api.CodeInvalidArgument {
+		var e *errdefs.Error
+		if errors.As(err, &e) && e.Code == errdefs.CodeInvalidArgument {
 			return 2
 		}
 		return 1
@@ -82,7 +83,7 @@ func Execute() int {
 
 // describe prints a typed error plainly: "macAddress: ..." rather than JSON.
 func describe(err error) string {
-	var e *api.Error
+	var e *errdefs.Error
 	if !errors.As(err, &e) {
 		return err.Error()
 	}
@@ -94,7 +95,7 @@ func describe(err error) string {
 
 func (g *globals) checkOutput() error {
 	if g.output != "table" && g.output != "json" {
-		return api.Invalid("output", "must be table or json, got %q", g.output)
+		return errdefs.Invalid("output", "must be table or json, got %q", g.output)
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // A bad -o is refused before the agent is asked anything: the socket here
@@ -23,7 +23,7 @@ func TestBadOutputIsRefusedBeforeTheCall(t *testing.T) {
 		}
 		return err
 	}
-	outputErr := &api.Error{Code: api.CodeInvalidArgument, Field: "output"}
+	outputErr := &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "output"}
 	for _, args := range [][]string{
 		{"-o", "yaml", "vm", "power-off", "vm1"},
 		{"-o", "yaml", "vm", "delete", "vm1"},

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // installFlags are vm create's flags for an unattended install. The install
@@ -34,14 +35,14 @@ func (f *installFlags) apply(in *api.CreateVMInput) error {
 		return nil
 	}
 	if f.configFile == "" {
-		return api.Invalid("install-config", "an unattended install needs --install-config FILE.json")
+		return errdefs.Invalid("install-config", "an unattended install needs --install-config FILE.json")
 	}
 	raw, err := readFileOrStdin(f.configFile)
 	if err != nil {
 		return err
 	}
 	if !json.Valid(raw) {
-		return api.Invalid("install-config", "%s is not JSON", f.configFile)
+		return errdefs.Invalid("install-config", "%s is not JSON", f.configFile)
 	}
 	in.Install = &api.InstallRequest{
 		OS: f.os, Config: raw, TimeoutMinutes: f.timeoutMinutes, KernelArgs: f.kernelArgs,

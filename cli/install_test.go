@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 func TestInstallFlags(t *testing.T) {
@@ -27,7 +28,7 @@ func TestInstallFlags(t *testing.T) {
 		i.KernelArgs != "console=ttyS0" || i.BootFromDiskAfter == nil || *i.BootFromDiskAfter || in.VirtioWinPath != "/isos/virtio-win.iso" {
 		t.Fatalf("install %+v", i)
 	}
-	var e *api.Error
+	var e *errdefs.Error
 	if err := (&installFlags{os: "fedora"}).apply(&in); !errors.As(err, &e) || e.Field != "install-config" {
 		t.Fatalf("--install-os without a config: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 )
 
@@ -252,7 +253,7 @@ func onOff(s string) (bool, error) {
 	case "off":
 		return false, nil
 	}
-	return false, api.Invalid("state", "must be on or off, got %q", s)
+	return false, errdefs.Invalid("state", "must be on or off, got %q", s)
 }
 
 func presetArgs(at int) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {

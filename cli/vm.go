@@ -12,6 +12,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 func vmCommand(g *globals) *cobra.Command {
@@ -207,7 +208,7 @@ func readFileOrStdin(name string) ([]byte, error) {
 	if name == "-" {
 		var raw json.RawMessage
 		if err := json.NewDecoder(os.Stdin).Decode(&raw); err != nil {
-			return nil, api.Invalid("file", "stdin is not JSON: %v", err)
+			return nil, errdefs.Invalid("file", "stdin is not JSON: %v", err)
 		}
 		return raw, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -24,7 +25,7 @@ func (b *bed) footprint(t *testing.T) footprint {
 
 // expectRefusal posts a create body and checks that it is refused with a
 // typed 4xx error of class code naming field; it returns the raw answer.
-func (b *bed) expectRefusal(t *testing.T, ctx context.Context, body []byte, code api.Code, field string) []byte {
+func (b *bed) expectRefusal(t *testing.T, ctx context.Context, body []byte, code errdefs.Code, field string) []byte {
 	t.Helper()
 	status, resp, err := b.client.RawRequest(ctx, http.MethodPost, "/v1/vms", body)
 	if err != nil {
@@ -60,33 +61,33 @@ func TestBadInputIsRefusedAndLeavesNothing(t *testing.T) {
 	cases := []struct {
 		name   string
 		field  string
-		code   api.Code
+		code   errdefs.Code
 		mutate func(*api.CreateVMInput)
 		raw    string
 	}{
-		{name: "bad MAC", field: "macAddress", code: api.CodeInvalidArgument,
+		{name: "bad MAC", field: "macAddress", code: errdefs.CodeInvalidArgument,
 			mutate: func(in *api.CreateVMInput) { in.MACAddress = "01:00:5e:00:00:01" }},
-		{name: "zero CPUs", field: "cpuCores", code: api.CodeInvalidArgument,
+		{name: "zero CPUs", field: "cpuCores", code: errdefs.CodeInvalidArgument,
 			mutate: func(in *api.CreateVMInput) { in.CPUCores = 0 }},
-		{name: "missing bridge", field: "networkBridge", code: api.CodeInvalidArgument,
+		{name: "missing bridge", field: "networkBridge", code: errdefs.CodeInvalidArgument,
 			mutate: func(in *api.CreateVMInput) { in.NetworkBridge = "nosuchbr0" }},
-		{name: "duplicate uuid", field: "internalName", code: api.CodeAlreadyExists,
+		{name: "duplicate uuid", field: "internalName", code: errdefs.CodeAlreadyExists,
 			mutate: func(in *api.CreateVMInput) { in.InternalName = owner.ID }},
-		{name: "VNC password over 8 characters", field: "graphicPassword", code: api.CodeInvalidArgument,
+		{name: "VNC password over 8 characters", field: "graphicPassword", code: errdefs.CodeInvalidArgument,
 			mutate: func(in *api.CreateVMInput) { in.GraphicPassword = "123456789" }},
-		{name: "graphic port in use", field: "graphicPort", code: api.CodeAlreadyExists,
+		{name: "graphic port in use", field: "graphicPort", code: errdefs.CodeAlreadyExists,
 			mutate: func(in *api.CreateVMInput) { in.GraphicPort = owner.GraphicPort }},
-		{name: "relative iso path", field: "isoPath", code: api.CodeInvalidArgument,
+		{name: "relative iso path", field: "isoPath", code: errdefs.CodeInvalidArgument,
 			mutate: func(in *api.CreateVMInput) { in.ISOPath = "images/install.iso" }},
-		{name: "dot-dot iso path", field: "isoPath", code: api.CodeInvalidArgument,
+		{name: "dot-dot iso path", field: "isoPath", code: errdefs.CodeInvalidArgument,
 			mutate: func(in *api.CreateVMInput) { in.ISOPath = "/var/lib/../../etc/shadow" }},
-		{name: "kernel QEMU cannot boot (start fails, create rolls back)", code: api.CodeFailedPrecondition,
+		{name: "kernel QEMU cannot boot (start fails, create rolls back)", code: errdefs.CodeFailedPrecondition,
 			mutate: func(in *api.CreateVMInput) { in.Boot.Kernel = "/etc/os-release" }},
-		{name: "malformed JSON", field: "body", code: api.CodeInvalidArgument,
+		{name: "malformed JSON", field: "body", code: errdefs.CodeInvalidArgument,
 			raw: `{"name": "x", "cpuCores": 1,`},
-		{name: "wrong JSON type", field: "cpuCores", code: api.CodeInvalidArgument,
+		{name: "wrong JSON type", field: "cpuCores", code: errdefs.CodeInvalidArgument,
 			raw: `{"name": "x", "cpuCores": "two"}`},
-		{name: "unknown field", field: "cpuCount", code: api.CodeInvalidArgument,
+		{name: "unknown field", field: "cpuCount", code: errdefs.CodeInvalidArgument,
 			raw: `{"name": "x", "cpuCount": 2}`},
 	}
 	before := b.footprint(t)

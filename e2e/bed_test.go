@@ -17,6 +17,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/pkg/store"
 	"github.com/infinibay/infinivirt/pkg/testbed"
@@ -369,7 +370,7 @@ func tail(s string, n int) string {
 	return s
 }
 
-func isAPIError(err error, code api.Code, field string) bool {
-	var e *api.Error
+func isAPIError(err error, code errdefs.Code, field string) bool {
+	var e *errdefs.Error
 	return errors.As(err, &e) && e.Code == code && (field == "" || e.Field == field)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 )
 
@@ -193,7 +194,7 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		if !b.canPing(t, a.ID, bb.ip) {
 			t.Error("A cannot reach B once it is back, with its rules re-applied")
 		}
-		if _, err := b.client.MoveVM(ctx, bb.ID, "nosuchbr"); !isAPIError(err, api.CodeInvalidArgument, "bridge") {
+		if _, err := b.client.MoveVM(ctx, bb.ID, "nosuchbr"); !isAPIError(err, errdefs.CodeInvalidArgument, "bridge") {
 			t.Errorf("move to a missing bridge: %v", err)
 		}
 	})

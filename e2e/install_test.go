@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 	"github.com/infinibay/infinivirt/pkg/testbed/guest"
 	"github.com/infinibay/infinivirt/pkg/unattended"
@@ -443,7 +444,7 @@ func TestInstallBadInputLeavesNothing(t *testing.T) {
 			in := b.ubuntuInstallInput(t, "bad", "")
 			tc.mutate(&in)
 			body, _ := json.Marshal(in)
-			resp := b.expectRefusal(t, ctx, body, api.CodeInvalidArgument, tc.field)
+			resp := b.expectRefusal(t, ctx, body, errdefs.CodeInvalidArgument, tc.field)
 			if strings.Contains(string(resp), installSecret) {
 				t.Fatalf("the refusal repeats the password: %s", resp)
 			}

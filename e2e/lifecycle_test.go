@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -122,7 +123,7 @@ func TestPowerOperations(t *testing.T) {
 	}
 	b.waitDB(t, vm.ID, api.StatusOff, api.ReasonKilled)
 
-	if _, err := b.client.Power(ctx, vm.ID, api.Suspend, false, 0); !isAPIError(err, api.CodeFailedPrecondition, "") {
+	if _, err := b.client.Power(ctx, vm.ID, api.Suspend, false, 0); !isAPIError(err, errdefs.CodeFailedPrecondition, "") {
 		t.Fatalf("suspend of an off VM: %v, want FailedPrecondition", err)
 	}
 }

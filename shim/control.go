@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/tinyhttp"
 )
@@ -36,7 +37,7 @@ func (s *Shim) serveControl(ctx context.Context) error {
 	})
 	srv.Handle("POST /v1/console", func(w *tinyhttp.Response, r *tinyhttp.Request) {
 		if err := s.console.Write(r.Body); err != nil {
-			writeError(w, api.Unavailable("console: %v", err))
+			writeError(w, errdefs.Unavailable("console: %v", err))
 		}
 	})
 	s.server = srv
@@ -47,7 +48,7 @@ func (s *Shim) serveControl(ctx context.Context) error {
 func (s *Shim) handlePower(w *tinyhttp.Response, r *tinyhttp.Request) {
 	var req api.PowerRequest
 	if err := json.Unmarshal(r.Body, &req); err != nil {
-		writeError(w, api.Invalid("body", "%v", err))
+		writeError(w, errdefs.Invalid("body", "%v", err))
 		return
 	}
 	if err := s.Power(r.Context(), req.Op); err != nil {
@@ -62,12 +63,12 @@ func (s *Shim) handlePower(w *tinyhttp.Response, r *tinyhttp.Request) {
 func (s *Shim) handleEvents(w *tinyhttp.Response, r *tinyhttp.Request) {
 	after, err := strconv.ParseUint(r.Query.Get("after"), 10, 64)
 	if err != nil && r.Query.Get("after") != "" {
-		writeError(w, api.Invalid("after", "must be a sequence number"))
+		writeError(w, errdefs.Invalid("after", "must be a sequence number"))
 		return
 	}
 	backlog, sub, err := s.events.Subscribe(after)
 	if err != nil {
-		writeError(w, api.Unavailable("%v", err))
+		writeError(w, errdefs.Unavailable("%v", err))
 		return
 	}
 	defer sub.Cancel()
@@ -115,7 +116,7 @@ func writeJSON(w *tinyhttp.Response, v any) {
 }
 
 func writeError(w *tinyhttp.Response, err error) {
-	e := api.AsError(err)
+	e := errdefs.As(err)
 	w.Start(e.Code.HTTPStatus(), "application/json")
 	json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
 }

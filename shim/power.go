@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 )
 
@@ -15,18 +16,18 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 	defer cancel()
 	st := s.powerStatus()
 	if s.exitCauseLocked() != nil {
-		return api.FailedPrecondition("VM is shutting down")
+		return errdefs.FailedPrecondition("VM is shutting down")
 	}
 	switch op {
 	case api.PowerOn, api.Resume:
 		if st == api.StatusRunning {
 			if op == api.PowerOn {
-				return api.FailedPrecondition("VM is already running")
+				return errdefs.FailedPrecondition("VM is already running")
 			}
 			return nil
 		}
 		if st != api.StatusSuspended && st != api.StatusPaused {
-			return api.FailedPrecondition("VM is %s; only a suspended or paused VM can resume", st)
+			return errdefs.FailedPrecondition("VM is %s; only a suspended or paused VM can resume", st)
 		}
 		if err := s.qmp.Cont(ctx); err != nil {
 			return qmpFailed(err)
@@ -40,7 +41,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 			return nil
 		}
 		if st != api.StatusRunning {
-			return api.FailedPrecondition("VM is %s; only a running VM can be suspended", st)
+			return errdefs.FailedPrecondition("VM is %s; only a running VM can be suspended", st)
 		}
 		if err := s.qmp.Stop(ctx); err != nil {
 			return qmpFailed(err)
@@ -48,7 +49,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 		s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
 	case api.Reset:
 		if st != api.StatusRunning && st != api.StatusSuspended && st != api.StatusPaused {
-			return api.FailedPrecondition("VM is %s; it cannot be reset", st)
+			return errdefs.FailedPrecondition("VM is %s; it cannot be reset", st)
 		}
 		if err := s.qmp.SystemReset(ctx); err != nil {
 			return qmpFailed(err)
@@ -66,7 +67,7 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 		s.progress("forced power-off requested")
 		s.forceOff("forced off by an operator")
 	default:
-		return api.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
+		return errdefs.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
 	}
 	return nil
 }
@@ -77,9 +78,9 @@ func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
 func qmpFailed(err error) error {
 	switch {
 	case errors.Is(err, qmp.ErrDisconnected), errors.Is(err, qmp.ErrClosed):
-		return api.Unavailable("%v", err)
+		return errdefs.Unavailable("%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return &api.Error{Code: api.CodeDeadlineExceeded, Message: err.Error()}
+		return &errdefs.Error{Code: errdefs.CodeDeadlineExceeded, Message: err.Error()}
 	}
-	return api.Internal("%v", err)
+	return errdefs.Internal("%v", err)
 }

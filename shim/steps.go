@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/netdev"
@@ -139,7 +140,7 @@ func (s *Shim) checkDisk(ctx context.Context) error {
 	}
 	for field, p := range s.hostFiles() {
 		if _, err := os.Stat(p); err != nil {
-			return api.Invalid(field, "%v", err)
+			return errdefs.Invalid(field, "%v", err)
 		}
 	}
 	return s.handToQEMU(d.Path)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -152,7 +153,7 @@ func TestPowerWithQEMUGoneIsUnavailable(t *testing.T) {
 	s, _ := newSupervisedShim(t, 2)
 	s.qmp.Close()
 	err := s.Power(context.Background(), api.Suspend)
-	if !errors.Is(err, &api.Error{Code: api.CodeUnavailable}) {
+	if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeUnavailable}) {
 		t.Fatalf("suspend without QMP: %v, want Unavailable", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 const testID = "0b6cf5a4-1f7e-4d5b-9b61-3c1b0e1f2a3d"
@@ -89,7 +89,7 @@ func TestUnitNames(t *testing.T) {
 		t.Errorf("UnitName = %q, %v", unit, err)
 	}
 	for _, bad := range []string{"", "x", strings.ToUpper(testID), "../" + testID, testID + "\n"} {
-		if _, err := UnitName(bad); !isCode(err, api.CodeInvalidArgument) {
+		if _, err := UnitName(bad); !isCode(err, errdefs.CodeInvalidArgument) {
 			t.Errorf("UnitName(%q) = %v, want InvalidArgument", bad, err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestPropertiesTypes(t *testing.T) {
 		"successExitStatus[0]": {VMID: testID, ExecStart: []string{"/x"}, SuccessExitStatus: []int{256}},
 		"execStopPost":         {VMID: testID, ExecStart: []string{"/x"}, ExecStopPost: []string{""}},
 	} {
-		if _, err := bad.properties(); !isCode(err, api.CodeInvalidArgument) || !strings.Contains(err.Error(), name) {
+		if _, err := bad.properties(); !isCode(err, errdefs.CodeInvalidArgument) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/testbed"
 )
 
@@ -157,8 +157,8 @@ func startAndSeeStatus(t testing.TB, s *Supervisor, ctx context.Context, events 
 	})
 }
 
-func isCode(err error, code api.Code) bool {
-	return errors.Is(err, &api.Error{Code: code})
+func isCode(err error, code errdefs.Code) bool {
+	return errors.Is(err, &errdefs.Error{Code: code})
 }
 
 // waitEvent reads events until match accepts one.

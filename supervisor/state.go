@@ -10,7 +10,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // UnitState is what systemd knows about one VM's unit.
@@ -57,7 +57,7 @@ func signalName(n int32) string {
 }
 
 func isNotFound(err error) bool {
-	return errors.Is(err, &api.Error{Code: api.CodeNotFound})
+	return errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound})
 }
 
 // State reads the VM's unit. A unit systemd does not know gives NotFound
@@ -85,7 +85,7 @@ func (s *Supervisor) unitState(ctx context.Context, unit string) (UnitState, err
 	fillUnitProps(&st, unitProps)
 	if st.LoadState == "not-found" {
 		// systemd answers for unknown names too, with LoadState not-found.
-		return st, api.NotFound("unit %s is not loaded", unit)
+		return st, errdefs.NotFound("unit %s is not loaded", unit)
 	}
 	err = s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
 		var err error

@@ -19,7 +19,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/google/uuid"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -126,7 +126,7 @@ func (s *Supervisor) dialBus(ctx context.Context) (*dbus.Conn, error) {
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, api.Unavailable("systemd bus %s: %v", s.opts.BusAddress, r.err)
+			return nil, errdefs.Unavailable("systemd bus %s: %v", s.opts.BusAddress, r.err)
 		}
 		return r.conn, nil
 	case <-ctx.Done():
@@ -135,7 +135,7 @@ func (s *Supervisor) dialBus(ctx context.Context) (*dbus.Conn, error) {
 				r.conn.Close()
 			}
 		}()
-		return nil, api.AsError(fmt.Errorf("systemd bus %s: %w", s.opts.BusAddress, ctx.Err()))
+		return nil, errdefs.As(fmt.Errorf("systemd bus %s: %w", s.opts.BusAddress, ctx.Err()))
 	}
 }
 
@@ -144,7 +144,7 @@ func (s *Supervisor) connection(ctx context.Context) (*sddbus.Conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.life.Err() != nil {
-		return nil, api.Unavailable("supervisor is closed")
+		return nil, errdefs.Unavailable("supervisor is closed")
 	}
 	if s.conn != nil && s.conn.Connected() {
 		return s.conn, nil
@@ -157,7 +157,7 @@ func (s *Supervisor) connection(ctx context.Context) (*sddbus.Conn, error) {
 	defer cancel()
 	conn, err := sddbus.NewConnection(func() (*dbus.Conn, error) { return s.dialBus(ctx) })
 	if err != nil {
-		return nil, api.AsError(err)
+		return nil, errdefs.As(err)
 	}
 	s.conn = conn
 	return conn, nil
@@ -178,7 +178,7 @@ func (s *Supervisor) call(ctx context.Context, f func(ctx context.Context, c *sd
 func UnitName(vmID string) (string, error) {
 	id, err := uuid.Parse(vmID)
 	if err != nil || id.String() != vmID {
-		return "", api.Invalid("vmId", "%q is not a UUID in canonical form", vmID)
+		return "", errdefs.Invalid("vmId", "%q is not a UUID in canonical form", vmID)
 	}
 	return vmspec.UnitName(vmID), nil
 }
@@ -216,14 +216,14 @@ func mapError(unit, op string, err error) error {
 	}
 	switch dbusErrorName(err) {
 	case errUnitExists:
-		return api.AlreadyExists("vmId", "%s: unit %s is already loaded: %v", op, unit, err)
+		return errdefs.AlreadyExists("vmId", "%s: unit %s is already loaded: %v", op, unit, err)
 	case errNoSuchUnit:
-		return api.NotFound("%s: unit %s is not loaded: %v", op, unit, err)
+		return errdefs.NotFound("%s: unit %s is not loaded: %v", op, unit, err)
 	}
-	e := api.AsError(fmt.Errorf("%s %s: %w", op, unit, err))
-	if e.Code == api.CodeInternal && !isDBusError(err) {
+	e := errdefs.As(fmt.Errorf("%s %s: %w", op, unit, err))
+	if e.Code == errdefs.CodeInternal && !isDBusError(err) {
 		// Transport failures: the bus or systemd is not answering.
-		e.Code = api.CodeUnavailable
+		e.Code = errdefs.CodeUnavailable
 	}
 	return e
 }

@@ -13,7 +13,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/google/uuid"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // TestStartWaitsForReady: Start returns once the notifier sent READY=1
@@ -50,7 +50,7 @@ func TestStartWaitsForReady(t *testing.T) {
 	st, err = s.State(ctx, spec.VMID)
 	if err == nil && st.ActiveState != "inactive" {
 		t.Errorf("after Stop: %s/%s result=%s", st.ActiveState, st.SubState, st.Result)
-	} else if err != nil && !isCode(err, api.CodeNotFound) {
+	} else if err != nil && !isCode(err, errdefs.CodeNotFound) {
 		t.Errorf("State after Stop: %v", err)
 	}
 	journal, err := bed.Journal(ctx, UnitNameMust(spec.VMID))
@@ -131,7 +131,7 @@ func TestKillFailsUnitAndRunsStopPost(t *testing.T) {
 	if err := s.ResetFailed(ctx, spec.VMID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.State(ctx, spec.VMID); !isCode(err, api.CodeNotFound) {
+	if _, err := s.State(ctx, spec.VMID); !isCode(err, errdefs.CodeNotFound) {
 		t.Errorf("State after ResetFailed: %v, want NotFound", err)
 	}
 	waitEvent(t, events, "unit removed", func(ev UnitEvent) bool { return ev.VMID == spec.VMID && ev.Removed })
@@ -200,7 +200,7 @@ func TestStartErrors(t *testing.T) {
 	ctx := testCtx(t)
 	spec := notifierSpec()
 	mustStart(t, s, ctx, spec)
-	if err := s.Start(ctx, spec); !isCode(err, api.CodeAlreadyExists) {
+	if err := s.Start(ctx, spec); !isCode(err, errdefs.CodeAlreadyExists) {
 		t.Errorf("second Start: %v, want AlreadyExists", err)
 	}
 
@@ -208,7 +208,7 @@ func TestStartErrors(t *testing.T) {
 	cleanupUnit(t, s, bad.VMID)
 	err := s.Start(ctx, bad)
 	var se *StartError
-	if !errors.As(err, &se) || !isCode(err, api.CodeFailedPrecondition) {
+	if !errors.As(err, &se) || !isCode(err, errdefs.CodeFailedPrecondition) {
 		t.Fatalf("Start of a failing shim: %v, want a FailedPrecondition *StartError", err)
 	}
 	if se.JobResult != "failed" || se.State.Result != "exit-code" || se.State.ExecMainStatus != 1 {
@@ -220,10 +220,10 @@ func TestStartErrors(t *testing.T) {
 		t.Errorf("Start over a failed unit: %v", err)
 	}
 
-	if err := s.Start(ctx, UnitSpec{VMID: "not-a-uuid", ExecStart: []string{"/bin/true"}}); !isCode(err, api.CodeInvalidArgument) {
+	if err := s.Start(ctx, UnitSpec{VMID: "not-a-uuid", ExecStart: []string{"/bin/true"}}); !isCode(err, errdefs.CodeInvalidArgument) {
 		t.Errorf("bad id: %v", err)
 	}
-	if err := s.Stop(ctx, uuid.NewString()); !isCode(err, api.CodeNotFound) {
+	if err := s.Stop(ctx, uuid.NewString()); !isCode(err, errdefs.CodeNotFound) {
 		t.Errorf("Stop of an unknown VM: %v, want NotFound", err)
 	}
 }
@@ -399,10 +399,10 @@ func TestUnitExistsMapsToAlreadyExists(t *testing.T) {
 	if dbusErrorName(err) != errUnitExists {
 		t.Fatalf("duplicate StartTransientUnit: %v (D-Bus error %q)", err, dbusErrorName(err))
 	}
-	if mapped := mapError(unit, "start", err); !isCode(mapped, api.CodeAlreadyExists) {
+	if mapped := mapError(unit, "start", err); !isCode(mapped, errdefs.CodeAlreadyExists) {
 		t.Errorf("mapped to %v", mapped)
 	}
-	if err := s.Kill(ctx, uuid.NewString(), syscall.SIGTERM); !isCode(err, api.CodeNotFound) {
+	if err := s.Kill(ctx, uuid.NewString(), syscall.SIGTERM); !isCode(err, errdefs.CodeNotFound) {
 		t.Errorf("Kill of an unknown VM: %v, want NotFound", err)
 	}
 }

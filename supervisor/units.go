@@ -10,7 +10,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // UnitSpec describes the unit that runs one VM's shim.
@@ -65,7 +65,7 @@ func prop(name string, v any) sddbus.Property {
 // exact D-Bus type systemd checks (uint64 for 't', int32 for 'i' ...).
 func (spec UnitSpec) properties() ([]sddbus.Property, error) {
 	if len(spec.ExecStart) == 0 || spec.ExecStart[0] == "" {
-		return nil, api.Invalid("execStart", "the shim's command line is empty")
+		return nil, errdefs.Invalid("execStart", "the shim's command line is empty")
 	}
 	desc := spec.Description
 	if desc == "" {
@@ -98,14 +98,14 @@ func (spec UnitSpec) properties() ([]sddbus.Property, error) {
 	}
 	if len(spec.ExecStopPost) > 0 {
 		if spec.ExecStopPost[0] == "" {
-			return nil, api.Invalid("execStopPost", "empty command")
+			return nil, errdefs.Invalid("execStopPost", "empty command")
 		}
 		props = append(props, prop("ExecStopPost", []execCommand{{Path: spec.ExecStopPost[0], Args: spec.ExecStopPost}}))
 	}
 	devs := make([]deviceAllow, 0, len(spec.DeviceAllow))
 	for i, d := range spec.DeviceAllow {
 		if len(d) == 0 || d[0] != '/' {
-			return nil, api.Invalid(fmt.Sprintf("deviceAllow[%d]", i), "%q is not an absolute device path", d)
+			return nil, errdefs.Invalid(fmt.Sprintf("deviceAllow[%d]", i), "%q is not an absolute device path", d)
 		}
 		devs = append(devs, deviceAllow{Path: d, Access: "rw"})
 	}
@@ -119,7 +119,7 @@ func (spec UnitSpec) properties() ([]sddbus.Property, error) {
 		set := exitStatusSet{Signals: []int32{}}
 		for i, c := range spec.SuccessExitStatus {
 			if c < 0 || c > 255 {
-				return nil, api.Invalid(fmt.Sprintf("successExitStatus[%d]", i), "exit code %d is out of 0..255", c)
+				return nil, errdefs.Invalid(fmt.Sprintf("successExitStatus[%d]", i), "exit code %d is out of 0..255", c)
 			}
 			set.Codes = append(set.Codes, int32(c))
 		}
@@ -164,11 +164,11 @@ func (s *Supervisor) Start(ctx context.Context, spec UnitSpec) error {
 		// A transient unit still loaded while inactive (for example held by
 		// a reference): StartTransientUnit will say whether it can be reused.
 	default:
-		return api.AlreadyExists("vmId", "unit %s is %s/%s", unit, st.ActiveState, st.SubState)
+		return errdefs.AlreadyExists("vmId", "unit %s is %s/%s", unit, st.ActiveState, st.SubState)
 	}
 	err = s.startTransient(ctx, unit, props)
 	if errors.Is(err, errTaken) {
-		return api.AlreadyExists("vmId", "unit %s is already loaded", unit)
+		return errdefs.AlreadyExists("vmId", "unit %s is already loaded", unit)
 	}
 	return err
 }
@@ -194,7 +194,7 @@ func (s *Supervisor) startTransient(ctx context.Context, unit string, props []sd
 	}
 	result, err := s.waitJob(ctx, jobConn, done)
 	if err != nil {
-		return api.AsError(fmt.Errorf("start %s: waiting for READY: %w", unit, err))
+		return errdefs.As(fmt.Errorf("start %s: waiting for READY: %w", unit, err))
 	}
 	if result == "done" {
 		return nil
@@ -205,7 +205,7 @@ func (s *Supervisor) startTransient(ctx context.Context, unit string, props []sd
 
 // errBusDropped means the connection that would deliver a job's result
 // dropped while waiting for it.
-var errBusDropped = api.Unavailable("the systemd bus connection dropped while waiting for the job")
+var errBusDropped = errdefs.Unavailable("the systemd bus connection dropped while waiting for the job")
 
 // waitJob waits for a job result. The result arrives as a signal on the
 // method connection, so a drop of that connection ends the wait too.
@@ -227,27 +227,27 @@ func (s *Supervisor) waitJob(ctx context.Context, conn *sddbus.Conn, done <-chan
 }
 
 // StartError is a start job that did not end in "done". It unwraps to the
-// typed *api.Error of its class.
+// typed *errdefs.Error of its class.
 type StartError struct {
 	Unit      string
 	JobResult string // failed, timeout, canceled, dependency, skipped ...
 	State     UnitState
-	err       *api.Error
+	err       *errdefs.Error
 }
 
 func newStartError(unit, result string, st UnitState) *StartError {
 	msg := fmt.Sprintf("start %s: job %s; unit %s/%s result=%s exit=%s", unit, result,
 		st.ActiveState, st.SubState, st.Result, st.ExitDescription())
-	var e *api.Error
+	var e *errdefs.Error
 	switch result {
 	case "failed":
-		e = api.FailedPrecondition("%s", msg)
+		e = errdefs.FailedPrecondition("%s", msg)
 	case "timeout":
-		e = &api.Error{Code: api.CodeDeadlineExceeded, Message: msg}
+		e = &errdefs.Error{Code: errdefs.CodeDeadlineExceeded, Message: msg}
 	case "canceled":
-		e = api.Unavailable("%s", msg)
+		e = errdefs.Unavailable("%s", msg)
 	default:
-		e = api.Internal("%s", msg)
+		e = errdefs.Internal("%s", msg)
 	}
 	return &StartError{Unit: unit, JobResult: result, State: st, err: e}
 }
@@ -274,10 +274,10 @@ func (s *Supervisor) Stop(ctx context.Context, vmID string) error {
 	}
 	result, err := s.waitJob(ctx, jobConn, done)
 	if err != nil {
-		return api.AsError(fmt.Errorf("stop %s: %w", unit, err))
+		return errdefs.As(fmt.Errorf("stop %s: %w", unit, err))
 	}
 	if result != "done" {
-		return api.Internal("stop %s: job %s", unit, result)
+		return errdefs.Internal("stop %s: job %s", unit, result)
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Options configure a Firewall.
@@ -673,7 +673,7 @@ func (f *Firewall) VMRuleset(ctx context.Context, vmID string) (string, error) {
 		return "", err
 	}
 	if !exists[vmChain(vmID, Out)] || !exists[vmChain(vmID, In)] {
-		return "", api.NotFound("no firewall chains for VM %s", vmID)
+		return "", errdefs.NotFound("no firewall chains for VM %s", vmID)
 	}
 	var b strings.Builder
 	seen := map[string]bool{}

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // FuzzRuleSetJSON feeds rule sets as the API would receive them. Whatever
@@ -29,8 +29,8 @@ func FuzzRuleSetJSON(f *testing.F) {
 			return
 		}
 		if err := s.Validate(); err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) || e.Code != api.CodeInvalidArgument || e.Field == "" {
+			var e *errdefs.Error
+			if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument || e.Field == "" {
 				t.Fatalf("validation error is not a field-naming InvalidArgument: %v", err)
 			}
 			return
@@ -41,8 +41,8 @@ func FuzzRuleSetJSON(f *testing.F) {
 			d := Department{ID: "d", Policy: DepartmentPolicy{BlockAll, AllowInternet}, RuleSet: s}
 			p, err := Render(m, d, v)
 			if err != nil {
-				var e *api.Error
-				if !errors.As(err, &e) || e.Code != api.CodeFailedPrecondition {
+				var e *errdefs.Error
+				if !errors.As(err, &e) || e.Code != errdefs.CodeFailedPrecondition {
 					t.Fatalf("a valid set was refused with %v", err)
 				}
 				continue

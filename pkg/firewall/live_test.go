@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall/internal/nettest"
 )
 
@@ -74,8 +74,8 @@ func TestLiveVMRulesetReadsBackWhatWasRendered(t *testing.T) {
 	if sortChains(got) != sortChains(want.String()) {
 		t.Errorf("kernel view:\n%s\nwant:\n%s", got, want.String())
 	}
-	var e *api.Error
-	if _, err := f.VMRuleset(ctx, "nope"); !errors.As(err, &e) || e.Code != api.CodeNotFound {
+	var e *errdefs.Error
+	if _, err := f.VMRuleset(ctx, "nope"); !errors.As(err, &e) || e.Code != errdefs.CodeNotFound {
 		t.Errorf("unknown VM: want NotFound, got %v", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 func TestRuleJSONUsesInfinibayNames(t *testing.T) {
@@ -77,8 +77,8 @@ func TestRuleSetValidationNamesTheField(t *testing.T) {
 	}
 	for _, c := range cases {
 		err := c.set.Validate()
-		var e *api.Error
-		if !errors.As(err, &e) || e.Code != api.CodeInvalidArgument || e.Field != c.field {
+		var e *errdefs.Error
+		if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument || e.Field != c.field {
 			t.Errorf("want InvalidArgument on %s, got %v", c.field, err)
 		}
 	}
@@ -117,14 +117,14 @@ func TestPolicyValidation(t *testing.T) {
 		{DepartmentPolicy{AllowAll, AllowOutbound}, "defaultConfig"},
 		{DepartmentPolicy{AllowAll, ""}, "defaultConfig"},
 	} {
-		var e *api.Error
+		var e *errdefs.Error
 		if err := c.p.Validate(); !errors.As(err, &e) || e.Field != c.field {
 			t.Errorf("%+v: want error on %s, got %v", c.p, c.field, err)
 		}
 	}
 	d := Department{ID: "eng", Policy: DepartmentPolicy{BlockAll, AllowInternet},
 		RuleSet: RuleSet{Rules: []Rule{{Action: Accept, Direction: In, Protocol: TCP, DstPortStart: 99999}}}}
-	var e *api.Error
+	var e *errdefs.Error
 	if err := d.Validate(); !errors.As(err, &e) || e.Field != "ruleSet.rules[0].dstPortStart" {
 		t.Errorf("want ruleSet.rules[0].dstPortStart, got %v", err)
 	}
@@ -153,7 +153,7 @@ func TestVMValidation(t *testing.T) {
 	} {
 		v := good
 		c.mod(&v)
-		var e *api.Error
+		var e *errdefs.Error
 		if err := v.Validate(); !errors.As(err, &e) || e.Field != c.field {
 			t.Errorf("want error on %s, got %v", c.field, err)
 		}
@@ -188,8 +188,8 @@ func TestCheckRule(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("case %d (%s %s %s): err %v, want ok %v", i, c.r.Action, c.r.Protocol, c.r.ConnectionState, err, c.ok)
 		}
-		var e *api.Error
-		if err != nil && (!errors.As(err, &e) || e.Code != api.CodeFailedPrecondition) {
+		var e *errdefs.Error
+		if err != nil && (!errors.As(err, &e) || e.Code != errdefs.CodeFailedPrecondition) {
 			t.Errorf("case %d: want FailedPrecondition, got %v", i, err)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Names of what Infinivirt owns in the kernel.
@@ -420,10 +420,10 @@ func render(m Mode, d Department, vms []VM, want func(VM) bool) (*Plan, error) {
 			return nil, prefixField(err, fmt.Sprintf("vms[%d]", i))
 		}
 		if j, dup := seen[v.ID]; dup {
-			return nil, prefixField(api.Invalid("id", "%q is also vms[%d]", v.ID, j), fmt.Sprintf("vms[%d]", i))
+			return nil, prefixField(errdefs.Invalid("id", "%q is also vms[%d]", v.ID, j), fmt.Sprintf("vms[%d]", i))
 		}
 		if j, dup := taps[v.TAP]; dup {
-			return nil, prefixField(api.Invalid("tap", "%q is also the TAP of vms[%d]", v.TAP, j), fmt.Sprintf("vms[%d]", i))
+			return nil, prefixField(errdefs.Invalid("tap", "%q is also the TAP of vms[%d]", v.TAP, j), fmt.Sprintf("vms[%d]", i))
 		}
 		seen[v.ID], taps[v.TAP] = i, i
 	}

@@ -10,7 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Action is what a rule does with the traffic it matches.
@@ -184,11 +184,11 @@ func (r Rule) DstPrefix() netip.Prefix {
 	return p
 }
 
-// Validate checks every field. The error is an *api.Error naming the field
+// Validate checks every field. The error is an *errdefs.Error naming the field
 // in its JSON spelling (for example "dstPortEnd").
 func (r Rule) Validate() error {
 	if r.ID != "" && !ruleIDRE.MatchString(r.ID) {
-		return api.Invalid("id", "must be 1-64 letters, digits, '_', '.' or '-' starting with a letter or digit, got %q", r.ID)
+		return errdefs.Invalid("id", "must be 1-64 letters, digits, '_', '.' or '-' starting with a letter or digit, got %q", r.ID)
 	}
 	if err := checkText("name", r.Name, maxRuleNameLen); err != nil {
 		return err
@@ -199,20 +199,20 @@ func (r Rule) Validate() error {
 	switch r.Action {
 	case Accept, Drop, Reject:
 	default:
-		return api.Invalid("action", "must be ACCEPT, DROP or REJECT, got %q", r.Action)
+		return errdefs.Invalid("action", "must be ACCEPT, DROP or REJECT, got %q", r.Action)
 	}
 	switch r.Direction {
 	case In, Out, InOut:
 	default:
-		return api.Invalid("direction", "must be IN, OUT or INOUT, got %q", r.Direction)
+		return errdefs.Invalid("direction", "must be IN, OUT or INOUT, got %q", r.Direction)
 	}
 	if r.Priority < MinPriority || r.Priority > MaxPriority {
-		return api.Invalid("priority", "must be %d-%d, got %d", MinPriority, MaxPriority, r.Priority)
+		return errdefs.Invalid("priority", "must be %d-%d, got %d", MinPriority, MaxPriority, r.Priority)
 	}
 	switch r.Protocol {
 	case TCP, UDP, ICMP, All:
 	default:
-		return api.Invalid("protocol", "must be tcp, udp, icmp or all, got %q", r.Protocol)
+		return errdefs.Invalid("protocol", "must be tcp, udp, icmp or all, got %q", r.Protocol)
 	}
 	for _, p := range []struct {
 		name       string
@@ -234,14 +234,14 @@ func (r Rule) Validate() error {
 
 func checkText(field, s string, max int) error {
 	if !utf8.ValidString(s) {
-		return api.Invalid(field, "must be valid UTF-8")
+		return errdefs.Invalid(field, "must be valid UTF-8")
 	}
 	if n := utf8.RuneCountInString(s); n > max {
-		return api.Invalid(field, "must be at most %d characters, got %d", max, n)
+		return errdefs.Invalid(field, "must be at most %d characters, got %d", max, n)
 	}
 	for _, c := range s {
 		if unicode.IsControl(c) {
-			return api.Invalid(field, "must not contain control characters")
+			return errdefs.Invalid(field, "must not contain control characters")
 		}
 	}
 	return nil
@@ -257,16 +257,16 @@ func checkPorts(prefix string, start, end int, proto Protocol) error {
 		if start == 0 {
 			field = prefix + "End"
 		}
-		return api.Invalid(field, "ports need protocol tcp or udp, not %q", proto)
+		return errdefs.Invalid(field, "ports need protocol tcp or udp, not %q", proto)
 	}
 	if start == 0 {
-		return api.Invalid(prefix+"Start", "is required when %sEnd is set", prefix)
+		return errdefs.Invalid(prefix+"Start", "is required when %sEnd is set", prefix)
 	}
 	if start < 1 || start > 65535 {
-		return api.Invalid(prefix+"Start", "must be 1-65535, got %d", start)
+		return errdefs.Invalid(prefix+"Start", "must be 1-65535, got %d", start)
 	}
 	if end != 0 && (end < start || end > 65535) {
-		return api.Invalid(prefix+"End", "must be %d-65535 (at least %sStart), got %d", start, prefix, end)
+		return errdefs.Invalid(prefix+"End", "must be %d-65535 (at least %sStart), got %d", start, prefix, end)
 	}
 	return nil
 }
@@ -279,11 +279,11 @@ type addrError struct {
 
 func (e *addrError) Error() string { return e.msg }
 
-func (e *addrError) apiError(prefix string) *api.Error {
+func (e *addrError) apiError(prefix string) *errdefs.Error {
 	if e.mask {
-		return api.Invalid(prefix+"Mask", "%s", e.msg)
+		return errdefs.Invalid(prefix+"Mask", "%s", e.msg)
 	}
-	return api.Invalid(prefix+"Addr", "%s", e.msg)
+	return errdefs.Invalid(prefix+"Addr", "%s", e.msg)
 }
 
 // parseAddrMask turns an Infinibay address and mask into a prefix with the

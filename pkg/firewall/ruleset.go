@@ -8,7 +8,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Preset is a service toggle: switched on, it accepts inbound TCP to the
@@ -73,7 +73,7 @@ type RuleSet struct {
 // path, for example "rules[2].dstPortEnd".
 func (s RuleSet) Validate() error {
 	if len(s.Rules) > maxRulesPerSet {
-		return api.Invalid("rules", "at most %d rules, got %d", maxRulesPerSet, len(s.Rules))
+		return errdefs.Invalid("rules", "at most %d rules, got %d", maxRulesPerSet, len(s.Rules))
 	}
 	ids := map[string]int{}
 	for i, r := range s.Rules {
@@ -84,7 +84,7 @@ func (s RuleSet) Validate() error {
 			continue
 		}
 		if j, dup := ids[r.ID]; dup {
-			return api.Invalid(fmt.Sprintf("rules[%d].id", i), "%q is already used by rules[%d]", r.ID, j)
+			return errdefs.Invalid(fmt.Sprintf("rules[%d].id", i), "%q is already used by rules[%d]", r.ID, j)
 		}
 		ids[r.ID] = i
 	}
@@ -92,10 +92,10 @@ func (s RuleSet) Validate() error {
 	for i, p := range s.Presets {
 		field := fmt.Sprintf("presets[%d]", i)
 		if _, ok := p.Rule(); !ok {
-			return api.Invalid(field, "must be one of %s, got %q", presetList(), p)
+			return errdefs.Invalid(field, "must be one of %s, got %q", presetList(), p)
 		}
 		if seen[p] {
-			return api.Invalid(field, "%q is listed twice", p)
+			return errdefs.Invalid(field, "%q is listed twice", p)
 		}
 		seen[p] = true
 	}
@@ -125,9 +125,9 @@ func (s RuleSet) presetRules() []Rule {
 	return out
 }
 
-// prefixField puts path in front of the field of an *api.Error.
+// prefixField puts path in front of the field of an *errdefs.Error.
 func prefixField(err error, path string) error {
-	var e *api.Error
+	var e *errdefs.Error
 	if !errors.As(err, &e) {
 		return err
 	}
@@ -178,7 +178,7 @@ func (p DepartmentPolicy) Validate() error {
 	case AllowAll:
 		allowed = []DefaultConfig{BlockSSH, BlockSMB, BlockDatabases, NoDefaults}
 	default:
-		return api.Invalid("policy", "must be BLOCK_ALL or ALLOW_ALL, got %q", p.Policy)
+		return errdefs.Invalid("policy", "must be BLOCK_ALL or ALLOW_ALL, got %q", p.Policy)
 	}
 	for _, c := range allowed {
 		if c == p.DefaultConfig {
@@ -189,7 +189,7 @@ func (p DepartmentPolicy) Validate() error {
 	for _, c := range allowed {
 		names = append(names, string(c))
 	}
-	return api.Invalid("defaultConfig", "%s takes %s, got %q", p.Policy, strings.Join(names, ", "), p.DefaultConfig)
+	return errdefs.Invalid("defaultConfig", "%s takes %s, got %q", p.Policy, strings.Join(names, ", "), p.DefaultConfig)
 }
 
 // Terminal is the action that ends every VM chain under this policy.
@@ -255,7 +255,7 @@ var objectIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 // Validate checks the department's ID, policy and rules.
 func (d Department) Validate() error {
 	if !objectIDRE.MatchString(d.ID) {
-		return api.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", d.ID)
+		return errdefs.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", d.ID)
 	}
 	if err := d.Policy.Validate(); err != nil {
 		return prefixField(err, "policy")
@@ -282,22 +282,22 @@ var tapRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
 // Validate checks the VM's identity, NIC and rules.
 func (v VM) Validate() error {
 	if !objectIDRE.MatchString(v.ID) {
-		return api.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", v.ID)
+		return errdefs.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", v.ID)
 	}
 	if !tapRE.MatchString(v.TAP) {
-		return api.Invalid("tap", "must be an interface name of 1-15 letters, digits, '_', '.' or '-', got %q", v.TAP)
+		return errdefs.Invalid("tap", "must be an interface name of 1-15 letters, digits, '_', '.' or '-', got %q", v.TAP)
 	}
 	if _, err := parseUnicastMAC(v.MAC); err != nil {
-		return api.Invalid("mac", "%s", err.Error())
+		return errdefs.Invalid("mac", "%s", err.Error())
 	}
 	seen := map[netip.Addr]bool{}
 	for i, a := range v.IPs {
 		field := fmt.Sprintf("ips[%d]", i)
 		if !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-			return api.Invalid(field, "must be a unicast IPv4 address, got %q", a)
+			return errdefs.Invalid(field, "must be a unicast IPv4 address, got %q", a)
 		}
 		if seen[a] {
-			return api.Invalid(field, "%s is listed twice", a)
+			return errdefs.Invalid(field, "%s is listed twice", a)
 		}
 		seen[a] = true
 	}

@@ -3,7 +3,7 @@ package firewall
 import (
 	"fmt"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Capabilities are the kernel features the bridge family offers, as found
@@ -27,8 +27,8 @@ type Mode struct {
 	Stateless bool `json:"stateless"`
 }
 
-func unsupported(field, format string, args ...any) *api.Error {
-	return &api.Error{Code: api.CodeFailedPrecondition, Field: field, Message: fmt.Sprintf(format, args...)}
+func unsupported(field, format string, args ...any) *errdefs.Error {
+	return &errdefs.Error{Code: errdefs.CodeFailedPrecondition, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // CheckRule reports whether the mode can enforce r exactly as written, or

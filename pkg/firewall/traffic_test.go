@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // These tests send real packets between stand-in guests (network
@@ -294,19 +294,19 @@ func TestLiveRefusedInputChangesNothing(t *testing.T) {
 	before := ns.Run(t, "nft", "list", "ruleset")
 	for _, c := range []struct {
 		rule  Rule
-		code  api.Code
+		code  errdefs.Code
 		field string
 	}{
-		{Rule{Action: Reject, Direction: In, Protocol: TCP, DstPortStart: 22}, api.CodeFailedPrecondition, "vm.ruleSet.rules[0].action"},
+		{Rule{Action: Reject, Direction: In, Protocol: TCP, DstPortStart: 22}, errdefs.CodeFailedPrecondition, "vm.ruleSet.rules[0].action"},
 		{Rule{Action: Accept, Direction: In, Protocol: UDP, ConnectionState: &ConnectionState{Established: true}},
-			api.CodeFailedPrecondition, "vm.ruleSet.rules[0].connectionState"},
-		{Rule{Action: Accept, Direction: In, Protocol: TCP, DstPortStart: 80, DstPortEnd: 79}, api.CodeInvalidArgument,
+			errdefs.CodeFailedPrecondition, "vm.ruleSet.rules[0].connectionState"},
+		{Rule{Action: Accept, Direction: In, Protocol: TCP, DstPortStart: 80, DstPortEnd: 79}, errdefs.CodeInvalidArgument,
 			"vm.ruleSet.rules[0].dstPortEnd"},
 	} {
 		bad := v
 		bad.RuleSet.Rules = []Rule{c.rule}
 		err := f.ApplyVM(ctx, d, bad)
-		var e *api.Error
+		var e *errdefs.Error
 		if !errors.As(err, &e) || e.Code != c.code || e.Field != c.field {
 			t.Errorf("want %s on %s, got %v", c.code, c.field, err)
 		}

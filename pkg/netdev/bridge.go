@@ -15,7 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // BridgeConfig is the state EnsureBridge brings a bridge to.
@@ -159,20 +159,20 @@ func (c *conn) configureBridge(br *netlink.Bridge, cfg BridgeConfig, mac net.Har
 
 func (cfg BridgeConfig) check() (net.HardwareAddr, error) {
 	if err := validLinkName(cfg.Name); err != nil {
-		return nil, api.Invalid("name", "%v", err)
+		return nil, errdefs.Invalid("name", "%v", err)
 	}
 	mac := cfg.MAC
 	if len(mac) == 0 {
 		mac = BridgeMAC(cfg.Name)
 	} else if err := validUnicastMAC(mac); err != nil {
-		return nil, api.Invalid("mac", "%v", err)
+		return nil, errdefs.Invalid("mac", "%v", err)
 	}
 	if cfg.MTU != 0 && (cfg.MTU < minMTU || cfg.MTU > maxMTU) {
-		return nil, api.Invalid("mtu", "must be 0 (keep) or between %d and %d, got %d", minMTU, maxMTU, cfg.MTU)
+		return nil, errdefs.Invalid("mtu", "must be 0 (keep) or between %d and %d, got %d", minMTU, maxMTU, cfg.MTU)
 	}
 	for _, p := range cfg.Addresses {
 		if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().IsUnspecified() || p.Addr().IsMulticast() {
-			return nil, api.Invalid("addresses", "%v is not a usable interface address", p)
+			return nil, errdefs.Invalid("addresses", "%v is not a usable interface address", p)
 		}
 	}
 	return mac, nil

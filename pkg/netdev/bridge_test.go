@@ -13,7 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 var (
@@ -119,7 +119,7 @@ func TestEnsureBridgeRefusesOtherKinds(t *testing.T) {
 	inFreshNetns(t)
 	addVeth(t, "notbr", nil)
 	_, err := EnsureBridge(testCtx(t), BridgeConfig{Name: "notbr"})
-	if !errors.Is(err, ErrNotBridge) || !errors.Is(err, &api.Error{Code: api.CodeFailedPrecondition}) {
+	if !errors.Is(err, ErrNotBridge) || !errors.Is(err, &errdefs.Error{Code: errdefs.CodeFailedPrecondition}) {
 		t.Fatalf("err = %v, want ErrNotBridge (FailedPrecondition)", err)
 	}
 	for _, cfg := range []BridgeConfig{
@@ -129,7 +129,7 @@ func TestEnsureBridgeRefusesOtherKinds(t *testing.T) {
 		{Name: "ivdept0", Addresses: []netip.Prefix{netip.MustParsePrefix("224.0.0.1/4")}},
 		{Name: "ivdept0", Addresses: []netip.Prefix{{}}},
 	} {
-		if _, err := EnsureBridge(testCtx(t), cfg); !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument}) {
+		if _, err := EnsureBridge(testCtx(t), cfg); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument}) {
 			t.Errorf("%+v: err = %v, want InvalidArgument", cfg, err)
 		}
 	}

@@ -9,7 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -48,7 +49,7 @@ func dial(ctx context.Context) (*conn, error) {
 // and only then opens the socket.
 func dialFor(ctx context.Context, field, name string) (*conn, error) {
 	if err := validLinkName(name); err != nil {
-		return nil, api.Invalid(field, "%v", err)
+		return nil, errdefs.Invalid(field, "%v", err)
 	}
 	return dial(ctx)
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Sentinels for errors.Is. The errors returned carry them inside a
@@ -46,19 +46,19 @@ func (e *LinkError) Error() string {
 
 // Unwrap exposes the sentinel and the API class, so callers can test either.
 func (e *LinkError) Unwrap() []error {
-	return []error{e.Err, &api.Error{Code: e.code(), Message: e.Error()}}
+	return []error{e.Err, &errdefs.Error{Code: e.code(), Message: e.Error()}}
 }
 
-func (e *LinkError) code() api.Code {
+func (e *LinkError) code() errdefs.Code {
 	switch e.Err {
 	case ErrBridgeNotFound:
-		return api.CodeNotFound
+		return errdefs.CodeNotFound
 	case ErrLinkExists:
-		return api.CodeAlreadyExists
+		return errdefs.CodeAlreadyExists
 	case ErrNotBridge, ErrBridgeBusy, ErrNotTAP:
-		return api.CodeFailedPrecondition
+		return errdefs.CodeFailedPrecondition
 	}
-	return api.CodeInternal
+	return errdefs.CodeInternal
 }
 
 // OpError is a failed kernel operation: which step, on which link, and the

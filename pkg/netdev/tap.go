@@ -10,7 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 const (
@@ -99,7 +99,7 @@ func CreateTAP(ctx context.Context, cfg TAPConfig) (*TAP, error) {
 		mtu = br.MTU
 	}
 	if mtu > br.MTU {
-		return nil, api.Invalid("mtu", "%d is above the MTU of bridge %q (%d)", mtu, cfg.Bridge, br.MTU)
+		return nil, errdefs.Invalid("mtu", "%d is above the MTU of bridge %q (%d)", mtu, cfg.Bridge, br.MTU)
 	}
 	// TUN_EXCL below refuses an existing name too; this check only makes
 	// the error say what is there.
@@ -131,23 +131,23 @@ func CreateTAP(ctx context.Context, cfg TAPConfig) (*TAP, error) {
 
 func (cfg TAPConfig) check() (queues int, err error) {
 	if err := validLinkName(cfg.Name); err != nil {
-		return 0, api.Invalid("name", "%v", err)
+		return 0, errdefs.Invalid("name", "%v", err)
 	}
 	if err := validLinkName(cfg.Bridge); err != nil {
-		return 0, api.Invalid("bridge", "%v", err)
+		return 0, errdefs.Invalid("bridge", "%v", err)
 	}
 	if err := validUnicastMAC(cfg.GuestMAC); err != nil {
-		return 0, api.Invalid("guestMAC", "%v", err)
+		return 0, errdefs.Invalid("guestMAC", "%v", err)
 	}
 	queues = cfg.Queues
 	if queues == 0 {
 		queues = 1
 	}
 	if queues < 1 || queues > MaxQueues {
-		return 0, api.Invalid("queues", "must be between 1 and %d, got %d", MaxQueues, cfg.Queues)
+		return 0, errdefs.Invalid("queues", "must be between 1 and %d, got %d", MaxQueues, cfg.Queues)
 	}
 	if cfg.MTU != 0 && (cfg.MTU < minMTU || cfg.MTU > maxMTU) {
-		return 0, api.Invalid("mtu", "must be 0 (the bridge's) or between %d and %d, got %d", minMTU, maxMTU, cfg.MTU)
+		return 0, errdefs.Invalid("mtu", "must be 0 (the bridge's) or between %d and %d, got %d", minMTU, maxMTU, cfg.MTU)
 	}
 	return queues, nil
 }
@@ -243,7 +243,7 @@ func RemoveTAP(ctx context.Context, name string) error {
 // networks). The device, its fds and QEMU's view of the NIC stay the same.
 func MoveTAP(ctx context.Context, name, bridge string) error {
 	if err := validLinkName(name); err != nil {
-		return api.Invalid("name", "%v", err)
+		return errdefs.Invalid("name", "%v", err)
 	}
 	c, err := dialFor(ctx, "bridge", bridge)
 	if err != nil {

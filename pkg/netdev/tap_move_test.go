@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 func TestMoveTAPBetweenBridges(t *testing.T) {
@@ -43,7 +43,7 @@ func TestMoveTAPBetweenBridges(t *testing.T) {
 	if err := MoveTAP(ctx, "tap-none", "br-b"); err == nil {
 		t.Fatal("moving a missing TAP succeeded")
 	}
-	if err := MoveTAP(ctx, "tap%d", "br-b"); !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "name"}) {
+	if err := MoveTAP(ctx, "tap%d", "br-b"); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "name"}) {
 		t.Fatalf("moving a TAP with an invalid name: %v", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 var guestMAC = net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
@@ -122,7 +122,7 @@ func TestCreateTAPMissingBridge(t *testing.T) {
 	if !strings.Contains(err.Error(), `"nosuchbr"`) {
 		t.Errorf("message %q does not name the bridge", err)
 	}
-	if ae := api.AsError(err); ae.Code != api.CodeNotFound {
+	if ae := errdefs.As(err); ae.Code != errdefs.CodeNotFound {
 		t.Errorf("API class %s, want NotFound", ae.Code)
 	}
 	if !linkGone(t, "ivttest0") {
@@ -189,7 +189,7 @@ func TestCreateTAPRefusesExistingName(t *testing.T) {
 	first := createTAP(t, TAPConfig{Name: "ivttest0", Bridge: "ivbr0", GuestMAC: guestMAC})
 
 	_, err := CreateTAP(testCtx(t), TAPConfig{Name: "ivttest0", Bridge: "ivbr0", GuestMAC: guestMAC})
-	if !errors.Is(err, ErrLinkExists) || !errors.Is(err, &api.Error{Code: api.CodeAlreadyExists}) {
+	if !errors.Is(err, ErrLinkExists) || !errors.Is(err, &errdefs.Error{Code: errdefs.CodeAlreadyExists}) {
 		t.Fatalf("err = %v, want ErrLinkExists (AlreadyExists)", err)
 	}
 	// The refusal must not have touched the first TAP.
@@ -225,7 +225,7 @@ func TestCreateTAPInvalidConfig(t *testing.T) {
 		cfg := ok
 		tc.edit(&cfg)
 		_, err := CreateTAP(testCtx(t), cfg)
-		if !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: tc.field}) {
+		if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: tc.field}) {
 			t.Errorf("%+v: err = %v, want InvalidArgument on %s", cfg, err, tc.field)
 		}
 	}

@@ -3,7 +3,7 @@ package qemu
 import (
 	"fmt"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Firmware is UEFI (OVMF) on the two pflash drives of q35: the read-only
@@ -135,7 +135,7 @@ func (c *Config) validatePlatform(v *validator) error {
 			return err
 		}
 		if f.Code == f.Vars {
-			return api.Invalid("Firmware.Vars", "must be the VM's own copy, not the firmware code %q", f.Code)
+			return errdefs.Invalid("Firmware.Vars", "must be the VM's own copy, not the firmware code %q", f.Code)
 		}
 	}
 	if c.TPM != nil {
@@ -145,7 +145,7 @@ func (c *Config) validatePlatform(v *validator) error {
 	}
 	if c.BootOnce != "" {
 		if _, _, ok := c.BootOnceRestore(); !ok {
-			return api.Invalid("BootOnce", "must be the ID of one of the disks or CD-ROMs, got %q", c.BootOnce)
+			return errdefs.Invalid("BootOnce", "must be the ID of one of the disks or CD-ROMs, got %q", c.BootOnce)
 		}
 	}
 	return nil

@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 )
 
@@ -22,26 +22,26 @@ var (
 )
 
 // Validate checks the configuration on its own, without looking at the
-// host. The error is an *api.Error of class InvalidArgument whose Field names
+// host. The error is an *errdefs.Error of class InvalidArgument whose Field names
 // the Config field at fault, like "Disks[1].Path".
 func (c *Config) Validate() error {
 	if !uuidRE.MatchString(c.UUID) {
-		return api.Invalid("UUID", "must be a lower-case UUID, got %q", c.UUID)
+		return errdefs.Invalid("UUID", "must be a lower-case UUID, got %q", c.UUID)
 	}
 	switch c.accel() {
 	case AccelKVM, AccelTCG:
 	default:
-		return api.Invalid("Accel", "must be %q or %q, got %q", AccelKVM, AccelTCG, c.Accel)
+		return errdefs.Invalid("Accel", "must be %q or %q, got %q", AccelKVM, AccelTCG, c.Accel)
 	}
 	if c.CPUs < 1 || c.CPUs > MaxCPUs {
-		return api.Invalid("CPUs", "must be between 1 and %d, got %d", MaxCPUs, c.CPUs)
+		return errdefs.Invalid("CPUs", "must be between 1 and %d, got %d", MaxCPUs, c.CPUs)
 	}
 	if c.MemoryMiB < MinMemoryMiB || c.MemoryMiB > MaxMemoryMiB {
-		return api.Invalid("MemoryMiB", "must be between %d and %d, got %d", MinMemoryMiB, MaxMemoryMiB, c.MemoryMiB)
+		return errdefs.Invalid("MemoryMiB", "must be between %d and %d, got %d", MinMemoryMiB, MaxMemoryMiB, c.MemoryMiB)
 	}
 	v := validator{ids: map[string]string{}, fds: map[int]string{}, boot: map[int]string{}}
 	if c.QMPFD == 0 {
-		return api.Invalid("QMPFD", "is required: the shim talks to QEMU only over QMP")
+		return errdefs.Invalid("QMPFD", "is required: the shim talks to QEMU only over QMP")
 	}
 	if err := v.fd("QMPFD", c.QMPFD); err != nil {
 		return err
@@ -57,7 +57,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if len(c.CDROMs) > MaxCDROMs {
-		return api.Invalid("CDROMs", "at most %d fit on the AHCI controller, got %d", MaxCDROMs, len(c.CDROMs))
+		return errdefs.Invalid("CDROMs", "at most %d fit on the AHCI controller, got %d", MaxCDROMs, len(c.CDROMs))
 	}
 	for i, cd := range c.CDROMs {
 		if err := v.cdrom(fmt.Sprintf("CDROMs[%d]", i), cd); err != nil {
@@ -73,7 +73,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.GPU != "" && !pciRE.MatchString(c.GPU) {
-		return api.Invalid("GPU", "must be a full PCI address like 0000:01:00.0, got %q", c.GPU)
+		return errdefs.Invalid("GPU", "must be a full PCI address like 0000:01:00.0, got %q", c.GPU)
 	}
 	if c.Boot != nil {
 		if err := validateBoot(c.Boot); err != nil {
@@ -81,7 +81,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.HotplugPorts < 0 || c.HotplugPorts > MaxHotplugPorts {
-		return api.Invalid("HotplugPorts", "must be between 0 and %d, got %d", MaxHotplugPorts, c.HotplugPorts)
+		return errdefs.Invalid("HotplugPorts", "must be between 0 and %d, got %d", MaxHotplugPorts, c.HotplugPorts)
 	}
 	return c.validatePlatform(&v)
 }
@@ -95,10 +95,10 @@ type validator struct {
 
 func (v *validator) id(field, id string) error {
 	if len(id) > maxIDLen || !idRE.MatchString(id) {
-		return api.Invalid(field, "must be a lower-case letter then up to %d letters, digits or '_', got %q", maxIDLen-1, id)
+		return errdefs.Invalid(field, "must be a lower-case letter then up to %d letters, digits or '_', got %q", maxIDLen-1, id)
 	}
 	if other, ok := v.ids[id]; ok {
-		return api.Invalid(field, "%q is already the ID of %s", id, other)
+		return errdefs.Invalid(field, "%q is already the ID of %s", id, other)
 	}
 	v.ids[id] = field
 	return nil
@@ -106,10 +106,10 @@ func (v *validator) id(field, id string) error {
 
 func (v *validator) fd(field string, fd int) error {
 	if fd < 3 {
-		return api.Invalid(field, "must be a descriptor above stdin, stdout and stderr (3 or more), got %d", fd)
+		return errdefs.Invalid(field, "must be a descriptor above stdin, stdout and stderr (3 or more), got %d", fd)
 	}
 	if other, ok := v.fds[fd]; ok {
-		return api.Invalid(field, "fd %d is already used by %s", fd, other)
+		return errdefs.Invalid(field, "fd %d is already used by %s", fd, other)
 	}
 	v.fds[fd] = field
 	return nil
@@ -120,10 +120,10 @@ func (v *validator) bootIndex(field string, idx int) error {
 		return nil
 	}
 	if idx < 0 || idx > MaxBootIndex {
-		return api.Invalid(field, "must be between 1 and %d, or 0 for not bootable, got %d", MaxBootIndex, idx)
+		return errdefs.Invalid(field, "must be between 1 and %d, or 0 for not bootable, got %d", MaxBootIndex, idx)
 	}
 	if other, ok := v.boot[idx]; ok {
-		return api.Invalid(field, "boot index %d is already taken by %s", idx, other)
+		return errdefs.Invalid(field, "boot index %d is already taken by %s", idx, other)
 	}
 	v.boot[idx] = field
 	return nil
@@ -137,7 +137,7 @@ func (v *validator) disk(field string, d Disk) error {
 		return err
 	}
 	if d.Format != FormatQCOW2 && d.Format != FormatRaw {
-		return api.Invalid(field+".Format", "must be %q or %q (never probed), got %q", FormatQCOW2, FormatRaw, d.Format)
+		return errdefs.Invalid(field+".Format", "must be %q or %q (never probed), got %q", FormatQCOW2, FormatRaw, d.Format)
 	}
 	return v.bootIndex(field+".BootIndex", d.BootIndex)
 }
@@ -158,13 +158,13 @@ func (v *validator) nic(field string, n NIC) error {
 	}
 	mac, err := netdev.ParseMAC(n.MAC)
 	if err != nil {
-		return api.Invalid(field+".MAC", "%v", err)
+		return errdefs.Invalid(field+".MAC", "%v", err)
 	}
 	if mac.String() != n.MAC {
-		return api.Invalid(field+".MAC", "must be lower-case, got %q", n.MAC)
+		return errdefs.Invalid(field+".MAC", "must be lower-case, got %q", n.MAC)
 	}
 	if len(n.FDs) == 0 || len(n.FDs) > MaxNICQueues {
-		return api.Invalid(field+".FDs", "needs between 1 and %d TAP queue fds, got %d", MaxNICQueues, len(n.FDs))
+		return errdefs.Invalid(field+".FDs", "needs between 1 and %d TAP queue fds, got %d", MaxNICQueues, len(n.FDs))
 	}
 	for i, fd := range n.FDs {
 		if err := v.fd(fmt.Sprintf("%s.FDs[%d]", field, i), fd); err != nil {
@@ -178,25 +178,25 @@ func validateDisplay(d Display) error {
 	switch d.protocol() {
 	case DisplayNone:
 		if d.Listen != "" || d.Port != 0 {
-			return api.Invalid("Display.Protocol", "is none, so Listen and Port must be empty")
+			return errdefs.Invalid("Display.Protocol", "is none, so Listen and Port must be empty")
 		}
 		return nil
 	case DisplayVNC:
 		if d.Port < VNCBasePort || d.Port > 65535 {
-			return api.Invalid("Display.Port", "a VNC port must be between %d and 65535, got %d", VNCBasePort, d.Port)
+			return errdefs.Invalid("Display.Port", "a VNC port must be between %d and 65535, got %d", VNCBasePort, d.Port)
 		}
 	case DisplaySPICE:
 		if d.Port < 1 || d.Port > 65535 {
-			return api.Invalid("Display.Port", "a SPICE port must be between 1 and 65535, got %d", d.Port)
+			return errdefs.Invalid("Display.Port", "a SPICE port must be between 1 and 65535, got %d", d.Port)
 		}
 	default:
-		return api.Invalid("Display.Protocol", "must be %q, %q or %q, got %q", DisplayNone, DisplayVNC, DisplaySPICE, d.Protocol)
+		return errdefs.Invalid("Display.Protocol", "must be %q, %q or %q, got %q", DisplayNone, DisplayVNC, DisplaySPICE, d.Protocol)
 	}
 	// The address travels in QEMU's comma syntax, so only a plain IP
 	// literal (no zone, no brackets) may pass.
 	ip, err := netip.ParseAddr(d.Listen)
 	if err != nil || ip.Zone() != "" || ip.String() != d.Listen {
-		return api.Invalid("Display.Listen", "must be an IP address in canonical form, got %q", d.Listen)
+		return errdefs.Invalid("Display.Listen", "must be an IP address in canonical form, got %q", d.Listen)
 	}
 	return nil
 }
@@ -208,22 +208,22 @@ func validateBoot(b *DirectBoot) error {
 		return err
 	}
 	if strings.Contains(b.Kernel, ",") {
-		return api.Invalid("Boot.Kernel", "must not contain a comma, got %q", b.Kernel)
+		return errdefs.Invalid("Boot.Kernel", "must not contain a comma, got %q", b.Kernel)
 	}
 	if b.Initrd != "" {
 		if err := checkPath("Boot.Initrd", b.Initrd); err != nil {
 			return err
 		}
 		if strings.Contains(b.Initrd, ",") {
-			return api.Invalid("Boot.Initrd", "must not contain a comma, got %q", b.Initrd)
+			return errdefs.Invalid("Boot.Initrd", "must not contain a comma, got %q", b.Initrd)
 		}
 	}
 	if len(b.Cmdline) > maxCmdlineLen {
-		return api.Invalid("Boot.Cmdline", "is longer than %d bytes", maxCmdlineLen)
+		return errdefs.Invalid("Boot.Cmdline", "is longer than %d bytes", maxCmdlineLen)
 	}
 	for _, r := range b.Cmdline {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return api.Invalid("Boot.Cmdline", "must not contain control characters or invalid UTF-8")
+			return errdefs.Invalid("Boot.Cmdline", "must not contain control characters or invalid UTF-8")
 		}
 	}
 	return nil
@@ -234,13 +234,13 @@ func validateBoot(b *DirectBoot) error {
 func checkPath(field, p string) error {
 	switch {
 	case p == "":
-		return api.Invalid(field, "is empty")
+		return errdefs.Invalid(field, "is empty")
 	case !filepath.IsAbs(p):
-		return api.Invalid(field, "must be an absolute path, got %q", p)
+		return errdefs.Invalid(field, "must be an absolute path, got %q", p)
 	case filepath.Clean(p) != p:
-		return api.Invalid(field, "must be a clean path, got %q", p)
+		return errdefs.Invalid(field, "must be a clean path, got %q", p)
 	case strings.ContainsAny(p, "\x00\n\r") || !utf8.ValidString(p):
-		return api.Invalid(field, "must be valid UTF-8 without NUL or line breaks, got %q", p)
+		return errdefs.Invalid(field, "must be valid UTF-8 without NUL or line breaks, got %q", p)
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qemu"
 )
 
@@ -98,7 +98,7 @@ func TestValidateNamesTheField(t *testing.T) {
 			t.Errorf("%s: Validate accepted %+v", tt.field, cfg)
 			continue
 		}
-		if !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: tt.field}) {
+		if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: tt.field}) {
 			t.Errorf("%s: got %v, want InvalidArgument on that field", tt.field, err)
 		}
 		if _, err := cfg.Args(); err == nil {

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // maxChain bounds how deep CheckChain follows backing files.
@@ -30,7 +30,7 @@ func (e *ConfinementError) Error() string {
 
 // Unwrap classes the error as FailedPrecondition for the API.
 func (e *ConfinementError) Unwrap() error {
-	return &api.Error{Code: api.CodeFailedPrecondition, Message: e.Error()}
+	return &errdefs.Error{Code: errdefs.CodeFailedPrecondition, Message: e.Error()}
 }
 
 // CheckConfined rejects an image whose backing file or data file lies
@@ -103,11 +103,11 @@ func (t *Tool) CheckChain(ctx context.Context, path, format, root string, opts .
 
 func resolveRoot(root string) (string, error) {
 	if !filepath.IsAbs(root) {
-		return "", api.Invalid("root", "must be an absolute path, got %q", root)
+		return "", errdefs.Invalid("root", "must be an absolute path, got %q", root)
 	}
 	real, err := filepath.EvalSymlinks(root)
 	if err != nil {
-		return "", api.Invalid("root", "%v", err)
+		return "", errdefs.Invalid("root", "%v", err)
 	}
 	return real, nil
 }

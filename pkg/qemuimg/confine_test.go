@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
 )
 
@@ -29,7 +29,7 @@ func wantConfinementError(t *testing.T, err error, what string) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("%s: err = %v, want *ConfinementError", what, err)
 	}
-	if !errors.Is(err, &api.Error{Code: api.CodeFailedPrecondition}) {
+	if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeFailedPrecondition}) {
 		t.Errorf("%s: %v does not class as FailedPrecondition", what, err)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // DefaultBinary is qemu-img, looked up in PATH.
@@ -140,7 +140,7 @@ func (t *Tool) Convert(ctx context.Context, src, srcFormat, dst, dstFormat strin
 		return err
 	}
 	if src == dst {
-		return api.Invalid("dst", "must differ from src")
+		return errdefs.Invalid("dst", "must differ from src")
 	}
 	return t.createExclusive(dst, func() error {
 		_, err := t.run(ctx, t.timeout(DefaultConvertTimeout), "convert", "-q", "-f", srcFormat, "-O", dstFormat, src, dst)
@@ -153,7 +153,7 @@ func (t *Tool) Convert(ctx context.Context, src, srcFormat, dst, dstFormat strin
 func (t *Tool) createExclusive(path string, fill func() error) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return api.AlreadyExists("path", "%s already exists; refusing to overwrite it", path)
+		return errdefs.AlreadyExists("path", "%s already exists; refusing to overwrite it", path)
 	}
 	if err != nil {
 		return err
@@ -238,24 +238,24 @@ func checkImage(pathField, path, formatField, format string) error {
 
 func checkPath(field, p string) error {
 	if !filepath.IsAbs(p) {
-		return api.Invalid(field, "must be an absolute path, got %q", p)
+		return errdefs.Invalid(field, "must be an absolute path, got %q", p)
 	}
 	if strings.ContainsRune(p, 0) {
-		return api.Invalid(field, "must not contain NUL")
+		return errdefs.Invalid(field, "must not contain NUL")
 	}
 	return nil
 }
 
 func checkFormat(field, f string) error {
 	if f != FormatQCOW2 && f != FormatRaw {
-		return api.Invalid(field, "must be %q or %q (never probed), got %q", FormatQCOW2, FormatRaw, f)
+		return errdefs.Invalid(field, "must be %q or %q (never probed), got %q", FormatQCOW2, FormatRaw, f)
 	}
 	return nil
 }
 
 func checkSize(n int64) error {
 	if n <= 0 || n%512 != 0 {
-		return api.Invalid("sizeBytes", "must be a positive multiple of 512, got %d", n)
+		return errdefs.Invalid("sizeBytes", "must be a positive multiple of 512, got %d", n)
 	}
 	return nil
 }

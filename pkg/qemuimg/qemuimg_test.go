@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
 )
 
@@ -42,7 +42,7 @@ func qemuImg(t testing.TB, args ...string) {
 }
 
 func isInvalid(err error, field string) bool {
-	return errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: field})
+	return errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: field})
 }
 
 func TestCreateQCOW2IsThinAndPrivate(t *testing.T) {
@@ -108,7 +108,7 @@ func TestCreateRefusesToOverwrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := tool.Create(ctx(t), path, qemuimg.FormatQCOW2, mib)
-	if !errors.Is(err, &api.Error{Code: api.CodeAlreadyExists}) {
+	if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeAlreadyExists}) {
 		t.Fatalf("Create over an existing file: %v, want AlreadyExists", err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != "guest data" {
@@ -307,7 +307,7 @@ func TestConvertKeepsContent(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Error("raw → qcow2 → raw changed the content")
 	}
-	if err := tool.Convert(ctx(t), src, qemuimg.FormatRaw, mid, qemuimg.FormatQCOW2); !errors.Is(err, &api.Error{Code: api.CodeAlreadyExists}) {
+	if err := tool.Convert(ctx(t), src, qemuimg.FormatRaw, mid, qemuimg.FormatQCOW2); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeAlreadyExists}) {
 		t.Errorf("Convert onto an existing image = %v, want AlreadyExists", err)
 	}
 	if err := tool.Convert(ctx(t), src, qemuimg.FormatRaw, src, qemuimg.FormatRaw); !isInvalid(err, "dst") {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"os"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Thin typed wrappers for the commands the shim uses. Argument names follow
@@ -72,11 +72,11 @@ func checkDisplayTarget(protocol, display string) error {
 		return nil
 	case ProtocolSpice:
 		if display != "" {
-			return api.Invalid("display", "only VNC has display ids; spice takes none")
+			return errdefs.Invalid("display", "only VNC has display ids; spice takes none")
 		}
 		return nil
 	default:
-		return api.Invalid("protocol", "must be %q or %q, not %q", ProtocolVNC, ProtocolSpice, protocol)
+		return errdefs.Invalid("protocol", "must be %q or %q, not %q", ProtocolVNC, ProtocolSpice, protocol)
 	}
 }
 
@@ -104,7 +104,7 @@ func (c *Client) ExpirePassword(ctx context.Context, protocol, when, display str
 		return err
 	}
 	if when == "" {
-		return api.Invalid("time", "must be now, never, +SECONDS or SECONDS")
+		return errdefs.Invalid("time", "must be now, never, +SECONDS or SECONDS")
 	}
 	args := struct {
 		displayTarget
@@ -210,7 +210,7 @@ func (c *Client) Eject(ctx context.Context, id string, force bool) error {
 // into the removable-media device with qdev id id, replacing what was there.
 func (c *Client) BlockdevChangeMedium(ctx context.Context, id, filename, format string) error {
 	if format == "" {
-		return api.Invalid("format", "must be given: image formats are never probed")
+		return errdefs.Invalid("format", "must be given: image formats are never probed")
 	}
 	args := struct {
 		ID       string `json:"id"`

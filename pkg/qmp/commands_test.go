@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 )
 
@@ -134,10 +134,10 @@ func TestDisplayPasswords(t *testing.T) {
 	}
 
 	// Arguments QEMU would reject are caught before sending, naming the field.
-	if err := vm.SetPassword(ctx, "rdp", "x", ""); !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "protocol"}) {
+	if err := vm.SetPassword(ctx, "rdp", "x", ""); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "protocol"}) {
 		t.Errorf("unknown protocol: err = %v, want InvalidArgument on protocol", err)
 	}
-	if err := vm.SetPassword(ctx, qmp.ProtocolSpice, "x", "default"); !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "display"}) {
+	if err := vm.SetPassword(ctx, qmp.ProtocolSpice, "x", "default"); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "display"}) {
 		t.Errorf("spice with a display: err = %v, want InvalidArgument on display", err)
 	}
 }
@@ -294,7 +294,7 @@ func TestRemovableMedia(t *testing.T) {
 	if got := medium(); got != "" {
 		t.Fatalf("medium after eject = %q, want none", got)
 	}
-	if err := vm.BlockdevChangeMedium(ctx, "cd0", iso, ""); !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "format"}) {
+	if err := vm.BlockdevChangeMedium(ctx, "cd0", iso, ""); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "format"}) {
 		t.Errorf("change without a format: err = %v, want InvalidArgument on format", err)
 	}
 	if err := vm.Execute(ctx, "blockdev-open-tray", map[string]any{"id": "cd0"}, nil); err != nil {

@@ -10,21 +10,21 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Error is a failed store call: the class the agent acts on (Unavailable
 // means "the database is away, retry later"; anything else is a bug or bad
 // input) and the driver error behind it.
 //
-// errors.As(err, &apiErr) finds the *api.Error class, so api.AsError and
-// errors.Is(err, &api.Error{Code: api.CodeUnavailable}) work, and errors.As
+// errors.As(err, &apiErr) finds the *errdefs.Error class, so api.AsError and
+// errors.Is(err, &errdefs.Error{Code: errdefs.CodeUnavailable}) work, and errors.As
 // still reaches the *pgconn.PgError or network error underneath.
 type Error struct {
-	Op    string     // the store method, e.g. "ApplyEvents"
-	VMID  string     // the VM concerned, when there is one
-	Class *api.Error // what kind of failure
-	Err   error      // the driver's error
+	Op    string         // the store method, e.g. "ApplyEvents"
+	VMID  string         // the VM concerned, when there is one
+	Class *errdefs.Error // what kind of failure
+	Err   error          // the driver's error
 }
 
 func (e *Error) Error() string { return e.Class.Error() }
@@ -34,7 +34,7 @@ func (e *Error) Unwrap() []error { return []error{e.Class, e.Err} }
 // IsUnavailable reports whether err means the database cannot be reached
 // now, so the write should be retried (replayed) later.
 func IsUnavailable(err error) bool {
-	return errors.Is(err, &api.Error{Code: api.CodeUnavailable})
+	return errors.Is(err, &errdefs.Error{Code: errdefs.CodeUnavailable})
 }
 
 // wrap classifies err and names the operation; nil stays nil.
@@ -51,20 +51,20 @@ func (s *Store) wrap(op, vmID string, err error) error {
 	if vmID != "" {
 		prefix += " vm " + vmID
 	}
-	class = &api.Error{Code: class.Code, Field: class.Field, Message: prefix + ": " + class.Message}
+	class = &errdefs.Error{Code: class.Code, Field: class.Field, Message: prefix + ": " + class.Message}
 	return &Error{Op: op, VMID: vmID, Class: class, Err: err}
 }
 
 // classify maps a driver error to an API error class. The message is the
 // most useful text the error carries.
-func classify(err error) *api.Error {
-	var ae *api.Error
+func classify(err error) *errdefs.Error {
+	var ae *errdefs.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
-		return &api.Error{Code: api.CodeUnavailable, Message: "database unreachable: " + err.Error()}
+		return &errdefs.Error{Code: errdefs.CodeUnavailable, Message: "database unreachable: " + err.Error()}
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -72,13 +72,13 @@ func classify(err error) *api.Error {
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
-		return &api.Error{Code: api.CodeDeadlineExceeded, Message: err.Error()}
+		return &errdefs.Error{Code: errdefs.CodeDeadlineExceeded, Message: err.Error()}
 	case errors.Is(err, context.Canceled):
-		return &api.Error{Code: api.CodeUnavailable, Message: err.Error()}
+		return &errdefs.Error{Code: errdefs.CodeUnavailable, Message: err.Error()}
 	case connectionLost(err):
-		return &api.Error{Code: api.CodeUnavailable, Message: "database connection lost: " + err.Error()}
+		return &errdefs.Error{Code: errdefs.CodeUnavailable, Message: "database connection lost: " + err.Error()}
 	}
-	return &api.Error{Code: api.CodeInternal, Message: err.Error()}
+	return &errdefs.Error{Code: errdefs.CodeInternal, Message: err.Error()}
 }
 
 // connectionLost reports errors that mean "no usable connection", as
@@ -115,7 +115,7 @@ func pgUnavailable(code string) bool {
 	return false
 }
 
-func classifyPgError(pe *pgconn.PgError) *api.Error {
+func classifyPgError(pe *pgconn.PgError) *errdefs.Error {
 	msg := pe.Message
 	if pe.Detail != "" {
 		msg += " (" + pe.Detail + ")"
@@ -123,21 +123,21 @@ func classifyPgError(pe *pgconn.PgError) *api.Error {
 	msg += " [SQLSTATE " + pe.Code + "]"
 	switch {
 	case pgUnavailable(pe.Code):
-		return &api.Error{Code: api.CodeUnavailable, Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeUnavailable, Message: msg}
 	case pe.Code == "57014": // query_canceled: statement_timeout or our deadline
-		return &api.Error{Code: api.CodeDeadlineExceeded, Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeDeadlineExceeded, Message: msg}
 	case pe.Code == "23514": // check_violation
-		return &api.Error{Code: api.CodeInvalidArgument, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
 	case pe.Code == "23502": // not_null_violation
-		return &api.Error{Code: api.CodeInvalidArgument, Field: jsonField(pe.ColumnName), Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: jsonField(pe.ColumnName), Message: msg}
 	case pe.Code == "23503": // foreign_key_violation: events for a VM the store does not know
-		return &api.Error{Code: api.CodeNotFound, Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeNotFound, Message: msg}
 	case pe.Code == "23505": // unique_violation
-		return &api.Error{Code: api.CodeAlreadyExists, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeAlreadyExists, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
 	case strings.HasPrefix(pe.Code, "22"): // data_exception: bad value or encoding
-		return &api.Error{Code: api.CodeInvalidArgument, Field: jsonField(pe.ColumnName), Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: jsonField(pe.ColumnName), Message: msg}
 	}
-	return &api.Error{Code: api.CodeInternal, Message: msg}
+	return &errdefs.Error{Code: errdefs.CodeInternal, Message: msg}
 }
 
 // fieldOfConstraint turns our constraint names (<table>_<column>_check)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/testbed/postgres"
 )
 
@@ -170,8 +171,8 @@ func mustGet(t testing.TB, s *Store, id string) Row {
 	return r
 }
 
-func errCode(err error) api.Code {
-	var e *api.Error
+func errCode(err error) errdefs.Code {
+	var e *errdefs.Error
 	if errors.As(err, &e) {
 		return e.Code
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 //go:embed migrations/*.sql
@@ -120,7 +120,7 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, m migration) (appli
 		case err == nil && checksum == m.checksum:
 			return nil
 		case err == nil:
-			return api.FailedPrecondition("migration %d_%s was edited after it was applied (checksum %s, database has %s): add a new migration instead",
+			return errdefs.FailedPrecondition("migration %d_%s was edited after it was applied (checksum %s, database has %s): add a new migration instead",
 				m.version, m.name, m.checksum[:12], checksum[:min(12, len(checksum))])
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err

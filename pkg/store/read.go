@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Row is one VM as the database holds it.
@@ -85,7 +86,7 @@ func (s *Store) GetVM(ctx context.Context, vmID string) (Row, error) {
 		var err error
 		r, err = pgx.CollectExactlyOneRow(rows, scanRow)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return api.NotFound("vm %s is not in the store", id)
+			return errdefs.NotFound("vm %s is not in the store", id)
 		}
 		return err
 	})

@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // NotifyChannel is the channel every row change is announced on.
@@ -119,7 +119,7 @@ func parseDSN(op, dsn string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message already hides any password in the DSN.
-		return nil, &Error{Op: op, Class: api.Invalid("databaseUrl", "store %s: %v", op, err), Err: err}
+		return nil, &Error{Op: op, Class: errdefs.Invalid("databaseUrl", "store %s: %v", op, err), Err: err}
 	}
 	return cfg, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/testbed/postgres"
 )
 
@@ -102,7 +103,7 @@ func TestEditedMigrationIsRefused(t *testing.T) {
 	ms[0].sql += "\n-- edited\n"
 	ms[0].checksum = "0123456789abcdef"
 	err := s.migrate(ctxT(t), ms)
-	if errCode(err) != api.CodeFailedPrecondition {
+	if errCode(err) != errdefs.CodeFailedPrecondition {
 		t.Fatalf("migrate with an edited file: %v, want FailedPrecondition", err)
 	}
 }
@@ -290,8 +291,8 @@ func TestStatusCheckRejectsGarbage(t *testing.T) {
 	good := statusEvent(vm.ID, 1, api.StatusRunning, api.ReasonBooted)
 	bad := statusEvent(vm.ID, 2, "exploded", api.ReasonBooted)
 	err := s.ApplyEvents(ctxT(t), vm.ID, []api.Event{good, bad})
-	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Code != api.CodeInvalidArgument || ae.Field != "status" {
+	var ae *errdefs.Error
+	if !errors.As(err, &ae) || ae.Code != errdefs.CodeInvalidArgument || ae.Field != "status" {
 		t.Fatalf("garbage status: %v, want InvalidArgument on field status", err)
 	}
 	var pe *pgconn.PgError
@@ -312,7 +313,7 @@ func TestStatusCheckRejectsGarbage(t *testing.T) {
 		"type":            {Seq: 3, Time: time.Now(), Type: "gossip"},
 		"status required": {Seq: 3, Time: time.Now(), Type: api.EventStatus},
 	} {
-		if err := s.ApplyEvents(ctxT(t), vm.ID, []api.Event{e}); errCode(err) != api.CodeInvalidArgument {
+		if err := s.ApplyEvents(ctxT(t), vm.ID, []api.Event{e}); errCode(err) != errdefs.CodeInvalidArgument {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}
 	}
@@ -341,8 +342,8 @@ func TestInvalidArgumentsNeverReachTheDatabase(t *testing.T) {
 		"lastseq bad": {func() error { _, err := s.LastSeq(ctxT(t), "x"); return err }(), "vmId"},
 	}
 	for name, c := range cases {
-		var ae *api.Error
-		if !errors.As(c.err, &ae) || ae.Code != api.CodeInvalidArgument || ae.Field != c.field {
+		var ae *errdefs.Error
+		if !errors.As(c.err, &ae) || ae.Code != errdefs.CodeInvalidArgument || ae.Field != c.field {
 			t.Errorf("%s: %v, want InvalidArgument on %s", name, c.err, c.field)
 		}
 	}
@@ -352,10 +353,10 @@ func TestApplyEventsForUnknownVMIsNotFound(t *testing.T) {
 	s := newStore(t)
 	id := uuid.NewString()
 	err := s.ApplyEvents(ctxT(t), id, []api.Event{statusEvent(id, 1, api.StatusRunning, api.ReasonBooted)})
-	if errCode(err) != api.CodeNotFound {
+	if errCode(err) != errdefs.CodeNotFound {
 		t.Fatalf("events for an unknown VM: %v, want NotFound", err)
 	}
-	if _, err := s.GetVM(ctxT(t), id); errCode(err) != api.CodeNotFound {
+	if _, err := s.GetVM(ctxT(t), id); errCode(err) != errdefs.CodeNotFound {
 		t.Errorf("GetVM of an unknown VM: %v, want NotFound", err)
 	}
 	if seq, err := s.LastSeq(ctxT(t), id); err != nil || seq != 0 {
@@ -429,7 +430,7 @@ func TestMarkDeletedAndPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectNext(t, ch, vm.ID)
-	if _, err := s.GetVM(ctxT(t), vm.ID); errCode(err) != api.CodeNotFound {
+	if _, err := s.GetVM(ctxT(t), vm.ID); errCode(err) != errdefs.CodeNotFound {
 		t.Errorf("GetVM after Purge: %v, want NotFound", err)
 	}
 	if evs, _ := s.Events(ctxT(t), vm.ID, 0, 0); len(evs) != 0 {
@@ -536,7 +537,7 @@ func TestUnavailableWhileDatabaseDown(t *testing.T) {
 		if !IsUnavailable(err) {
 			t.Errorf("%s with the server down: %v, want Unavailable", name, err)
 		}
-		if code := api.AsError(err).Code; code != api.CodeUnavailable {
+		if code := errdefs.As(err).Code; code != errdefs.CodeUnavailable {
 			t.Errorf("%s: api.AsError gives %s", name, code)
 		}
 	}
@@ -633,8 +634,8 @@ func TestOpenRejectsBadDSN(t *testing.T) {
 	const dsn = "postgres://u:secret@/db?connect_timeout=soon"
 	_, openErr := Open(context.Background(), dsn, Options{})
 	for name, err := range map[string]error{"Open": openErr, "CheckDSN": CheckDSN(dsn)} {
-		var ae *api.Error
-		if !errors.As(err, &ae) || ae.Code != api.CodeInvalidArgument || ae.Field != "databaseUrl" {
+		var ae *errdefs.Error
+		if !errors.As(err, &ae) || ae.Code != errdefs.CodeInvalidArgument || ae.Field != "databaseUrl" {
 			t.Fatalf("%s of a bad DSN: %v, want InvalidArgument on databaseUrl", name, err)
 		}
 		if regexp.MustCompile(`secret`).MatchString(err.Error()) {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Each write announces a change in the statement that makes it: the
@@ -54,7 +55,7 @@ func (s *Store) UpsertVM(ctx context.Context, vm api.VM) error {
 		return s.wrap("UpsertVM", id, err)
 	}
 	if vm.Seq > math.MaxInt64 {
-		return s.wrap("UpsertVM", id, api.Invalid("seq", "%d does not fit a bigint", vm.Seq))
+		return s.wrap("UpsertVM", id, errdefs.Invalid("seq", "%d does not fit a bigint", vm.Seq))
 	}
 	status := vm.Status
 	if status == "" {
@@ -119,10 +120,10 @@ func (s *Store) ApplyEvents(ctx context.Context, vmID string, events []api.Event
 	for i := range events {
 		e := &events[i]
 		if e.VMID != "" && e.VMID != vmID && e.VMID != id {
-			return s.wrap("ApplyEvents", id, api.Invalid("vmId", "event %d belongs to VM %s", e.Seq, e.VMID))
+			return s.wrap("ApplyEvents", id, errdefs.Invalid("vmId", "event %d belongs to VM %s", e.Seq, e.VMID))
 		}
 		if e.Seq == 0 || e.Seq > math.MaxInt64 {
-			return s.wrap("ApplyEvents", id, api.Invalid("seq", "%d is out of range 1..2^63-1", e.Seq))
+			return s.wrap("ApplyEvents", id, errdefs.Invalid("seq", "%d is out of range 1..2^63-1", e.Seq))
 		}
 		cols.seq = append(cols.seq, int64(e.Seq))
 		cols.at = append(cols.at, nullTime(e.Time))
@@ -206,7 +207,7 @@ func (s *Store) Purge(ctx context.Context, vmID string) error {
 func parseID(field, s string) (string, error) {
 	u, err := uuid.Parse(s)
 	if err != nil {
-		return "", api.Invalid(field, "%q is not a UUID", s)
+		return "", errdefs.Invalid(field, "%q is not a UUID", s)
 	}
 	return u.String(), nil
 }
@@ -215,7 +216,7 @@ func parseID(field, s string) (string, error) {
 func toUnits(field string, gib float64, per float64) (int64, error) {
 	v := math.Round(gib * per)
 	if math.IsNaN(v) || v < 0 || v > math.MaxInt64/2 {
-		return 0, api.Invalid(field, "%v is out of range", gib)
+		return 0, errdefs.Invalid(field, "%v is out of range", gib)
 	}
 	return int64(v), nil
 }

@@ -6,7 +6,7 @@
 // kernel and initrd so the multi-GB OS ISO is never remastered.
 //
 // Every generator validates its InstallConfig first and names the field at
-// fault with an *api.Error of class InvalidArgument.
+// fault with an *errdefs.Error of class InvalidArgument.
 package unattended
 
 import (

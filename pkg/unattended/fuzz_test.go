@@ -13,7 +13,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/unattended/sha512crypt"
 )
 
@@ -39,8 +39,8 @@ var (
 // with a typed, field-naming error.
 func checkRejected(t *testing.T, err error) {
 	t.Helper()
-	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Code != api.CodeInvalidArgument || ae.Field == "" {
+	var ae *errdefs.Error
+	if !errors.As(err, &ae) || ae.Code != errdefs.CodeInvalidArgument || ae.Field == "" {
 		t.Fatalf("refused without a field-naming InvalidArgument: %v", err)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 )
 
@@ -57,7 +57,7 @@ func (g gen) answerFiles(os string, cfg InstallConfig, opts Options) (string, []
 			wo.Edition = want
 		}
 		if wo.Edition != want {
-			return "", nil, api.Invalid("edition", "Windows edition %d does not match os %s", wo.Edition, os)
+			return "", nil, errdefs.Invalid("edition", "Windows edition %d does not match os %s", wo.Edition, os)
 		}
 		files, err := windowsAnswerFiles(cfg, wo)
 		if err != nil {
@@ -86,7 +86,7 @@ func BuildAnswerISOWithOptions(ctx context.Context, osName string, cfg InstallCo
 // writeMedium writes an answer medium at dstPath, whose directory must exist.
 func writeMedium(ctx context.Context, dstPath, label string, files []isoimage.File, what string) error {
 	if fi, err := os.Stat(filepath.Dir(dstPath)); err != nil || !fi.IsDir() {
-		return api.NotFound("directory for the answer ISO %s does not exist", filepath.Dir(dstPath))
+		return errdefs.NotFound("directory for the answer ISO %s does not exist", filepath.Dir(dstPath))
 	}
 	if err := isoimage.Write(ctx, dstPath, isoimage.Options{Label: label}, files); err != nil {
 		return fmt.Errorf("unattended: %s: %w", what, err)

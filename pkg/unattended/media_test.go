@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 	"github.com/infinibay/infinivirt/pkg/unattended/sha512crypt"
 )
@@ -106,17 +106,17 @@ func TestBadInputCreatesNothing(t *testing.T) {
 	cases := []struct {
 		name, os, field string
 		cfg             InstallConfig
-		code            api.Code
+		code            errdefs.Code
 	}{
-		{"unknown OS", "haiku", "os", fullConfig(OSUbuntu), api.CodeInvalidArgument},
-		{"empty username", OSUbuntu, "username", empty, api.CodeInvalidArgument},
-		{"password against the OS's rules", OSFedora, "password", short, api.CodeInvalidArgument},
+		{"unknown OS", "haiku", "os", fullConfig(OSUbuntu), errdefs.CodeInvalidArgument},
+		{"empty username", OSUbuntu, "username", empty, errdefs.CodeInvalidArgument},
+		{"password against the OS's rules", OSFedora, "password", short, errdefs.CodeInvalidArgument},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			err := BuildAnswerISO(context.Background(), c.os, c.cfg, filepath.Join(dir, "a.iso"))
-			var ae *api.Error
+			var ae *errdefs.Error
 			if !errors.As(err, &ae) || ae.Code != c.code || ae.Field != c.field {
 				t.Errorf("BuildAnswerISO = %v, want %s on %s", err, c.code, c.field)
 			}
@@ -128,7 +128,7 @@ func TestBadInputCreatesNothing(t *testing.T) {
 	t.Run("missing directory", func(t *testing.T) {
 		dir := t.TempDir()
 		err := BuildAnswerISO(context.Background(), OSUbuntu, fullConfig(OSUbuntu), filepath.Join(dir, "nope", "a.iso"))
-		if !errors.Is(err, &api.Error{Code: api.CodeNotFound}) {
+		if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) {
 			t.Errorf("BuildAnswerISO = %v, want NotFound", err)
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -139,7 +139,7 @@ func TestBadInputCreatesNothing(t *testing.T) {
 		dir := t.TempDir()
 		err := BuildAnswerISOWithOptions(context.Background(), OSWindows10, fullConfig(OSWindows10), filepath.Join(dir, "a.iso"),
 			Options{Windows: WindowsOptions{Edition: 11}})
-		if !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "edition"}) {
+		if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "edition"}) {
 			t.Errorf("BuildAnswerISOWithOptions = %v, want InvalidArgument on edition", err)
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {

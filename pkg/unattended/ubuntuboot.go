@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 )
 
@@ -28,7 +28,7 @@ var (
 )
 
 // UnknownLayoutError reports an OS ISO without the files a direct boot needs.
-// It unwraps to an *api.Error of class InvalidArgument for field isoPath.
+// It unwraps to an *errdefs.Error of class InvalidArgument for field isoPath.
 type UnknownLayoutError struct {
 	ISO     string
 	Missing []string // candidates tried for the missing file, none found
@@ -41,7 +41,7 @@ func (e *UnknownLayoutError) Error() string {
 }
 
 func (e *UnknownLayoutError) Unwrap() error {
-	return api.Invalid("isoPath", "unknown Ubuntu ISO layout: none of %s found", strings.Join(e.Missing, ", "))
+	return errdefs.Invalid("isoPath", "unknown Ubuntu ISO layout: none of %s found", strings.Join(e.Missing, ", "))
 }
 
 // ExtractUbuntuBoot copies the installer's kernel and initrd out of the
@@ -54,9 +54,9 @@ func ExtractUbuntuBoot(ctx context.Context, isoPath, dstDir string) (kernel, ini
 	im, err := isoimage.Open(isoPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return "", "", fmt.Errorf("%w: %w", api.NotFound("OS ISO %s does not exist", isoPath), err)
+		return "", "", fmt.Errorf("%w: %w", errdefs.NotFound("OS ISO %s does not exist", isoPath), err)
 	case errors.Is(err, isoimage.ErrNotISO):
-		return "", "", fmt.Errorf("%w: %w", api.Invalid("isoPath", "%s is not an ISO 9660 image", isoPath), err)
+		return "", "", fmt.Errorf("%w: %w", errdefs.Invalid("isoPath", "%s is not an ISO 9660 image", isoPath), err)
 	case err != nil:
 		return "", "", err
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 )
 
@@ -91,7 +91,7 @@ func TestExtractUbuntuBootErrors(t *testing.T) {
 	if !errors.As(err, &le) {
 		t.Fatalf("Fedora layout: %v, want *UnknownLayoutError", err)
 	}
-	if !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "isoPath"}) {
+	if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "isoPath"}) {
 		t.Errorf("UnknownLayoutError does not unwrap to InvalidArgument on isoPath: %v", err)
 	}
 	if len(le.TopDirs) != 1 || le.TopDirs[0] != "images" {
@@ -105,12 +105,12 @@ func TestExtractUbuntuBootErrors(t *testing.T) {
 		t.Errorf("no initrd: %v, want *UnknownLayoutError", err)
 	}
 
-	if _, _, err := ExtractUbuntuBoot(context.Background(), filepath.Join(dir, "missing.iso"), dir); !errors.Is(err, &api.Error{Code: api.CodeNotFound}) || !errors.Is(err, os.ErrNotExist) {
+	if _, _, err := ExtractUbuntuBoot(context.Background(), filepath.Join(dir, "missing.iso"), dir); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing ISO: %v, want NotFound", err)
 	}
 	junk := filepath.Join(t.TempDir(), "junk.iso")
 	os.WriteFile(junk, bytes.Repeat([]byte{1}, 100<<10), 0o644)
-	if _, _, err := ExtractUbuntuBoot(context.Background(), junk, dir); !errors.Is(err, &api.Error{Code: api.CodeInvalidArgument, Field: "isoPath"}) {
+	if _, _, err := ExtractUbuntuBoot(context.Background(), junk, dir); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "isoPath"}) {
 		t.Errorf("junk ISO: %v, want InvalidArgument on isoPath", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {

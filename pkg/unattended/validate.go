@@ -10,7 +10,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Limits that keep answer files inside what installers accept.
@@ -59,12 +59,12 @@ var reservedWindows = map[string]bool{
 }
 
 // Validate checks the config for an install of os (one of OSes) and returns
-// an *api.Error naming the first field at fault.
+// an *errdefs.Error naming the first field at fault.
 func (c InstallConfig) Validate(os string) error {
 	switch os {
 	case OSWindows10, OSWindows11, OSUbuntu, OSFedora:
 	default:
-		return api.Invalid("os", "unattended install supports %s, got %q", strings.Join(OSes, ", "), os)
+		return errdefs.Invalid("os", "unattended install supports %s, got %q", strings.Join(OSes, ", "), os)
 	}
 	checks := []func(string) error{
 		c.checkUsername, c.checkPassword, c.checkProductKey, c.checkLocale, c.checkTimezone,
@@ -81,40 +81,40 @@ func (c InstallConfig) Validate(os string) error {
 func (c InstallConfig) checkUsername(os string) error {
 	u := c.Username
 	if u == "" {
-		return api.Invalid("username", "must not be empty")
+		return errdefs.Invalid("username", "must not be empty")
 	}
 	if err := plainText("username", u, false); err != nil {
 		return err
 	}
 	if isWindows(os) {
 		if n := utf8.RuneCountInString(u); n > MaxWindowsUsername {
-			return api.Invalid("username", "Windows allows at most %d characters, got %d", MaxWindowsUsername, n)
+			return errdefs.Invalid("username", "Windows allows at most %d characters, got %d", MaxWindowsUsername, n)
 		}
 		if i := strings.IndexAny(u, "\"/\\[]:;|=,+*?<>@"); i >= 0 {
-			return api.Invalid("username", "Windows does not allow %q in a user name", u[i])
+			return errdefs.Invalid("username", "Windows does not allow %q in a user name", u[i])
 		}
 		if strings.TrimSpace(u) != u {
-			return api.Invalid("username", "must not start or end with white space")
+			return errdefs.Invalid("username", "must not start or end with white space")
 		}
 		if strings.Trim(u, ". ") == "" || strings.HasSuffix(u, ".") {
-			return api.Invalid("username", "Windows does not allow a user name of only dots and spaces, or ending in a dot")
+			return errdefs.Invalid("username", "Windows does not allow a user name of only dots and spaces, or ending in a dot")
 		}
 		if reservedWindows[strings.ToLower(u)] {
-			return api.Invalid("username", "%q is a built-in Windows account", u)
+			return errdefs.Invalid("username", "%q is a built-in Windows account", u)
 		}
 		if strings.EqualFold(u, c.Hostname) {
-			return api.Invalid("username", "Windows does not allow a user name equal to the computer name")
+			return errdefs.Invalid("username", "Windows does not allow a user name equal to the computer name")
 		}
 		return nil
 	}
 	if len(u) > MaxLinuxUsername {
-		return api.Invalid("username", "at most %d characters, got %d", MaxLinuxUsername, len(u))
+		return errdefs.Invalid("username", "at most %d characters, got %d", MaxLinuxUsername, len(u))
 	}
 	if !linuxUserRE.MatchString(u) {
-		return api.Invalid("username", "must start with a-z or _ and hold only a-z, 0-9, _ and -, got %q", u)
+		return errdefs.Invalid("username", "must start with a-z or _ and hold only a-z, 0-9, _ and -, got %q", u)
 	}
 	if reservedLinux[u] || strings.HasPrefix(u, "systemd-") {
-		return api.Invalid("username", "%q is a system account", u)
+		return errdefs.Invalid("username", "%q is a system account", u)
 	}
 	return nil
 }
@@ -122,27 +122,27 @@ func (c InstallConfig) checkUsername(os string) error {
 func (c InstallConfig) checkPassword(os string) error {
 	p := c.Password
 	if p == "" {
-		return api.Invalid("password", "must not be empty")
+		return errdefs.Invalid("password", "must not be empty")
 	}
 	if !utf8.ValidString(p) {
-		return api.Invalid("password", "must be valid UTF-8")
+		return errdefs.Invalid("password", "must be valid UTF-8")
 	}
 	for _, r := range p {
 		if unicode.IsControl(r) {
-			return api.Invalid("password", "must not contain control characters such as newline or tab")
+			return errdefs.Invalid("password", "must not contain control characters such as newline or tab")
 		}
 	}
 	switch {
 	case isWindows(os):
 		if n := len(utf16.Encode([]rune(p))); n > MaxWindowsPassword {
-			return api.Invalid("password", "Windows allows at most %d characters, got %d", MaxWindowsPassword, n)
+			return errdefs.Invalid("password", "Windows allows at most %d characters, got %d", MaxWindowsPassword, n)
 		}
 	default:
 		if n := utf8.RuneCountInString(p); n > MaxLinuxPassword {
-			return api.Invalid("password", "at most %d characters, got %d", MaxLinuxPassword, n)
+			return errdefs.Invalid("password", "at most %d characters, got %d", MaxLinuxPassword, n)
 		}
 		if os == OSFedora && utf8.RuneCountInString(p) < MinFedoraPassword {
-			return api.Invalid("password", "Fedora's installer requires at least %d characters", MinFedoraPassword)
+			return errdefs.Invalid("password", "Fedora's installer requires at least %d characters", MinFedoraPassword)
 		}
 	}
 	return nil
@@ -153,17 +153,17 @@ func (c InstallConfig) checkProductKey(os string) error {
 		return nil
 	}
 	if !isWindows(os) {
-		return api.Invalid("productKey", "only Windows takes a product key")
+		return errdefs.Invalid("productKey", "only Windows takes a product key")
 	}
 	if !productKeyRE.MatchString(strings.ToUpper(c.ProductKey)) {
-		return api.Invalid("productKey", "must look like XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
+		return errdefs.Invalid("productKey", "must look like XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
 	}
 	return nil
 }
 
 func (c InstallConfig) checkLocale(string) error {
 	if _, _, ok := splitLocale(c.Locale); !ok {
-		return api.Invalid("locale", "must be a language and territory such as en_US, es-ES or en_US.UTF-8, got %q", c.Locale)
+		return errdefs.Invalid("locale", "must be a language and territory such as en_US, es-ES or en_US.UTF-8, got %q", c.Locale)
 	}
 	return nil
 }
@@ -172,12 +172,12 @@ func (c InstallConfig) checkTimezone(os string) error {
 	tz := c.Timezone
 	if isWindows(os) {
 		if _, ok := windowsZone(tz); !ok {
-			return api.Invalid("timezone", "no Windows time zone matches %q; give an IANA zone such as Europe/Madrid or a Windows zone name", tz)
+			return errdefs.Invalid("timezone", "no Windows time zone matches %q; give an IANA zone such as Europe/Madrid or a Windows zone name", tz)
 		}
 		return nil
 	}
 	if !ianaZone(tz) {
-		return api.Invalid("timezone", "must be an IANA time zone such as Europe/Madrid or UTC, got %q", tz)
+		return errdefs.Invalid("timezone", "must be an IANA time zone such as Europe/Madrid or UTC, got %q", tz)
 	}
 	return nil
 }
@@ -193,31 +193,31 @@ func ianaZone(tz string) bool {
 func (c InstallConfig) checkHostname(os string) error {
 	h := c.Hostname
 	if h == "" {
-		return api.Invalid("hostname", "must not be empty")
+		return errdefs.Invalid("hostname", "must not be empty")
 	}
 	max := MaxHostname
 	if isWindows(os) {
 		max = MaxWindowsHostname
 	}
 	if len(h) > max {
-		return api.Invalid("hostname", "at most %d characters, got %d", max, len(h))
+		return errdefs.Invalid("hostname", "at most %d characters, got %d", max, len(h))
 	}
 	if !hostnameRE.MatchString(h) || allDigitsRE.MatchString(h) {
-		return api.Invalid("hostname", "must be letters, digits and inner hyphens, not only digits, got %q", h)
+		return errdefs.Invalid("hostname", "must be letters, digits and inner hyphens, not only digits, got %q", h)
 	}
 	return nil
 }
 
 func (c InstallConfig) checkKeyboard(string) error {
 	if c.Keyboard != "" && !keyboardRE.MatchString(c.Keyboard) {
-		return api.Invalid("keyboard", "must be an XKB layout name such as us or es, got %q", c.Keyboard)
+		return errdefs.Invalid("keyboard", "must be an XKB layout name such as us or es, got %q", c.Keyboard)
 	}
 	return nil
 }
 
 func (c InstallConfig) checkApplications(os string) error {
 	if len(c.Applications) > MaxItems {
-		return api.Invalid("applications", "at most %d, got %d", MaxItems, len(c.Applications))
+		return errdefs.Invalid("applications", "at most %d, got %d", MaxItems, len(c.Applications))
 	}
 	for i, a := range c.Applications {
 		f := fmt.Sprintf("applications[%d]", i)
@@ -226,19 +226,19 @@ func (c InstallConfig) checkApplications(os string) error {
 		}
 		if isWindows(os) {
 			if a.Command == "" {
-				return api.Invalid(f+".command", "Windows needs the command line that installs the application")
+				return errdefs.Invalid(f+".command", "Windows needs the command line that installs the application")
 			}
 			if err := plainText(f+".command", a.Command, false); err != nil {
 				return err
 			}
 			if n := len(utf16.Encode([]rune(a.Command))); n > MaxWindowsCommand {
-				return api.Invalid(f+".command", "at most %d characters on one line, got %d; put longer steps in a first-boot script", MaxWindowsCommand, n)
+				return errdefs.Invalid(f+".command", "at most %d characters on one line, got %d; put longer steps in a first-boot script", MaxWindowsCommand, n)
 			}
 			continue
 		}
 		if a.Command == "" {
 			if !packageRE.MatchString(a.Name) {
-				return api.Invalid(f+".name", "without a command the name is a package name, and %q is not one", a.Name)
+				return errdefs.Invalid(f+".name", "without a command the name is a package name, and %q is not one", a.Name)
 			}
 			continue
 		}
@@ -246,7 +246,7 @@ func (c InstallConfig) checkApplications(os string) error {
 			return err
 		}
 		if len(a.Command) > MaxScriptBytes {
-			return api.Invalid(f+".command", "at most %d bytes", MaxScriptBytes)
+			return errdefs.Invalid(f+".command", "at most %d bytes", MaxScriptBytes)
 		}
 	}
 	return nil
@@ -254,7 +254,7 @@ func (c InstallConfig) checkApplications(os string) error {
 
 func (c InstallConfig) checkScripts(os string) error {
 	if len(c.FirstBootScripts) > MaxItems {
-		return api.Invalid("firstBootScripts", "at most %d, got %d", MaxItems, len(c.FirstBootScripts))
+		return errdefs.Invalid("firstBootScripts", "at most %d, got %d", MaxItems, len(c.FirstBootScripts))
 	}
 	for i, s := range c.FirstBootScripts {
 		f := fmt.Sprintf("firstBootScripts[%d]", i)
@@ -269,13 +269,13 @@ func (c InstallConfig) checkScripts(os string) error {
 			if isWindows(os) {
 				want = "powershell or cmd"
 			}
-			return api.Invalid(f+".language", "%s takes %s scripts, got %q", os, want, s.Language)
+			return errdefs.Invalid(f+".language", "%s takes %s scripts, got %q", os, want, s.Language)
 		}
 		if strings.TrimSpace(s.Content) == "" {
-			return api.Invalid(f+".content", "must not be empty")
+			return errdefs.Invalid(f+".content", "must not be empty")
 		}
 		if len(s.Content) > MaxScriptBytes {
-			return api.Invalid(f+".content", "at most %d bytes, got %d", MaxScriptBytes, len(s.Content))
+			return errdefs.Invalid(f+".content", "at most %d bytes, got %d", MaxScriptBytes, len(s.Content))
 		}
 		if err := plainText(f+".content", s.Content, true); err != nil {
 			return err
@@ -288,7 +288,7 @@ func (c InstallConfig) checkScripts(os string) error {
 // lets newline, carriage return and tab through.
 func plainText(f, s string, multiline bool) error {
 	if !utf8.ValidString(s) {
-		return api.Invalid(f, "must be valid UTF-8")
+		return errdefs.Invalid(f, "must be valid UTF-8")
 	}
 	for _, r := range s {
 		if multiline && (r == '\n' || r == '\r' || r == '\t') {
@@ -296,7 +296,7 @@ func plainText(f, s string, multiline bool) error {
 		}
 		// Also refused: characters XML 1.0 cannot carry and YAML line breaks.
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == '\uFEFF' || r == '\uFFFE' || r == '\uFFFF' {
-			return api.Invalid(f, "must not contain control characters (found %U)", r)
+			return errdefs.Invalid(f, "must not contain control characters (found %U)", r)
 		}
 	}
 	return nil
@@ -305,13 +305,13 @@ func plainText(f, s string, multiline bool) error {
 // checkItemName checks the display name of an application or script.
 func checkItemName(f, name string) error {
 	if name == "" {
-		return api.Invalid(f, "must not be empty")
+		return errdefs.Invalid(f, "must not be empty")
 	}
 	if err := plainText(f, name, false); err != nil {
 		return err
 	}
 	if utf8.RuneCountInString(name) > MaxNameLen {
-		return api.Invalid(f, "at most %d characters", MaxNameLen)
+		return errdefs.Invalid(f, "at most %d characters", MaxNameLen)
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -86,11 +86,11 @@ func TestValidateNamesTheField(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.cfg.Validate(c.os)
-			var ae *api.Error
+			var ae *errdefs.Error
 			if !errors.As(err, &ae) {
-				t.Fatalf("Validate(%s) = %v, want an *api.Error", c.os, err)
+				t.Fatalf("Validate(%s) = %v, want an *errdefs.Error", c.os, err)
 			}
-			if ae.Code != api.CodeInvalidArgument || ae.Field != c.field {
+			if ae.Code != errdefs.CodeInvalidArgument || ae.Field != c.field {
 				t.Errorf("Validate(%s) = %v, want InvalidArgument on field %s", c.os, err, c.field)
 			}
 		})

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // DefaultVirtioWinPaths are where distributions and common setups put the
@@ -31,7 +31,7 @@ func FindVirtioWin(configured string, candidates []string) (string, error) {
 		if isRegular(configured) {
 			return configured, nil
 		}
-		return "", api.NotFound("virtio-win ISO %s does not exist or is not a regular file", configured)
+		return "", errdefs.NotFound("virtio-win ISO %s does not exist or is not a regular file", configured)
 	}
 	if candidates == nil {
 		candidates = DefaultVirtioWinPaths
@@ -48,7 +48,7 @@ func FindVirtioWin(configured string, candidates []string) (string, error) {
 			}
 		}
 	}
-	return "", api.NotFound("no virtio-win ISO found; searched %s", strings.Join(candidates, ", "))
+	return "", errdefs.NotFound("no virtio-win ISO found; searched %s", strings.Join(candidates, ", "))
 }
 
 func isRegular(p string) bool {

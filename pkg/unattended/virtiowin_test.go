@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 func TestFindVirtioWin(t *testing.T) {
@@ -23,7 +23,7 @@ func TestFindVirtioWin(t *testing.T) {
 	if got, err := FindVirtioWin(v99, nil); err != nil || got != v99 {
 		t.Errorf("configured: %q, %v", got, err)
 	}
-	if _, err := FindVirtioWin(filepath.Join(dir, "nope.iso"), nil); !errors.Is(err, &api.Error{Code: api.CodeNotFound}) {
+	if _, err := FindVirtioWin(filepath.Join(dir, "nope.iso"), nil); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) {
 		t.Errorf("configured missing: %v, want NotFound", err)
 	}
 	if _, err := FindVirtioWin(filepath.Join(dir, "adir.iso"), nil); err == nil {
@@ -36,7 +36,7 @@ func TestFindVirtioWin(t *testing.T) {
 	if got, err := FindVirtioWin("", []string{filepath.Join(dir, "absent.iso"), v99, v240}); err != nil || got != v99 {
 		t.Errorf("order: %q, %v; want the first existing", got, err)
 	}
-	if _, err := FindVirtioWin("", []string{filepath.Join(dir, "absent.iso")}); !errors.Is(err, &api.Error{Code: api.CodeNotFound}) {
+	if _, err := FindVirtioWin("", []string{filepath.Join(dir, "absent.iso")}); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) {
 		t.Errorf("none: %v, want NotFound", err)
 	}
 	if len(DefaultVirtioWinPaths) == 0 {

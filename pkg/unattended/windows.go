@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 )
 
@@ -74,7 +74,7 @@ func (o WindowsOptions) os() (string, error) {
 	case 11:
 		return OSWindows11, nil
 	}
-	return "", api.Invalid("edition", "Windows edition must be 10 or 11, got %d", o.Edition)
+	return "", errdefs.Invalid("edition", "Windows edition must be 10 or 11, got %d", o.Edition)
 }
 
 func (o WindowsOptions) uiLanguage() string {

@@ -7,11 +7,12 @@ import (
 	"net/http"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // WriteError answers with err as an ErrorBody and its class's status code.
 func WriteError(w http.ResponseWriter, err error) {
-	e := api.AsError(err)
+	e := errdefs.As(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Code.HTTPStatus())
 	json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
@@ -24,5 +25,5 @@ func DecodeError(resp *http.Response) error {
 	if json.Unmarshal(b, &body) == nil && body.Error != nil {
 		return body.Error
 	}
-	return api.Internal("answered %s: %s", resp.Status, bytes.TrimSpace(b))
+	return errdefs.Internal("answered %s: %s", resp.Status, bytes.TrimSpace(b))
 }

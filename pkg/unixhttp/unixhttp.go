@@ -11,7 +11,7 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Client is an HTTP client bound to one socket.
@@ -60,7 +60,7 @@ func (c *Client) Send(ctx context.Context, method, path string, body any) (*http
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, api.AsError(ctx.Err())
+			return nil, errdefs.As(ctx.Err())
 		}
 		return nil, c.Unavailable(err)
 	}
@@ -92,5 +92,5 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 
 // Unavailable is the typed error for a peer that does not answer.
 func (c *Client) Unavailable(err error) error {
-	return &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("%s: %v", c.Socket, err)}
+	return &errdefs.Error{Code: errdefs.CodeUnavailable, Message: fmt.Sprintf("%s: %v", c.Socket, err)}
 }

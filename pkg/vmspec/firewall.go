@@ -10,8 +10,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/atomicfile"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 )
 
@@ -25,7 +25,7 @@ var departmentRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // a file and nftables chains.
 func CheckDepartmentID(field, id string) error {
 	if !departmentRE.MatchString(id) {
-		return api.Invalid(field, "must be 1 to 63 lower-case letters, digits or '-', got %q", id)
+		return errdefs.Invalid(field, "must be 1 to 63 lower-case letters, digits or '-', got %q", id)
 	}
 	return nil
 }
@@ -46,7 +46,7 @@ func (f VMFirewall) Validate() error {
 	}
 	for i, ip := range f.IPs {
 		if !ip.Is4() {
-			return api.Invalid(fmt.Sprintf("ips[%d]", i), "must be an IPv4 address, got %s", ip)
+			return errdefs.Invalid(fmt.Sprintf("ips[%d]", i), "must be an IPv4 address, got %s", ip)
 		}
 	}
 	return f.RuleSet.Validate()
@@ -88,7 +88,7 @@ func LoadDepartment(l Layout, id string) (firewall.Department, error) {
 		if id == DefaultDepartment {
 			return defaultDepartment(), nil
 		}
-		return d, api.NotFound("department %s does not exist", id)
+		return d, errdefs.NotFound("department %s does not exist", id)
 	}
 	if err != nil {
 		return d, err

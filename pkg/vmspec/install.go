@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // Firmware is UEFI (OVMF) on two pflash drives. A spec without it boots
@@ -106,7 +107,7 @@ func (i *Install) Timeout() time.Duration { return time.Duration(i.TimeoutSec) *
 // from its beginning, so the clock starts again. A done install never runs.
 func (i *Install) Begin(now time.Time) error {
 	if i.State == api.InstallDone {
-		return api.FailedPrecondition("the install is already done")
+		return errdefs.FailedPrecondition("the install is already done")
 	}
 	i.State, i.StartedAt, i.FinishedAt, i.Message = api.InstallRunning, now.UTC(), time.Time{}, ""
 	return nil
@@ -118,7 +119,7 @@ func (i *Install) Begin(now time.Time) error {
 // next start) and End reports false.
 func (i *Install) End(reason api.Reason, at time.Time, msg string) (bool, error) {
 	if i.State != api.InstallRunning {
-		return false, api.FailedPrecondition("the install is %s, not running", i.State)
+		return false, errdefs.FailedPrecondition("the install is %s, not running", i.State)
 	}
 	switch reason {
 	case api.ReasonInstalled:
@@ -179,7 +180,7 @@ func (s *Spec) validatePlatform() error {
 			return err
 		}
 		if !strings.HasPrefix(p, vmDir+"/") {
-			return api.Invalid(field, "must be inside the VM's directory %s, got %q", vmDir, p)
+			return errdefs.Invalid(field, "must be inside the VM's directory %s, got %q", vmDir, p)
 		}
 		return nil
 	}
@@ -203,13 +204,13 @@ func (s *Spec) validatePlatform() error {
 	switch i.State {
 	case api.InstallPending, api.InstallRunning, api.InstallDone, api.InstallFailed:
 	default:
-		return api.Invalid("install.state", "must be pending, running, done or failed, got %q", i.State)
+		return errdefs.Invalid("install.state", "must be pending, running, done or failed, got %q", i.State)
 	}
 	if !contains(InstallOSes, i.OS) {
-		return api.Invalid("install.os", "must be one of %s, got %q", strings.Join(InstallOSes, ", "), i.OS)
+		return errdefs.Invalid("install.os", "must be one of %s, got %q", strings.Join(InstallOSes, ", "), i.OS)
 	}
 	if i.OS != s.OS {
-		return api.Invalid("install.os", "must match the VM's os %q, got %q", s.OS, i.OS)
+		return errdefs.Invalid("install.os", "must match the VM's os %q, got %q", s.OS, i.OS)
 	}
 	if i.AnswerISO != "" || i.Active() {
 		if err := inVMDir("install.answerIso", i.AnswerISO); err != nil {
@@ -222,23 +223,23 @@ func (s *Spec) validatePlatform() error {
 		}
 	}
 	if i.TimeoutSec < 1 || time.Duration(i.TimeoutSec)*time.Second > MaxInstallTimeout {
-		return api.Invalid("install.timeoutSec", "must be between 1 s and %s, got %d s", MaxInstallTimeout, i.TimeoutSec)
+		return errdefs.Invalid("install.timeoutSec", "must be between 1 s and %s, got %d s", MaxInstallTimeout, i.TimeoutSec)
 	}
 	switch i.BootOnce {
 	case "", BootOnceISO:
 	default:
-		return api.Invalid("install.bootOnce", "must be %q or empty, got %q", BootOnceISO, i.BootOnce)
+		return errdefs.Invalid("install.bootOnce", "must be %q or empty, got %q", BootOnceISO, i.BootOnce)
 	}
 	if i.Active() {
 		if s.ISOPath == "" {
-			return api.Invalid("isoPath", "an unfinished install needs its OS ISO")
+			return errdefs.Invalid("isoPath", "an unfinished install needs its OS ISO")
 		}
 		if i.BootOnce == "" && s.Boot == nil {
-			return api.Invalid("install.bootOnce", "the installer boots neither from the ISO nor from a kernel")
+			return errdefs.Invalid("install.bootOnce", "the installer boots neither from the ISO nor from a kernel")
 		}
 	}
 	if i.State == api.InstallRunning && i.StartedAt.IsZero() {
-		return api.Invalid("install.startedAt", "a running install has a start time")
+		return errdefs.Invalid("install.startedAt", "a running install has a start time")
 	}
 	return nil
 }

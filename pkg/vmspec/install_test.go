@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 // installSpec is a Windows 11 VM with UEFI Secure Boot, a TPM and a pending
@@ -69,7 +70,7 @@ func TestInstallSpecNamesTheField(t *testing.T) {
 	for field, mutate := range cases {
 		s := installSpec(t)
 		mutate(s)
-		var e *api.Error
+		var e *errdefs.Error
 		if err := s.Validate(); !errors.As(err, &e) || e.Field != field {
 			t.Errorf("%s: got %v", field, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 )
 
@@ -55,31 +56,31 @@ type Defaults struct {
 func FromCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 	id := strings.ToLower(strings.TrimSpace(in.InternalName))
 	if !uuidRE.MatchString(id) {
-		return nil, api.Invalid("internalName", "must be a UUID like 0f8fad5b-d9cb-469f-a165-70867728950e, got %q", in.InternalName)
+		return nil, errdefs.Invalid("internalName", "must be a UUID like 0f8fad5b-d9cb-469f-a165-70867728950e, got %q", in.InternalName)
 	}
 	if err := checkName(in.Name); err != nil {
 		return nil, err
 	}
 	if !contains(OSes, in.OS) {
-		return nil, api.Invalid("os", "must be one of %s, got %q", strings.Join(OSes, ", "), in.OS)
+		return nil, errdefs.Invalid("os", "must be one of %s, got %q", strings.Join(OSes, ", "), in.OS)
 	}
 	if in.CPUCores < 1 || in.CPUCores > MaxCPUs {
-		return nil, api.Invalid("cpuCores", "must be between 1 and %d, got %d", MaxCPUs, in.CPUCores)
+		return nil, errdefs.Invalid("cpuCores", "must be between 1 and %d, got %d", MaxCPUs, in.CPUCores)
 	}
 	memMiB, ok := wholeMiB(in.RAMGB)
 	if !ok || memMiB < MinMemoryMiB || memMiB > MaxMemoryMiB {
-		return nil, api.Invalid("ramGB", "must be a whole number of MiB between %d MiB and %d GiB, got %v GiB", MinMemoryMiB, MaxMemoryMiB>>10, in.RAMGB)
+		return nil, errdefs.Invalid("ramGB", "must be a whole number of MiB between %d MiB and %d GiB, got %v GiB", MinMemoryMiB, MaxMemoryMiB>>10, in.RAMGB)
 	}
 	diskMiB, ok := wholeMiB(in.DiskSizeGB)
 	if !ok || diskMiB < 1 || int64(diskMiB)<<20 > MaxDiskBytes {
-		return nil, api.Invalid("diskSizeGB", "must be a whole number of MiB between 1 MiB and %d TiB, got %v GiB", MaxDiskBytes>>40, in.DiskSizeGB)
+		return nil, errdefs.Invalid("diskSizeGB", "must be a whole number of MiB between 1 MiB and %d TiB, got %v GiB", MaxDiskBytes>>40, in.DiskSizeGB)
 	}
 	format := in.DiskFormat
 	if format == "" {
 		format = "qcow2"
 	}
 	if format != "qcow2" && format != "raw" {
-		return nil, api.Invalid("diskFormat", "must be qcow2 or raw, got %q", in.DiskFormat)
+		return nil, errdefs.Invalid("diskFormat", "must be qcow2 or raw, got %q", in.DiskFormat)
 	}
 	mac := in.MACAddress
 	if mac == "" {
@@ -87,12 +88,12 @@ func FromCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 	} else {
 		hw, err := netdev.ParseMAC(mac)
 		if err != nil {
-			return nil, api.Invalid("macAddress", "%v", err)
+			return nil, errdefs.Invalid("macAddress", "%v", err)
 		}
 		mac = hw.String()
 	}
 	if !bridgeRE.MatchString(in.NetworkBridge) {
-		return nil, api.Invalid("networkBridge", "must be an interface name of 1 to 15 letters, digits, '-', '_' or '.', got %q", in.NetworkBridge)
+		return nil, errdefs.Invalid("networkBridge", "must be an interface name of 1 to 15 letters, digits, '-', '_' or '.', got %q", in.NetworkBridge)
 	}
 	disp, err := checkDisplay(in)
 	if err != nil {
@@ -102,7 +103,7 @@ func FromCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 	gpu := strings.ToLower(in.GPUPCIAddress)
 	if gpu != "" {
 		if !pciRE.MatchString(gpu) {
-			return nil, api.Invalid("gpuPciAddress", "must be a PCI address like 0000:01:00.0, got %q", in.GPUPCIAddress)
+			return nil, errdefs.Invalid("gpuPciAddress", "must be a PCI address like 0000:01:00.0, got %q", in.GPUPCIAddress)
 		}
 		if len(gpu) == 7 {
 			gpu = "0000:" + gpu
@@ -123,14 +124,14 @@ func FromCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 		accel = d.Accel
 	}
 	if accel != "kvm" && accel != "tcg" {
-		return nil, api.Invalid("accel", "must be kvm or tcg, got %q", in.Accel)
+		return nil, errdefs.Invalid("accel", "must be kvm or tcg, got %q", in.Accel)
 	}
 	timeout := in.ShutdownTimeoutSec
 	if timeout == 0 {
 		timeout = DefaultShutdownSec
 	}
 	if timeout < 1 || timeout > MaxShutdownSec {
-		return nil, api.Invalid("shutdownTimeoutSec", "must be between 1 and %d seconds, got %d", MaxShutdownSec, in.ShutdownTimeoutSec)
+		return nil, errdefs.Invalid("shutdownTimeoutSec", "must be between 1 and %d seconds, got %d", MaxShutdownSec, in.ShutdownTimeoutSec)
 	}
 	now := time.Now
 	if d.Now != nil {
@@ -177,16 +178,16 @@ func (s *Spec) Validate() error {
 	// What a create fills in when the request leaves it empty, a stored
 	// spec must hold itself.
 	if s.Display.Port == 0 {
-		return api.Invalid("graphicPort", "a stored spec needs an allocated port")
+		return errdefs.Invalid("graphicPort", "a stored spec needs an allocated port")
 	}
 	if s.NIC.MAC == "" {
-		return api.Invalid("macAddress", "a stored spec needs its MAC address")
+		return errdefs.Invalid("macAddress", "a stored spec needs its MAC address")
 	}
 	if s.Disk.Format == "" {
-		return api.Invalid("diskFormat", "a stored spec names its disk's format")
+		return errdefs.Invalid("diskFormat", "a stored spec names its disk's format")
 	}
 	if net.ParseIP(s.Display.Listen) == nil {
-		return api.Invalid("graphicListen", "must be an IP address, got %q", s.Display.Listen)
+		return errdefs.Invalid("graphicListen", "must be an IP address, got %q", s.Display.Listen)
 	}
 	if err := CheckHostPath("disk.path", s.Disk.Path); err != nil {
 		return err
@@ -196,11 +197,11 @@ func (s *Spec) Validate() error {
 
 func checkName(name string) error {
 	if name == "" || len(name) > maxNameLen {
-		return api.Invalid("name", "must be 1 to %d bytes long", maxNameLen)
+		return errdefs.Invalid("name", "must be 1 to %d bytes long", maxNameLen)
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return api.Invalid("name", "must not contain control characters or invalid UTF-8")
+			return errdefs.Invalid("name", "must not contain control characters or invalid UTF-8")
 		}
 	}
 	return nil
@@ -213,25 +214,25 @@ func checkDisplay(in api.CreateVMInput) (Display, error) {
 	case "vnc":
 		maxPass = MaxVNCPassword
 		if d.Port != 0 && (d.Port < 5900 || d.Port > 65535) {
-			return d, api.Invalid("graphicPort", "a VNC port must be between 5900 and 65535 (or 0 to allocate), got %d", d.Port)
+			return d, errdefs.Invalid("graphicPort", "a VNC port must be between 5900 and 65535 (or 0 to allocate), got %d", d.Port)
 		}
 	case "spice":
 		maxPass = MaxSpicePassword
 		if d.Port != 0 && (d.Port < 1024 || d.Port > 65535) {
-			return d, api.Invalid("graphicPort", "a SPICE port must be between 1024 and 65535 (or 0 to allocate), got %d", d.Port)
+			return d, errdefs.Invalid("graphicPort", "a SPICE port must be between 1024 and 65535 (or 0 to allocate), got %d", d.Port)
 		}
 	default:
-		return d, api.Invalid("graphicProtocol", "must be spice or vnc, got %q", in.GraphicProtocol)
+		return d, errdefs.Invalid("graphicProtocol", "must be spice or vnc, got %q", in.GraphicProtocol)
 	}
 	if d.Password == "" {
-		return d, api.Invalid("graphicPassword", "is required: a display without one would refuse every login")
+		return d, errdefs.Invalid("graphicPassword", "is required: a display without one would refuse every login")
 	}
 	if len(d.Password) > maxPass {
-		return d, api.Invalid("graphicPassword", "a %s password has at most %d characters, got %d", in.GraphicProtocol, maxPass, len(d.Password))
+		return d, errdefs.Invalid("graphicPassword", "a %s password has at most %d characters, got %d", in.GraphicProtocol, maxPass, len(d.Password))
 	}
 	for _, r := range d.Password {
 		if r < 0x20 || r > 0x7e {
-			return d, api.Invalid("graphicPassword", "must be printable ASCII")
+			return d, errdefs.Invalid("graphicPassword", "must be printable ASCII")
 		}
 	}
 	return d, nil
@@ -247,11 +248,11 @@ func checkBoot(b *api.DirectBoot) error {
 		}
 	}
 	if len(b.Cmdline) > maxCmdlineLen {
-		return api.Invalid("boot.cmdline", "is longer than %d bytes", maxCmdlineLen)
+		return errdefs.Invalid("boot.cmdline", "is longer than %d bytes", maxCmdlineLen)
 	}
 	for _, r := range b.Cmdline {
 		if unicode.IsControl(r) {
-			return api.Invalid("boot.cmdline", "must not contain control characters")
+			return errdefs.Invalid("boot.cmdline", "must not contain control characters")
 		}
 	}
 	return nil
@@ -262,13 +263,13 @@ func checkBoot(b *api.DirectBoot) error {
 func CheckHostPath(field, p string) error {
 	switch {
 	case p == "":
-		return api.Invalid(field, "is empty")
+		return errdefs.Invalid(field, "is empty")
 	case !filepath.IsAbs(p):
-		return api.Invalid(field, "must be an absolute path, got %q", p)
+		return errdefs.Invalid(field, "must be an absolute path, got %q", p)
 	case filepath.Clean(p) != p || strings.Contains(p, ".."):
-		return api.Invalid(field, "must be a clean path without '..', got %q", p)
+		return errdefs.Invalid(field, "must be a clean path without '..', got %q", p)
 	case strings.ContainsAny(p, ",\x00\n"):
-		return api.Invalid(field, "must not contain commas, NUL or newlines, got %q", p)
+		return errdefs.Invalid(field, "must not contain commas, NUL or newlines, got %q", p)
 	}
 	return nil
 }

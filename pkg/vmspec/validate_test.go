@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 )
 
 var defaults = Defaults{
@@ -70,8 +71,8 @@ func TestFromCreateInputNamesTheField(t *testing.T) {
 		in := validInput()
 		mutate(&in)
 		_, err := FromCreateInput(in, defaults)
-		var e *api.Error
-		if !errors.As(err, &e) || e.Code != api.CodeInvalidArgument || e.Field != field {
+		var e *errdefs.Error
+		if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument || e.Field != field {
 			t.Errorf("%s: got %v", field, err)
 		}
 	}
@@ -127,7 +128,7 @@ func FuzzFromCreateInput(f *testing.F) {
 			GPUPCIAddress: gpu, ISOPath: iso}
 		s, err := FromCreateInput(in, defaults)
 		if err != nil {
-			var e *api.Error
+			var e *errdefs.Error
 			if !errors.As(err, &e) || e.Field == "" {
 				t.Fatalf("error without a field: %v", err)
 			}
