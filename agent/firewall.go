@@ -111,7 +111,7 @@ func (a *Agent) runningFirewallVMs(dept string) []firewall.VM {
 		if err != nil || st.Department != dept {
 			continue
 		}
-		out = append(out, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id)))
+		out = append(out, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id, netdev.PrimaryNIC)))
 	}
 	return out
 }
@@ -246,7 +246,7 @@ func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewa
 	if err := st.Validate(); err != nil {
 		return st, err
 	}
-	nic := st.NICFirewall(rec.currentSpec(), netdev.TapName(id))
+	nic := st.NICFirewall(rec.currentSpec(), netdev.TapName(id, netdev.PrimaryNIC))
 	if err := a.checkMode(func(m firewall.Mode) error { return m.CheckVM(nic) }); err != nil {
 		return st, err
 	}
@@ -317,7 +317,7 @@ func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFire
 	out := EffectiveFirewall{
 		Mode:       a.fw.mode,
 		Department: dept.ID,
-		Effective:  firewall.ComputeEffective(dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(id)), a.fw.mode == shimapi.FirewallStateless),
+		Effective:  firewall.ComputeEffective(dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(id, netdev.PrimaryNIC)), a.fw.mode == shimapi.FirewallStateless),
 	}
 	if a.fw.fw != nil && !rec.currentStatus().Terminal() {
 		cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)

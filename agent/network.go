@@ -98,7 +98,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 }
 
 func (a *Agent) moveRunning(ctx context.Context, rec *record, from, to string) error {
-	tap := netdev.TapName(rec.id)
+	tap := netdev.TapName(rec.id, netdev.PrimaryNIC)
 	if err := netdev.MoveTAP(ctx, tap, to); err != nil {
 		return errdefs.Internal("move %s to %s: %v", tap, to, err)
 	}
@@ -133,7 +133,7 @@ func (a *Agent) reapplyVM(ctx context.Context, rec *record) error {
 	defer a.fw.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
 	defer cancel()
-	if err := a.fw.fw.ApplyVM(cctx, dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id))); err != nil {
+	if err := a.fw.fw.ApplyVM(cctx, dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id, netdev.PrimaryNIC))); err != nil {
 		return fmt.Errorf("apply firewall: %w", err)
 	}
 	return nil

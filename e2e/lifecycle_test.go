@@ -153,7 +153,7 @@ func TestCrashIsDetectedAndNothingRestarts(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := b.try("ip", "link", "show", netdev.TapName(vm.ID)); err == nil {
+	if _, err := b.try("ip", "link", "show", netdev.TapName(vm.ID, netdev.PrimaryNIC)); err == nil {
 		t.Fatal("the TAP survived the crash")
 	}
 	if _, err := b.try("test", "-e", vmspec.DefaultLayout.RuntimeDir(vm.ID)); err == nil {

@@ -52,7 +52,7 @@ func Cleanup(ctx context.Context, c CleanupConfig) error {
 		errs = append(errs, fmt.Errorf("remove firewall rules: %w", err))
 	}
 	kctx, cancel = context.WithTimeout(ctx, cleanupStepTimeout)
-	err = netdev.RemoveTAP(kctx, netdev.TapName(c.VMID))
+	err = netdev.RemoveTAP(kctx, netdev.TapName(c.VMID, netdev.PrimaryNIC))
 	cancel()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("remove tap: %w", err))

@@ -63,7 +63,7 @@ func (s *Shim) applyFirewall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := fw.ApplyVM(ctx, dept, state.NICFirewall(s.spec, netdev.TapName(s.spec.ID))); err != nil {
+	if err := fw.ApplyVM(ctx, dept, state.NICFirewall(s.spec, netdev.TapName(s.spec.ID, netdev.PrimaryNIC))); err != nil {
 		return fmt.Errorf("install firewall: %w", err)
 	}
 	s.progress("firewall installed: department %s, %d rules of its own, %s mode",
@@ -80,5 +80,5 @@ func removeFirewall(ctx context.Context, mode shimapi.FirewallMode, reject bool,
 	if err != nil {
 		return err
 	}
-	return fw.RemoveVM(ctx, id, netdev.TapName(id))
+	return fw.RemoveVM(ctx, id, netdev.TapName(id, netdev.PrimaryNIC))
 }

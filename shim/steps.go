@@ -171,7 +171,7 @@ func (s *Shim) createTAP(ctx context.Context) error {
 		queues = maxQueues
 	}
 	tap, err := netdev.CreateTAP(ctx, netdev.TAPConfig{
-		Name:     netdev.TapName(s.spec.ID),
+		Name:     netdev.TapName(s.spec.ID, netdev.PrimaryNIC),
 		Bridge:   s.spec.NIC.Bridge,
 		GuestMAC: mac,
 		Queues:   queues,

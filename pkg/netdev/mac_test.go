@@ -1,6 +1,7 @@
 package netdev
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -36,10 +37,43 @@ func TestParseMAC(t *testing.T) {
 	}
 }
 
-func TestTapNameFitsIFNAMSIZ(t *testing.T) {
-	n := TapName("0F8FAD5B-D9CB-469F-A165-70867728950E")
-	if n != "ivt0f8fad5bd9cb" || len(n) > 15 {
-		t.Fatalf("TapName = %q", n)
+func TestTapName(t *testing.T) {
+	const id = "0F8FAD5B-D9CB-469F-A165-70867728950E"
+	for nic, want := range map[string]string{
+		"net0":  "ivt0f8fad5bd9cb", // the name a VM had before it could have several NICs
+		"net1":  "iv0f8fad5bd9.1",
+		"net99": "iv0f8fad5bd9.99",
+	} {
+		if got := TapName(id, nic); got != want {
+			t.Errorf("TapName(%s) = %q, want %q", nic, got, want)
+		}
+	}
+	// Names of other forms hash, and still fit.
+	for _, nic := range []string{"net100", "net01", "wan", "net-1", "net+1", ""} {
+		got := TapName(id, nic)
+		if len(got) != 15 || !strings.HasPrefix(got, "iv0f8fad5bd9_") {
+			t.Errorf("TapName(%q) = %q", nic, got)
+		}
+	}
+}
+
+func TestTapNamesDifferAndFitIFNAMSIZ(t *testing.T) {
+	// UUIDs that differ in their 10th hex digit: every NIC of both VMs has
+	// a TAP of its own.
+	seen := map[string]string{}
+	for _, id := range []string{"0f8fad5b-d9cb-469f-a165-70867728950e", "0f8fad5b-d8cb-469f-a165-70867728950e"} {
+		for n := 0; n < 100; n++ {
+			nic := fmt.Sprintf("net%d", n)
+			name := TapName(id, nic)
+			if len(name) > 15 || strings.ContainsAny(name, "/: ") {
+				t.Fatalf("TapName(%s, %s) = %q is no interface name", id, nic, name)
+			}
+			key := id + " " + nic
+			if other, dup := seen[name]; dup {
+				t.Fatalf("%s is the TAP of both %s and %s", name, other, key)
+			}
+			seen[name] = key
+		}
 	}
 }
 

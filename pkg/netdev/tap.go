@@ -27,7 +27,7 @@ const tapFlags = netlink.TUNTAP_MULTI_QUEUE | netlink.TUNTAP_NO_PI | netlink.TUN
 
 // TAPConfig describes a VM's TAP device.
 type TAPConfig struct {
-	Name     string           // the device name, usually TapName(vmID)
+	Name     string           // the device name, usually TapName(vmID, nic)
 	Bridge   string           // the bridge it joins; it must already exist
 	GuestMAC net.HardwareAddr // the guest NIC's address; the TAP takes HostMAC of it
 	Queues   int              // queue fds to open, 1..MaxQueues; 0 means 1
