@@ -48,6 +48,10 @@ type Config struct {
 	// store (Microsoft keys enrolled) each Windows VM gets a copy of; empty
 	// means DefaultUEFICode and DefaultUEFIVars.
 	UEFICode, UEFIVars string
+	// Shims dials a VM's shim; nil dials its control socket in Layout.
+	Shims func(vmID string) Shim
+	// Network is the host's bridges and TAP devices; nil is HostNetwork.
+	Network Network
 }
 
 // Agent manages the VMs of one host.
@@ -75,6 +79,13 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.GraphicsListen == "" {
 		cfg.GraphicsListen = "127.0.0.1"
+	}
+	if cfg.Shims == nil {
+		layout := cfg.Layout
+		cfg.Shims = func(id string) Shim { return dialShim(layout.ShimSocket(id)) }
+	}
+	if cfg.Network == nil {
+		cfg.Network = HostNetwork{}
 	}
 	a := &Agent{
 		cfg:    cfg,

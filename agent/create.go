@@ -13,7 +13,6 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
-	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -106,7 +105,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 func (a *Agent) checkHost(ctx context.Context, spec *vmspec.Spec) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := netdev.BridgeExists(ctx, spec.NIC.Bridge); err != nil {
+	if err := a.cfg.Network.BridgeExists(ctx, spec.NIC.Bridge); err != nil {
 		return errdefs.Invalid("networkBridge", "%v", err)
 	}
 	files := map[string]string{"isoPath": spec.ISOPath}

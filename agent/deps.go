@@ -5,11 +5,19 @@ import (
 	"syscall"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/supervisor"
 )
 
+// The agent's dependencies are interfaces so that its logic can be tested
+// without root: agent/agenttest has fakes of each, which model behaviour
+// (a started unit runs a shim that holds the VM's event log) rather than
+// record calls.
+
 // Units is what the agent needs from systemd. supervisor.Manager is the real
-// one; unit tests of pure logic may use a fake beside them.
+// one.
 type Units interface {
 	Start(ctx context.Context, u supervisor.UnitSpec) error
 	Stop(ctx context.Context, vmID string) error
@@ -28,3 +36,50 @@ type Store interface {
 	LastSeq(ctx context.Context, vmID string) (uint64, error)
 	MarkDeleted(ctx context.Context, vmID string) error
 }
+
+// Shim is one VM's shim, spoken to over its control socket;
+// shimclient.Client is the real one.
+type Shim interface {
+	Status(ctx context.Context) (shimapi.Status, error)
+	Power(ctx context.Context, op api.PowerOp) (shimapi.Status, error)
+	Console(ctx context.Context) ([]byte, error)
+	Events(ctx context.Context, after uint64, fn func(api.Event) error) error
+	Close()
+}
+
+// Network is the host's bridges and TAP devices; HostNetwork (pkg/netdev)
+// is the real one.
+type Network interface {
+	BridgeExists(ctx context.Context, name string) error
+	ListBridges(ctx context.Context) ([]netdev.BridgeInfo, error)
+	EnsureBridge(ctx context.Context, cfg netdev.BridgeConfig) (netdev.BridgeInfo, error)
+	DeleteBridge(ctx context.Context, name string, opts netdev.DeleteBridgeOptions) error
+	MoveTAP(ctx context.Context, tap, bridge string) error
+}
+
+// HostNetwork is the host's own network, through netlink.
+type HostNetwork struct{}
+
+func (HostNetwork) BridgeExists(ctx context.Context, name string) error {
+	return netdev.BridgeExists(ctx, name)
+}
+
+func (HostNetwork) ListBridges(ctx context.Context) ([]netdev.BridgeInfo, error) {
+	return netdev.ListBridges(ctx)
+}
+
+func (HostNetwork) EnsureBridge(ctx context.Context, cfg netdev.BridgeConfig) (netdev.BridgeInfo, error) {
+	return netdev.EnsureBridge(ctx, cfg)
+}
+
+func (HostNetwork) DeleteBridge(ctx context.Context, name string, opts netdev.DeleteBridgeOptions) error {
+	return netdev.DeleteBridge(ctx, name, opts)
+}
+
+func (HostNetwork) MoveTAP(ctx context.Context, tap, bridge string) error {
+	return netdev.MoveTAP(ctx, tap, bridge)
+}
+
+// dialShim is the real Config.Shims: the control socket the VM's shim
+// listens on.
+func dialShim(socket string) Shim { return shimclient.NewClient(socket) }

@@ -24,7 +24,7 @@ type BridgeRequest struct {
 
 // Bridges lists the host's bridges.
 func (a *Agent) Bridges(ctx context.Context) ([]netdev.BridgeInfo, error) {
-	return netdev.ListBridges(ctx)
+	return a.cfg.Network.ListBridges(ctx)
 }
 
 // PutBridge creates a department bridge, or brings an existing one to the
@@ -38,7 +38,7 @@ func (a *Agent) PutBridge(ctx context.Context, name string, req BridgeRequest) (
 		}
 		cfg.MAC = mac
 	}
-	return netdev.EnsureBridge(ctx, cfg)
+	return a.cfg.Network.EnsureBridge(ctx, cfg)
 }
 
 // DeleteBridge removes a bridge no VM is defined on.
@@ -52,7 +52,7 @@ func (a *Agent) DeleteBridge(ctx context.Context, name string, force bool) error
 	if len(users) > 0 {
 		return errdefs.FailedPrecondition("bridge %s is the network of VMs %v", name, users)
 	}
-	return netdev.DeleteBridge(ctx, name, netdev.DeleteBridgeOptions{Force: force})
+	return a.cfg.Network.DeleteBridge(ctx, name, netdev.DeleteBridgeOptions{Force: force})
 }
 
 // MoveVM puts a VM on another bridge. A running VM's TAP moves at once and
@@ -63,7 +63,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	if err != nil {
 		return api.VM{}, err
 	}
-	if err := netdev.BridgeExists(ctx, bridge); err != nil {
+	if err := a.cfg.Network.BridgeExists(ctx, bridge); err != nil {
 		if errors.Is(err, netdev.ErrBridgeNotFound) || errors.Is(err, netdev.ErrNotBridge) {
 			return api.VM{}, errdefs.Invalid("bridge", "%v", err)
 		}
@@ -99,12 +99,12 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 
 func (a *Agent) moveRunning(ctx context.Context, rec *record, from, to string) error {
 	tap := netdev.TapName(rec.id, netdev.PrimaryNIC)
-	if err := netdev.MoveTAP(ctx, tap, to); err != nil {
+	if err := a.cfg.Network.MoveTAP(ctx, tap, to); err != nil {
 		return errdefs.Internal("move %s to %s: %v", tap, to, err)
 	}
 	if err := a.reapplyVM(ctx, rec); err != nil {
 		back := context.WithoutCancel(ctx)
-		if berr := netdev.MoveTAP(back, tap, from); berr != nil {
+		if berr := a.cfg.Network.MoveTAP(back, tap, from); berr != nil {
 			return errdefs.Internal("re-apply rules on %s failed (%v), and moving back to %s failed too: %v", to, err, from, berr)
 		}
 		if rerr := a.reapplyVM(back, rec); rerr != nil {

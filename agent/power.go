@@ -9,7 +9,6 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
-	"github.com/infinibay/infinivirt/pkg/shimclient"
 )
 
 // shimCallTimeout bounds one request to a shim's control socket.
@@ -102,9 +101,7 @@ func (a *Agent) waitUnitGone(ctx context.Context, id string, limit time.Duration
 	}
 }
 
-func (a *Agent) shim(id string) *shimclient.Client {
-	return shimclient.NewClient(a.cfg.Layout.ShimSocket(id))
-}
+func (a *Agent) shim(id string) Shim { return a.cfg.Shims(id) }
 
 // goal is the state a power verb is done in. since is the VM's last
 // sequence number before the verb: a restart is done only by an entry

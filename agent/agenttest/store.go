@@ -1,0 +1,148 @@
+package agenttest
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+)
+
+// Store is the database as pkg/store keeps it: a VM row created with the
+// VM's view and later moved only by newer status events, and events stored
+// once per (vm, seq), so a replay adds nothing twice. It implements
+// agent.Store.
+type Store struct {
+	mu      sync.Mutex
+	vms     map[string]api.VM
+	events  map[string]map[uint64]api.Event
+	deleted map[string]bool
+	handed  int // events passed to ApplyEvents, repeats included
+	down    bool
+}
+
+// NewStore is an empty, reachable database.
+func NewStore() *Store {
+	return &Store{vms: map[string]api.VM{}, events: map[string]map[uint64]api.Event{}, deleted: map[string]bool{}}
+}
+
+// SetDown makes every call fail Unavailable, as during an outage, or
+// ends the outage.
+func (s *Store) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
+func (s *Store) check() error {
+	if s.down {
+		return errdefs.Unavailable("database unreachable")
+	}
+	return nil
+}
+
+func (s *Store) UpsertVM(ctx context.Context, vm api.VM) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	if old, ok := s.vms[vm.ID]; ok {
+		// Only events move an existing row's status.
+		vm.Status, vm.Reason, vm.Message, vm.Seq, vm.QEMUPID = old.Status, old.Reason, old.Message, old.Seq, old.QEMUPID
+	}
+	s.vms[vm.ID] = vm
+	return nil
+}
+
+func (s *Store) ApplyEvents(ctx context.Context, vmID string, evs []api.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	vm, ok := s.vms[vmID]
+	if !ok {
+		return errdefs.NotFound("VM %s has no row", vmID)
+	}
+	if s.events[vmID] == nil {
+		s.events[vmID] = map[uint64]api.Event{}
+	}
+	for _, e := range evs {
+		s.handed++
+		s.events[vmID][e.Seq] = e
+		if e.IsStatus() && e.Seq > vm.Seq {
+			vm.Status, vm.Reason, vm.Message, vm.Seq, vm.QEMUPID = e.Status, e.Reason, e.Message, e.Seq, e.QEMUPID
+		}
+	}
+	s.vms[vmID] = vm
+	return nil
+}
+
+func (s *Store) LastSeq(ctx context.Context, vmID string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	var last uint64
+	for seq := range s.events[vmID] {
+		last = max(last, seq)
+	}
+	return max(last, s.vms[vmID].Seq), nil
+}
+
+func (s *Store) MarkDeleted(ctx context.Context, vmID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	s.deleted[vmID] = true
+	return nil
+}
+
+// Events are the VM's stored events, by seq.
+func (s *Store) Events(vmID string) []api.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]api.Event, 0, len(s.events[vmID]))
+	for _, e := range s.events[vmID] {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
+}
+
+// Seqs are the sequence numbers of the VM's stored events, in order.
+func (s *Store) Seqs(vmID string) []uint64 {
+	var out []uint64
+	for _, e := range s.Events(vmID) {
+		out = append(out, e.Seq)
+	}
+	return slices.Clip(out)
+}
+
+// VM is the VM's row.
+func (s *Store) VM(vmID string) (api.VM, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vm, ok := s.vms[vmID]
+	return vm, ok
+}
+
+// Deleted reports whether the VM's row is marked deleted.
+func (s *Store) Deleted(vmID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deleted[vmID]
+}
+
+// Handed counts every event ever passed to ApplyEvents, repeats included.
+func (s *Store) Handed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handed
+}
