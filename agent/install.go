@@ -152,7 +152,7 @@ func decodeInstallConfig(raw json.RawMessage) (unattended.InstallConfig, error) 
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return cfg, errdefs.Invalid("install.config", "is required: username, password, locale, timezone, hostname, ...")
 	}
-	err := decodeJSON(bytes.NewReader(raw), &cfg, "install.config")
+	err := api.Decode(bytes.NewReader(raw), &cfg, "install.config")
 	return cfg, err
 }
 

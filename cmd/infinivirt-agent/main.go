@@ -20,6 +20,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/infinibay/infinivirt/agent"
+	"github.com/infinibay/infinivirt/agent/httpapi"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/store"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -107,7 +108,7 @@ func run() error {
 		return fmt.Errorf("API socket: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           a.Handler(),
+		Handler:           httpapi.Handler(a),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Requests end with the agent: event streams close, and a create
 		// still under way rolls back rather than being cut half-done.

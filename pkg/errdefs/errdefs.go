@@ -1,8 +1,9 @@
 // Package errdefs holds the typed error classes every Infinivirt library
 // returns: NotFound, AlreadyExists, InvalidArgument (naming the field at
 // fault), FailedPrecondition, Unavailable, DeadlineExceeded,
-// PermissionDenied and Internal. It is a leaf: libraries use it without
-// importing the REST types, and the API maps the classes to status codes.
+// PermissionDenied, MethodNotAllowed and Internal. It is a leaf: libraries
+// use it without importing the REST types, and the API maps the classes to
+// status codes.
 //
 // A library's Field names the field in its own terms (a spec field such as
 // "devices[1].path"); the agent renames it to the request field the client
@@ -27,13 +28,14 @@ const (
 	CodeUnavailable        Code = "Unavailable"
 	CodeDeadlineExceeded   Code = "DeadlineExceeded"
 	CodePermissionDenied   Code = "PermissionDenied"
+	CodeMethodNotAllowed   Code = "MethodNotAllowed" // the path exists, not with this method
 	CodeInternal           Code = "Internal"
 )
 
 // Codes lists every class, for documents and exhaustive tests.
 var Codes = []Code{
 	CodeInvalidArgument, CodeNotFound, CodeAlreadyExists, CodeFailedPrecondition,
-	CodeUnavailable, CodeDeadlineExceeded, CodePermissionDenied, CodeInternal,
+	CodeUnavailable, CodeDeadlineExceeded, CodePermissionDenied, CodeMethodNotAllowed, CodeInternal,
 }
 
 // Error is a typed error. Field names the field at fault.
@@ -72,9 +74,16 @@ func (c Code) HTTPStatus() int {
 		return 504
 	case CodePermissionDenied:
 		return 403
+	case CodeMethodNotAllowed:
+		return 405
 	default:
 		return 500
 	}
+}
+
+// MethodNotAllowed reports a request whose path exists with other methods only.
+func MethodNotAllowed(format string, args ...any) *Error {
+	return &Error{Code: CodeMethodNotAllowed, Message: fmt.Sprintf(format, args...)}
 }
 
 // Invalid reports a bad value in the named field.

@@ -1,0 +1,167 @@
+// Package httpapi is the agent's REST API: the route table, one file per
+// resource, and the handlers, which call only exported methods of
+// *agent.Agent. GET /openapi.json serves the committed OpenAPI document,
+// which describes exactly the table's routes (a test holds it to that).
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/infinibay/infinivirt/agent"
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/unixhttp"
+)
+
+// Route is one operation of the API. The table (Routes) is both what the
+// server mounts and what the OpenAPI document describes.
+type Route struct {
+	Method string
+	// Path is a net/http pattern path: {name} segments are path parameters.
+	Path        string
+	OperationID string
+	Tag         string
+	Summary     string
+	Description string
+	// Params are the operation's query and header parameters; path
+	// parameters are described by PathParams.
+	Params []Param
+	// Request is the JSON body's type; nil when the request has none.
+	Request reflect.Type
+	// Response is the answer's type: a JSON body, or a string for Media
+	// other than JSON; nil when the answer has no body.
+	Response reflect.Type
+	// Media is the answer's media type when it is not application/json.
+	Media string
+	// Status are the success statuses; the first is the usual one.
+	Status []int
+	// Errors are the classes of error the operation answers with.
+	Errors []errdefs.Code
+
+	handle func(s *server, w http.ResponseWriter, r *http.Request)
+}
+
+// Param is a query or header parameter.
+type Param struct {
+	Name string
+	In   string // "query" or "header"
+	// Type is a JSON schema type: string, boolean or integer.
+	Type        string
+	Description string
+}
+
+// PathParams describes every path parameter the table uses.
+var PathParams = map[string]string{
+	"id":     "the VM's UUID",
+	"dept":   "a department id: 1 to 63 lower-case letters, digits or '-'",
+	"preset": "a service preset",
+	"name":   "a bridge name",
+}
+
+// Routes is the route table, in the order the document lists it.
+func Routes() []Route {
+	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
+		firewallRoutes, bridgeRoutes)
+}
+
+// Error classes most operations share.
+var (
+	errsRead  = []errdefs.Code{errdefs.CodeNotFound, errdefs.CodeInternal}
+	errsWrite = []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeNotFound, errdefs.CodeFailedPrecondition,
+		errdefs.CodeInternal, errdefs.CodeUnavailable, errdefs.CodeDeadlineExceeded}
+)
+
+func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+// server holds what the handlers share.
+type server struct{ a *agent.Agent }
+
+// Handler serves the API of a. Peer credentials are checked by the listener
+// before any of it runs (see agent.Listen). Unrouted paths and wrong methods
+// answer in the typed error shape, as every other refusal does.
+func Handler(a *agent.Agent) http.Handler {
+	s := &server{a: a}
+	mux := http.NewServeMux()
+	methods := map[string]bool{}
+	for _, rt := range Routes() {
+		mux.HandleFunc(rt.Method+" "+rt.Path, func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+		methods[rt.Method] = true
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for m := range methods {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/" {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) == 0 {
+			unixhttp.WriteError(w, errdefs.NotFound("no route for %s %s; GET /openapi.json lists the API", r.Method, r.URL.Path))
+			return
+		}
+		slices.Sort(allowed)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		unixhttp.WriteError(w, errdefs.MethodNotAllowed("%s %s: allowed methods are %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+	})
+	return mux
+}
+
+// maxBody bounds request bodies: a create request is well under a KiB.
+const maxBody = 1 << 20
+
+// decodeStrict reads the request body, one JSON object of at most maxBody
+// bytes, and refuses unknown fields, naming them.
+func decodeStrict(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return errdefs.Invalid("body", "unreadable: %v", err)
+	}
+	if len(b) > maxBody {
+		return errdefs.Invalid("body", "is larger than %d bytes", maxBody)
+	}
+	return api.Decode(bytes.NewReader(b), v, "")
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errdefs.Invalid(name, "must be true or false, got %q", v)
+	}
+	return b, nil
+}
+
+func respond(w http.ResponseWriter, code int, v any, err error) {
+	if err != nil {
+		unixhttp.WriteError(w, err)
+		return
+	}
+	writeJSON(w, code, v)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func noContent(w http.ResponseWriter, err error) {
+	if err != nil {
+		unixhttp.WriteError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

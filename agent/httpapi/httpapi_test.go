@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/infinibay/infinivirt/agent"
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+)
+
+// TestDocumentMatchesTheTable: every route the table mounts is in the
+// committed document, and the document has nothing the table lacks.
+func TestDocumentMatchesTheTable(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(OpenAPIDocument(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	inTable := map[string]bool{}
+	for _, rt := range Routes() {
+		key := strings.ToLower(rt.Method) + " " + rt.Path
+		if inTable[key] {
+			t.Errorf("the table has %s twice", key)
+		}
+		inTable[key] = true
+		if _, ok := doc.Paths[rt.Path][strings.ToLower(rt.Method)]; !ok {
+			t.Errorf("openapi.json lacks %s %s", rt.Method, rt.Path)
+		}
+	}
+	if len(inTable) < 20 {
+		t.Fatalf("the table has only %d routes", len(inTable))
+	}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method == "parameters" {
+				continue
+			}
+			if !inTable[method+" "+path] {
+				t.Errorf("openapi.json documents %s %s, which no route serves", strings.ToUpper(method), path)
+			}
+		}
+	}
+}
+
+func TestEveryRouteIsDeclaredFully(t *testing.T) {
+	ids := map[string]bool{}
+	for _, rt := range Routes() {
+		name := rt.Method + " " + rt.Path
+		if rt.OperationID == "" || rt.Tag == "" || rt.Summary == "" || len(rt.Status) == 0 || rt.handle == nil {
+			t.Errorf("%s: operationId, tag, summary, status and handler are required", name)
+		}
+		if ids[rt.OperationID] {
+			t.Errorf("%s: operationId %s is taken", name, rt.OperationID)
+		}
+		ids[rt.OperationID] = true
+		for _, seg := range strings.Split(rt.Path, "/") {
+			if p, ok := strings.CutPrefix(seg, "{"); ok && PathParams[strings.TrimSuffix(p, "}")] == "" {
+				t.Errorf("%s: path parameter %s is not in PathParams", name, seg)
+			}
+		}
+		if (rt.Request != nil || len(rt.Params) > 0) && !slices.Contains(rt.Errors, errdefs.CodeInvalidArgument) {
+			t.Errorf("%s takes input but does not declare InvalidArgument", name)
+		}
+	}
+}
+
+// TestUnroutedAnswersAreTyped: a path nobody serves and a method a path
+// does not take both answer with an ErrorBody, as every refusal does.
+func TestUnroutedAnswersAreTyped(t *testing.T) {
+	h := Handler(agent.New(agent.Config{}))
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code         errdefs.Code
+		allow        string
+	}{
+		{http.MethodGet, "/nowhere", http.StatusNotFound, errdefs.CodeNotFound, ""},
+		{http.MethodGet, "/v1/vms/x/nothing/here", http.StatusNotFound, errdefs.CodeNotFound, ""},
+		{http.MethodPost, "/v1/vms/x/bogus", http.StatusNotFound, errdefs.CodeNotFound, ""},
+		{http.MethodPatch, "/v1/vms", http.StatusMethodNotAllowed, errdefs.CodeMethodNotAllowed, "GET, POST"},
+		{http.MethodGet, "/v1/vms/x/powerOn", http.StatusMethodNotAllowed, errdefs.CodeMethodNotAllowed, "POST"},
+		{http.MethodPost, "/v1/health", http.StatusMethodNotAllowed, errdefs.CodeMethodNotAllowed, "GET"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+		var body api.ErrorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == nil {
+			t.Errorf("%s %s: %d %q is not an ErrorBody", c.method, c.path, rec.Code, rec.Body)
+			continue
+		}
+		if rec.Code != c.status || body.Error.Code != c.code || rec.Header().Get("Allow") != c.allow {
+			t.Errorf("%s %s: got %d %s Allow %q, want %d %s Allow %q", c.method, c.path,
+				rec.Code, body.Error.Code, rec.Header().Get("Allow"), c.status, c.code, c.allow)
+		}
+	}
+}
+
+func TestServesTheDocumentAndHealth(t *testing.T) {
+	h := Handler(agent.New(agent.Config{Accel: "tcg"}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.json", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != string(OpenAPIDocument()) {
+		t.Fatalf("GET /openapi.json: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/health", nil))
+	var health api.Health
+	if err := json.Unmarshal(rec.Body.Bytes(), &health); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("GET /v1/health: %d %s", rec.Code, rec.Body)
+	}
+	if health != (api.Health{Database: api.DatabaseNone, Accel: "tcg"}) {
+		t.Fatalf("health %+v", health)
+	}
+}
+
+func TestDecodeStrictNamesTheField(t *testing.T) {
+	cases := map[string]string{
+		`{"cpuCores": "two"}`:   "cpuCores",
+		`{"cpuCount": 2}`:       "cpuCount",
+		`{"name": "x",`:         "body",
+		`{"name": "x"} {"a":1}`: "body",
+		`{"name": "x"} ]`:       "body",
+		`[1, 2]`:                "body",
+		`{"name": "` + strings.Repeat("x", maxBody) + `"}`: "body",
+	}
+	for body, field := range cases {
+		var in api.CreateVMInput
+		err := decodeStrict(httptest.NewRequest(http.MethodPost, "/v1/vms", strings.NewReader(body)), &in)
+		var e *errdefs.Error
+		if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument || (field != "" && e.Field != field) {
+			t.Errorf("%.40s: got %v, want InvalidArgument naming %q", body, err, field)
+		}
+	}
+}
+
+// FuzzCreateRequest: no request body makes the API panic, and every refusal
+// is a typed InvalidArgument.
+func FuzzCreateRequest(f *testing.F) {
+	f.Add(`{"name":"a","internalName":"0f8fad5b-d9cb-469f-a165-70867728950e","os":"linux","cpuCores":1,"ramGB":1,"diskSizeGB":1,"networkBridge":"br0","graphicProtocol":"vnc","graphicPassword":"x"}`)
+	f.Add(`{"boot":{"kernel":"/k","initrd":"/i","cmdline":"x"},"start":false}`)
+	f.Add(`{"ramGB":1e400}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		var in api.CreateVMInput
+		err := decodeStrict(httptest.NewRequest(http.MethodPost, "/v1/vms", strings.NewReader(body)), &in)
+		if err != nil {
+			var e *errdefs.Error
+			if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument {
+				t.Fatalf("untyped refusal: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,65 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/unixhttp"
+)
+
+var vmRoutes = []Route{{
+	Method: http.MethodGet, Path: "/v1/vms", OperationID: "listVMs", Tag: "vms",
+	Summary:  "List every VM",
+	Response: typeOf[[]api.VM](),
+	Status:   []int{http.StatusOK},
+	handle: func(s *server, w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.a.List())
+	},
+}, {
+	Method: http.MethodPost, Path: "/v1/vms", OperationID: "createVM", Tag: "vms",
+	Summary: "Create a VM, and boot it unless start is false",
+	Description: "A create either completes (directory, disk, spec, unit, TAP) or leaves nothing behind. " +
+		"With install, the VM boots the OS installer once with an answer medium, and is building until it is done.",
+	Request:  typeOf[api.CreateVMInput](),
+	Response: typeOf[api.VM](),
+	Status:   []int{http.StatusCreated},
+	Errors: []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeAlreadyExists, errdefs.CodeFailedPrecondition,
+		errdefs.CodeInternal, errdefs.CodeUnavailable, errdefs.CodeDeadlineExceeded},
+	handle: (*server).createVM,
+}, {
+	Method: http.MethodGet, Path: "/v1/vms/{id}", OperationID: "getVM", Tag: "vms",
+	Summary:  "Get one VM",
+	Response: typeOf[api.VM](),
+	Status:   []int{http.StatusOK},
+	Errors:   []errdefs.Code{errdefs.CodeNotFound},
+	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
+		vm, err := s.a.Get(r.PathValue("id"))
+		respond(w, http.StatusOK, vm, err)
+	},
+}, {
+	Method: http.MethodDelete, Path: "/v1/vms/{id}", OperationID: "deleteVM", Tag: "vms",
+	Summary: "Delete a VM that is off; with force, power it off first",
+	Params:  []Param{{Name: "force", In: "query", Type: "boolean", Description: "power the VM off first"}},
+	Status:  []int{http.StatusNoContent},
+	Errors:  errsWrite,
+	handle:  (*server).deleteVM,
+}}
+
+func (s *server) createVM(w http.ResponseWriter, r *http.Request) {
+	var in api.CreateVMInput
+	if err := decodeStrict(r, &in); err != nil {
+		unixhttp.WriteError(w, err)
+		return
+	}
+	vm, err := s.a.Create(r.Context(), in)
+	respond(w, http.StatusCreated, vm, err)
+}
+
+func (s *server) deleteVM(w http.ResponseWriter, r *http.Request) {
+	force, err := boolParam(r, "force")
+	if err == nil {
+		err = s.a.Delete(r.Context(), r.PathValue("id"), force)
+	}
+	noContent(w, err)
+}
