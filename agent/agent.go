@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/infinibay/infinivirt/agent/dbsync"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
@@ -59,7 +60,7 @@ type Agent struct {
 	cfg    Config
 	log    *slog.Logger
 	broker *broker
-	sync   *storeSync
+	sync   *dbsync.Syncer
 	fw     firewallState
 
 	mu    sync.Mutex // taken before a record's mu, never after
@@ -94,11 +95,10 @@ func New(cfg Config) *Agent {
 		vms:    map[string]*record{},
 		ports:  map[int]string{},
 	}
-	a.sync = newStoreSync(cfg.Store, cfg.Layout, cfg.Logger)
-	a.sync.view = func(id string) (api.VM, bool) {
+	a.sync = dbsync.New(cfg.Store, cfg.Layout, cfg.Logger, func(id string) (api.VM, bool) {
 		vm, err := a.Get(id)
 		return vm, err == nil
-	}
+	})
 	return a
 }
 
@@ -118,9 +118,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := a.load(); err != nil {
 		return err
 	}
-	go a.sync.run(ctx)
+	go a.sync.Run(ctx)
 	for _, rec := range a.records() {
-		a.sync.resync(rec.id)
+		a.sync.Resync(rec.id)
 	}
 	go a.watchUnits(ctx)
 	a.reattach(ctx)
@@ -249,7 +249,7 @@ func (a *Agent) apply(rec *record, evs []api.Event) {
 	fresh := rec.applyLocked(evs)
 	if len(fresh) > 0 && rec.committed {
 		a.broker.publish(fresh)
-		a.sync.push(rec.id, fresh)
+		a.sync.Push(rec.id, fresh)
 	}
 	rec.mu.Unlock()
 	a.watchInstall(rec, fresh)
@@ -268,6 +268,10 @@ func (a *Agent) catchUp(rec *record) {
 // appendEvent records an entry in a VM's log on the agent's behalf. Only
 // valid while no shim runs the VM: the shim holds the log while it lives.
 func (a *Agent) appendEvent(ctx context.Context, rec *record, e api.Event) error {
+	// An agent that is stopping records nothing more: the next one will.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l, err := eventlog.Open(ctx, a.cfg.Layout.EventsFile(rec.id), rec.id)

@@ -95,7 +95,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		}
 	}
 	rec.setCommitted(true)
-	a.sync.resync(rec.id)
+	a.sync.Resync(rec.id)
 	a.log.Info("VM created", logging.KeyVM, spec.ID, "NAME", spec.Name)
 	return rec.view(), nil
 }
@@ -236,7 +236,7 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 	a.unreserve(rec)
 	a.broker.publish([]api.Event{{VMID: id, Seq: rec.lastSeq() + 1, Time: time.Now().UTC(), Type: api.EventProgress, Message: "deleted"}})
 	a.broker.closeVM(id)
-	a.sync.markDeleted(id)
+	a.sync.MarkDeleted(id)
 	if err := os.RemoveAll(tomb); err != nil {
 		a.log.Warn("leftover VM files", logging.KeyVM, id, "ERROR", err.Error())
 	}

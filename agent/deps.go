@@ -4,6 +4,7 @@ import (
 	"context"
 	"syscall"
 
+	"github.com/infinibay/infinivirt/agent/dbsync"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
@@ -28,14 +29,10 @@ type Units interface {
 	Watch(ctx context.Context) <-chan supervisor.UnitEvent
 }
 
-// Store is the PostgreSQL aggregate. A nil Store is the embedded default:
-// no database, everything else the same.
-type Store interface {
-	UpsertVM(ctx context.Context, vm api.VM) error
-	ApplyEvents(ctx context.Context, vmID string, events []api.Event) error
-	LastSeq(ctx context.Context, vmID string) (uint64, error)
-	MarkDeleted(ctx context.Context, vmID string) error
-}
+// Store is the PostgreSQL aggregate, which agent/dbsync keeps up to date.
+// A nil Store is the embedded default: no database, everything else the
+// same.
+type Store = dbsync.Store
 
 // Shim is one VM's shim, spoken to over its control socket;
 // shimclient.Client is the real one.

@@ -379,7 +379,7 @@ func (a *Agent) settleInstallLocked(ctx context.Context, rec *record) *vmspec.In
 	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventProgress, Message: msg}); err != nil {
 		a.log.Warn("cannot record the install's settlement", logging.KeyVM, rec.id, "ERROR", err.Error())
 	}
-	a.sync.resync(rec.id)
+	a.sync.Resync(rec.id)
 	a.log.Info("install settled", logging.KeyVM, rec.id, "STATE", string(settled.State),
 		"DURATION", settled.Duration().String())
 	return settled

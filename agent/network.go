@@ -92,7 +92,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 		}
 		return rec.view(), err
 	}
-	a.sync.resync(id)
+	a.sync.Resync(id)
 	a.log.Info("VM moved to another bridge", logging.KeyVM, id, "FROM", old, "TO", bridge)
 	return rec.view(), nil
 }

@@ -44,6 +44,10 @@ func newRecord(spec *vmspec.Spec) *record {
 
 // lock takes the VM's operation lock or gives up when ctx ends.
 func (r *record) lock(ctx context.Context) (unlock func(), err error) {
+	// A select would pick at random between a free lock and an ended ctx.
+	if err := ctx.Err(); err != nil {
+		return nil, errdefs.FailedPrecondition("VM %s: %v", r.id, err)
+	}
 	select {
 	case r.op <- struct{}{}:
 		return func() { <-r.op }, nil

@@ -270,6 +270,9 @@ func (h *Host) Watch(ctx context.Context) <-chan supervisor.UnitEvent {
 			w.queue = nil
 			w.mu.Unlock()
 			for _, ev := range q {
+				if ctx.Err() != nil {
+					return
+				}
 				select {
 				case out <- ev:
 				case <-ctx.Done():

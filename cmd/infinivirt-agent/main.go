@@ -20,6 +20,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/infinibay/infinivirt/agent"
+	"github.com/infinibay/infinivirt/agent/dbsync"
 	"github.com/infinibay/infinivirt/agent/httpapi"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/store"
@@ -95,7 +96,7 @@ func run() error {
 		VirtioWin: virtioWin, UEFICode: uefiCode, UEFIVars: uefiVars,
 	}
 	if dsn != "" {
-		cfg.Store = agent.NewLazyStore(ctx, func(ctx context.Context) (agent.Store, error) {
+		cfg.Store = dbsync.NewLazyStore(ctx, func(ctx context.Context) (dbsync.Store, error) {
 			return store.Open(ctx, dsn, store.Options{Logger: log})
 		}, log)
 	}

@@ -1,4 +1,7 @@
-package agent
+// Package dbsync carries the agent's VM inventory and events into the
+// database. The VMs' event logs are the truth; the database follows them,
+// so an outage delays rows but never loses or reorders them.
+package dbsync
 
 import (
 	"context"
@@ -13,11 +16,19 @@ import (
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
-// storeSync carries VM inventory and events into the database. Writes are
+// Store is the PostgreSQL aggregate (pkg/store). Its writes are idempotent
+// per (vm, seq).
+type Store interface {
+	UpsertVM(ctx context.Context, vm api.VM) error
+	ApplyEvents(ctx context.Context, vmID string, events []api.Event) error
+	LastSeq(ctx context.Context, vmID string) (uint64, error)
+	MarkDeleted(ctx context.Context, vmID string) error
+}
+
+// Syncer carries VM inventory and events into the database. Writes are
 // idempotent per (vm, seq), so whenever one fails the VM is marked for a
-// resync: read the database's last seq, replay the log after it. A database
-// outage therefore delays rows but never loses or reorders them.
-type storeSync struct {
+// resync: read the database's last seq, replay the log after it.
+type Syncer struct {
 	store  Store
 	layout vmspec.Layout
 	log    *slog.Logger
@@ -37,9 +48,12 @@ const (
 	storeRetryMax    = 30 * time.Second
 )
 
-func newStoreSync(store Store, layout vmspec.Layout, log *slog.Logger) *storeSync {
-	return &storeSync{
-		store: store, layout: layout, log: log,
+// New is a syncer into store (nil: no database, every call a no-op). view
+// is the agent's current view of a VM, false once it is deleted; the VMs'
+// logs are read where layout says.
+func New(store Store, layout vmspec.Layout, log *slog.Logger, view func(id string) (api.VM, bool)) *Syncer {
+	return &Syncer{
+		store: store, layout: layout, log: log, view: view,
 		pending: map[string][]api.Event{},
 		dirty:   map[string]bool{},
 		deleted: map[string]bool{},
@@ -47,17 +61,33 @@ func newStoreSync(store Store, layout vmspec.Layout, log *slog.Logger) *storeSyn
 	}
 }
 
-func (s *storeSync) enabled() bool { return s.store != nil }
+// Enabled reports whether a database is configured.
+func (s *Syncer) Enabled() bool { return s.store != nil }
 
-func (s *storeSync) kick() {
+// State reports how the database fares: none configured, ok, or
+// unavailable since the last write failed.
+func (s *Syncer) State() api.DatabaseState {
+	if !s.Enabled() {
+		return api.DatabaseNone
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return api.DatabaseUnavailable
+	}
+	return api.DatabaseOK
+}
+
+func (s *Syncer) kick() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (s *storeSync) push(id string, evs []api.Event) {
-	if !s.enabled() {
+// Push queues a VM's new log entries, in sequence order.
+func (s *Syncer) Push(id string, evs []api.Event) {
+	if !s.Enabled() {
 		return
 	}
 	s.mu.Lock()
@@ -66,10 +96,10 @@ func (s *storeSync) push(id string, evs []api.Event) {
 	s.kick()
 }
 
-// resync writes the VM's inventory and replays its log after the
+// Resync writes the VM's inventory and replays its log after the
 // database's last seq.
-func (s *storeSync) resync(id string) {
-	if !s.enabled() {
+func (s *Syncer) Resync(id string) {
+	if !s.Enabled() {
 		return
 	}
 	s.mu.Lock()
@@ -79,8 +109,9 @@ func (s *storeSync) resync(id string) {
 	s.kick()
 }
 
-func (s *storeSync) markDeleted(id string) {
-	if !s.enabled() {
+// MarkDeleted marks a deleted VM's row.
+func (s *Syncer) MarkDeleted(id string) {
+	if !s.Enabled() {
 		return
 	}
 	s.mu.Lock()
@@ -91,8 +122,9 @@ func (s *storeSync) markDeleted(id string) {
 	s.kick()
 }
 
-func (s *storeSync) run(ctx context.Context) {
-	if !s.enabled() {
+// Run writes what is queued until ctx ends, retrying with backoff.
+func (s *Syncer) Run(ctx context.Context) {
+	if !s.Enabled() {
 		return
 	}
 	retry := storeRetryMin
@@ -122,7 +154,7 @@ func (s *storeSync) run(ctx context.Context) {
 }
 
 // drain writes everything queued; it reports false if something must be retried.
-func (s *storeSync) drain(ctx context.Context) bool {
+func (s *Syncer) drain(ctx context.Context) bool {
 	s.mu.Lock()
 	pending, dirty, deleted := s.pending, s.dirty, s.deleted
 	s.pending, s.dirty, s.deleted = map[string][]api.Event{}, map[string]bool{}, map[string]bool{}
@@ -175,7 +207,7 @@ func (s *storeSync) drain(ctx context.Context) bool {
 	return ok
 }
 
-func (s *storeSync) replay(ctx context.Context, id string) error {
+func (s *Syncer) replay(ctx context.Context, id string) error {
 	vm, ok := s.view(id)
 	if !ok {
 		return nil // deleted meanwhile
@@ -194,7 +226,7 @@ func (s *storeSync) replay(ctx context.Context, id string) error {
 	return s.call(ctx, func(c context.Context) error { return s.store.ApplyEvents(c, id, evs) })
 }
 
-func (s *storeSync) call(ctx context.Context, fn func(context.Context) error) error {
+func (s *Syncer) call(ctx context.Context, fn func(context.Context) error) error {
 	c, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
 	return fn(c)

@@ -1,4 +1,4 @@
-package agent
+package dbsync
 
 import (
 	"context"
