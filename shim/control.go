@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -25,74 +24,130 @@ func (s *Shim) serveControl(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	srv := tinyhttp.New()
-	srv.Handle("GET /v1/status", func(w *tinyhttp.Response, r *tinyhttp.Request) {
-		writeJSON(w, s.liveStatus(r.Context()))
-	})
-	srv.Handle("POST /v1/power", s.handlePower)
-	srv.Handle("GET /v1/events", s.handleEvents)
-	srv.Handle("GET /v1/console", func(w *tinyhttp.Response, r *tinyhttp.Request) {
-		w.Start(200, "text/plain; charset=utf-8")
-		w.Write(s.console.Tail())
-	})
-	srv.Handle("POST /v1/console", func(w *tinyhttp.Response, r *tinyhttp.Request) {
-		if err := s.console.Write(r.Body); err != nil {
-			writeError(w, errdefs.Unavailable("console: %v", err))
-		}
-	})
+	srv := s.controlServer()
 	s.server = srv
 	go srv.Serve(ln)
 	return nil
 }
 
-func (s *Shim) handlePower(w *tinyhttp.Response, r *tinyhttp.Request) {
-	var req api.PowerRequest
-	if err := json.Unmarshal(r.Body, &req); err != nil {
-		writeError(w, errdefs.Invalid("body", "%v", err))
-		return
-	}
-	if err := s.Power(r.Context(), req.Op); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, s.liveStatus(r.Context()))
+// controlServer routes every verb of shimapi.Routes to its handler.
+func (s *Shim) controlServer() *tinyhttp.Server {
+	srv := tinyhttp.New()
+	handle(srv, shimapi.RouteStatus, func(ctx context.Context, _ shimapi.StatusRequest) (shimapi.Status, error) {
+		return s.liveStatus(ctx), nil
+	})
+	handle(srv, shimapi.RoutePower, func(ctx context.Context, req shimapi.PowerRequest) (shimapi.Status, error) {
+		if err := s.Power(ctx, req.Op); err != nil {
+			return shimapi.Status{}, err
+		}
+		return s.liveStatus(ctx), nil
+	})
+	handleStream(srv, shimapi.RouteEvents, s.streamEvents)
+	handle(srv, shimapi.RouteConsole, func(context.Context, shimapi.ConsoleRequest) (shimapi.ConsoleTail, error) {
+		return shimapi.ConsoleTail{Data: s.console.Tail()}, nil
+	})
+	handle(srv, shimapi.RouteConsoleInput, func(_ context.Context, in shimapi.ConsoleInput) (shimapi.Empty, error) {
+		if err := s.console.Write(in.Data); err != nil {
+			return shimapi.Empty{}, errdefs.Unavailable("console: %v", err)
+		}
+		return shimapi.Empty{}, nil
+	})
+	return srv
 }
 
-// handleEvents streams the log after ?after=N as JSON lines, then live
-// entries until the log closes (the shim is exiting) or the client leaves.
-func (s *Shim) handleEvents(w *tinyhttp.Response, r *tinyhttp.Request) {
-	after, err := strconv.ParseUint(r.Query.Get("after"), 10, 64)
-	if err != nil && r.Query.Get("after") != "" {
-		writeError(w, errdefs.Invalid("after", "must be a sequence number"))
-		return
-	}
-	backlog, sub, err := s.events.Subscribe(after)
-	if err != nil {
-		writeError(w, errdefs.Unavailable("%v", err))
-		return
-	}
-	defer sub.Cancel()
-	w.Start(200, "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	for _, e := range backlog {
-		if enc.Encode(e) != nil {
+// handle serves route with h: the request decoded by the route's rules, the
+// answer or the typed error encoded by them.
+func handle[Req, Resp any](srv *tinyhttp.Server, route shimapi.Route[Req, Resp], h func(context.Context, Req) (Resp, error)) {
+	srv.Handle(route.Pattern(), func(w *tinyhttp.Response, r *tinyhttp.Request) {
+		req, err := route.DecodeRequest(r.Query, r.Body)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
+		resp, err := h(r.Context(), req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		status, ctype, body, err := route.EncodeResponse(resp)
+		if err != nil {
+			writeError(w, errdefs.Internal("encode %s answer: %v", route.Verb, err))
+			return
+		}
+		w.Start(status, ctype)
+		w.Write(body)
+	})
+}
+
+// streamWriter sends a stream route's items. Nothing goes out before the
+// first Send or Flush, so a handler may still answer with an error until then.
+type streamWriter[Req, Resp any] struct {
+	route   shimapi.Route[Req, Resp]
+	w       *tinyhttp.Response
+	started bool
+}
+
+// Send encodes one item; Flush pushes what was sent to the client.
+func (sw *streamWriter[Req, Resp]) Send(item Resp) error {
+	_, ctype, b, err := sw.route.EncodeResponse(item)
+	if err != nil {
+		return err
 	}
-	if w.Flush() != nil {
-		return
+	sw.started = true
+	sw.w.Start(200, ctype)
+	_, err = sw.w.Write(b)
+	return err
+}
+
+func (sw *streamWriter[Req, Resp]) Flush() error {
+	sw.started = true
+	sw.w.Start(200, shimapi.ContentJSONLines)
+	return sw.w.Flush()
+}
+
+// handleStream serves a stream route: h sends items until it returns. An
+// error before anything was sent is the answer.
+func handleStream[Req, Resp any](srv *tinyhttp.Server, route shimapi.Route[Req, Resp], h func(context.Context, Req, *streamWriter[Req, Resp]) error) {
+	srv.Handle(route.Pattern(), func(w *tinyhttp.Response, r *tinyhttp.Request) {
+		req, err := route.DecodeRequest(r.Query, r.Body)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		out := &streamWriter[Req, Resp]{route: route, w: w}
+		if err := h(r.Context(), req, out); err != nil && !out.started {
+			writeError(w, err)
+		}
+	})
+}
+
+// streamEvents sends the log after req.After, then live entries until the
+// log closes (the shim is exiting) or the client leaves.
+func (s *Shim) streamEvents(ctx context.Context, req shimapi.EventsRequest, out *streamWriter[shimapi.EventsRequest, api.Event]) error {
+	backlog, sub, err := s.events.Subscribe(req.After)
+	if err != nil {
+		return errdefs.Unavailable("%v", err)
+	}
+	defer sub.Cancel()
+	for _, e := range backlog {
+		if out.Send(e) != nil {
+			return nil
+		}
+	}
+	if out.Flush() != nil {
+		return nil
 	}
 	for {
 		select {
 		case e, ok := <-sub.C():
 			if !ok {
-				return
+				return nil
 			}
-			if enc.Encode(e) != nil || w.Flush() != nil {
-				return
+			if out.Send(e) != nil || out.Flush() != nil {
+				return nil
 			}
-		case <-r.Context().Done():
-			return
+		case <-ctx.Done():
+			return nil
 		}
 	}
 }
@@ -108,11 +163,6 @@ func (s *Shim) liveStatus(ctx context.Context) shimapi.Status {
 		st.QMPStatus = "unknown: " + err.Error()
 	}
 	return st
-}
-
-func writeJSON(w *tinyhttp.Response, v any) {
-	w.Start(200, "application/json")
-	json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w *tinyhttp.Response, err error) {

@@ -1,14 +1,9 @@
 // Package shimapi is the contract between a VM's shim and its clients: the
-// control-socket protocol (its typed client is pkg/shimclient), and the exit
-// codes the shim leaves for systemd.
+// control-socket protocol, and the exit codes the shim leaves for systemd.
 //
-// The socket speaks HTTP/1.1 on a Unix socket:
-//
-//	GET  /v1/status                 → Status
-//	POST /v1/power   {"op": "..."}  → Status after the operation was accepted
-//	GET  /v1/events?after=N         → api.Event as JSON lines, then live ones until the shim exits
-//	GET  /v1/console                → the tail of the guest's serial console
-//	POST /v1/console <bytes>        → typed into the guest's serial console
+// The socket speaks HTTP/1.1 on a Unix socket. Its verbs are the Routes
+// table (routes.go): each a method, a path, and typed request and response
+// structs, from which both the shim's server and pkg/shimclient are built.
 package shimapi
 
 import (

@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +96,11 @@ func New() *Server {
 
 // Handle registers h for a pattern like "GET /v1/status".
 func (s *Server) Handle(pattern string, h HandlerFunc) { s.routes[pattern] = h }
+
+// Patterns lists the registered patterns, sorted.
+func (s *Server) Patterns() []string {
+	return slices.Sorted(maps.Keys(s.routes))
+}
 
 // Serve accepts connections until Shutdown. Called after Shutdown, it
 // closes ln and returns at once.

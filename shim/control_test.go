@@ -1,0 +1,110 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
+)
+
+// The control socket serves exactly the protocol's table: a verb in the
+// table without a handler, or a handler outside it, fails here.
+func TestControlServerServesTheRouteTable(t *testing.T) {
+	var want []string
+	for _, r := range shimapi.Routes {
+		want = append(want, r.Pattern())
+	}
+	slices.Sort(want)
+	if got := New(Config{}).controlServer().Patterns(); !slices.Equal(got, want) {
+		t.Fatalf("served %v, the table has %v", got, want)
+	}
+}
+
+// Every verb, through shimclient, against the shim's own server on a real
+// socket, with a fake QEMU behind QMP.
+func TestControlSocketSpeaksTheTable(t *testing.T) {
+	s, fake := newSupervisedShim(t, 2)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := eventlog.Open(ctx, filepath.Join(dir, "events"), s.cfg.VMID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.events = l
+	defer l.Close()
+	ours, theirs, err := socketpair("serial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer theirs.Close()
+	s.console = newConsole(ours)
+	go s.console.pump(s.log)
+	defer s.console.Close()
+
+	sock := filepath.Join(dir, "shim.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := s.controlServer()
+	go srv.Serve(ln)
+	defer srv.Shutdown(ctx)
+	c := shimclient.NewClient(sock)
+	defer c.Close()
+
+	if st, err := c.Status(ctx); err != nil || st.Status != api.StatusRunning || st.VMID != s.cfg.VMID {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if st, err := c.Power(ctx, api.Suspend); err != nil || st.Status != api.StatusSuspended || fake.count("stop") != 1 {
+		t.Fatalf("suspend: %+v %v (stop sent %d times)", st, err, fake.count("stop"))
+	}
+	if _, err := c.Power(ctx, "hibernate"); errdefs.As(err).Field != "op" {
+		t.Fatalf("an unknown op: %v", err)
+	}
+
+	if _, err := theirs.Write([]byte("login: root\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(string(s.console.Tail()), "login: root") })
+	if tail, err := c.Console(ctx); err != nil || string(tail) != "login: root\n" {
+		t.Fatalf("console: %q %v", tail, err)
+	}
+	if err := c.ConsoleInput(ctx, []byte("ls\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	theirs.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := theirs.Read(buf); err != nil || string(buf[:n]) != "ls\n" {
+		t.Fatalf("the guest read %q %v", buf[:n], err)
+	}
+
+	// The backlog, then a live entry, then the end of the stream when the
+	// log closes.
+	s.progress("live")
+	var seen []api.Event
+	err = c.Events(ctx, 0, func(e api.Event) error {
+		seen = append(seen, e)
+		if e.Message == "live" {
+			l.Close()
+		}
+		return nil
+	})
+	if err != nil || len(seen) != 2 || seen[0].Status != api.StatusSuspended || seen[1].Message != "live" {
+		t.Fatalf("events: %+v %v", seen, err)
+	}
+	// A closed log answers Unavailable, in the typed error shape.
+	if err := c.Events(ctx, 0, func(api.Event) error { return nil }); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeUnavailable}) {
+		t.Fatalf("events of a closed log: %v", err)
+	}
+}
