@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -136,13 +135,11 @@ func healthCommand(g *globals) *cobra.Command {
 		Short: "Show the agent's health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return do(g, func(ctx context.Context, c *agentclient.Client) (map[string]any, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.Health, error) {
 				return c.Health(ctx)
-			}, func(h map[string]any) func(*tabwriter.Writer) {
+			}, func(h api.Health) func(*tabwriter.Writer) {
 				return func(w *tabwriter.Writer) {
-					for _, k := range []string{"vms", "database", "accel"} {
-						fmt.Fprintf(w, "%s\t%v\n", strings.ToUpper(k), h[k])
-					}
+					fmt.Fprintf(w, "VMS\t%d\nDATABASE\t%s\nACCEL\t%s\n", h.VMs, h.Database, h.Accel)
 				}
 			})
 		},

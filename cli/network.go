@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 
@@ -12,7 +12,6 @@ import (
 	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
-	"github.com/infinibay/infinivirt/pkg/firewall"
 )
 
 func firewallCommand(g *globals) *cobra.Command {
@@ -21,11 +20,12 @@ func firewallCommand(g *globals) *cobra.Command {
 		Short: "Show the firewall mode and what the kernel can enforce",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return do(g, func(ctx context.Context, c *agentclient.Client) (map[string]any, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.FirewallInfo, error) {
 				return c.Firewall(ctx)
-			}, func(info map[string]any) func(*tabwriter.Writer) {
+			}, func(info api.FirewallInfo) func(*tabwriter.Writer) {
 				return func(w *tabwriter.Writer) {
-					fmt.Fprintf(w, "MODE\t%v\nCAPABILITIES\t%v\n", info["mode"], info["capabilities"])
+					c := info.Capabilities
+					fmt.Fprintf(w, "MODE\t%s\nCAPABILITIES\tconntrack=%t reject=%t bridgeMeta=%t\n", info.Mode, c.Conntrack, c.Reject, c.BridgeMeta)
 				}
 			})
 		},
@@ -37,7 +37,7 @@ func departmentCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List departments", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return do(g, func(ctx context.Context, c *agentclient.Client) ([]firewall.Department, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) ([]api.Department, error) {
 				return c.Departments(ctx)
 			}, departmentsTable)
 		},
@@ -45,7 +45,7 @@ func departmentCommand(g *globals) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get DEPARTMENT", Short: "Show a department's policy and rules", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return do(g, func(ctx context.Context, c *agentclient.Client) (firewall.Department, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.Department, error) {
 				return c.Department(ctx, args[0])
 			}, departmentTable)
 		},
@@ -59,7 +59,7 @@ func departmentCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return do(g, func(ctx context.Context, c *agentclient.Client) (firewall.Department, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.Department, error) {
 				return c.PutDepartmentRaw(ctx, args[0], body)
 			}, departmentTable)
 		},
@@ -81,8 +81,8 @@ func departmentCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return do(g, func(ctx context.Context, c *agentclient.Client) (firewall.Department, error) {
-				return c.SetDepartmentPreset(ctx, args[0], firewall.Preset(args[1]), on)
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.Department, error) {
+				return c.SetDepartmentPreset(ctx, args[0], api.FirewallPreset(args[1]), on)
 			}, departmentTable)
 		},
 	}
@@ -90,11 +90,11 @@ func departmentCommand(g *globals) *cobra.Command {
 	return dept
 }
 
-func departmentTable(d firewall.Department) func(*tabwriter.Writer) {
-	return departmentsTable([]firewall.Department{d})
+func departmentTable(d api.Department) func(*tabwriter.Writer) {
+	return departmentsTable([]api.Department{d})
 }
 
-func departmentsTable(ds []firewall.Department) func(*tabwriter.Writer) {
+func departmentsTable(ds []api.Department) func(*tabwriter.Writer) {
 	return func(w *tabwriter.Writer) {
 		fmt.Fprintln(w, "DEPARTMENT\tPOLICY\tDEFAULTS\tRULES\tPRESETS")
 		for _, d := range ds {
@@ -110,7 +110,7 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 		Use: "get VM", Short: "Show a VM's department, rules and addresses", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return do(g, func(ctx context.Context, c *agentclient.Client) (agentclient.VMFirewall, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VMFirewall, error) {
 				return c.VMFirewall(ctx, args[0])
 			}, nil)
 		},
@@ -124,7 +124,7 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			return do(g, func(ctx context.Context, c *agentclient.Client) (agentclient.VMFirewall, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VMFirewall, error) {
 				return c.PutVMFirewallRaw(ctx, args[0], body)
 			}, nil)
 		},
@@ -136,20 +136,12 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := g.ctx()
 			defer cancel()
-			raw, err := g.client().EffectiveFirewall(ctx, args[0])
+			eff, err := g.client().EffectiveFirewall(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			if g.output == "json" {
-				_, err = fmt.Fprintf(g.out, "%s\n", raw)
-				return err
-			}
-			var eff struct {
-				Mode, Department, Kernel string
-				Counters                 map[string]uint64
-			}
-			if err := json.Unmarshal(raw, &eff); err != nil {
-				return fmt.Errorf("the agent's effective firewall: %w", err)
+				return g.print(eff, nil)
 			}
 			fmt.Fprintf(g.out, "mode %s, department %s\ncounters %v\n%s\n", eff.Mode, eff.Department, eff.Counters, strings.TrimSpace(eff.Kernel))
 			return nil
@@ -163,8 +155,8 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			return do(g, func(ctx context.Context, c *agentclient.Client) (agentclient.VMFirewall, error) {
-				return c.SetVMPreset(ctx, args[0], firewall.Preset(args[1]), on)
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VMFirewall, error) {
+				return c.SetVMPreset(ctx, args[0], api.FirewallPreset(args[1]), on)
 			}, nil)
 		},
 	}
@@ -186,13 +178,13 @@ func bridgeCommand(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List bridges", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return do(g, func(ctx context.Context, c *agentclient.Client) ([]map[string]any, error) {
+			return do(g, func(ctx context.Context, c *agentclient.Client) ([]api.BridgeInfo, error) {
 				return c.Bridges(ctx)
-			}, func(bs []map[string]any) func(*tabwriter.Writer) {
+			}, func(bs []api.BridgeInfo) func(*tabwriter.Writer) {
 				return func(w *tabwriter.Writer) {
 					fmt.Fprintln(w, "NAME\tMAC\tMTU\tUP\tPORTS\tADDRESSES")
 					for _, b := range bs {
-						fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", b["name"], b["mac"], b["mtu"], b["up"], b["ports"], b["addresses"])
+						fmt.Fprintf(w, "%s\t%s\t%d\t%t\t%v\t%v\n", b.Name, b.MAC, b.MTU, b.Up, b.Ports, b.Addresses)
 					}
 				}
 			})
@@ -206,8 +198,16 @@ func bridgeCommand(g *globals) *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create (or adopt) a bridge with a fixed MAC", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return do(g, func(ctx context.Context, c *agentclient.Client) (map[string]any, error) {
-				return c.PutBridge(ctx, args[0], map[string]any{"mac": mac, "mtu": mtu, "addresses": addrs})
+			req := api.BridgeRequest{MAC: mac, MTU: mtu}
+			for i, a := range addrs {
+				p, err := netip.ParsePrefix(a)
+				if err != nil {
+					return errdefs.Invalid(fmt.Sprintf("addresses[%d]", i), "must be an address in CIDR form like 10.0.0.1/24, got %q", a)
+				}
+				req.Addresses = append(req.Addresses, p)
+			}
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.BridgeInfo, error) {
+				return c.PutBridge(ctx, args[0], req)
 			}, nil)
 		},
 	}
@@ -261,7 +261,7 @@ func presetArgs(at int) func(*cobra.Command, []string, string) ([]string, cobra.
 		switch len(args) {
 		case at:
 			var out []string
-			for _, p := range firewall.Presets() {
+			for _, p := range api.FirewallPresets {
 				out = append(out, string(p))
 			}
 			return out, cobra.ShellCompDirectiveNoFileComp

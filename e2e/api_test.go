@@ -189,7 +189,7 @@ func TestWithoutDatabase(t *testing.T) {
 	defer restartAgent(env + "\n")
 
 	h, err := b.client.Health(ctx)
-	if err != nil || h["database"] != "none" {
+	if err != nil || h.Database != api.DatabaseNone {
 		t.Fatalf("health %v (%v), want database none", h, err)
 	}
 	vm := b.createVM(t, "no-db")

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/infinibay/infinivirt/pkg/agentclient"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
@@ -28,8 +28,8 @@ func (b *bed) createFirewallGuest(t *testing.T, name, dept string) fwGuest {
 	return fwGuest{VM: b.createVMFrom(t, in), ip: ip}
 }
 
-func rule(action firewall.Action, dir firewall.Direction, proto firewall.Protocol, port int, src string) firewall.Rule {
-	r := firewall.Rule{Action: action, Direction: dir, Protocol: proto, Priority: 100, DstPortStart: port, SrcIPAddr: src}
+func rule(action api.FirewallAction, dir api.FirewallDirection, proto api.FirewallProtocol, port int, src string) api.FirewallRule {
+	r := api.FirewallRule{Action: action, Direction: dir, Protocol: proto, Priority: 100, DstPortStart: port, SrcIPAddr: src}
 	if src != "" {
 		r.SrcIPMask = "32"
 	}
@@ -45,15 +45,15 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	dept := "fw-e2e"
-	put := func(d firewall.Department) {
+	put := func(d api.Department) {
 		t.Helper()
 		d.ID = dept
 		if _, err := b.client.PutDepartment(ctx, d); err != nil {
 			t.Fatalf("put department: %v", err)
 		}
 	}
-	allowAll := firewall.DepartmentPolicy{Policy: firewall.AllowAll, DefaultConfig: firewall.NoDefaults}
-	put(firewall.Department{Policy: allowAll})
+	allowAll := api.DepartmentPolicy{Policy: api.PolicyAllowAll, DefaultConfig: api.ConfigNone}
+	put(api.Department{Policy: allowAll})
 	t.Cleanup(func() { b.client.DeleteDepartment(context.Background(), dept) })
 	a := b.createFirewallGuest(t, "fw-a", dept)
 	bb := b.createFirewallGuest(t, "fw-b", dept)
@@ -64,8 +64,8 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 	}
 
 	t.Run("VM rule drops ICMP from A to B only", func(t *testing.T) {
-		if _, err := b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept,
-			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{rule(firewall.Drop, firewall.In, firewall.ICMP, 0, a.ip)}}}); err != nil {
+		if _, err := b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept,
+			RuleSet: api.FirewallRuleSet{Rules: []api.FirewallRule{rule(api.FirewallDrop, api.FirewallIn, api.FirewallICMP, 0, a.ip)}}}); err != nil {
 			t.Fatal(err)
 		}
 		if b.canPing(t, a.ID, bb.ip) {
@@ -75,22 +75,23 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 			t.Error("C no longer pings B")
 		}
 		eff, err := b.client.EffectiveFirewall(ctx, bb.ID)
-		if err != nil || !strings.Contains(string(eff), a.ip) {
-			t.Errorf("effective rules of B do not show the rule (%v): %s", err, eff)
+		effJSON, _ := json.Marshal(eff)
+		if err != nil || !strings.Contains(string(effJSON), a.ip) {
+			t.Errorf("effective rules of B do not show the rule (%v): %s", err, effJSON)
 		}
 		// Rules come back from the persisted state after an agent restart.
 		b.run(t, "systemctl", "restart", "infinivirt-agent.service")
 		if b.canPing(t, a.ID, bb.ip) {
 			t.Error("A pings B after an agent restart")
 		}
-		b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept})
+		b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept})
 	})
 
 	t.Run("host-bound traffic is filtered", func(t *testing.T) {
-		out := firewall.Rule{Action: firewall.Drop, Direction: firewall.Out, Protocol: firewall.ICMP, Priority: 100,
+		out := api.FirewallRule{Action: api.FirewallDrop, Direction: api.FirewallOut, Protocol: api.FirewallICMP, Priority: 100,
 			DstIPAddr: "10.99.0.1", DstIPMask: "32"}
-		if _, err := b.client.PutVMFirewall(ctx, a.ID, agentclient.VMFirewall{Department: dept,
-			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{out}}}); err != nil {
+		if _, err := b.client.PutVMFirewall(ctx, a.ID, api.VMFirewall{Department: dept,
+			RuleSet: api.FirewallRuleSet{Rules: []api.FirewallRule{out}}}); err != nil {
 			t.Fatal(err)
 		}
 		if b.canPing(t, a.ID, "10.99.0.1") {
@@ -99,23 +100,23 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		if !b.canPing(t, c.ID, "10.99.0.1") {
 			t.Error("C lost the gateway")
 		}
-		b.client.PutVMFirewall(ctx, a.ID, agentclient.VMFirewall{Department: dept})
+		b.client.PutVMFirewall(ctx, a.ID, api.VMFirewall{Department: dept})
 	})
 
 	t.Run("department change reaches every VM, override beats it for the same traffic only", func(t *testing.T) {
-		put(firewall.Department{Policy: allowAll, RuleSet: firewall.RuleSet{Rules: []firewall.Rule{
-			rule(firewall.Drop, firewall.In, firewall.TCP, 80, ""),
-			rule(firewall.Drop, firewall.In, firewall.TCP, 23, ""),
+		put(api.Department{Policy: allowAll, RuleSet: api.FirewallRuleSet{Rules: []api.FirewallRule{
+			rule(api.FirewallDrop, api.FirewallIn, api.FirewallTCP, 80, ""),
+			rule(api.FirewallDrop, api.FirewallIn, api.FirewallTCP, 23, ""),
 		}}})
 		for _, pair := range [][2]fwGuest{{a, bb}, {bb, c}, {c, a}} {
 			if b.canConnect(t, pair[0].ID, pair[1].ip, 80) {
 				t.Errorf("%s reaches %s:80 through the department's drop", pair[0].Name, pair[1].Name)
 			}
 		}
-		over := rule(firewall.Accept, firewall.In, firewall.TCP, 80, "")
+		over := rule(api.FirewallAccept, api.FirewallIn, api.FirewallTCP, 80, "")
 		over.OverridesDept = true
-		if _, err := b.client.PutVMFirewall(ctx, c.ID, agentclient.VMFirewall{Department: dept,
-			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{over}}}); err != nil {
+		if _, err := b.client.PutVMFirewall(ctx, c.ID, api.VMFirewall{Department: dept,
+			RuleSet: api.FirewallRuleSet{Rules: []api.FirewallRule{over}}}); err != nil {
 			t.Fatal(err)
 		}
 		if !b.canConnect(t, a.ID, c.ip, 80) {
@@ -127,13 +128,13 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		if b.canConnect(t, a.ID, bb.ip, 80) {
 			t.Error("C's override leaked to B")
 		}
-		b.client.PutVMFirewall(ctx, c.ID, agentclient.VMFirewall{Department: dept})
+		b.client.PutVMFirewall(ctx, c.ID, api.VMFirewall{Department: dept})
 	})
 
 	t.Run("BLOCK_ALL with TCP 22 accepted into B", func(t *testing.T) {
-		put(firewall.Department{Policy: firewall.DepartmentPolicy{Policy: firewall.BlockAll, DefaultConfig: firewall.AllowOutbound}})
-		if _, err := b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept,
-			RuleSet: firewall.RuleSet{Rules: []firewall.Rule{rule(firewall.Accept, firewall.In, firewall.TCP, 22, "")}}}); err != nil {
+		put(api.Department{Policy: api.DepartmentPolicy{Policy: api.PolicyBlockAll, DefaultConfig: api.ConfigAllowOutbound}})
+		if _, err := b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept,
+			RuleSet: api.FirewallRuleSet{Rules: []api.FirewallRule{rule(api.FirewallAccept, api.FirewallIn, api.FirewallTCP, 22, "")}}}); err != nil {
 			t.Fatal(err)
 		}
 		if !b.canConnect(t, a.ID, bb.ip, 22) {
@@ -145,15 +146,13 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 	})
 
 	t.Run("a forged source MAC is dropped and counted", func(t *testing.T) {
-		put(firewall.Department{Policy: allowAll})
-		b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept})
+		put(api.Department{Policy: allowAll})
+		b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept})
 		counters := func() uint64 {
-			raw, err := b.client.EffectiveFirewall(ctx, a.ID)
+			eff, err := b.client.EffectiveFirewall(ctx, a.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var eff struct{ Counters map[string]uint64 }
-			json.Unmarshal(raw, &eff)
 			return eff.Counters[firewall.CounterSpoofMAC]
 		}
 		before := counters()
@@ -177,7 +176,7 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 	})
 
 	t.Run("a running VM moves to another bridge", func(t *testing.T) {
-		if _, err := b.client.PutBridge(ctx, "ivbr1", map[string]any{"addresses": []string{"10.98.0.1/24"}}); err != nil {
+		if _, err := b.client.PutBridge(ctx, "ivbr1", api.BridgeRequest{Addresses: []netip.Prefix{netip.MustParsePrefix("10.98.0.1/24")}}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { b.client.DeleteBridge(context.Background(), "ivbr1", true) })
@@ -217,17 +216,17 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 
 	t.Run("what the kernel cannot enforce is refused and changes nothing", func(t *testing.T) {
 		info, _ := b.client.Firewall(ctx)
-		caps, _ := info["capabilities"].(map[string]any)
-		reject := rule(firewall.Reject, firewall.In, firewall.TCP, 443, "")
-		stateful := rule(firewall.Accept, firewall.In, firewall.UDP, 53, "")
-		stateful.ConnectionState = &firewall.ConnectionState{Established: true}
+		caps := info.Capabilities
+		reject := rule(api.FirewallReject, api.FirewallIn, api.FirewallTCP, 443, "")
+		stateful := rule(api.FirewallAccept, api.FirewallIn, api.FirewallUDP, 53, "")
+		stateful.ConnectionState = &api.ConnectionState{Established: true}
 		cases := map[string]struct {
-			r         firewall.Rule
+			r         api.FirewallRule
 			supported bool
 			reason    string
 		}{
-			"REJECT":               {reject, caps["reject"] == true, "nft_reject_bridge"},
-			"UDP connection state": {stateful, caps["conntrack"] == true, "nf_conntrack_bridge"},
+			"REJECT":               {reject, caps.Reject, "nft_reject_bridge"},
+			"UDP connection state": {stateful, caps.Conntrack, "nf_conntrack_bridge"},
 		}
 		for name, tc := range cases {
 			if tc.supported {
@@ -235,13 +234,14 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 				continue
 			}
 			before, _ := b.client.EffectiveFirewall(ctx, bb.ID)
-			_, err := b.client.PutVMFirewall(ctx, bb.ID, agentclient.VMFirewall{Department: dept,
-				RuleSet: firewall.RuleSet{Rules: []firewall.Rule{tc.r}}})
+			beforeJSON, _ := json.Marshal(before)
+			_, err := b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept,
+				RuleSet: api.FirewallRuleSet{Rules: []api.FirewallRule{tc.r}}})
 			if err == nil || !strings.Contains(err.Error(), tc.reason) {
 				t.Fatalf("%s: not refused with the kernel's reason: %v", name, err)
 			}
 			after, _ := b.client.EffectiveFirewall(ctx, bb.ID)
-			if string(before) != string(after) {
+			if afterJSON, _ := json.Marshal(after); string(beforeJSON) != string(afterJSON) {
 				t.Fatalf("%s: a refused rule changed the VM's firewall", name)
 			}
 		}

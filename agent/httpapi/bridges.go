@@ -3,17 +3,10 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/infinibay/infinivirt/agent"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
-	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/unixhttp"
 )
-
-// moveRequest is the body of PUT /v1/vms/{id}/bridge.
-type moveRequest struct {
-	Bridge string `json:"bridge"`
-}
 
 var errsBridge = []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeNotFound, errdefs.CodeFailedPrecondition,
 	errdefs.CodeInternal, errdefs.CodeUnavailable}
@@ -21,28 +14,28 @@ var errsBridge = []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeNotFoun
 var bridgeRoutes = []Route{{
 	Method: http.MethodGet, Path: "/v1/bridges", OperationID: "listBridges", Tag: "network",
 	Summary:  "List the host's bridges",
-	Response: typeOf[[]netdev.BridgeInfo](),
+	Response: typeOf[[]api.BridgeInfo](),
 	Status:   []int{http.StatusOK},
 	Errors:   []errdefs.Code{errdefs.CodeInternal, errdefs.CodeUnavailable},
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
 		bs, err := s.a.Bridges(r.Context())
-		respond(w, http.StatusOK, bs, err)
+		respond(w, http.StatusOK, mapSlice(bs, fromBridge), err)
 	},
 }, {
 	Method: http.MethodPut, Path: "/v1/bridges/{name}", OperationID: "putBridge", Tag: "network",
 	Summary:  "Create a bridge, or bring an existing one to the request (MAC, MTU, addresses); idempotent",
-	Request:  typeOf[agent.BridgeRequest](),
-	Response: typeOf[netdev.BridgeInfo](),
+	Request:  typeOf[api.BridgeRequest](),
+	Response: typeOf[api.BridgeInfo](),
 	Status:   []int{http.StatusOK},
 	Errors:   errsBridge,
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
-		var req agent.BridgeRequest
+		var req api.BridgeRequest
 		if err := decodeStrict(r, &req); err != nil {
 			unixhttp.WriteError(w, err)
 			return
 		}
-		b, err := s.a.PutBridge(r.Context(), r.PathValue("name"), req)
-		respond(w, http.StatusOK, b, err)
+		b, err := s.a.PutBridge(r.Context(), r.PathValue("name"), toBridgeRequest(req))
+		respond(w, http.StatusOK, fromBridge(b), err)
 	},
 }, {
 	Method: http.MethodDelete, Path: "/v1/bridges/{name}", OperationID: "deleteBridge", Tag: "network",
@@ -60,12 +53,12 @@ var bridgeRoutes = []Route{{
 }, {
 	Method: http.MethodPut, Path: "/v1/vms/{id}/bridge", OperationID: "moveVM", Tag: "network",
 	Summary:  "Put a VM on another bridge; a running VM's TAP moves at once",
-	Request:  typeOf[moveRequest](),
+	Request:  typeOf[api.MoveVMRequest](),
 	Response: typeOf[api.VM](),
 	Status:   []int{http.StatusOK},
 	Errors:   errsBridge,
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
-		var req moveRequest
+		var req api.MoveVMRequest
 		if err := decodeStrict(r, &req); err != nil {
 			unixhttp.WriteError(w, err)
 			return

@@ -24,9 +24,9 @@ type Client struct{ c *unixhttp.Client }
 // New returns a client for the agent listening on socket.
 func New(socket string) *Client { return &Client{c: unixhttp.New(socket)} }
 
-// Health returns the agent's health document.
-func (c *Client) Health(ctx context.Context) (map[string]any, error) {
-	var out map[string]any
+// Health returns the agent's health.
+func (c *Client) Health(ctx context.Context) (api.Health, error) {
+	var out api.Health
 	err := c.c.Do(ctx, http.MethodGet, "/v1/health", nil, &out)
 	return out, err
 }

@@ -1,5 +1,3 @@
-// Package api holds the wire types shared by the agent, the shim and the CLI:
-// VM statuses and reasons in Infinibay's vocabulary, requests, events and errors.
 package api
 
 // Status is a VM status string as Infinibay's backend knows it.
@@ -43,32 +41,6 @@ const (
 	ReasonInstallTimeout   Reason = "install-timeout"    // the install ran past its timeout; stopped
 	ReasonInstallResetLoop Reason = "install-reset-loop" // the installer kept resetting the guest; stopped
 )
-
-// PowerOp is one of the seven power verbs.
-type PowerOp string
-
-const (
-	PowerOn       PowerOp = "powerOn"
-	PowerOff      PowerOp = "powerOff"
-	ForcePowerOff PowerOp = "forcePowerOff"
-	Suspend       PowerOp = "suspend"
-	Resume        PowerOp = "resume"
-	Reset         PowerOp = "reset"
-	Restart       PowerOp = "restart"
-)
-
-// PowerOps lists every power verb, in the order the API documents them.
-var PowerOps = []PowerOp{PowerOn, PowerOff, ForcePowerOff, Suspend, Resume, Reset, Restart}
-
-// Valid reports whether op is one of the seven power verbs.
-func (op PowerOp) Valid() bool {
-	for _, o := range PowerOps {
-		if o == op {
-			return true
-		}
-	}
-	return false
-}
 
 // Terminal reports whether the status means no shim runs the VM.
 func (s Status) Terminal() bool { return s == StatusOff || s == StatusError }

@@ -1,0 +1,7 @@
+// Package api holds every type the agent's REST API sends or receives, one
+// file per resource: VMs with their statuses and reasons in Infinibay's
+// vocabulary (vm.go, status.go), power verbs, events, unattended installs,
+// firewalls, bridges, health, and the error body. A backend may import it,
+// with pkg/agentclient, to speak the API; the shim and the CLI use it too.
+// The agent's OpenAPI document is generated from these types.
+package api
