@@ -10,7 +10,6 @@ import (
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/logging"
-	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -111,7 +110,7 @@ func (a *Agent) runningFirewallVMs(dept string) []firewall.VM {
 		if err != nil || st.Department != dept {
 			continue
 		}
-		out = append(out, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id, netdev.PrimaryNIC)))
+		out = append(out, st.FirewallVM(rec.currentSpec()))
 	}
 	return out
 }
@@ -246,7 +245,7 @@ func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewa
 	if err := st.Validate(); err != nil {
 		return st, err
 	}
-	nic := st.NICFirewall(rec.currentSpec(), netdev.TapName(id, netdev.PrimaryNIC))
+	nic := st.FirewallVM(rec.currentSpec())
 	if err := a.checkMode(func(m firewall.Mode) error { return m.CheckVM(nic) }); err != nil {
 		return st, err
 	}
@@ -296,8 +295,11 @@ type EffectiveFirewall struct {
 	Department string               `json:"department"`
 	Effective  firewall.Effective   `json:"effective"`
 	// Kernel is the VM's chains as nftables lists them; empty while the VM is off.
-	Kernel   string            `json:"kernel,omitempty"`
-	Counters map[string]uint64 `json:"counters,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+	// Counters are the primary NIC's drop counters, NICCounters every NIC's,
+	// by NIC name.
+	Counters    map[string]uint64            `json:"counters,omitempty"`
+	NICCounters map[string]map[string]uint64 `json:"nicCounters,omitempty"`
 }
 
 // EffectiveFirewall shows what a VM's traffic meets.
@@ -314,10 +316,11 @@ func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFire
 	if err != nil {
 		return EffectiveFirewall{}, err
 	}
+	vm := st.FirewallVM(rec.currentSpec())
 	out := EffectiveFirewall{
 		Mode:       a.fw.mode,
 		Department: dept.ID,
-		Effective:  firewall.ComputeEffective(dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(id, netdev.PrimaryNIC)), a.fw.mode == shimapi.FirewallStateless),
+		Effective:  firewall.ComputeEffective(dept, vm, a.fw.mode == shimapi.FirewallStateless),
 	}
 	if a.fw.fw != nil && !rec.currentStatus().Terminal() {
 		cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
@@ -325,9 +328,15 @@ func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFire
 		if out.Kernel, err = a.fw.fw.VMRuleset(cctx, id); err != nil {
 			return out, errdefs.Internal("read the VM's rules back: %v", err)
 		}
-		if out.Counters, err = a.fw.fw.Counters(cctx, id); err != nil {
-			return out, errdefs.Internal("read the VM's counters: %v", err)
+		out.NICCounters = map[string]map[string]uint64{}
+		for _, nic := range vm.NICs {
+			c, err := a.fw.fw.Counters(cctx, id, nic.Name)
+			if err != nil {
+				return out, errdefs.Internal("read the counters of NIC %s: %v", nic.Name, err)
+			}
+			out.NICCounters[nic.Name] = c
 		}
+		out.Counters = out.NICCounters[firewall.PrimaryNIC]
 	}
 	return out, nil
 }

@@ -133,7 +133,7 @@ func (a *Agent) reapplyVM(ctx context.Context, rec *record) error {
 	defer a.fw.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
 	defer cancel()
-	if err := a.fw.fw.ApplyVM(cctx, dept, st.NICFirewall(rec.currentSpec(), netdev.TapName(rec.id, netdev.PrimaryNIC))); err != nil {
+	if err := a.fw.fw.ApplyVM(cctx, dept, st.FirewallVM(rec.currentSpec())); err != nil {
 		return fmt.Errorf("apply firewall: %w", err)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/firewall"
-	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -63,7 +62,7 @@ func (s *Shim) applyFirewall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := fw.ApplyVM(ctx, dept, state.NICFirewall(s.spec, netdev.TapName(s.spec.ID, netdev.PrimaryNIC))); err != nil {
+	if err := fw.ApplyVM(ctx, dept, state.FirewallVM(s.spec)); err != nil {
 		return fmt.Errorf("install firewall: %w", err)
 	}
 	s.progress("firewall installed: department %s, %d rules of its own, %s mode",
@@ -71,7 +70,8 @@ func (s *Shim) applyFirewall(ctx context.Context) error {
 	return nil
 }
 
-// removeFirewall takes the VM's chains and dispatch out of the kernel.
+// removeFirewall takes the chains and dispatch of every NIC of the VM out
+// of the kernel. The kernel says which NICs have chains, so no spec is read.
 func removeFirewall(ctx context.Context, mode shimapi.FirewallMode, reject bool, id string) error {
 	if mode == shimapi.FirewallOff || mode == "" {
 		return nil
@@ -80,5 +80,5 @@ func removeFirewall(ctx context.Context, mode shimapi.FirewallMode, reject bool,
 	if err != nil {
 		return err
 	}
-	return fw.RemoveVM(ctx, id, netdev.TapName(id, netdev.PrimaryNIC))
+	return fw.RemoveVM(ctx, id)
 }

@@ -121,8 +121,9 @@ func fromEffective(e agent.EffectiveFirewall) api.EffectiveFirewall {
 			Overridden: mapSlice(e.Effective.Overridden, fromOverride),
 			Terminal:   api.FirewallAction(e.Effective.Terminal),
 		},
-		Kernel:   e.Kernel,
-		Counters: e.Counters,
+		Kernel:      e.Kernel,
+		Counters:    e.Counters,
+		NICCounters: e.NICCounters,
 	}
 }
 

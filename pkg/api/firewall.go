@@ -232,6 +232,9 @@ type EffectiveFirewall struct {
 	Department string            `json:"department"`
 	Effective  FirewallEffective `json:"effective"`
 	// Kernel is the VM's chains as nftables lists them; empty while the VM is off.
-	Kernel   string            `json:"kernel,omitempty"`
-	Counters map[string]uint64 `json:"counters,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+	// Counters are the primary NIC's (net0) anti-spoofing drop counters by
+	// kind, NICCounters those of every NIC, by NIC name.
+	Counters    map[string]uint64            `json:"counters,omitempty"`
+	NICCounters map[string]map[string]uint64 `json:"nicCounters,omitempty"`
 }

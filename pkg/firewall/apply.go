@@ -163,7 +163,7 @@ func (f *Firewall) applyDepartment(ctx context.Context, d Department, vms []VM, 
 	}
 	var everyVM []dispatchEntry
 	for _, v := range vms {
-		everyVM = append(everyVM, dispatchEntry{vmID: v.ID, tap: v.TAP})
+		everyVM = append(everyVM, v.dispatch()...)
 	}
 	if err := f.apply(ctx, "apply-department", p, everyVM); err != nil {
 		return err
@@ -241,7 +241,9 @@ func (f *Firewall) apply(ctx context.Context, op string, p *Plan, failClose []di
 	}
 	e := &ApplyError{Op: op, Err: err}
 	for _, d := range failClose {
-		e.VMs = append(e.VMs, d.vmID)
+		if !slices.Contains(e.VMs, d.vmID) {
+			e.VMs = append(e.VMs, d.vmID)
+		}
 	}
 	e.FailClosed = f.failClosed(ctx, failClose)
 	return e
@@ -340,8 +342,8 @@ func dispatchSets() (from, to *nftables.Set) {
 
 func dispatchElems(ds []dispatchEntry) (from, to []nftables.SetElement) {
 	for _, d := range ds {
-		from = append(from, nftables.SetElement{Key: ifnameKey(d.tap), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: vmChain(d.vmID, Out)}})
-		to = append(to, nftables.SetElement{Key: ifnameKey(d.tap), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: vmChain(d.vmID, In)}})
+		from = append(from, nftables.SetElement{Key: ifnameKey(d.tap), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: vmChain(d.vmID, d.nic, Out)}})
+		to = append(to, nftables.SetElement{Key: ifnameKey(d.tap), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: vmChain(d.vmID, d.nic, In)}})
 	}
 	return from, to
 }
@@ -362,7 +364,7 @@ func addDispatch(c *nftables.Conn, ds []dispatchEntry) error {
 // VM's chains.
 const failClosedComment = "guard:fail-closed"
 
-// failClosed puts a drop at the head of each VM's chains, creating the
+// failClosed puts a drop at the head of each NIC's chains, creating the
 // table skeleton, the chains and the dispatch entries as needed. Rules
 // already in the chains stay below the drop, readable.
 func (f *Firewall) failClosed(ctx context.Context, ds []dispatchEntry) error {
@@ -381,7 +383,7 @@ func (f *Firewall) failClosed(ctx context.Context, ds []dispatchEntry) error {
 	}
 	for _, d := range ds {
 		for _, dir := range []Direction{Out, In} {
-			ch := c.AddChain(&nftables.Chain{Name: vmChain(d.vmID, dir), Table: table})
+			ch := c.AddChain(&nftables.Chain{Name: vmChain(d.vmID, d.nic, dir), Table: table})
 			c.InsertRule(&nftables.Rule{Table: table, Chain: ch, Exprs: []expr.Any{&expr.Counter{}, verdict(expr.VerdictDrop)},
 				UserData: userdata.AppendString(nil, userdata.TypeComment, failClosedComment)})
 		}
@@ -477,15 +479,32 @@ func elemsText(s *nftables.Set, es []nftables.SetElement) string {
 	return strings.Join(vals, ", ")
 }
 
-// verdictOfElem decodes the verdict of a map element as read back: the
-// library hands over the nested verdict attributes undecoded.
+// verdictOfElem decodes the verdict of a map element as read back.
 func verdictOfElem(e nftables.SetElement) string {
+	v, ok := decodeVerdict(e)
+	if !ok {
+		return fmt.Sprintf("[undecodable %x]", e.Val)
+	}
+	return verdictText(v)
+}
+
+// jumpTarget is the chain a map element jumps to, or "".
+func jumpTarget(e nftables.SetElement) string {
+	if v, ok := decodeVerdict(e); ok && v.Kind == expr.VerdictJump {
+		return v.Chain
+	}
+	return ""
+}
+
+// decodeVerdict decodes the verdict of a map element: the library hands
+// over the nested verdict attributes of a read-back undecoded.
+func decodeVerdict(e nftables.SetElement) (*expr.Verdict, bool) {
 	if e.VerdictData != nil {
-		return verdictText(e.VerdictData)
+		return e.VerdictData, true
 	}
 	ad, err := netlink.NewAttributeDecoder(e.Val)
 	if err != nil {
-		return fmt.Sprintf("[undecodable %x]", e.Val)
+		return nil, false
 	}
 	ad.ByteOrder = binary.BigEndian
 	var v expr.Verdict
@@ -497,19 +516,17 @@ func verdictOfElem(e nftables.SetElement) string {
 			v.Chain = ad.String()
 		}
 	}
-	if ad.Err() != nil {
-		return fmt.Sprintf("[undecodable %x]", e.Val)
-	}
-	return verdictText(&v)
+	return &v, ad.Err() == nil
 }
 
-// RemoveVM deletes a VM's chains, set, counters and dispatch entries in
-// one batch. It is idempotent: what is missing is created and deleted in
-// the same batch, so the shim's cleanup can run it after any failure.
-func (f *Firewall) RemoveVM(ctx context.Context, vmID, tap string) error {
-	v := VM{ID: vmID, TAP: tap, MAC: "02:00:00:00:00:01"}
-	if err := v.Validate(); err != nil {
-		return err
+// RemoveVM deletes a VM's chains, sets, counters and dispatch entries, of
+// every NIC, in one batch. It asks the kernel which NICs the VM has chains
+// for, so the shim's cleanup needs no spec and also removes the objects of
+// a NIC the spec no longer lists. It is idempotent: what is missing is
+// created and deleted in the same batch, so it can run after any failure.
+func (f *Firewall) RemoveVM(ctx context.Context, vmID string) error {
+	if !objectIDRE.MatchString(vmID) {
+		return errdefs.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", vmID)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -525,15 +542,21 @@ func (f *Firewall) RemoveVM(ctx context.Context, vmID, tap string) error {
 	if !hasTable(tables) {
 		return nil // no table, nothing to remove
 	}
+	chains, err := c.chainNames()
+	if err != nil {
+		return err
+	}
+	nics := vmNICs(vmID, chains)
+	if !slices.Contains(nics, PrimaryNIC) {
+		nics = append(nics, PrimaryNIC)
+	}
+	entries, err := c.dispatchOf(vmID)
+	if err != nil {
+		return err
+	}
 	c.AddTable(table)
 	fs, ts := dispatchSets()
-	fe, te := dispatchElems([]dispatchEntry{{vmID: vmID, tap: tap}})
-	var chains []*nftables.Chain
-	for _, dir := range []Direction{Out, In} {
-		ch := c.AddChain(&nftables.Chain{Name: vmChain(vmID, dir), Table: table})
-		c.FlushChain(ch)
-		chains = append(chains, ch)
-	}
+	fe, te := dispatchElems(entries)
 	for _, m := range []struct {
 		set  *nftables.Set
 		elem []nftables.SetElement
@@ -542,6 +565,9 @@ func (f *Firewall) RemoveVM(ctx context.Context, vmID, tap string) error {
 		if err := c.AddSet(m.set, nil); err != nil {
 			return err
 		}
+		if len(m.elem) == 0 {
+			continue
+		}
 		if err := c.SetAddElements(m.set, m.elem); err != nil {
 			return err
 		}
@@ -549,18 +575,22 @@ func (f *Firewall) RemoveVM(ctx context.Context, vmID, tap string) error {
 			return err
 		}
 	}
-	for _, ch := range chains {
-		c.DelChain(ch)
-	}
-	ips := &nftables.Set{Table: table, Name: vmIPSet(vmID), KeyType: nftables.TypeIPAddr, ID: 2}
-	if err := c.AddSet(ips, nil); err != nil {
-		return err
-	}
-	c.DelSet(ips)
-	for _, k := range counterKinds {
-		o := &nftables.NamedObj{Table: table, Name: vmCounter(vmID, k), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}}
-		c.AddObj(o)
-		c.DeleteObject(o)
+	for i, nic := range nics {
+		for _, dir := range []Direction{Out, In} {
+			ch := c.AddChain(&nftables.Chain{Name: vmChain(vmID, nic, dir), Table: table})
+			c.FlushChain(ch)
+			c.DelChain(ch)
+		}
+		ips := &nftables.Set{Table: table, Name: vmIPSet(vmID, nic), KeyType: nftables.TypeIPAddr, ID: uint32(2 + i)}
+		if err := c.AddSet(ips, nil); err != nil {
+			return err
+		}
+		c.DelSet(ips)
+		for _, k := range counterKinds {
+			o := &nftables.NamedObj{Table: table, Name: vmCounter(vmID, nic, k), Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}}
+			c.AddObj(o)
+			c.DeleteObject(o)
+		}
 	}
 	if f.failBatch != nil && f.failBatch("remove-vm") {
 		c.AddRule(&nftables.Rule{Table: table, Chain: &nftables.Chain{Name: chainFromVMForward, Table: table},
@@ -570,6 +600,46 @@ func (f *Firewall) RemoveVM(ctx context.Context, vmID, tap string) error {
 		return fmt.Errorf("firewall remove-vm %s: batch refused by the kernel: %w", vmID, err)
 	}
 	return nil
+}
+
+// vmNICs are the NICs of the VM that have a chain among names: the primary
+// NIC first, then the others by name.
+func vmNICs(vmID string, names map[string]bool) []string {
+	var out []string
+	for name := range names {
+		if nic, ok := nicOfChain(vmID, name); ok && !slices.Contains(out, nic) {
+			out = append(out, nic)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case a == PrimaryNIC:
+			return -1
+		case b == PrimaryNIC:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return out
+}
+
+// dispatchOf reads the dispatch entries that lead into the VM's chains.
+func (c *conn) dispatchOf(vmID string) ([]dispatchEntry, error) {
+	fs, _ := dispatchSets()
+	elems, err := c.GetSetElements(fs)
+	if err != nil {
+		return nil, fmt.Errorf("read map %s: %w", fs.Name, err)
+	}
+	var out []dispatchEntry
+	for _, e := range elems {
+		chain := jumpTarget(e)
+		if nic, ok := nicOfChain(vmID, chain); ok && chain == vmChain(vmID, nic, Out) {
+			out = append(out, dispatchEntry{vmID: vmID, nic: nic, tap: ifnameOfKey(e.Key)})
+		}
+	}
+	return out, nil
 }
 
 // Prune deletes department chains no VM jumps to any more. The kernel
@@ -634,9 +704,9 @@ func (f *Firewall) Reset(ctx context.Context) error {
 	return c.flush(ctx)
 }
 
-// Counters reads a VM's anti-spoofing drop counters, by kind
-// (CounterSpoofMAC, ...), in packets.
-func (f *Firewall) Counters(ctx context.Context, vmID string) (map[string]uint64, error) {
+// Counters reads the anti-spoofing drop counters of one NIC of a VM, by
+// kind (CounterSpoofMAC, ...), in packets.
+func (f *Firewall) Counters(ctx context.Context, vmID, nic string) (map[string]uint64, error) {
 	c, err := dial(ctx, f.netns, 0)
 	if err != nil {
 		return nil, err
@@ -644,9 +714,10 @@ func (f *Firewall) Counters(ctx context.Context, vmID string) (map[string]uint64
 	defer c.close()
 	out := map[string]uint64{}
 	for _, k := range counterKinds {
-		o, err := c.GetObject(&nftables.NamedObj{Table: table, Name: vmCounter(vmID, k), Type: nftables.ObjTypeCounter})
+		name := vmCounter(vmID, nic, k)
+		o, err := c.GetObject(&nftables.NamedObj{Table: table, Name: name, Type: nftables.ObjTypeCounter})
 		if err != nil {
-			return nil, fmt.Errorf("read counter %s: %w", vmCounter(vmID, k), err)
+			return nil, fmt.Errorf("read counter %s: %w", name, err)
 		}
 		if n, ok := o.(*nftables.NamedObj); ok {
 			if ctr, ok := n.Obj.(*expr.Counter); ok {
@@ -658,8 +729,9 @@ func (f *Firewall) Counters(ctx context.Context, vmID string) (map[string]uint64
 }
 
 // VMRuleset reads back what the kernel enforces for a VM, in the package's
-// textual form: its two chains and every chain they jump to, in the order
-// first met. A VM without chains is a NotFound error.
+// textual form: the two chains of each of its NICs, the primary NIC first,
+// and every chain they jump to, in the order first met. A VM without
+// chains is a NotFound error.
 func (f *Firewall) VMRuleset(ctx context.Context, vmID string) (string, error) {
 	c, err := dial(ctx, f.netns, 0)
 	if err != nil {
@@ -672,13 +744,20 @@ func (f *Firewall) VMRuleset(ctx context.Context, vmID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !exists[vmChain(vmID, Out)] || !exists[vmChain(vmID, In)] {
+	type hop struct{ name, from string }
+	var queue []hop
+	for _, nic := range vmNICs(vmID, exists) {
+		out, in := vmChain(vmID, nic, Out), vmChain(vmID, nic, In)
+		if !exists[out] || !exists[in] {
+			return "", fmt.Errorf("NIC %s of VM %s has only one of its chains", nic, vmID)
+		}
+		queue = append(queue, hop{name: out}, hop{name: in})
+	}
+	if len(queue) == 0 {
 		return "", errdefs.NotFound("no firewall chains for VM %s", vmID)
 	}
 	var b strings.Builder
 	seen := map[string]bool{}
-	type hop struct{ name, from string }
-	queue := []hop{{name: vmChain(vmID, Out)}, {name: vmChain(vmID, In)}}
 	for len(queue) > 0 {
 		h := queue[0]
 		queue = queue[1:]

@@ -18,9 +18,10 @@ func benchVMs(n, offset int) []VM {
 	for i := range vms {
 		k := i + offset
 		vms[i] = VM{
-			ID: fmt.Sprintf("vm%05d", k), TAP: fmt.Sprintf("ivtb%05d", k),
-			MAC: fmt.Sprintf("52:54:00:%02x:%02x:%02x", k>>16&0xff, k>>8&0xff, k&0xff),
-			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, byte(k >> 8), byte(k)})},
+			ID: fmt.Sprintf("vm%05d", k),
+			NICs: []NIC{{Name: PrimaryNIC, TAP: fmt.Sprintf("ivtb%05d", k),
+				MAC: fmt.Sprintf("52:54:00:%02x:%02x:%02x", k>>16&0xff, k>>8&0xff, k&0xff),
+				IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, byte(k >> 8), byte(k)})}}},
 			RuleSet: RuleSet{
 				Rules:   []Rule{{ID: "web", Action: Accept, Direction: In, Priority: 300, Protocol: TCP, DstPortStart: 8000 + k%100}},
 				Presets: []Preset{PresetRDP},

@@ -158,7 +158,7 @@ func TestRenderedChainsFollowTheEffectiveOrder(t *testing.T) {
 					for _, e := range entries {
 						want.addEntry(e, m)
 					}
-					top := chains[vmChain(v.ID, dir)].rules
+					top := chains[vmChain(v.ID, PrimaryNIC, dir)].rules
 					got := flatten(chains, top[:len(top)-1]) // without the terminal rule
 					if w, g := rulesText(want.rules), rulesText(got); w != g {
 						t.Errorf("%s chain, flattened:\n%s\nwant:\n%s", dir, g, w)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -50,6 +51,9 @@ func ifnameKey(name string) []byte {
 	copy(b, name)
 	return b
 }
+
+// ifnameOfKey is the interface name of a key ifnameKey made.
+func ifnameOfKey(b []byte) string { return strings.TrimRight(string(b), "\x00") }
 
 func load(base expr.PayloadBase, off, n uint32) expr.Any {
 	return &expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: base, Offset: off, Len: n}

@@ -36,12 +36,17 @@ var (
 	everything = Mode{Caps: Capabilities{Conntrack: true, Reject: true, BridgeMeta: true}}
 )
 
+// testVM is a VM with one NIC, its primary.
 func testVM(id, tap, mac string, ips ...string) VM {
-	v := VM{ID: id, TAP: tap, MAC: mac}
+	return VM{ID: id, NICs: []NIC{testNIC(PrimaryNIC, tap, mac, ips...)}}
+}
+
+func testNIC(name, tap, mac string, ips ...string) NIC {
+	n := NIC{Name: name, TAP: tap, MAC: mac}
 	for _, ip := range ips {
-		v.IPs = append(v.IPs, netip.MustParseAddr(ip))
+		n.IPs = append(n.IPs, netip.MustParseAddr(ip))
 	}
-	return v
+	return n
 }
 
 func vmA(rules ...Rule) VM {
@@ -113,6 +118,13 @@ func TestGoldenRendering(t *testing.T) {
 				DstPortStart: 5000, DstPortEnd: 5100, SrcIPAddr: "10.1.2.77", SrcIPMask: "255.255.255.0", DstIPAddr: "10.0.0.1"},
 			Rule{ID: "cidr", Action: Drop, Direction: Out, Priority: 400, Protocol: All, DstIPAddr: "172.16.0.0/12"},
 		)}},
+		{"two-nics", stateless, Department{ID: "d", Policy: DepartmentPolicy{AllowAll, BlockSSH}}, []VM{
+			{ID: "a", NICs: []NIC{
+				testNIC(PrimaryNIC, "ivtaaaa", "52:54:00:00:00:0a", "10.0.0.1"),
+				testNIC("net1", "iva.1", "52:54:00:00:01:0a", "10.1.0.1"),
+			}, RuleSet: RuleSet{Rules: []Rule{rule("no-ping", Drop, In, ICMP)}}},
+			testVM("b", "ivtbbbb", "52:54:00:00:00:0b", "10.0.0.2"),
+		}},
 		{"department-shared-by-three-vms", stateless, Department{ID: "d", Policy: DepartmentPolicy{BlockAll, AllowInternet},
 			RuleSet: RuleSet{Rules: []Rule{ssh}}}, []VM{
 			vmA(), testVM("b", "ivtbbbb", "52:54:00:00:00:0b", "10.0.0.2"), testVM("c", "ivtcccc", "52:54:00:00:00:0c"),

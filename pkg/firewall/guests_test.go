@@ -125,7 +125,8 @@ func (g *realGuest) wantTCP(t *testing.T, ctx context.Context, to string, port i
 }
 
 func (g *realGuest) vm(rules ...Rule) VM {
-	return VM{ID: g.name, TAP: g.tap, MAC: g.mac, IPs: []netip.Addr{netip.MustParseAddr(g.ip)}, RuleSet: RuleSet{Rules: rules}}
+	return VM{ID: g.name, NICs: []NIC{{Name: PrimaryNIC, TAP: g.tap, MAC: g.mac, IPs: []netip.Addr{netip.MustParseAddr(g.ip)}}},
+		RuleSet: RuleSet{Rules: rules}}
 }
 
 // TestRealGuestsAcceptance boots three real guests A, B and C on one
@@ -207,13 +208,13 @@ func TestRealGuestsAcceptance(t *testing.T) {
 
 	t.Run("a forged source MAC is dropped and counted", func(t *testing.T) {
 		apply(open, a.vm(), b.vm(), c.vm())
-		before, err := fw.Counters(ctx, "a")
+		before, err := fw.Counters(ctx, "a", PrimaryNIC)
 		if err != nil {
 			t.Fatal(err)
 		}
 		a.run(t, ctx, "ip link set eth0 address 52:54:00:00:01:99")
 		a.wantPing(t, ctx, b.ip, false)
-		after, err := fw.Counters(ctx, "a")
+		after, err := fw.Counters(ctx, "a", PrimaryNIC)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,7 +37,8 @@ func newLab(t testing.TB, opts Options) *lab {
 // vm describes a guest to the firewall, with its address known.
 func (l *lab) vm(g *nettest.Guest, rules ...Rule) VM {
 	id := strings.TrimPrefix(g.Port, "ivt")[:1]
-	return VM{ID: id, TAP: g.Port, MAC: g.MAC, IPs: []netip.Addr{netip.MustParseAddr(g.IP)}, RuleSet: RuleSet{Rules: rules}}
+	return VM{ID: id, NICs: []NIC{{Name: PrimaryNIC, TAP: g.Port, MAC: g.MAC, IPs: []netip.Addr{netip.MustParseAddr(g.IP)}}},
+		RuleSet: RuleSet{Rules: rules}}
 }
 
 func (l *lab) applyVM(d Department, v VM) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -140,18 +141,23 @@ func TestVMValidation(t *testing.T) {
 		field string
 	}{
 		{func(v *VM) { v.ID = "../x" }, "id"},
-		{func(v *VM) { v.TAP = "a-name-longer-than-15" }, "tap"},
-		{func(v *VM) { v.TAP = "" }, "tap"},
-		{func(v *VM) { v.MAC = "01:00:5e:00:00:01" }, "mac"},
-		{func(v *VM) { v.MAC = "00:00:00:00:00:00" }, "mac"},
-		{func(v *VM) { v.MAC = "52-54-00-12-34-56" }, "mac"},
-		{func(v *VM) { v.IPs = []netip.Addr{netip.MustParseAddr("fe80::1")} }, "ips[0]"},
+		{func(v *VM) { v.NICs[0].TAP = "a-name-longer-than-15" }, "nics[0].tap"},
+		{func(v *VM) { v.NICs[0].TAP = "" }, "nics[0].tap"},
+		{func(v *VM) { v.NICs[0].MAC = "01:00:5e:00:00:01" }, "nics[0].mac"},
+		{func(v *VM) { v.NICs[0].MAC = "00:00:00:00:00:00" }, "nics[0].mac"},
+		{func(v *VM) { v.NICs[0].MAC = "52-54-00-12-34-56" }, "nics[0].mac"},
+		{func(v *VM) { v.NICs[0].IPs = []netip.Addr{netip.MustParseAddr("fe80::1")} }, "nics[0].ips[0]"},
 		{func(v *VM) {
-			v.IPs = []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("10.0.0.7")}
-		}, "ips[1]"},
+			v.NICs[0].IPs = []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("10.0.0.7")}
+		}, "nics[0].ips[1]"},
+		{func(v *VM) { v.NICs[0].Name = "" }, "nics[0].name"},
+		{func(v *VM) { v.NICs[0].Name = "net.1" }, "nics[0].name"},
+		{func(v *VM) { v.NICs = append(v.NICs, testNIC("net0", "ivtother", "52:54:00:12:34:57")) }, "nics[1].name"},
+		{func(v *VM) { v.NICs = append(v.NICs, testNIC("net1", "ivt0f8fad5bd9cb", "52:54:00:12:34:57")) }, "nics[1].tap"},
 		{func(v *VM) { v.RuleSet.Presets = []Preset{"ftp"} }, "ruleSet.presets[0]"},
 	} {
 		v := good
+		v.NICs = slices.Clone(good.NICs)
 		c.mod(&v)
 		var e *errdefs.Error
 		if err := v.Validate(); !errors.As(err, &e) || e.Field != c.field {

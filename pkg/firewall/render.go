@@ -42,14 +42,36 @@ const (
 
 var table = &nftables.Table{Family: nftables.TableFamilyBridge, Name: TableName}
 
-// VM object names.
-func vmChain(id string, d Direction) string {
-	if d == In {
-		return "vm-" + id + "-in"
+// NIC object names: "vm-<id>-..." for the primary NIC, as before VMs had
+// several, and "vm-<id>.<nic>-..." for the others. Neither VM IDs nor NIC
+// names hold a '.', so no two NICs share a name.
+func nicObjectPrefix(vmID, nic string) string {
+	if nic == PrimaryNIC {
+		return "vm-" + vmID
 	}
-	return "vm-" + id + "-out"
+	return "vm-" + vmID + "." + nic
 }
-func vmIPSet(id string) string { return "vm-" + id + "-ips" }
+
+func vmChain(vmID, nic string, d Direction) string {
+	return nicObjectPrefix(vmID, nic) + "-" + dirName(d)
+}
+func vmIPSet(vmID, nic string) string { return nicObjectPrefix(vmID, nic) + "-ips" }
+
+// nicOfChain is the NIC whose chain of the VM name is, if it is one.
+func nicOfChain(vmID, name string) (string, bool) {
+	var rest string
+	for _, d := range []Direction{Out, In} {
+		if r, ok := strings.CutSuffix(name, "-"+dirName(d)); ok {
+			rest = r
+			break
+		}
+	}
+	if rest == "vm-"+vmID {
+		return PrimaryNIC, true
+	}
+	nic, ok := strings.CutPrefix(rest, "vm-"+vmID+".")
+	return nic, ok && nicRE.MatchString(nic)
+}
 
 // Counter kinds for what the anti-spoofing rules drop.
 const (
@@ -61,7 +83,7 @@ const (
 
 var counterKinds = []string{CounterSpoofMAC, CounterSpoofARP, CounterSpoofIP, CounterRogueDHCP}
 
-func vmCounter(id, kind string) string { return "vm-" + id + "-" + kind }
+func vmCounter(vmID, nic, kind string) string { return nicObjectPrefix(vmID, nic) + "-" + kind }
 
 func deptPrefix(id string) string { return "dept-" + id + "-" }
 
@@ -121,7 +143,16 @@ type planChain struct {
 }
 
 type dispatchEntry struct {
-	vmID, tap string
+	vmID, nic, tap string
+}
+
+// dispatch is the VM's dispatch entries, one per NIC.
+func (v VM) dispatch() []dispatchEntry {
+	var out []dispatchEntry
+	for _, n := range v.NICs {
+		out = append(out, dispatchEntry{vmID: v.ID, nic: n.Name, tap: n.TAP})
+	}
+	return out
 }
 
 func (p *Plan) addChain(o owner, c *nftables.Chain) *planChain {
@@ -295,24 +326,31 @@ func (p *Plan) renderDepartment(d Department, m Mode) []band {
 	return bands
 }
 
-// renderVM renders one VM's set, counters, chains and dispatch entries.
+// renderVM renders one VM: for each NIC its address set, counters, chains
+// and dispatch entries. Every NIC's chains hold the VM's rules.
 func (p *Plan) renderVM(d Department, bands []band, v VM, m Mode) {
-	mac, _ := parseUnicastMAC(v.MAC)
-	o := owner{vmID: v.ID}
-	ips := &planSet{owner: o, set: &nftables.Set{Table: table, Name: vmIPSet(v.ID), KeyType: nftables.TypeIPAddr}, replace: true}
-	for _, a := range v.IPs {
+	eff := ComputeEffective(d, v, m.Stateless)
+	for _, n := range v.NICs {
+		p.renderNIC(d, bands, v.ID, n, eff, m)
+	}
+}
+
+func (p *Plan) renderNIC(d Department, bands []band, vmID string, n NIC, eff Effective, m Mode) {
+	mac, _ := parseUnicastMAC(n.MAC)
+	o := owner{vmID: vmID}
+	ips := &planSet{owner: o, set: &nftables.Set{Table: table, Name: vmIPSet(vmID, n.Name), KeyType: nftables.TypeIPAddr}, replace: true}
+	for _, a := range n.IPs {
 		b := a.As4()
 		ips.elems = append(ips.elems, nftables.SetElement{Key: b[:]})
 	}
 	p.sets = append(p.sets, ips)
 	for _, k := range counterKinds {
-		p.counters = append(p.counters, planCounter{o, vmCounter(v.ID, k)})
+		p.counters = append(p.counters, planCounter{o, vmCounter(vmID, n.Name, k)})
 	}
 
-	eff := ComputeEffective(d, v, m.Stateless)
-	out := p.addChain(o, &nftables.Chain{Name: vmChain(v.ID, Out)})
-	in := p.addChain(o, &nftables.Chain{Name: vmChain(v.ID, In)})
-	p.renderGuards(out, in, v, mac)
+	out := p.addChain(o, &nftables.Chain{Name: vmChain(vmID, n.Name, Out)})
+	in := p.addChain(o, &nftables.Chain{Name: vmChain(vmID, n.Name, In)})
+	p.renderGuards(out, in, vmID, n, mac)
 	for _, c := range []struct {
 		pc      *planChain
 		dir     Direction
@@ -321,25 +359,26 @@ func (p *Plan) renderVM(d Department, bands []band, v VM, m Mode) {
 		renderMerged(c.pc, d, bands, c.dir, c.entries, m)
 		c.pc.add("", jump(deptEndChain(d.ID, c.dir)))
 	}
-	p.dispatch = append(p.dispatch, dispatchEntry{vmID: v.ID, tap: v.TAP})
+	p.dispatch = append(p.dispatch, dispatchEntry{vmID: vmID, nic: n.Name, tap: n.TAP})
 }
 
 // renderGuards writes the always-on rules: anti-spoofing and DHCP for the
-// VM's own TAP, and ARP, which every policy lets through once it passed.
-func (p *Plan) renderGuards(out, in *planChain, v VM, mac net.HardwareAddr) {
+// NIC's own TAP, and ARP, which every policy lets through once it passed.
+func (p *Plan) renderGuards(out, in *planChain, vmID string, n NIC, mac net.HardwareAddr) {
 	spoof := func(kind string) []expr.Any {
-		return []expr.Any{namedCounter(vmCounter(v.ID, kind)), verdict(expr.VerdictDrop)}
+		return []expr.Any{namedCounter(vmCounter(vmID, n.Name, kind)), verdict(expr.VerdictDrop)}
 	}
+	ipSet := vmIPSet(vmID, n.Name)
 	out.add("guard:mac", cat([]expr.Any{load(expr.PayloadBaseLLHeader, 6, 6), cmp(expr.CmpOpNeq, mac)}, spoof(CounterSpoofMAC))...)
 	arp := matchEtherType(etherARP)
 	out.add("guard:arp-mac", cat(arp, []expr.Any{load(expr.PayloadBaseNetworkHeader, 8, 6), cmp(expr.CmpOpNeq, mac)},
 		spoof(CounterSpoofARP))...)
-	known := len(v.IPs) > 0
+	known := len(n.IPs) > 0
 	if known {
 		// An ARP probe (sender 0.0.0.0) claims nothing, so it may pass.
 		out.add("guard:arp-ip", cat(arp, []expr.Any{
 			load(expr.PayloadBaseNetworkHeader, 14, 4), cmp(expr.CmpOpNeq, make([]byte, 4)),
-			load(expr.PayloadBaseNetworkHeader, 14, 4), &expr.Lookup{SourceRegister: reg, SetName: vmIPSet(v.ID), Invert: true},
+			load(expr.PayloadBaseNetworkHeader, 14, 4), &expr.Lookup{SourceRegister: reg, SetName: ipSet, Invert: true},
 		}, spoof(CounterSpoofARP))...)
 	}
 	out.add("guard:arp", cat(arp, []expr.Any{verdict(expr.VerdictAccept)})...)
@@ -350,7 +389,7 @@ func (p *Plan) renderGuards(out, in *planChain, v VM, mac net.HardwareAddr) {
 	out.add("guard:dhcp-client", cat(dhcp(68, 67), []expr.Any{verdict(expr.VerdictAccept)})...)
 	if known {
 		out.add("guard:ip", cat(matchEtherType(etherIPv4), []expr.Any{
-			load(expr.PayloadBaseNetworkHeader, 12, 4), &expr.Lookup{SourceRegister: reg, SetName: vmIPSet(v.ID), Invert: true},
+			load(expr.PayloadBaseNetworkHeader, 12, 4), &expr.Lookup{SourceRegister: reg, SetName: ipSet, Invert: true},
 		}, spoof(CounterSpoofIP))...)
 	}
 	in.add("guard:arp", cat(arp, []expr.Any{verdict(expr.VerdictAccept)})...)
@@ -422,10 +461,13 @@ func render(m Mode, d Department, vms []VM, want func(VM) bool) (*Plan, error) {
 		if j, dup := seen[v.ID]; dup {
 			return nil, prefixField(errdefs.Invalid("id", "%q is also vms[%d]", v.ID, j), fmt.Sprintf("vms[%d]", i))
 		}
-		if j, dup := taps[v.TAP]; dup {
-			return nil, prefixField(errdefs.Invalid("tap", "%q is also the TAP of vms[%d]", v.TAP, j), fmt.Sprintf("vms[%d]", i))
+		for k, n := range v.NICs {
+			if j, dup := taps[n.TAP]; dup && j != i {
+				return nil, prefixField(errdefs.Invalid("tap", "%q is also a TAP of vms[%d]", n.TAP, j), fmt.Sprintf("vms[%d].nics[%d]", i, k))
+			}
+			taps[n.TAP] = i
 		}
-		seen[v.ID], taps[v.TAP] = i, i
+		seen[v.ID] = i
 	}
 	p := &Plan{}
 	p.renderBase()
@@ -455,7 +497,7 @@ func (p *Plan) Text() string {
 	if len(p.dispatch) > 0 {
 		b.WriteString("dispatch\n")
 		for _, d := range p.dispatch {
-			fmt.Fprintf(&b, "\t%s @%s: jump %s, @%s: jump %s\n", quote(d.tap), mapFromVM, vmChain(d.vmID, Out), mapToVM, vmChain(d.vmID, In))
+			fmt.Fprintf(&b, "\t%s @%s: jump %s, @%s: jump %s\n", quote(d.tap), mapFromVM, vmChain(d.vmID, d.nic, Out), mapToVM, vmChain(d.vmID, d.nic, In))
 		}
 	}
 	return b.String()

@@ -266,32 +266,75 @@ func (d Department) Validate() error {
 	return nil
 }
 
-// VM is what the firewall needs to know about one VM's NIC and rules.
+// VM is what the firewall needs to know about one VM: its NICs, each
+// filtered in chains of its own, and its rules, which apply to every NIC.
 type VM struct {
-	ID  string `json:"id"`
-	TAP string `json:"tap"` // the TAP device on the bridge
-	MAC string `json:"mac"` // the only source MAC the VM may send from
-	// IPs are the VM's IPv4 addresses once known (from DHCP leases or the
-	// guest agent). When empty, ARP and IP source checks are off.
-	IPs     []netip.Addr `json:"ips,omitempty"`
-	RuleSet RuleSet      `json:"ruleSet"`
+	ID      string  `json:"id"`
+	NICs    []NIC   `json:"nics"`
+	RuleSet RuleSet `json:"ruleSet"`
 }
 
-var tapRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+// PrimaryNIC is the name of a VM's first NIC (netdev.PrimaryNIC). Its
+// kernel objects keep the names they had before VMs had several NICs, so
+// that the chains and dispatch of VMs running across an upgrade stay
+// where they are.
+const PrimaryNIC = "net0"
 
-// Validate checks the VM's identity, NIC and rules.
+// NIC is one network interface of a VM, as the firewall sees it.
+type NIC struct {
+	Name string `json:"name"` // the VM's name for the NIC, for example net0
+	TAP  string `json:"tap"`  // the TAP device on the bridge
+	MAC  string `json:"mac"`  // the only source MAC the NIC may send from
+	// IPs are the NIC's IPv4 addresses once known (from DHCP leases or the
+	// guest agent). When empty, ARP and IP source checks are off.
+	IPs []netip.Addr `json:"ips,omitempty"`
+}
+
+var (
+	tapRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+	// nicRE leaves out '.', which separates the VM from the NIC in kernel
+	// object names.
+	nicRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
+)
+
+// Validate checks the VM's identity, NICs and rules.
 func (v VM) Validate() error {
 	if !objectIDRE.MatchString(v.ID) {
 		return errdefs.Invalid("id", "must be 1-64 letters, digits, '_' or '-', got %q", v.ID)
 	}
-	if !tapRE.MatchString(v.TAP) {
-		return errdefs.Invalid("tap", "must be an interface name of 1-15 letters, digits, '_', '.' or '-', got %q", v.TAP)
+	names, taps := map[string]int{}, map[string]int{}
+	for i, n := range v.NICs {
+		field := fmt.Sprintf("nics[%d]", i)
+		if err := n.Validate(); err != nil {
+			return prefixField(err, field)
+		}
+		if j, dup := names[n.Name]; dup {
+			return errdefs.Invalid(field+".name", "%q is also nics[%d]", n.Name, j)
+		}
+		if j, dup := taps[n.TAP]; dup {
+			return errdefs.Invalid(field+".tap", "%q is also the TAP of nics[%d]", n.TAP, j)
+		}
+		names[n.Name], taps[n.TAP] = i, i
 	}
-	if _, err := parseUnicastMAC(v.MAC); err != nil {
+	if err := v.RuleSet.Validate(); err != nil {
+		return prefixField(err, "ruleSet")
+	}
+	return nil
+}
+
+// Validate checks the NIC's name, TAP, MAC and addresses.
+func (n NIC) Validate() error {
+	if !nicRE.MatchString(n.Name) {
+		return errdefs.Invalid("name", "must be 1-32 letters, digits, '_' or '-', got %q", n.Name)
+	}
+	if !tapRE.MatchString(n.TAP) {
+		return errdefs.Invalid("tap", "must be an interface name of 1-15 letters, digits, '_', '.' or '-', got %q", n.TAP)
+	}
+	if _, err := parseUnicastMAC(n.MAC); err != nil {
 		return errdefs.Invalid("mac", "%s", err.Error())
 	}
 	seen := map[netip.Addr]bool{}
-	for i, a := range v.IPs {
+	for i, a := range n.IPs {
 		field := fmt.Sprintf("ips[%d]", i)
 		if !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 			return errdefs.Invalid(field, "must be a unicast IPv4 address, got %q", a)
@@ -300,9 +343,6 @@ func (v VM) Validate() error {
 			return errdefs.Invalid(field, "%s is listed twice", a)
 		}
 		seen[a] = true
-	}
-	if err := v.RuleSet.Validate(); err != nil {
-		return prefixField(err, "ruleSet")
 	}
 	return nil
 }

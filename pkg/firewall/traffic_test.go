@@ -139,7 +139,7 @@ func TestTrafficAntiSpoofing(t *testing.T) {
 	ctx := testCtx(t)
 	counters := func() map[string]uint64 {
 		t.Helper()
-		c, err := l.fw.Counters(ctx, "a")
+		c, err := l.fw.Counters(ctx, "a", PrimaryNIC)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +325,7 @@ func TestLiveRemoveVMIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := f.RemoveVM(ctx, "a", "ivtaaaa"); err != nil {
+		if err := f.RemoveVM(ctx, "a"); err != nil {
 			t.Fatalf("remove %d: %v", i, err)
 		}
 	}
@@ -333,7 +333,7 @@ func TestLiveRemoveVMIsIdempotent(t *testing.T) {
 	if strings.Contains(table, "vm-a-") || strings.Contains(table, "ivtaaaa") || !strings.Contains(table, "vm-b-in") {
 		t.Errorf("want A gone and B kept:\n%s", table)
 	}
-	if err := f.RemoveVM(ctx, "b", "ivtbbbb"); err != nil {
+	if err := f.RemoveVM(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Prune(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/atomicfile"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
+	"github.com/infinibay/infinivirt/pkg/netdev"
 )
 
 // DefaultDepartment holds VMs created without one: it lets everything
@@ -52,9 +53,12 @@ func (f VMFirewall) Validate() error {
 	return f.RuleSet.Validate()
 }
 
-// NICFirewall is what the firewall library needs about the VM's NIC and rules.
-func (f VMFirewall) NICFirewall(s *Spec, tap string) firewall.VM {
-	return firewall.VM{ID: s.ID, TAP: tap, MAC: s.NIC.MAC, IPs: f.IPs, RuleSet: f.RuleSet}
+// FirewallVM is what the firewall library needs about the VM: each NIC
+// with its TAP, and the VM's rules, which apply to every NIC. The known
+// addresses are the primary NIC's.
+func (f VMFirewall) FirewallVM(s *Spec) firewall.VM {
+	nic := firewall.NIC{Name: netdev.PrimaryNIC, TAP: netdev.TapName(s.ID, netdev.PrimaryNIC), MAC: s.NIC.MAC, IPs: f.IPs}
+	return firewall.VM{ID: s.ID, NICs: []firewall.NIC{nic}, RuleSet: f.RuleSet}
 }
 
 // LoadVMFirewall reads a VM's firewall state; a VM that never had one is in

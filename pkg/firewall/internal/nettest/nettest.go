@@ -165,6 +165,18 @@ func AddGuest(t testing.TB, host *NS, bridge, port, mac, cidr string) *Guest {
 	return &Guest{NS: g, Port: port, MAC: mac, IP: strings.SplitN(cidr, "/", 2)[0]}
 }
 
+// AddNIC gives the guest another interface, ifname (mac, cidr), whose
+// peer, named port, is plugged into bridge in host.
+func (g *Guest) AddNIC(t testing.TB, host *NS, bridge, port, ifname, mac, cidr string) {
+	t.Helper()
+	host.Run(t, "ip", "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", g.Name)
+	host.Run(t, "ip", "link", "set", port, "master", bridge)
+	host.Run(t, "ip", "link", "set", port, "up")
+	g.Run(t, "ip", "link", "set", ifname, "address", mac)
+	g.Run(t, "ip", "addr", "add", cidr, "dev", ifname)
+	g.Run(t, "ip", "link", "set", ifname, "up")
+}
+
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // rawSocket opens an AF_PACKET socket bound to ifname inside n.
