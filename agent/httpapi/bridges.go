@@ -40,7 +40,7 @@ var bridgeRoutes = []Route{{
 }, {
 	Method: http.MethodDelete, Path: "/v1/bridges/{name}", OperationID: "deleteBridge", Tag: "network",
 	Summary: "Delete a bridge no VM is defined on; with force, also one with ports",
-	Params:  []Param{{Name: "force", In: "query", Type: "boolean", Description: "delete it even with ports"}},
+	Params:  []Param{{Name: "force", In: "query", Type: typeOf[bool](), Description: "delete it even with ports"}},
 	Status:  []int{http.StatusNoContent},
 	Errors:  errsBridge,
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {

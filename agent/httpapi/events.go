@@ -23,8 +23,8 @@ var eventRoutes = []Route{{
 	Summary:     "Follow one VM's events, first replaying its log after a sequence number",
 	Description: eventsDescription,
 	Params: []Param{
-		{Name: "after", In: "query", Type: "integer", Description: "replay the VM's log after this sequence number"},
-		{Name: "Last-Event-ID", In: "header", Type: "string", Description: "as after, for a reconnecting event source"},
+		{Name: "after", In: "query", Type: typeOf[uint64](), Description: "replay the VM's log after this sequence number"},
+		{Name: "Last-Event-ID", In: "header", Type: typeOf[string](), Description: "as after, for a reconnecting event source"},
 	},
 	Response: typeOf[api.Event](),
 	Media:    "text/event-stream",

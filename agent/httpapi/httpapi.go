@@ -1,8 +1,11 @@
 // Package httpapi is the agent's REST API: the route table, one file per
 // resource, and the handlers, which call only exported methods of
 // *agent.Agent. GET /openapi.json serves the committed OpenAPI document,
-// which describes exactly the table's routes (a test holds it to that).
+// generated from the table and the pkg/api types by go generate
+// (internal/openapigen); a test fails when it is stale.
 package httpapi
+
+//go:generate go run gen_openapi.go
 
 import (
 	"bytes"
@@ -48,21 +51,32 @@ type Route struct {
 	handle func(s *server, w http.ResponseWriter, r *http.Request)
 }
 
-// Param is a query or header parameter.
+// Param is a path, query or header parameter.
 type Param struct {
-	Name string
-	In   string // "query" or "header"
-	// Type is a JSON schema type: string, boolean or integer.
-	Type        string
+	Name        string
+	In          string // "path", "query" or "header"
+	Type        reflect.Type
 	Description string
 }
 
 // PathParams describes every path parameter the table uses.
-var PathParams = map[string]string{
-	"id":     "the VM's UUID",
-	"dept":   "a department id: 1 to 63 lower-case letters, digits or '-'",
-	"preset": "a service preset",
-	"name":   "a bridge name",
+var PathParams = map[string]Param{
+	"id":     {Name: "id", In: "path", Type: typeOf[string](), Description: "the VM's UUID"},
+	"dept":   {Name: "dept", In: "path", Type: typeOf[string](), Description: "a department id: 1 to 63 lower-case letters, digits or '-'"},
+	"preset": {Name: "preset", In: "path", Type: typeOf[api.FirewallPreset](), Description: "a service preset"},
+	"name":   {Name: "name", In: "path", Type: typeOf[string](), Description: "a bridge name"},
+}
+
+// Tags groups the operations; every route's Tag is one of them.
+var Tags = []struct{ Name, Description string }{
+	{"vms", "Create, list, get and delete VMs"},
+	{"power", "The seven power verbs"},
+	{"console", "The guest's serial console"},
+	{"events", "Server-sent streams of VM events"},
+	{"firewall", "Department and VM firewalls, presets, effective rules"},
+	{"network", "Bridges, and moving a VM between them"},
+	{"health", "The agent's own state"},
+	{"meta", "The API's description"},
 }
 
 // Routes is the route table, in the order the document lists it.

@@ -61,7 +61,7 @@ func TestEveryRouteIsDeclaredFully(t *testing.T) {
 		}
 		ids[rt.OperationID] = true
 		for _, seg := range strings.Split(rt.Path, "/") {
-			if p, ok := strings.CutPrefix(seg, "{"); ok && PathParams[strings.TrimSuffix(p, "}")] == "" {
+			if p, ok := strings.CutPrefix(seg, "{"); ok && PathParams[strings.TrimSuffix(p, "}")].Type == nil {
 				t.Errorf("%s: path parameter %s is not in PathParams", name, seg)
 			}
 		}

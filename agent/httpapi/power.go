@@ -29,8 +29,8 @@ func powerRoutes() []Route {
 			Summary:     powerSummaries[op],
 			Description: "Answers 202 once the VM accepted the verb; with wait=true, 200 once the VM got there.",
 			Params: []Param{
-				{Name: "wait", In: "query", Type: "boolean", Description: "answer once the VM got there"},
-				{Name: "timeout", In: "query", Type: "string", Description: "bound on the request, a duration like 90s"},
+				{Name: "wait", In: "query", Type: typeOf[bool](), Description: "answer once the VM got there"},
+				{Name: "timeout", In: "query", Type: typeOf[string](), Description: "bound on the request, a duration like 90s"},
 			},
 			Response: typeOf[api.VM](),
 			Status:   []int{http.StatusAccepted, http.StatusOK},

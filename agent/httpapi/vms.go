@@ -40,7 +40,7 @@ var vmRoutes = []Route{{
 }, {
 	Method: http.MethodDelete, Path: "/v1/vms/{id}", OperationID: "deleteVM", Tag: "vms",
 	Summary: "Delete a VM that is off; with force, power it off first",
-	Params:  []Param{{Name: "force", In: "query", Type: "boolean", Description: "power the VM off first"}},
+	Params:  []Param{{Name: "force", In: "query", Type: typeOf[bool](), Description: "power the VM off first"}},
 	Status:  []int{http.StatusNoContent},
 	Errors:  errsWrite,
 	handle:  (*server).deleteVM,

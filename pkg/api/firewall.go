@@ -180,7 +180,7 @@ type Department struct {
 // known addresses, which ARP and IP source checks use.
 type VMFirewall struct {
 	// Department is DefaultDepartment when a request leaves it empty.
-	Department string          `json:"department"`
+	Department string          `json:"department" default:"default"`
 	RuleSet    FirewallRuleSet `json:"ruleSet"`
 	IPs        []netip.Addr    `json:"ips,omitempty"`
 }

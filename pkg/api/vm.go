@@ -10,12 +10,12 @@ type CreateVMInput struct {
 	InternalName    string  `json:"internalName"` // the VM's UUID
 	OS              string  `json:"os"`           // windows10, windows11, ubuntu, fedora or linux
 	CPUCores        int     `json:"cpuCores"`
-	RAMGB           float64 `json:"ramGB"`      // GiB; fractions allowed (0.125 = 128 MiB)
-	DiskSizeGB      float64 `json:"diskSizeGB"` // GiB; fractions allowed
-	MACAddress      string  `json:"macAddress"` // generated when empty
+	RAMGB           float64 `json:"ramGB"`                 // GiB; fractions allowed (0.125 = 128 MiB)
+	DiskSizeGB      float64 `json:"diskSizeGB"`            // GiB; fractions allowed
+	MACAddress      string  `json:"macAddress" default:""` // generated when empty
 	NetworkBridge   string  `json:"networkBridge"`
-	GraphicProtocol string  `json:"graphicProtocol"` // spice or vnc
-	GraphicPort     int     `json:"graphicPort"`     // 0 allocates a free one
+	GraphicProtocol string  `json:"graphicProtocol"`         // spice or vnc
+	GraphicPort     int     `json:"graphicPort" default:"0"` // 0 allocates a free one
 	GraphicPassword string  `json:"graphicPassword"`
 	GPUPCIAddress   string  `json:"gpuPciAddress,omitempty"`
 	ISOPath         string  `json:"isoPath,omitempty"`
@@ -23,11 +23,11 @@ type CreateVMInput struct {
 	DiskFormat         string      `json:"diskFormat,omitempty"` // qcow2 (default) or raw
 	Accel              string      `json:"accel,omitempty"`      // kvm or tcg; empty takes the host's setting
 	Boot               *DirectBoot `json:"boot,omitempty"`
-	ShutdownTimeoutSec int         `json:"shutdownTimeoutSec,omitempty"` // ACPI grace before quit; default 120
+	ShutdownTimeoutSec int         `json:"shutdownTimeoutSec,omitempty" default:"120"` // ACPI grace before quit
 	Autostart          bool        `json:"autostart,omitempty"`
 	// DepartmentID puts the VM in a department's firewall; empty is "default".
 	DepartmentID string `json:"departmentId,omitempty"`
-	Start        *bool  `json:"start,omitempty"` // boot right after create; default true
+	Start        *bool  `json:"start,omitempty" default:"true"` // boot right after create
 	// Install runs an unattended OS install from isoPath (required with it).
 	Install *InstallRequest `json:"install,omitempty"`
 	// VirtioWinPath is the virtio-win driver ISO a Windows install attaches;
