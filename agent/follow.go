@@ -190,5 +190,8 @@ func (a *Agent) autostart(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	os.WriteFile(marker, nil, 0o600)
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		a.log.Error("cannot mark autostart done: the next agent start will boot the autostart VMs again, even those powered off since",
+			"PATH", marker, "ERROR", err.Error())
+	}
 }
