@@ -89,7 +89,12 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	}
 	if in.Start == nil || *in.Start {
 		if err := a.startUnit(ctx, rec, api.ReasonUser); err != nil {
-			undo = append(undo, func() { a.removeUnit(rec.id) })
+			undo = append(undo, func() {
+				// The request may be gone; the unit must go all the same.
+				if err := a.removeUnit(context.WithoutCancel(ctx), rec.id); err != nil {
+					a.log.Warn("cannot remove the unit of a VM that failed to start", logging.KeyVM, rec.id, "ERROR", err.Error())
+				}
+			})
 			rollback()
 			return api.VM{}, err
 		}
@@ -225,7 +230,10 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 			return err
 		}
 	}
-	a.removeUnit(id)
+	// Files must not go from under a unit that still runs.
+	if err := a.removeUnit(ctx, id); err != nil {
+		return err
+	}
 	// Rename first: a crash mid-delete leaves a tombstone the next start
 	// sweeps, never a half-deleted VM.
 	dir := a.cfg.Layout.VMDir(id)
@@ -244,14 +252,29 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 	return nil
 }
 
-// removeUnit forgets a stopped unit: a failed transient unit otherwise
-// stays loaded until reset.
-func (a *Agent) removeUnit(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// removeUnit ends the VM's unit if it still runs and forgets it: a failed
+// transient unit otherwise stays loaded until reset. A unit already gone
+// (NotFound) is what it aims at.
+func (a *Agent) removeUnit(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if st, err := a.cfg.Units.State(ctx, id); err == nil && isActive(st.ActiveState) {
-		a.cfg.Units.Kill(ctx, id, syscall.SIGKILL)
-		a.cfg.Units.Stop(ctx, id)
+	st, err := a.cfg.Units.State(ctx, id)
+	if isNotFound(err) {
+		return nil
 	}
-	a.cfg.Units.ResetFailed(ctx, id)
+	if err != nil {
+		return err
+	}
+	if isActive(st.ActiveState) {
+		if err := a.cfg.Units.Kill(ctx, id, syscall.SIGKILL); err != nil && !isNotFound(err) {
+			return err
+		}
+		if err := a.cfg.Units.Stop(ctx, id); err != nil && !isNotFound(err) {
+			return err
+		}
+	}
+	if err := a.cfg.Units.ResetFailed(ctx, id); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
 }

@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+	"github.com/infinibay/infinivirt/supervisor"
+)
+
+// scriptedUnits answers State with a fixed state (nil: NotFound), fails
+// the calls named in fail, and records the calls made.
+type scriptedUnits struct {
+	state *supervisor.UnitState
+	fail  map[string]error
+
+	mu    sync.Mutex
+	calls []string
+}
+
+func (u *scriptedUnits) call(name string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.calls = append(u.calls, name)
+	return u.fail[name]
+}
+
+func (u *scriptedUnits) Start(context.Context, supervisor.UnitSpec) error { return u.call("start") }
+func (u *scriptedUnits) Stop(context.Context, string) error               { return u.call("stop") }
+func (u *scriptedUnits) Kill(context.Context, string, syscall.Signal) error {
+	return u.call("kill")
+}
+func (u *scriptedUnits) ResetFailed(context.Context, string) error { return u.call("reset-failed") }
+func (u *scriptedUnits) State(_ context.Context, id string) (supervisor.UnitState, error) {
+	if err := u.call("state"); err != nil {
+		return supervisor.UnitState{}, err
+	}
+	if u.state == nil {
+		return supervisor.UnitState{}, errdefs.NotFound("unit of %s not loaded", id)
+	}
+	return *u.state, nil
+}
+func (u *scriptedUnits) List(context.Context) ([]supervisor.UnitState, error) { return nil, nil }
+func (u *scriptedUnits) Watch(context.Context) <-chan supervisor.UnitEvent    { return nil }
+
+func (u *scriptedUnits) seen() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return strings.Join(u.calls, " ")
+}
+
+func TestRemoveUnit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		state *supervisor.UnitState
+		fail  map[string]error
+		calls string
+		ok    bool
+	}{
+		{name: "gone", calls: "state", ok: true},
+		{name: "failed", state: &supervisor.UnitState{ActiveState: "failed"}, calls: "state reset-failed", ok: true},
+		{name: "running", state: &supervisor.UnitState{ActiveState: "active"}, calls: "state kill stop reset-failed", ok: true},
+		{name: "unloaded while stopping", state: &supervisor.UnitState{ActiveState: "active"},
+			fail:  map[string]error{"stop": errdefs.NotFound("gone"), "reset-failed": errdefs.NotFound("gone")},
+			calls: "state kill stop reset-failed", ok: true},
+		{name: "kill fails", state: &supervisor.UnitState{ActiveState: "active"},
+			fail: map[string]error{"kill": errdefs.Unavailable("systemd unreachable")}, calls: "state kill"},
+		{name: "state fails", fail: map[string]error{"state": errdefs.Unavailable("systemd unreachable")}, calls: "state"},
+		{name: "reset fails", state: &supervisor.UnitState{ActiveState: "failed"},
+			fail: map[string]error{"reset-failed": errdefs.Unavailable("systemd unreachable")}, calls: "state reset-failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			units := &scriptedUnits{state: tc.state, fail: tc.fail}
+			a := New(Config{Units: units})
+			err := a.removeUnit(t.Context(), "0f8fad5b-d9cb-469f-a165-70867728950e")
+			if (err == nil) != tc.ok {
+				t.Errorf("error %v, want ok=%v", err, tc.ok)
+			}
+			if got := units.seen(); got != tc.calls {
+				t.Errorf("calls %q, want %q", got, tc.calls)
+			}
+		})
+	}
+}
+
+// A delete whose unit cannot be forgotten says so and leaves the VM as it
+// was: its files stay, and it is still listed.
+func TestDeleteKeepsTheVMWhenItsUnitCannotBeRemoved(t *testing.T) {
+	root := t.TempDir()
+	layout := vmspec.Layout{StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run")}
+	units := &scriptedUnits{
+		state: &supervisor.UnitState{ActiveState: "failed"},
+		fail:  map[string]error{"reset-failed": errdefs.Unavailable("systemd unreachable")},
+	}
+	a := New(Config{Layout: layout, Units: units})
+	spec := &vmspec.Spec{ID: "0f8fad5b-d9cb-469f-a165-70867728950e", Name: "keep"}
+	rec := newRecord(spec)
+	if err := a.reserve(rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.setCommitted(true)
+	if err := os.MkdirAll(layout.VMDir(spec.ID), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	err := a.Delete(t.Context(), spec.ID, false)
+	if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeUnavailable}) {
+		t.Fatalf("delete: %v, want Unavailable", err)
+	}
+	if _, err := os.Stat(layout.VMDir(spec.ID)); err != nil {
+		t.Errorf("VM directory after the refused delete: %v", err)
+	}
+	if _, err := a.Get(spec.ID); err != nil {
+		t.Errorf("VM after the refused delete: %v", err)
+	}
+}
