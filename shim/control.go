@@ -26,8 +26,16 @@ func (s *Shim) serveControl(ctx context.Context) error {
 	}
 	srv := s.controlServer()
 	s.server = srv
-	go srv.Serve(ln)
+	go s.serve(srv, ln)
 	return nil
+}
+
+// serve runs the control socket until teardown shuts it down. An earlier
+// end leaves the VM running but out of the agent's reach, so it is logged.
+func (s *Shim) serve(srv *tinyhttp.Server, ln net.Listener) {
+	if err := srv.Serve(ln); err != nil {
+		s.log.Error("control socket stopped serving; the agent can no longer drive this VM", "ERROR", err.Error())
+	}
 }
 
 // controlServer routes every verb of shimapi.Routes to its handler.

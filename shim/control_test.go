@@ -1,8 +1,10 @@
 package shim
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/shimclient"
+	"github.com/infinibay/infinivirt/pkg/tinyhttp"
 )
 
 // The control socket serves exactly the protocol's table: a verb in the
@@ -106,5 +109,24 @@ func TestControlSocketSpeaksTheTable(t *testing.T) {
 	// A closed log answers Unavailable, in the typed error shape.
 	if err := c.Events(ctx, 0, func(api.Event) error { return nil }); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeUnavailable}) {
 		t.Fatalf("events of a closed log: %v", err)
+	}
+}
+
+// brokenListener fails every Accept, as a listener out of descriptors does.
+type brokenListener struct{ net.Listener }
+
+func (brokenListener) Accept() (net.Conn, error) {
+	return nil, errors.New("accept: too many open files")
+}
+func (brokenListener) Close() error { return nil }
+
+// A control socket that stops serving before teardown leaves the VM out of
+// the agent's reach: that is logged, not dropped.
+func TestControlSocketEndIsLogged(t *testing.T) {
+	var logs bytes.Buffer
+	s := New(Config{VMID: "0f8fad5b-d9cb-469f-a165-70867728950e", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s.serve(tinyhttp.New(), brokenListener{})
+	if !strings.Contains(logs.String(), "control socket stopped serving") || !strings.Contains(logs.String(), "too many open files") {
+		t.Fatalf("log %q does not report the end of the control socket", logs.String())
 	}
 }
