@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -171,13 +172,19 @@ func (s *Shim) startLadder(in intent) {
 // its own stop channel, so one that a restart ended never runs on beside
 // the next, with its older deadline.
 func (s *Shim) runLadder(stop chan struct{}, paused bool) {
-	if paused {
-		// A paused guest cannot see the button.
-		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
-		s.qmp.Cont(ctx)
-		cancel()
-	}
 	timeout := time.Duration(s.spec.ShutdownTimeoutSec) * time.Second
+	ignored := fmt.Sprintf("the guest ignored ACPI for %s", timeout)
+	if paused {
+		// A paused guest cannot see the button. If it stays paused, the
+		// deadline must not blame the guest for presses it never saw.
+		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+		err := s.qmp.Cont(ctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("cannot resume the paused guest for ACPI", "ERROR", err.Error())
+			ignored = fmt.Sprintf("the paused guest could not be resumed to see ACPI (%v); gave up after %s", err, timeout)
+		}
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(s.cfg.PowerdownInterval)
@@ -199,10 +206,10 @@ func (s *Shim) runLadder(stop chan struct{}, paused bool) {
 			in := s.intent
 			s.mu.Unlock()
 			if in == intentRestart {
-				s.restartGuest(fmt.Sprintf("the guest ignored ACPI for %s; reset", timeout), true)
+				s.restartGuest(ignored+"; reset", true)
 				return
 			}
-			s.forceOff(fmt.Sprintf("the guest ignored ACPI for %s", timeout))
+			s.forceOff(ignored)
 			return
 		case <-tick.C:
 			select {
@@ -244,8 +251,16 @@ func (s *Shim) forceOff(why string) {
 func (s *Shim) quit() {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
-		s.qmp.Quit(ctx)
+		err := s.qmp.Quit(ctx)
 		cancel()
+		if err != nil && !errors.Is(err, qmp.ErrClosed) && !s.qemu.hasExited() {
+			// Not a QEMU going away (Quit takes that for done, and teardown
+			// closes QMP only after it): QEMU never got the quit, so
+			// waiting QuitGrace for it is pointless.
+			s.log.Warn("quit failed; killing qemu", "ERROR", err.Error())
+			s.qemu.kill()
+			return
+		}
 		select {
 		case <-s.qemu.exited:
 		case <-time.After(s.cfg.QuitGrace):

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os/exec"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,14 @@ import (
 type fakeQMP struct {
 	mu   sync.Mutex
 	seen map[string]int
+	fail map[string]bool // commands answered with an error
+}
+
+// refuse makes the fake answer cmd with an error from now on.
+func (f *fakeQMP) refuse(cmd string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[cmd] = true
 }
 
 func (f *fakeQMP) count(cmd string) int {
@@ -32,7 +43,7 @@ func (f *fakeQMP) count(cmd string) int {
 func newSupervisedShim(t *testing.T, shutdownTimeoutSec int) (*Shim, *fakeQMP) {
 	t.Helper()
 	ours, theirs := net.Pipe()
-	fake := &fakeQMP{seen: map[string]int{}}
+	fake := &fakeQMP{seen: map[string]int{}, fail: map[string]bool{}}
 	go func() {
 		defer theirs.Close()
 		enc, dec := json.NewEncoder(theirs), json.NewDecoder(theirs)
@@ -49,8 +60,13 @@ func newSupervisedShim(t *testing.T, shutdownTimeoutSec int) (*Shim, *fakeQMP) {
 			}
 			fake.mu.Lock()
 			fake.seen[req.Execute]++
+			refused := fake.fail[req.Execute]
 			fake.mu.Unlock()
-			if enc.Encode(map[string]any{"return": map[string]any{}, "id": req.ID}) != nil {
+			reply := map[string]any{"return": map[string]any{}, "id": req.ID}
+			if refused {
+				reply = map[string]any{"error": map[string]any{"class": "GenericError", "desc": "refused by the test"}, "id": req.ID}
+			}
+			if enc.Encode(reply) != nil {
 				return
 			}
 		}
@@ -155,5 +171,44 @@ func TestPowerWithQEMUGoneIsUnavailable(t *testing.T) {
 	err := s.Power(context.Background(), api.Suspend)
 	if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeUnavailable}) {
 		t.Fatalf("suspend without QMP: %v, want Unavailable", err)
+	}
+}
+
+// A paused guest that cannot be resumed never saw the button: the forced
+// power-off says so instead of blaming the guest for ignoring ACPI.
+func TestPausedGuestThatCannotResumeIsNotBlamed(t *testing.T) {
+	s, fake := newSupervisedShim(t, 1)
+	fake.refuse("cont")
+	s.status.Status = api.StatusSuspended
+	s.startLadder(intentPowerOff)
+	waitFor(t, 10*time.Second, func() bool { return s.exitCauseLocked() != nil })
+	c := s.exitCauseLocked()
+	if c.reason != api.ReasonKilled || !strings.Contains(c.msg, "could not be resumed") || strings.Contains(c.msg, "ignored ACPI") {
+		t.Fatalf("cause %+v, want killed because the guest could not be resumed", c)
+	}
+}
+
+// A quit QEMU refuses is not waited for: QEMU is killed at once, not
+// after QuitGrace (an hour here).
+func TestRefusedQuitKillsQEMU(t *testing.T) {
+	s, fake := newSupervisedShim(t, 1)
+	fake.refuse("quit")
+	child := exec.Command("sleep", "600")
+	if err := child.Start(); err != nil {
+		t.Skipf("cannot start a stand-in for QEMU: %v", err)
+	}
+	s.qemu.proc = child.Process
+	s.quit()
+	done := make(chan error, 1)
+	go func() { done <- child.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("stand-in ended with %v, want SIGKILL", err)
+		}
+	case <-time.After(30 * time.Second):
+		child.Process.Kill()
+		t.Fatal("a refused quit left QEMU running")
 	}
 }
