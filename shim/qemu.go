@@ -72,7 +72,9 @@ func qemuConfig(spec *vmspec.Spec, tapFDs []int) *qemu.Config {
 	return cfg
 }
 
-func startQEMU(s *Shim) (*qemuProcess, error) {
+// startQEMU starts QEMU unless ctx, the step's, has ended first. QEMU
+// itself outlives the step: the shim ends it by quit or SIGKILL.
+func startQEMU(ctx context.Context, s *Shim) (*qemuProcess, error) {
 	qmpOurs, qmpTheirs, err := socketpair("qmp")
 	if err != nil {
 		return nil, err
@@ -96,7 +98,7 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 	}
 	cfg := qemuConfig(s.spec, tapFDs)
 	extra = s.attachTPM(cfg, extra)
-	cmd, err := qemu.Command(context.Background(), s.cfg.QEMUBinary, cfg)
+	cmd, err := qemu.Command(context.WithoutCancel(ctx), s.cfg.QEMUBinary, cfg)
 	if err != nil {
 		qmpOurs.Close()
 		serialOurs.Close()
@@ -120,7 +122,9 @@ func startQEMU(s *Shim) (*qemuProcess, error) {
 	}
 	cmd.Stderr = stderrW
 	p.started = time.Now()
-	err = cmd.Start()
+	if err = ctx.Err(); err == nil {
+		err = cmd.Start()
+	}
 	stderrW.Close()
 	if err != nil {
 		stderr.Close()

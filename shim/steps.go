@@ -188,7 +188,7 @@ func (s *Shim) createTAP(ctx context.Context) error {
 const maxQueues = 8
 
 func (s *Shim) startQEMU(ctx context.Context) error {
-	p, err := startQEMU(s)
+	p, err := startQEMU(ctx, s)
 	if err != nil {
 		return err
 	}

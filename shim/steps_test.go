@@ -13,6 +13,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -216,5 +217,37 @@ func TestNotAVMIDTouchesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(keep); err != nil {
 		t.Fatalf("a file outside the VM's directories is gone: %v", err)
+	}
+}
+
+// start-qemu honours its step's context: once the step is over (startup
+// stopped, or its time ran out), no QEMU is started.
+func TestStartQEMUAfterItsStepEndedStartsNothing(t *testing.T) {
+	layout, spec := newTestVM(t)
+	marker := filepath.Join(t.TempDir(), "started")
+	fakeQEMU := filepath.Join(t.TempDir(), "qemu")
+	if err := os.WriteFile(fakeQEMU, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{VMID: spec.ID, Layout: layout, QEMUBinary: fakeQEMU})
+	if err := s.loadSpec(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	queue, err := os.Open(os.DevNull) // a stand-in for the TAP's queue fd
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queue.Close()
+	s.tap = &netdev.TAP{Files: []*os.File{queue}}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.startQEMU(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("start-qemu after its step ended: %v, want context.Canceled", err)
+	}
+	if s.qemu != nil {
+		t.Fatal("a QEMU process was recorded")
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the QEMU binary ran: %v", err)
 	}
 }
