@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/agent/dbsync"
+	"github.com/infinibay/infinivirt/agent/installs"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
@@ -57,11 +58,12 @@ type Config struct {
 
 // Agent manages the VMs of one host.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	broker *broker
-	sync   *dbsync.Syncer
-	fw     firewallState
+	cfg      Config
+	log      *slog.Logger
+	broker   *broker
+	sync     *dbsync.Syncer
+	installs installs.Settler
+	fw       firewallState
 
 	mu    sync.Mutex // taken before a record's mu, never after
 	vms   map[string]*record
@@ -99,6 +101,7 @@ func New(cfg Config) *Agent {
 		vm, err := a.Get(id)
 		return vm, err == nil
 	})
+	a.installs = installs.Settler{Layout: cfg.Layout, Log: cfg.Logger, Settled: a.sync.Resync}
 	return a
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/infinibay/infinivirt/agent/installs"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/atomicfile"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
@@ -20,19 +20,9 @@ import (
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
-// The split between agent and shim for an unattended install:
-//
-//   - the agent validates the request, builds the answer ISO (and extracts
-//     the Ubuntu installer's kernel) into the VM's directory, and writes the
-//     install into the spec;
-//   - the shim boots the installer once, watches it (timeout, reset loop)
-//     and records how it ended, as it records every end of a VM;
-//   - the agent, the spec's only writer, then settles the install: detaches
-//     the media in the spec, deletes the temporary ones, and boots the
-//     installed system if asked.
-//
-// So the shim never writes the spec and never outlives its QEMU, and a
-// settle that an agent restart interrupted runs again from the event log.
+// Creating a VM with an unattended install: the request is checked and the
+// media are prepared here; agent/installs settles the install once the shim
+// records its end.
 
 // Firmware defaults: Debian's ovmf package. Windows VMs boot UEFI with
 // Secure Boot and Microsoft's keys enrolled.
@@ -47,9 +37,6 @@ const (
 	// answerTimeout bounds building the answer ISO and extracting the
 	// Ubuntu installer's kernel and initrd (tens of MB read from the ISO).
 	answerTimeout = 2 * time.Minute
-	// settleWait is how long a settle waits for the shim that recorded the
-	// install's end to exit: the log is the shim's until then.
-	settleWait = time.Minute
 )
 
 // installPlan is what a create with install needs beyond the spec: the
@@ -275,37 +262,24 @@ func (a *Agent) preparePlatform(ctx context.Context, spec *vmspec.Spec, plan *in
 }
 
 // beginInstallRun marks an unfinished install as running from now, before
-// its unit starts: every run starts the installer from its beginning, so
-// the timeout counts from here. A run whose end is recorded but not yet
-// settled is settled first. The caller holds the VM's operation lock.
+// its unit starts (see installs.Settler.BeginRun). The caller holds the
+// VM's operation lock.
 func (a *Agent) beginInstallRun(ctx context.Context, rec *record) error {
-	a.settleInstallLocked(ctx, rec)
-	if !rec.currentSpec().Install.Active() {
-		return nil
-	}
-	return a.updateSpec(rec, func(s *vmspec.Spec) error { return s.Install.Begin(time.Now()) })
+	return a.installs.BeginRun(ctx, installVM{a, rec}, time.Now())
 }
 
 // watchInstall settles an install once the shim records its end.
 func (a *Agent) watchInstall(rec *record, evs []api.Event) {
-	for _, e := range evs {
-		if e.IsStatus() && installEnd(e.Reason) {
-			go a.settleInstall(rec)
-			return
-		}
+	if installs.Ended(evs) {
+		go a.settleInstall(rec)
 	}
-}
-
-func installEnd(r api.Reason) bool {
-	return r == api.ReasonInstalled || r == api.ReasonInstallTimeout || r == api.ReasonInstallResetLoop
 }
 
 // settleInstalls settles, at agent start, the installs whose end was
 // recorded while no agent listened.
 func (a *Agent) settleInstalls() {
 	for _, rec := range a.records() {
-		v := rec.view()
-		if v.Install != nil && v.Install.State == api.InstallRunning && installEnd(v.Reason) {
+		if installs.Unsettled(rec.view()) {
 			go a.settleInstall(rec)
 		}
 	}
@@ -322,7 +296,7 @@ func (a *Agent) settleInstall(rec *record) {
 		return // deleted meanwhile, or the agent stops
 	}
 	defer unlock()
-	in := a.settleInstallLocked(a.ctx, rec)
+	in := a.installs.Settle(a.ctx, installVM{a, rec})
 	if in == nil || in.State != api.InstallDone || !in.BootFromDiskAfter {
 		return
 	}
@@ -331,58 +305,26 @@ func (a *Agent) settleInstall(rec *record) {
 	}
 }
 
-// settleInstallLocked turns the end the shim recorded into the spec: done
-// (media detached, temporary media deleted) or failed (media kept). It
-// returns the settled install, or nil when there was nothing to settle.
-func (a *Agent) settleInstallLocked(ctx context.Context, rec *record) *vmspec.Install {
-	v := rec.view()
-	in := rec.currentSpec().Install
-	if in == nil || in.State != api.InstallRunning || !installEnd(v.Reason) || !v.Status.Terminal() {
-		return nil
-	}
-	// The shim that recorded the end still holds the log until it exits.
-	if err := a.waitUnitGone(ctx, rec.id, settleWait); err != nil {
-		a.log.Warn("install ended but its unit has not; settling later", logging.KeyVM, rec.id, "ERROR", err.Error())
-		return nil
-	}
-	var msg string
-	err := a.updateSpec(rec, func(s *vmspec.Spec) error {
-		ended, err := s.Install.End(v.Reason, v.UpdatedAt, v.Message)
-		if err != nil || !ended {
-			return fmt.Errorf("install did not end: %v", err)
-		}
-		if s.Install.State == api.InstallDone {
-			// Detach: the installed system boots from its disk.
-			if s.Install.BootOnce == "" {
-				s.Boot = nil
-			}
-			s.ISOPath, s.Install.AnswerISO, s.Install.VirtioWinISO = "", "", ""
-			msg = fmt.Sprintf("install done after %s: media detached, answer ISO deleted", s.Install.Duration().Round(time.Second))
-		} else {
-			msg = fmt.Sprintf("install failed (%s) after %s: media kept for inspection in %s",
-				v.Reason, s.Install.Duration().Round(time.Second), a.cfg.Layout.InstallDir(s.ID))
-		}
-		return nil
-	})
-	if err != nil {
-		a.log.Error("settling the install failed", logging.KeyVM, rec.id, "ERROR", err.Error())
-		return nil
-	}
-	settled := rec.currentSpec().Install
-	if settled.State == api.InstallDone {
-		// The spec no longer names them: a crash here leaves only files
-		// that deleting the VM removes.
-		if err := os.RemoveAll(a.cfg.Layout.InstallDir(rec.id)); err != nil {
-			a.log.Warn("temporary install media left", logging.KeyVM, rec.id, "ERROR", err.Error())
-		}
-	}
-	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventProgress, Message: msg}); err != nil {
-		a.log.Warn("cannot record the install's settlement", logging.KeyVM, rec.id, "ERROR", err.Error())
-	}
-	a.sync.Resync(rec.id)
-	a.log.Info("install settled", logging.KeyVM, rec.id, "STATE", string(settled.State),
-		"DURATION", settled.Duration().String())
-	return settled
+// installVM is a VM as install settling sees it.
+type installVM struct {
+	a   *Agent
+	rec *record
+}
+
+func (v installVM) ID() string         { return v.rec.id }
+func (v installVM) View() api.VM       { return v.rec.view() }
+func (v installVM) Spec() *vmspec.Spec { return v.rec.currentSpec() }
+
+func (v installVM) UpdateSpec(change func(*vmspec.Spec) error) error {
+	return v.a.updateSpec(v.rec, change)
+}
+
+func (v installVM) WaitUnitGone(ctx context.Context, limit time.Duration) error {
+	return v.a.waitUnitGone(ctx, v.rec.id, limit)
+}
+
+func (v installVM) AppendEvent(ctx context.Context, e api.Event) error {
+	return v.a.appendEvent(ctx, v.rec, e)
 }
 
 // updateSpec saves a changed copy of the VM's spec and makes it current.
