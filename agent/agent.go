@@ -152,6 +152,16 @@ func (a *Agent) load() error {
 			a.log.Error("skipping a VM whose spec does not load", logging.KeyVM, id, "ERROR", err.Error())
 			continue
 		}
+		if spec.Upgraded() {
+			// The file is rewritten in this build's version now, not at the
+			// VM's next change: the shim reads either, and a downgrade is
+			// not supported.
+			if err := spec.Save(a.cfg.Layout.SpecFile(id)); err != nil {
+				a.log.Warn("rewriting an older spec failed; it is rewritten at its next change", logging.KeyVM, id, "ERROR", err.Error())
+			} else {
+				a.log.Info("spec rewritten in the current version", logging.KeyVM, id, "VERSION", vmspec.CurrentVersion)
+			}
+		}
 		rec := newRecord(spec)
 		rec.committed = true
 		evs, err := eventlog.ReadFile(a.cfg.Layout.EventsFile(id), 0)

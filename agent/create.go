@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,7 +30,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err != nil {
 		return api.VM{}, err
 	}
-	if err := a.checkHost(ctx, spec); err != nil {
+	if err := a.checkHost(ctx, in, spec); err != nil {
 		return api.VM{}, err
 	}
 	plan, err := a.planPlatform(in, spec)
@@ -64,12 +65,14 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		return api.VM{}, errdefs.Internal("create VM directory: %v", err)
 	}
 	undo = append(undo, func() { os.RemoveAll(dir) })
-	dctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
-	err = (&qemuimg.Tool{Binary: a.cfg.QEMUImg}).Create(dctx, spec.Disk.Path, spec.Disk.Format, spec.Disk.SizeBytes)
-	cancel()
-	if err != nil {
-		rollback()
-		return api.VM{}, errdefs.Internal("create disk: %v", err)
+	for _, d := range spec.Disks() {
+		dctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
+		err = (&qemuimg.Tool{Binary: a.cfg.QEMUImg}).Create(dctx, d.Disk.Path, d.Disk.Format, d.Disk.SizeBytes)
+		cancel()
+		if err != nil {
+			rollback()
+			return api.VM{}, errdefs.Internal("create disk %s: %v", d.Name, err)
+		}
 	}
 	if err := a.preparePlatform(ctx, spec, plan); err != nil {
 		rollback()
@@ -105,15 +108,22 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	return rec.view(), nil
 }
 
-// checkHost looks at the host for what the request names: the bridge, the
-// files QEMU will read, the accelerator.
-func (a *Agent) checkHost(ctx context.Context, spec *vmspec.Spec) error {
+// checkHost looks at the host for what the request names: the bridges, the
+// files QEMU will read, the accelerator. Errors name the request's fields.
+func (a *Agent) checkHost(ctx context.Context, in api.CreateVMInput, spec *vmspec.Spec) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := a.cfg.Network.BridgeExists(ctx, spec.NIC.Bridge); err != nil {
-		return errdefs.Invalid("networkBridge", "%v", err)
+	files := map[string]string{}
+	for i, d := range spec.Devices {
+		switch d.Type {
+		case api.DeviceNIC:
+			if err := a.cfg.Network.BridgeExists(ctx, d.NIC.Bridge); err != nil {
+				return errdefs.Invalid(vmspec.CreateInputField(in, fmt.Sprintf("devices[%d].nic.bridge", i)), "%v", err)
+			}
+		case api.DeviceCDROM:
+			files[vmspec.CreateInputField(in, fmt.Sprintf("devices[%d].cdrom.path", i))] = d.CDROM.Path
+		}
 	}
-	files := map[string]string{"isoPath": spec.ISOPath}
 	if b := spec.Boot; b != nil {
 		files["boot.kernel"], files["boot.initrd"] = b.Kernel, b.Initrd
 	}

@@ -66,7 +66,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	}
 	if spec.OS == unattended.OSWindows11 {
 		// Windows 11 requires a TPM 2.0; the shim runs swtpm for it.
-		spec.TPM = &vmspec.TPM{StateDir: l.TPMStateDir(spec.ID)}
+		spec.AddDevice(vmspec.NewDevice(spec.FreeName(api.DeviceTPM), vmspec.TPM{StateDir: l.TPMStateDir(spec.ID)}))
 	}
 	req := in.Install
 	if req == nil {
@@ -85,7 +85,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	if osName != spec.OS {
 		return nil, errdefs.Invalid("install.os", "must match the VM's os %q, got %q", spec.OS, osName)
 	}
-	if spec.ISOPath == "" {
+	if spec.ISOPath() == "" {
 		return nil, errdefs.Invalid("isoPath", "is required with install: the installer boots from the OS ISO")
 	}
 	if in.Boot != nil {
@@ -242,7 +242,7 @@ func (a *Agent) preparePlatform(ctx context.Context, spec *vmspec.Spec, plan *in
 		return errdefs.Internal("answer ISO: %v", err)
 	}
 	if plan.os == unattended.OSUbuntu {
-		kernel, initrd, err := unattended.ExtractUbuntuBoot(ctx, spec.ISOPath, dir)
+		kernel, initrd, err := unattended.ExtractUbuntuBoot(ctx, spec.ISOPath(), dir)
 		if err != nil {
 			if e := errdefs.As(err); e.Code == errdefs.CodeInvalidArgument {
 				return &errdefs.Error{Code: e.Code, Field: e.Field, Message: err.Error()}
@@ -331,13 +331,9 @@ func (v installVM) AppendEvent(ctx context.Context, e api.Event) error {
 // The caller holds the VM's operation lock, so no other writer races it.
 func (a *Agent) updateSpec(rec *record, change func(*vmspec.Spec) error) error {
 	rec.mu.Lock()
-	ns := *rec.spec
+	ns := rec.spec.Clone()
 	rec.mu.Unlock()
-	if ns.Install != nil {
-		in := *ns.Install
-		ns.Install = &in
-	}
-	if err := change(&ns); err != nil {
+	if err := change(ns); err != nil {
 		return err
 	}
 	if err := ns.Validate(); err != nil {
@@ -347,7 +343,7 @@ func (a *Agent) updateSpec(rec *record, change func(*vmspec.Spec) error) error {
 		return errdefs.Internal("save spec: %v", err)
 	}
 	rec.mu.Lock()
-	rec.spec = &ns
+	rec.spec = ns
 	rec.mu.Unlock()
 	return nil
 }

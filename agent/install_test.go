@@ -71,8 +71,8 @@ func TestPlanPlatformPerOS(t *testing.T) {
 	if f := spec.Firmware; f == nil || !f.SecureBoot || f.Vars != l.UEFIVars(spec.ID) || f.Code != a.cfg.UEFICode {
 		t.Errorf("windows11 firmware %+v", spec.Firmware)
 	}
-	if spec.TPM == nil || spec.TPM.StateDir != l.TPMStateDir(spec.ID) {
-		t.Errorf("windows11 TPM %+v", spec.TPM)
+	if spec.TPM() == nil || spec.TPM().StateDir != l.TPMStateDir(spec.ID) {
+		t.Errorf("windows11 TPM %+v", spec.TPM())
 	}
 	in := spec.Install
 	if in.State != api.InstallPending || in.BootOnce != vmspec.BootOnceISO || in.VirtioWinISO != a.cfg.VirtioWin ||
@@ -87,8 +87,8 @@ func TestPlanPlatformPerOS(t *testing.T) {
 	}
 
 	spec, _, err = plan(t, a, installInput(t, "windows10", dir))
-	if err != nil || spec.TPM != nil || spec.Firmware == nil || spec.Install.TimeoutSec != 5400 {
-		t.Errorf("windows10: %v TPM %+v firmware %+v", err, spec.TPM, spec.Firmware)
+	if err != nil || spec.TPM() != nil || spec.Firmware == nil || spec.Install.TimeoutSec != 5400 {
+		t.Errorf("windows10: %v TPM %+v firmware %+v", err, spec.TPM(), spec.Firmware)
 	}
 
 	ubuntu := installInput(t, "ubuntu", dir)
@@ -100,9 +100,9 @@ func TestPlanPlatformPerOS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec.Firmware != nil || spec.TPM != nil || spec.Install.BootOnce != "" || spec.Install.VirtioWinISO != "" ||
+	if spec.Firmware != nil || spec.TPM() != nil || spec.Install.BootOnce != "" || spec.Install.VirtioWinISO != "" ||
 		spec.Install.BootFromDiskAfter || spec.Install.TimeoutSec != 3 || p.kernelArgs != "console=ttyS0" {
-		t.Errorf("ubuntu: firmware %+v TPM %+v install %+v", spec.Firmware, spec.TPM, spec.Install)
+		t.Errorf("ubuntu: firmware %+v TPM %+v install %+v", spec.Firmware, spec.TPM(), spec.Install)
 	}
 
 	// No install: a plain Linux VM gets nothing, a Windows one its firmware.
@@ -112,7 +112,7 @@ func TestPlanPlatformPerOS(t *testing.T) {
 		t.Errorf("plain VM: %v %+v %+v", err, p, spec)
 	}
 	plain.OS = "windows11"
-	if spec, _, err = plan(t, a, plain); err != nil || spec.Firmware == nil || spec.TPM == nil || spec.Install != nil {
+	if spec, _, err = plan(t, a, plain); err != nil || spec.Firmware == nil || spec.TPM() == nil || spec.Install != nil {
 		t.Errorf("windows11 without install: %v %+v", err, spec)
 	}
 }

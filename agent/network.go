@@ -45,8 +45,11 @@ func (a *Agent) PutBridge(ctx context.Context, name string, req BridgeRequest) (
 func (a *Agent) DeleteBridge(ctx context.Context, name string, force bool) error {
 	var users []string
 	for _, rec := range a.records() {
-		if rec.currentSpec().NIC.Bridge == name {
-			users = append(users, rec.id)
+		for _, d := range rec.currentSpec().NICs() {
+			if d.NIC.Bridge == name {
+				users = append(users, rec.id)
+				break
+			}
 		}
 	}
 	if len(users) > 0 {
@@ -74,7 +77,8 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 		return api.VM{}, err
 	}
 	defer unlock()
-	old := rec.currentSpec().NIC.Bridge
+	// The API moves the first NIC, the one a create request's networkBridge made.
+	old := rec.currentSpec().NICs()[0].NIC.Bridge
 	if old == bridge {
 		return rec.view(), nil
 	}
@@ -84,7 +88,7 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 			return rec.view(), err
 		}
 	}
-	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.NIC.Bridge = bridge; return nil }); err != nil {
+	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.NICs()[0].NIC.Bridge = bridge; return nil }); err != nil {
 		if running {
 			if berr := a.moveRunning(context.WithoutCancel(ctx), rec, bridge, old); berr != nil {
 				return rec.view(), errdefs.Internal("save spec: %v; and moving back to %s failed: %v", err, old, berr)

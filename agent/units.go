@@ -72,9 +72,11 @@ func deviceAllow(spec *vmspec.Spec) []string {
 	if _, err := os.Stat("/dev/vhost-net"); err == nil {
 		devs = append(devs, "/dev/vhost-net")
 	}
-	if spec.GPU != "" {
-		devs = append(devs, "/dev/vfio/vfio")
-		if group, err := os.Readlink(filepath.Join("/sys/bus/pci/devices", spec.GPU, "iommu_group")); err == nil {
+	for i, d := range spec.PCIs() {
+		if i == 0 {
+			devs = append(devs, "/dev/vfio/vfio")
+		}
+		if group, err := os.Readlink(filepath.Join("/sys/bus/pci/devices", d.PCI.Host, "iommu_group")); err == nil {
 			devs = append(devs, filepath.Join("/dev/vfio", filepath.Base(group)))
 		}
 	}

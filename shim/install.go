@@ -28,13 +28,6 @@ import (
 // The agent then updates the spec (media detached, or kept after a failure),
 // deletes the answer ISO, and boots the installed system if asked.
 
-// Device IDs of the CD-ROMs, in the order they sit on the AHCI ports.
-const (
-	cdOS        = "cd0" // the OS ISO (isoPath)
-	cdAnswers   = "cd1" // the answer ISO
-	cdVirtioWin = "cd2" // Windows drivers
-)
-
 // keyPresses answer the "Press any key to boot from CD or DVD" prompt that
 // the Windows ISO shows under UEFI: without a key it falls through to the
 // empty disk. The shim presses Enter every keyInterval during keyWindow of
@@ -69,19 +62,22 @@ func addPlatform(cfg *qemu.Config, spec *vmspec.Spec) {
 	if !in.Active() {
 		return
 	}
-	cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: cdAnswers, Path: in.AnswerISO})
+	// The install's own media follow the spec's drives, under the next
+	// free names (cd1 and cd2 beside the OS ISO's cd0).
+	answers := spec.FreeName(api.DeviceCDROM)
+	cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: answers, Path: in.AnswerISO})
 	if in.VirtioWinISO != "" {
-		cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: cdVirtioWin, Path: in.VirtioWinISO})
+		cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: spec.FreeName(api.DeviceCDROM, answers), Path: in.VirtioWinISO})
 	}
-	if in.BootOnce == vmspec.BootOnceISO {
-		cfg.BootOnce = cdOS
+	if cds := spec.CDROMs(); in.BootOnce == vmspec.BootOnceISO && len(cds) > 0 {
+		cfg.BootOnce = cds[0].Name // the OS ISO
 	}
 }
 
 // installMedia names the install's media, for events and checks.
 func (s *Shim) installMedia() map[string]string {
 	in := s.spec.Install
-	media := map[string]string{"OS ISO": s.spec.ISOPath, "answer ISO": in.AnswerISO}
+	media := map[string]string{"OS ISO": s.spec.ISOPath(), "answer ISO": in.AnswerISO}
 	if in.VirtioWinISO != "" {
 		media["virtio-win ISO"] = in.VirtioWinISO
 	}
@@ -120,7 +116,7 @@ func (s *Shim) prepareMedia(ctx context.Context) error {
 		}
 		own = append(own, f.Vars)
 	}
-	if t := s.spec.TPM; t != nil {
+	if t := s.spec.TPM(); t != nil {
 		if err := os.MkdirAll(t.StateDir, 0o700); err != nil {
 			return fmt.Errorf("tpm state: %w", err)
 		}

@@ -23,7 +23,7 @@ func installingSpec(t *testing.T) *vmspec.Spec {
 		t.Fatal(err)
 	}
 	spec.Firmware = &vmspec.Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", Vars: layout.UEFIVars(spec.ID), SecureBoot: true}
-	spec.TPM = &vmspec.TPM{StateDir: layout.TPMStateDir(spec.ID)}
+	spec.AddDevice(vmspec.NewDevice("tpm0", vmspec.TPM{StateDir: layout.TPMStateDir(spec.ID)}))
 	spec.Install = &vmspec.Install{State: api.InstallRunning, OS: "windows11", AnswerISO: layout.AnswerISO(spec.ID),
 		VirtioWinISO: "/usr/share/virtio-win/virtio-win.iso", BootOnce: vmspec.BootOnceISO, TimeoutSec: 7200,
 		StartedAt: time.Now()}
@@ -35,7 +35,7 @@ func installingSpec(t *testing.T) *vmspec.Spec {
 
 func TestQEMUConfigDuringAndAfterInstall(t *testing.T) {
 	spec := installingSpec(t)
-	cfg := qemuConfig(spec, []int{5})
+	cfg := qemuConfig(spec, map[string][]int{"net0": {5}})
 	var ids []string
 	for _, cd := range cfg.CDROMs {
 		ids = append(ids, cd.ID+"="+filepath.Base(cd.Path))
@@ -43,10 +43,10 @@ func TestQEMUConfigDuringAndAfterInstall(t *testing.T) {
 	if !slices.Equal(ids, []string{"cd0=win11.iso", "cd1=answers.iso", "cd2=virtio-win.iso"}) {
 		t.Errorf("install CD-ROMs %v", ids)
 	}
-	if cfg.BootOnce != cdOS || cfg.Firmware == nil || !cfg.Firmware.SecureBoot {
+	if cfg.BootOnce != "cd0" || cfg.Firmware == nil || !cfg.Firmware.SecureBoot {
 		t.Errorf("boot once %q, firmware %+v", cfg.BootOnce, cfg.Firmware)
 	}
-	if id, idx, ok := cfg.BootOnceRestore(); !ok || id != cdOS || idx != 2 {
+	if id, idx, ok := cfg.BootOnceRestore(); !ok || id != "cd0" || idx != 2 {
 		t.Errorf("after the first boot the OS ISO should go behind the disk: %s %d %v", id, idx, ok)
 	}
 	if _, err := cfg.Args(); err != nil {
@@ -54,15 +54,17 @@ func TestQEMUConfigDuringAndAfterInstall(t *testing.T) {
 	}
 
 	// Done: the agent detached the media; the firmware stays.
-	spec.Install.State, spec.ISOPath = api.InstallDone, ""
-	cfg = qemuConfig(spec, []int{5})
+	spec.Install.State = api.InstallDone
+	spec.DetachISO()
+	cfg = qemuConfig(spec, map[string][]int{"net0": {5}})
 	if len(cfg.CDROMs) != 0 || cfg.BootOnce != "" || cfg.Boot != nil || cfg.Firmware == nil {
 		t.Errorf("after the install: CD-ROMs %v, boot once %q, boot %+v, firmware %+v", cfg.CDROMs, cfg.BootOnce, cfg.Boot, cfg.Firmware)
 	}
 	// Failed: nothing is attached until the next start retries (the agent
 	// marks the run again first); the files stay where they are.
-	spec.Install.State, spec.ISOPath = api.InstallFailed, "/isos/win11.iso"
-	if cfg = qemuConfig(spec, []int{5}); len(cfg.CDROMs) != 1 || cfg.BootOnce != "" {
+	spec.Install.State = api.InstallFailed
+	spec.AddDevice(vmspec.NewDevice("cd0", vmspec.CDROM{Path: "/isos/win11.iso", BootIndex: 2}))
+	if cfg = qemuConfig(spec, map[string][]int{"net0": {5}}); len(cfg.CDROMs) != 1 || cfg.BootOnce != "" {
 		t.Errorf("failed install: CD-ROMs %v, boot once %q", cfg.CDROMs, cfg.BootOnce)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/qemu"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -42,28 +43,33 @@ type qemuProcess struct {
 	stderr []byte // the last few KiB, for error messages
 }
 
-// qemuConfig maps the VM spec to QEMU's typed configuration.
-func qemuConfig(spec *vmspec.Spec, tapFDs []int) *qemu.Config {
+// qemuConfig maps the VM spec to QEMU's typed configuration. tapFDs are
+// each NIC's TAP queue fds as numbered in the child, by device name.
+func qemuConfig(spec *vmspec.Spec, tapFDs map[string][]int) *qemu.Config {
 	cfg := &qemu.Config{
 		UUID:      spec.ID,
 		Accel:     qemu.Accel(spec.Accel),
 		CPUs:      spec.CPUs,
 		MemoryMiB: spec.MemoryMiB,
-		Disks: []qemu.Disk{{
-			ID: "disk0", Path: spec.Disk.Path, Format: spec.Disk.Format, BootIndex: 1,
-		}},
-		NICs: []qemu.NIC{{ID: "net0", MAC: spec.NIC.MAC, FDs: tapFDs}},
 		Display: qemu.Display{
 			Protocol: qemu.DisplayProtocol(spec.Display.Protocol), Listen: spec.Display.Listen, Port: spec.Display.Port,
 		},
-		GPU:          spec.GPU,
 		QMPFD:        qmpFD,
 		SerialFD:     serialFD,
 		NoShutdown:   true,
 		HotplugPorts: 4,
 	}
-	if spec.ISOPath != "" {
-		cfg.CDROMs = []qemu.CDROM{{ID: "cd0", Path: spec.ISOPath, BootIndex: 2}}
+	for _, d := range spec.Devices {
+		switch d.Type {
+		case api.DeviceDisk:
+			cfg.Disks = append(cfg.Disks, qemu.Disk{ID: d.Name, Path: d.Disk.Path, Format: d.Disk.Format, BootIndex: d.Disk.BootIndex})
+		case api.DeviceCDROM:
+			cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: d.Name, Path: d.CDROM.Path, BootIndex: d.CDROM.BootIndex})
+		case api.DeviceNIC:
+			cfg.NICs = append(cfg.NICs, qemu.NIC{ID: d.Name, MAC: d.NIC.MAC, FDs: tapFDs[d.Name]})
+		case api.DevicePCI:
+			cfg.GPU = d.PCI.Host
+		}
 	}
 	if b := spec.Boot; b != nil {
 		cfg.Boot = &qemu.DirectBoot{Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
@@ -91,10 +97,11 @@ func startQEMU(ctx context.Context, s *Shim) (*qemuProcess, error) {
 	defer s.releaseTPMCtrl()
 
 	extra := []*os.File{qmpTheirs, serialTheirs}
-	var tapFDs []int
+	tapFDs := map[string][]int{}
+	nic := s.spec.NICs()[0].Name
 	for i, f := range s.tap.Files {
 		extra = append(extra, f)
-		tapFDs = append(tapFDs, firstTAPFD+i)
+		tapFDs[nic] = append(tapFDs[nic], firstTAPFD+i)
 	}
 	cfg := qemuConfig(s.spec, tapFDs)
 	extra = s.attachTPM(cfg, extra)

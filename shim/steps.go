@@ -115,7 +115,7 @@ func (s *Shim) prepareRuntimeDir(ctx context.Context) error {
 }
 
 func (s *Shim) checkDisk(ctx context.Context) error {
-	d := s.spec.Disk
+	d := s.spec.SystemDisk()
 	if rel, err := filepath.Rel(s.cfg.Layout.VMDir(s.cfg.VMID), d.Path); err != nil || strings.HasPrefix(rel, "..") {
 		return fmt.Errorf("disk %s is outside the VM's directory", d.Path)
 	}
@@ -149,8 +149,10 @@ func (s *Shim) checkDisk(ctx context.Context) error {
 // hostFiles are files outside the VM directory that QEMU reads.
 func (s *Shim) hostFiles() map[string]string {
 	files := map[string]string{}
-	if s.spec.ISOPath != "" {
-		files["isoPath"] = s.spec.ISOPath
+	for i, d := range s.spec.Devices {
+		if d.Type == api.DeviceCDROM && d.CDROM.Path != "" {
+			files[fmt.Sprintf("devices[%d].cdrom.path", i)] = d.CDROM.Path
+		}
 	}
 	if b := s.spec.Boot; b != nil {
 		files["boot.kernel"] = b.Kernel
@@ -162,7 +164,8 @@ func (s *Shim) hostFiles() map[string]string {
 }
 
 func (s *Shim) createTAP(ctx context.Context) error {
-	mac, err := netdev.ParseMAC(s.spec.NIC.MAC)
+	nic := s.spec.NICs()[0].NIC
+	mac, err := netdev.ParseMAC(nic.MAC)
 	if err != nil {
 		return err
 	}
@@ -172,7 +175,7 @@ func (s *Shim) createTAP(ctx context.Context) error {
 	}
 	tap, err := netdev.CreateTAP(ctx, netdev.TAPConfig{
 		Name:     netdev.TapName(s.spec.ID, netdev.PrimaryNIC),
-		Bridge:   s.spec.NIC.Bridge,
+		Bridge:   nic.Bridge,
 		GuestMAC: mac,
 		Queues:   queues,
 	})
@@ -180,7 +183,7 @@ func (s *Shim) createTAP(ctx context.Context) error {
 		return err
 	}
 	s.tap = tap
-	s.progress("tap %s attached to %s", tap.Name, s.spec.NIC.Bridge)
+	s.progress("tap %s attached to %s", tap.Name, nic.Bridge)
 	return nil
 }
 

@@ -37,7 +37,7 @@ func newTestVM(t *testing.T) (vmspec.Layout, *vmspec.Spec) {
 	if err := os.MkdirAll(layout.VMDir(spec.ID), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", spec.Disk.Path, "64M").CombinedOutput(); err != nil {
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", spec.SystemDisk().Path, "64M").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v %s", err, out)
 	}
 	if err := spec.Save(layout.SpecFile(spec.ID)); err != nil {
@@ -188,10 +188,10 @@ func TestCheckDiskRefusesALink(t *testing.T) {
 		t.Fatalf("a plain qcow2 disk: %v", err)
 	}
 	elsewhere := filepath.Join(t.TempDir(), "disk.qcow2")
-	if err := os.Rename(spec.Disk.Path, elsewhere); err != nil {
+	if err := os.Rename(spec.SystemDisk().Path, elsewhere); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(elsewhere, spec.Disk.Path); err != nil {
+	if err := os.Symlink(elsewhere, spec.SystemDisk().Path); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.checkDisk(ctx); err == nil || !strings.Contains(err.Error(), "not a regular file") {

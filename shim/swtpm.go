@@ -14,7 +14,7 @@ import (
 // (--terminate), and teardown stops it in any case; if the shim itself is
 // killed, the unit's KillMode=mixed takes it with the rest of the cgroup.
 func (s *Shim) startSWTPM(ctx context.Context) error {
-	t := s.spec.TPM
+	t := s.spec.TPM()
 	if t == nil {
 		return nil
 	}

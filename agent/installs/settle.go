@@ -116,7 +116,8 @@ func (s Settler) Settle(ctx context.Context, vm VM) *vmspec.Install {
 			if sp.Install.BootOnce == "" {
 				sp.Boot = nil
 			}
-			sp.ISOPath, sp.Install.AnswerISO, sp.Install.VirtioWinISO = "", "", ""
+			sp.DetachISO()
+			sp.Install.AnswerISO, sp.Install.VirtioWinISO = "", ""
 			msg = fmt.Sprintf("install done after %s: media detached, answer ISO deleted", sp.Install.Duration().Round(time.Second))
 		} else {
 			msg = fmt.Sprintf("install failed (%s) after %s: media kept for inspection in %s",

@@ -33,6 +33,9 @@ type CreateVMInput struct {
 	// VirtioWinPath is the virtio-win driver ISO a Windows install attaches;
 	// empty takes the agent's setting or searches the usual places.
 	VirtioWinPath string `json:"virtioWinPath,omitempty"`
+	// Devices adds devices beyond those the flat fields above make (disk0,
+	// cd0, net0, pci0): for now, more NICs.
+	Devices []Device `json:"devices,omitempty"`
 }
 
 // DirectBoot boots a kernel and initrd without firmware, as the test guest
@@ -66,6 +69,9 @@ type VM struct {
 	Firmware string         `json:"firmware"`
 	TPM      bool           `json:"tpm,omitempty"` // an emulated TPM 2.0 (swtpm)
 	Install  *InstallStatus `json:"install,omitempty"`
+	// Devices are all of the VM's devices; the flat fields above show the
+	// first disk, CD-ROM, NIC and PCI device.
+	Devices []Device `json:"devices"`
 
 	Status    Status    `json:"status"`
 	Reason    Reason    `json:"reason"`

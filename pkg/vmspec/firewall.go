@@ -57,7 +57,7 @@ func (f VMFirewall) Validate() error {
 // with its TAP, and the VM's rules, which apply to every NIC. The known
 // addresses are the primary NIC's.
 func (f VMFirewall) FirewallVM(s *Spec) firewall.VM {
-	nic := firewall.NIC{Name: netdev.PrimaryNIC, TAP: netdev.TapName(s.ID, netdev.PrimaryNIC), MAC: s.NIC.MAC, IPs: f.IPs}
+	nic := firewall.NIC{Name: netdev.PrimaryNIC, TAP: netdev.TapName(s.ID, netdev.PrimaryNIC), MAC: s.NICs()[0].NIC.MAC, IPs: f.IPs}
 	return firewall.VM{ID: s.ID, NICs: []firewall.NIC{nic}, RuleSet: f.RuleSet}
 }
 

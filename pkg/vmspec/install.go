@@ -22,12 +22,6 @@ type Firmware struct {
 	SecureBoot bool `json:"secureBoot"`
 }
 
-// TPM is an emulated TPM 2.0: the shim runs swtpm as its own child with the
-// TPM's state in StateDir, inside the VM's directory.
-type TPM struct {
-	StateDir string `json:"stateDir"`
-}
-
 // Install is an unattended install: what the shim needs to run the
 // installer, and where it stands. The install's secrets are not here: the
 // answer ISO, mode 0600 in the VM's directory, is the only copy of them.
@@ -172,9 +166,9 @@ func (s *Spec) FirmwareName() string {
 
 // validatePlatform checks the firmware, TPM and install sections of a
 // stored spec. The VM's files must lie in the VM's directory, which is the
-// disk's.
+// system disk's.
 func (s *Spec) validatePlatform() error {
-	vmDir := filepath.Dir(s.Disk.Path)
+	vmDir := filepath.Dir(s.SystemDisk().Path)
 	inVMDir := func(field, p string) error {
 		if err := CheckHostPath(field, p); err != nil {
 			return err
@@ -192,9 +186,11 @@ func (s *Spec) validatePlatform() error {
 			return err
 		}
 	}
-	if s.TPM != nil {
-		if err := inVMDir("tpm.stateDir", s.TPM.StateDir); err != nil {
-			return err
+	for i, d := range s.Devices {
+		if d.Type == api.DeviceTPM {
+			if err := inVMDir(fmt.Sprintf("devices[%d].tpm.stateDir", i), d.TPM.StateDir); err != nil {
+				return err
+			}
 		}
 	}
 	i := s.Install
@@ -231,8 +227,8 @@ func (s *Spec) validatePlatform() error {
 		return errdefs.Invalid("install.bootOnce", "must be %q or empty, got %q", BootOnceISO, i.BootOnce)
 	}
 	if i.Active() {
-		if s.ISOPath == "" {
-			return errdefs.Invalid("isoPath", "an unfinished install needs its OS ISO")
+		if s.ISOPath() == "" {
+			return errdefs.Invalid("devices", "an unfinished install needs its OS ISO in the first CD-ROM drive")
 		}
 		if i.BootOnce == "" && s.Boot == nil {
 			return errdefs.Invalid("install.bootOnce", "the installer boots neither from the ISO nor from a kernel")

@@ -25,7 +25,7 @@ func installSpec(t *testing.T) *Spec {
 	s.Display.Port = 5901
 	l := defaults.Layout
 	s.Firmware = &Firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", Vars: l.UEFIVars(s.ID), SecureBoot: true}
-	s.TPM = &TPM{StateDir: l.TPMStateDir(s.ID)}
+	s.AddDevice(NewDevice("tpm0", TPM{StateDir: l.TPMStateDir(s.ID)}))
 	s.Install = &Install{
 		State: api.InstallPending, OS: "windows11", AnswerISO: l.AnswerISO(s.ID),
 		VirtioWinISO: "/usr/share/virtio-win/virtio-win.iso", BootOnce: BootOnceISO,
@@ -55,17 +55,17 @@ func TestInstallSpecValidates(t *testing.T) {
 
 func TestInstallSpecNamesTheField(t *testing.T) {
 	cases := map[string]func(*Spec){
-		"firmware.code":        func(s *Spec) { s.Firmware.Code = "OVMF_CODE.fd" },
-		"firmware.vars":        func(s *Spec) { s.Firmware.Vars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" },
-		"tpm.stateDir":         func(s *Spec) { s.TPM.StateDir = "/var/lib/swtpm" },
-		"install.state":        func(s *Spec) { s.Install.State = "halfway" },
-		"install.os":           func(s *Spec) { s.Install.OS = "ubuntu" },
-		"install.answerIso":    func(s *Spec) { s.Install.AnswerISO = "/tmp/answers.iso" },
-		"install.virtioWinIso": func(s *Spec) { s.Install.VirtioWinISO = "virtio-win.iso" },
-		"install.timeoutSec":   func(s *Spec) { s.Install.TimeoutSec = 0 },
-		"install.bootOnce":     func(s *Spec) { s.Install.BootOnce = "floppy" },
-		"isoPath":              func(s *Spec) { s.ISOPath = "" },
-		"install.startedAt":    func(s *Spec) { s.Install.State = api.InstallRunning },
+		"firmware.code":           func(s *Spec) { s.Firmware.Code = "OVMF_CODE.fd" },
+		"firmware.vars":           func(s *Spec) { s.Firmware.Vars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" },
+		"devices[3].tpm.stateDir": func(s *Spec) { s.TPM().StateDir = "/var/lib/swtpm" },
+		"install.state":           func(s *Spec) { s.Install.State = "halfway" },
+		"install.os":              func(s *Spec) { s.Install.OS = "ubuntu" },
+		"install.answerIso":       func(s *Spec) { s.Install.AnswerISO = "/tmp/answers.iso" },
+		"install.virtioWinIso":    func(s *Spec) { s.Install.VirtioWinISO = "virtio-win.iso" },
+		"install.timeoutSec":      func(s *Spec) { s.Install.TimeoutSec = 0 },
+		"install.bootOnce":        func(s *Spec) { s.Install.BootOnce = "floppy" },
+		"devices":                 func(s *Spec) { s.RemoveDevice("cd0") },
+		"install.startedAt":       func(s *Spec) { s.Install.State = api.InstallRunning },
 	}
 	for field, mutate := range cases {
 		s := installSpec(t)
@@ -77,13 +77,14 @@ func TestInstallSpecNamesTheField(t *testing.T) {
 	}
 	// A done install has its media detached: no ISO is fine then.
 	s := installSpec(t)
-	s.Install.State, s.ISOPath = api.InstallDone, ""
+	s.Install.State = api.InstallDone
+	s.RemoveDevice("cd0")
 	if err := s.Validate(); err != nil {
 		t.Errorf("done install without ISO: %v", err)
 	}
 	// The answer ISO's directory must not be a sibling that merely shares a prefix.
 	s = installSpec(t)
-	s.Install.AnswerISO = filepath.Dir(s.Disk.Path) + "-evil/answers.iso"
+	s.Install.AnswerISO = filepath.Dir(s.SystemDisk().Path) + "-evil/answers.iso"
 	if err := s.Validate(); err == nil {
 		t.Error("an answer ISO outside the VM directory passed")
 	}

@@ -10,47 +10,36 @@ import (
 	"github.com/infinibay/infinivirt/pkg/atomicfile"
 )
 
-// CurrentVersion is the spec file format this build writes.
-const CurrentVersion = 1
+// CurrentVersion is the spec file format this build writes. Load also reads
+// version 1 (one disk, one NIC, the GPU and ISO as strings) and converts it.
+const CurrentVersion = 2
 
 // Spec is a VM's definition as persisted in spec.json (mode 0600: it holds
 // the display password). The agent writes it; the shim only reads it.
 type Spec struct {
-	Version   int             `json:"version"`
-	ID        string          `json:"id"`
-	Name      string          `json:"name"`
-	OS        string          `json:"os"`
-	CPUs      int             `json:"cpus"`
-	MemoryMiB int             `json:"memoryMiB"`
-	Disk      Disk            `json:"disk"`
-	NIC       NIC             `json:"nic"`
-	Display   Display         `json:"display"`
-	GPU       string          `json:"gpuPciAddress,omitempty"`
-	ISOPath   string          `json:"isoPath,omitempty"`
-	Boot      *api.DirectBoot `json:"boot,omitempty"`
-	Accel     string          `json:"accel"` // kvm or tcg
+	Version   int     `json:"version"`
+	ID        string  `json:"id"`
+	Name      string  `json:"name"`
+	OS        string  `json:"os"`
+	CPUs      int     `json:"cpus"`
+	MemoryMiB int     `json:"memoryMiB"`
+	Display   Display `json:"display"`
+	// Devices are the VM's devices, each named once and for good: the name
+	// is its QEMU id.
+	Devices []Device        `json:"devices"`
+	Boot    *api.DirectBoot `json:"boot,omitempty"`
+	Accel   string          `json:"accel"` // kvm or tcg
 	// ShutdownTimeoutSec is how long the ACPI ladder waits before quit.
 	ShutdownTimeoutSec int       `json:"shutdownTimeoutSec"`
 	Autostart          bool      `json:"autostart"`
 	CreatedAt          time.Time `json:"createdAt"`
 	// Firmware is UEFI; nil boots with the BIOS.
 	Firmware *Firmware `json:"firmware,omitempty"`
-	TPM      *TPM      `json:"tpm,omitempty"`
 	// Install is the VM's unattended install, while it runs and after.
 	Install *Install `json:"install,omitempty"`
-}
 
-// Disk is the VM's system disk.
-type Disk struct {
-	Path      string `json:"path"`
-	Format    string `json:"format"` // qcow2 or raw, never probed
-	SizeBytes int64  `json:"sizeBytes"`
-}
-
-// NIC is the VM's network interface.
-type NIC struct {
-	MAC    string `json:"mac"`
-	Bridge string `json:"bridge"`
+	// loadedVersion is the version of the file Load read.
+	loadedVersion int
 }
 
 // Display is the VM's remote console.
@@ -61,35 +50,69 @@ type Display struct {
 	Password string `json:"password"`
 }
 
-// Load reads and checks a spec file.
+// Load reads and checks a spec file, converting an older version.
 func Load(path string) (*Spec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var s Spec
-	if err := json.Unmarshal(b, &s); err != nil {
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
 		return nil, fmt.Errorf("spec %s: %w", path, err)
 	}
-	if s.Version != CurrentVersion {
-		return nil, fmt.Errorf("spec %s: version %d, this build reads %d", path, s.Version, CurrentVersion)
+	var s *Spec
+	switch head.Version {
+	case 1:
+		var v1 specV1
+		if err := json.Unmarshal(b, &v1); err != nil {
+			return nil, fmt.Errorf("spec %s: %w", path, err)
+		}
+		s = v1.convert()
+	case CurrentVersion:
+		s = new(Spec)
+		if err := json.Unmarshal(b, s); err != nil {
+			return nil, fmt.Errorf("spec %s: %w", path, err)
+		}
+	default:
+		return nil, fmt.Errorf("spec %s: version %d, this build reads 1 to %d", path, head.Version, CurrentVersion)
 	}
+	s.loadedVersion = head.Version
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("spec %s: %w", path, err)
 	}
-	return &s, nil
+	return s, nil
 }
 
-// Save writes the spec atomically with mode 0600.
+// Upgraded reports whether Load read an older version than this build
+// writes: saving the spec rewrites the file in the current version.
+func (s *Spec) Upgraded() bool { return s.loadedVersion != 0 && s.loadedVersion < CurrentVersion }
+
+// Save writes the spec atomically with mode 0600, in the current version.
 func (s *Spec) Save(path string) error {
-	b, err := json.MarshalIndent(s, "", "  ")
+	c := *s
+	c.Version = CurrentVersion
+	b, err := json.MarshalIndent(&c, "", "  ")
 	if err != nil {
 		return err
 	}
 	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
-// View is the spec as the API shows it: everything but the password.
+// Clone is a deep copy, to change without touching s.
+func (s *Spec) Clone() *Spec {
+	c := *s
+	c.Devices = cloneDevices(s.Devices)
+	c.Boot = clonePtr(s.Boot)
+	c.Firmware = clonePtr(s.Firmware)
+	c.Install = clonePtr(s.Install)
+	return &c
+}
+
+// View is the spec as the API shows it: everything but the password. The
+// flat fields show the first disk, CD-ROM, NIC and PCI device, as a v1
+// spec held them.
 func (s *Spec) View() api.VM {
 	v := api.VM{
 		ID:              s.ID,
@@ -97,24 +120,64 @@ func (s *Spec) View() api.VM {
 		OS:              s.OS,
 		CPUCores:        s.CPUs,
 		RAMGB:           float64(s.MemoryMiB) / 1024,
-		DiskSizeGB:      float64(s.Disk.SizeBytes) / (1 << 30),
-		DiskFormat:      s.Disk.Format,
-		MACAddress:      s.NIC.MAC,
-		NetworkBridge:   s.NIC.Bridge,
 		GraphicProtocol: s.Display.Protocol,
 		GraphicListen:   s.Display.Listen,
 		GraphicPort:     s.Display.Port,
-		GPUPCIAddress:   s.GPU,
-		ISOPath:         s.ISOPath,
+		ISOPath:         s.ISOPath(),
 		Accel:           s.Accel,
 		Boot:            s.Boot,
 		Autostart:       s.Autostart,
 		Unit:            UnitName(s.ID),
 		Firmware:        s.FirmwareName(),
-		TPM:             s.TPM != nil,
+		TPM:             s.TPM() != nil,
+		Devices:         cloneDevices(s.Devices),
+	}
+	if d := s.SystemDisk(); d != nil {
+		v.DiskSizeGB, v.DiskFormat = float64(d.SizeBytes)/(1<<30), d.Format
+	}
+	if l := s.NICs(); len(l) > 0 {
+		v.MACAddress, v.NetworkBridge = l[0].NIC.MAC, l[0].NIC.Bridge
+	}
+	if l := s.PCIs(); len(l) > 0 {
+		v.GPUPCIAddress = l[0].PCI.Host
 	}
 	if s.Install != nil {
 		v.Install = s.Install.Status()
 	}
 	return v
+}
+
+// specV1 is the version 1 file: one of everything.
+type specV1 struct {
+	Spec
+	Version int `json:"version"`
+	Disk    struct {
+		Path      string `json:"path"`
+		Format    string `json:"format"`
+		SizeBytes int64  `json:"sizeBytes"`
+	} `json:"disk"`
+	NIC     NIC      `json:"nic"`
+	GPU     string   `json:"gpuPciAddress,omitempty"`
+	ISOPath string   `json:"isoPath,omitempty"`
+	TPM     *TPM     `json:"tpm,omitempty"`
+	Devices []Device `json:"-"`
+}
+
+// convert gives the devices the names and boot order today's shim gave
+// them: disk0 boots first, then cd0, the OS ISO.
+func (v *specV1) convert() *Spec {
+	s := v.Spec
+	s.Version = CurrentVersion
+	s.Devices = []Device{NewDevice("disk0", Disk{Path: v.Disk.Path, Format: v.Disk.Format, SizeBytes: v.Disk.SizeBytes, BootIndex: 1})}
+	if v.ISOPath != "" {
+		s.Devices = append(s.Devices, NewDevice("cd0", CDROM{Path: v.ISOPath, BootIndex: 2}))
+	}
+	s.Devices = append(s.Devices, NewDevice("net0", v.NIC))
+	if v.GPU != "" {
+		s.Devices = append(s.Devices, NewDevice("pci0", PCI{Host: v.GPU}))
+	}
+	if v.TPM != nil {
+		s.Devices = append(s.Devices, NewDevice("tpm0", *v.TPM))
+	}
+	return &s
 }

@@ -1,10 +1,12 @@
 package vmspec
 
 import (
+	"fmt"
 	"math"
 	"net"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -49,148 +51,240 @@ type Defaults struct {
 	Now            func() time.Time
 }
 
-// FromCreateInput checks every field of a create request on its own, without
-// looking at the host, and returns the spec it describes. The error names the
-// first field at fault with its JSON name. Host checks (bridge, port, files,
-// duplicates) are the agent's.
+// FromCreateInput maps a create request onto the spec it describes and
+// checks it, without looking at the host. The request's values in its own
+// units (GiB, an optional MAC) are checked here; the spec they make is
+// checked by the spec's own rules, and the error names the request field
+// the client sent (diskSizeGB, macAddress, devices[0].nic.bridge). Host
+// checks (bridge, port, files, duplicates) are the agent's.
 func FromCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
+	s, err := mapCreateInput(in, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validate(false); err != nil {
+		return nil, errdefs.RenameField(err, func(f string) string { return CreateInputField(in, f) })
+	}
+	return s, nil
+}
+
+// createOrigin is where a device of a created spec comes from: a flat
+// field of the request (index -1), or an entry of its devices list.
+type createOrigin struct {
+	typ   api.DeviceType
+	index int
+}
+
+// createOrigins lists the devices a create request makes, in the spec's
+// order: disk0, cd0 (isoPath), net0, the request's own devices, pci0
+// (gpuPciAddress).
+func createOrigins(in api.CreateVMInput) []createOrigin {
+	o := []createOrigin{{api.DeviceDisk, -1}}
+	if in.ISOPath != "" {
+		o = append(o, createOrigin{api.DeviceCDROM, -1})
+	}
+	o = append(o, createOrigin{api.DeviceNIC, -1})
+	for i, d := range in.Devices {
+		o = append(o, createOrigin{d.Type, i})
+	}
+	if in.GPUPCIAddress != "" {
+		o = append(o, createOrigin{api.DevicePCI, -1})
+	}
+	return o
+}
+
+// flatFields are the request fields of the devices a request's flat fields make.
+var flatFields = map[api.DeviceType]map[string]string{
+	api.DeviceDisk:  {"disk.sizeBytes": "diskSizeGB", "disk.format": "diskFormat", "disk.path": "diskFormat"},
+	api.DeviceCDROM: {"cdrom.path": "isoPath"},
+	api.DeviceNIC:   {"nic.mac": "macAddress", "nic.bridge": "networkBridge"},
+	api.DevicePCI:   {"pci.host": "gpuPciAddress"},
+}
+
+// specFields are the request fields of the spec's other fields; the rest
+// (name, os, accel, boot.kernel, ...) are spelled alike.
+var specFields = map[string]string{
+	"id": "internalName", "cpus": "cpuCores", "memoryMiB": "ramGB",
+	"display.protocol": "graphicProtocol", "display.port": "graphicPort", "display.password": "graphicPassword",
+}
+
+var deviceFieldRE = regexp.MustCompile(`^devices\[(\d+)\]\.?(.*)$`)
+
+// CreateInputField is the field of the create request in that a field of
+// the spec it made (devices[2].nic.mac) comes from, or "" when the two
+// are spelled alike.
+func CreateInputField(in api.CreateVMInput, specField string) string {
+	if f, ok := specFields[specField]; ok {
+		return f
+	}
+	m := deviceFieldRE.FindStringSubmatch(specField)
+	if m == nil {
+		return ""
+	}
+	i, _ := strconv.Atoi(m[1])
+	origins := createOrigins(in)
+	if i >= len(origins) {
+		return ""
+	}
+	o := origins[i]
+	if o.index >= 0 {
+		if m[2] == "" {
+			return fmt.Sprintf("devices[%d]", o.index)
+		}
+		return fmt.Sprintf("devices[%d].%s", o.index, m[2])
+	}
+	return flatFields[o.typ][m[2]]
+}
+
+// mapCreateInput builds the spec a request describes, filling what it
+// leaves empty, and refuses what cannot be mapped at all.
+func mapCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 	id := strings.ToLower(strings.TrimSpace(in.InternalName))
 	if !uuidRE.MatchString(id) {
 		return nil, errdefs.Invalid("internalName", "must be a UUID like 0f8fad5b-d9cb-469f-a165-70867728950e, got %q", in.InternalName)
 	}
-	if err := checkName(in.Name); err != nil {
-		return nil, err
-	}
-	if !contains(OSes, in.OS) {
-		return nil, errdefs.Invalid("os", "must be one of %s, got %q", strings.Join(OSes, ", "), in.OS)
-	}
-	if in.CPUCores < 1 || in.CPUCores > MaxCPUs {
-		return nil, errdefs.Invalid("cpuCores", "must be between 1 and %d, got %d", MaxCPUs, in.CPUCores)
-	}
 	memMiB, ok := wholeMiB(in.RAMGB)
-	if !ok || memMiB < MinMemoryMiB || memMiB > MaxMemoryMiB {
+	if !ok {
 		return nil, errdefs.Invalid("ramGB", "must be a whole number of MiB between %d MiB and %d GiB, got %v GiB", MinMemoryMiB, MaxMemoryMiB>>10, in.RAMGB)
 	}
 	diskMiB, ok := wholeMiB(in.DiskSizeGB)
-	if !ok || diskMiB < 1 || int64(diskMiB)<<20 > MaxDiskBytes {
+	if !ok {
 		return nil, errdefs.Invalid("diskSizeGB", "must be a whole number of MiB between 1 MiB and %d TiB, got %v GiB", MaxDiskBytes>>40, in.DiskSizeGB)
 	}
 	format := in.DiskFormat
 	if format == "" {
 		format = "qcow2"
 	}
-	if format != "qcow2" && format != "raw" {
-		return nil, errdefs.Invalid("diskFormat", "must be qcow2 or raw, got %q", in.DiskFormat)
-	}
-	mac := in.MACAddress
-	if mac == "" {
-		mac = netdev.GenerateMAC().String()
-	} else {
-		hw, err := netdev.ParseMAC(mac)
-		if err != nil {
-			return nil, errdefs.Invalid("macAddress", "%v", err)
-		}
-		mac = hw.String()
-	}
-	if !bridgeRE.MatchString(in.NetworkBridge) {
-		return nil, errdefs.Invalid("networkBridge", "must be an interface name of 1 to 15 letters, digits, '-', '_' or '.', got %q", in.NetworkBridge)
-	}
-	disp, err := checkDisplay(in)
+	mac, err := normalMAC("macAddress", in.MACAddress)
 	if err != nil {
 		return nil, err
-	}
-	disp.Listen = d.GraphicsListen
-	gpu := strings.ToLower(in.GPUPCIAddress)
-	if gpu != "" {
-		if !pciRE.MatchString(gpu) {
-			return nil, errdefs.Invalid("gpuPciAddress", "must be a PCI address like 0000:01:00.0, got %q", in.GPUPCIAddress)
-		}
-		if len(gpu) == 7 {
-			gpu = "0000:" + gpu
-		}
-	}
-	if in.ISOPath != "" {
-		if err := CheckHostPath("isoPath", in.ISOPath); err != nil {
-			return nil, err
-		}
-	}
-	if in.Boot != nil {
-		if err := checkBoot(in.Boot); err != nil {
-			return nil, err
-		}
 	}
 	accel := in.Accel
 	if accel == "" {
 		accel = d.Accel
 	}
-	if accel != "kvm" && accel != "tcg" {
-		return nil, errdefs.Invalid("accel", "must be kvm or tcg, got %q", in.Accel)
-	}
 	timeout := in.ShutdownTimeoutSec
 	if timeout == 0 {
 		timeout = DefaultShutdownSec
-	}
-	if timeout < 1 || timeout > MaxShutdownSec {
-		return nil, errdefs.Invalid("shutdownTimeoutSec", "must be between 1 and %d seconds, got %d", MaxShutdownSec, in.ShutdownTimeoutSec)
 	}
 	now := time.Now
 	if d.Now != nil {
 		now = d.Now
 	}
-	return &Spec{
+	s := &Spec{
 		Version:   CurrentVersion,
 		ID:        id,
 		Name:      in.Name,
 		OS:        in.OS,
 		CPUs:      in.CPUCores,
 		MemoryMiB: memMiB,
-		Disk: Disk{
-			Path:      filepath.Join(d.Layout.VMDir(id), "disk0."+format),
-			Format:    format,
-			SizeBytes: int64(diskMiB) << 20,
+		Display: Display{
+			Protocol: in.GraphicProtocol, Listen: d.GraphicsListen, Port: in.GraphicPort, Password: in.GraphicPassword,
 		},
-		NIC:                NIC{MAC: mac, Bridge: in.NetworkBridge},
-		Display:            disp,
-		GPU:                gpu,
-		ISOPath:            in.ISOPath,
 		Boot:               in.Boot,
 		Accel:              accel,
 		ShutdownTimeoutSec: timeout,
 		Autostart:          in.Autostart,
 		CreatedAt:          now().UTC().Truncate(time.Second),
-	}, nil
+	}
+	s.AddDevice(NewDevice("disk0", Disk{
+		Path:      filepath.Join(d.Layout.VMDir(id), "disk0."+format),
+		Format:    format,
+		SizeBytes: int64(diskMiB) << 20,
+		BootIndex: 1,
+	}))
+	if in.ISOPath != "" {
+		s.AddDevice(NewDevice("cd0", CDROM{Path: in.ISOPath, BootIndex: 2}))
+	}
+	s.AddDevice(NewDevice("net0", NIC{MAC: mac, Bridge: in.NetworkBridge}))
+	var named []string
+	for _, dev := range in.Devices {
+		if dev.Name != "" {
+			named = append(named, dev.Name)
+		}
+	}
+	for i, dev := range in.Devices {
+		f := fmt.Sprintf("devices[%d]", i)
+		if dev.Type != api.DeviceNIC || dev.NIC == nil {
+			return nil, errdefs.Invalid(f+".type", "a create request adds only nic devices with their nic section, got %q", dev.Type)
+		}
+		if dev.Disk != nil || dev.CDROM != nil || dev.PCI != nil || dev.USB != nil || dev.TPM != nil || dev.Balloon != nil || dev.Channel != nil {
+			return nil, errdefs.Invalid(f, "a nic device has only its nic section")
+		}
+		nic := *dev.NIC
+		if nic.MAC, err = normalMAC(f+".nic.mac", nic.MAC); err != nil {
+			return nil, err
+		}
+		name := dev.Name
+		if name == "" {
+			name = s.FreeName(api.DeviceNIC, named...)
+		}
+		s.AddDevice(NewDevice(name, nic))
+	}
+	if in.GPUPCIAddress != "" {
+		gpu := strings.ToLower(in.GPUPCIAddress)
+		if pciRE.MatchString(gpu) && len(gpu) == 7 {
+			gpu = "0000:" + gpu
+		}
+		s.AddDevice(NewDevice("pci0", PCI{Host: gpu}))
+	}
+	return s, nil
 }
 
-// Validate re-checks a loaded spec, so that a hand-edited file fails loudly
-// in the shim rather than producing a strange QEMU.
-func (s *Spec) Validate() error {
-	in := api.CreateVMInput{
-		Name: s.Name, InternalName: s.ID, OS: s.OS, CPUCores: s.CPUs,
-		RAMGB: float64(s.MemoryMiB) / 1024, DiskSizeGB: float64(s.Disk.SizeBytes) / (1 << 30),
-		MACAddress: s.NIC.MAC, NetworkBridge: s.NIC.Bridge, GraphicProtocol: s.Display.Protocol,
-		GraphicPort: s.Display.Port, GraphicPassword: s.Display.Password, GPUPCIAddress: s.GPU,
-		ISOPath: s.ISOPath, DiskFormat: s.Disk.Format, Accel: s.Accel, Boot: s.Boot,
-		ShutdownTimeoutSec: s.ShutdownTimeoutSec,
+// normalMAC is a request's MAC address in the spec's form, generated when empty.
+func normalMAC(field, mac string) (string, error) {
+	if mac == "" {
+		return netdev.GenerateMAC().String(), nil
 	}
-	if _, err := FromCreateInput(in, Defaults{Accel: s.Accel, GraphicsListen: s.Display.Listen}); err != nil {
+	hw, err := netdev.ParseMAC(mac)
+	if err != nil {
+		return "", errdefs.Invalid(field, "%v", err)
+	}
+	return hw.String(), nil
+}
+
+// Validate re-checks a loaded spec on its own terms, so that a hand-edited
+// file fails loudly in the shim rather than producing a strange QEMU. The
+// error names the spec field at fault (devices[0].disk.path).
+func (s *Spec) Validate() error { return s.validate(true) }
+
+// validate checks the spec; a stored one must also hold what a create
+// fills in later (the display's port).
+func (s *Spec) validate(stored bool) error {
+	if !uuidRE.MatchString(s.ID) {
+		return errdefs.Invalid("id", "must be a lower-case UUID like 0f8fad5b-d9cb-469f-a165-70867728950e, got %q", s.ID)
+	}
+	if err := checkName(s.Name); err != nil {
 		return err
 	}
-	// What a create fills in when the request leaves it empty, a stored
-	// spec must hold itself.
-	if s.Display.Port == 0 {
-		return errdefs.Invalid("graphicPort", "a stored spec needs an allocated port")
+	if !contains(OSes, s.OS) {
+		return errdefs.Invalid("os", "must be one of %s, got %q", strings.Join(OSes, ", "), s.OS)
 	}
-	if s.NIC.MAC == "" {
-		return errdefs.Invalid("macAddress", "a stored spec needs its MAC address")
+	if s.CPUs < 1 || s.CPUs > MaxCPUs {
+		return errdefs.Invalid("cpus", "must be between 1 and %d, got %d", MaxCPUs, s.CPUs)
 	}
-	if s.Disk.Format == "" {
-		return errdefs.Invalid("diskFormat", "a stored spec names its disk's format")
+	if s.MemoryMiB < MinMemoryMiB || s.MemoryMiB > MaxMemoryMiB {
+		return errdefs.Invalid("memoryMiB", "must be between %d MiB and %d GiB, got %d MiB", MinMemoryMiB, MaxMemoryMiB>>10, s.MemoryMiB)
 	}
-	if net.ParseIP(s.Display.Listen) == nil {
-		return errdefs.Invalid("graphicListen", "must be an IP address, got %q", s.Display.Listen)
-	}
-	if err := CheckHostPath("disk.path", s.Disk.Path); err != nil {
+	if err := checkDisplay(s.Display, stored); err != nil {
 		return err
+	}
+	if err := s.validateDevices(); err != nil {
+		return err
+	}
+	if s.Boot != nil {
+		if err := checkBoot(s.Boot); err != nil {
+			return err
+		}
+	}
+	if s.Accel != "kvm" && s.Accel != "tcg" {
+		return errdefs.Invalid("accel", "must be kvm or tcg, got %q", s.Accel)
+	}
+	if s.ShutdownTimeoutSec < 1 || s.ShutdownTimeoutSec > MaxShutdownSec {
+		return errdefs.Invalid("shutdownTimeoutSec", "must be between 1 and %d seconds, got %d", MaxShutdownSec, s.ShutdownTimeoutSec)
+	}
+	if !stored {
+		return nil
 	}
 	return s.validatePlatform()
 }
@@ -207,35 +301,43 @@ func checkName(name string) error {
 	return nil
 }
 
-func checkDisplay(in api.CreateVMInput) (Display, error) {
-	d := Display{Protocol: in.GraphicProtocol, Port: in.GraphicPort, Password: in.GraphicPassword}
+func checkDisplay(d Display, stored bool) error {
 	maxPass := 0
-	switch in.GraphicProtocol {
+	switch d.Protocol {
 	case "vnc":
 		maxPass = MaxVNCPassword
 		if d.Port != 0 && (d.Port < 5900 || d.Port > 65535) {
-			return d, errdefs.Invalid("graphicPort", "a VNC port must be between 5900 and 65535 (or 0 to allocate), got %d", d.Port)
+			return errdefs.Invalid("display.port", "a VNC port must be between 5900 and 65535 (or 0 to allocate), got %d", d.Port)
 		}
 	case "spice":
 		maxPass = MaxSpicePassword
 		if d.Port != 0 && (d.Port < 1024 || d.Port > 65535) {
-			return d, errdefs.Invalid("graphicPort", "a SPICE port must be between 1024 and 65535 (or 0 to allocate), got %d", d.Port)
+			return errdefs.Invalid("display.port", "a SPICE port must be between 1024 and 65535 (or 0 to allocate), got %d", d.Port)
 		}
 	default:
-		return d, errdefs.Invalid("graphicProtocol", "must be spice or vnc, got %q", in.GraphicProtocol)
+		return errdefs.Invalid("display.protocol", "must be spice or vnc, got %q", d.Protocol)
 	}
 	if d.Password == "" {
-		return d, errdefs.Invalid("graphicPassword", "is required: a display without one would refuse every login")
+		return errdefs.Invalid("display.password", "is required: a display without one would refuse every login")
 	}
 	if len(d.Password) > maxPass {
-		return d, errdefs.Invalid("graphicPassword", "a %s password has at most %d characters, got %d", in.GraphicProtocol, maxPass, len(d.Password))
+		return errdefs.Invalid("display.password", "a %s password has at most %d characters, got %d", d.Protocol, maxPass, len(d.Password))
 	}
 	for _, r := range d.Password {
 		if r < 0x20 || r > 0x7e {
-			return d, errdefs.Invalid("graphicPassword", "must be printable ASCII")
+			return errdefs.Invalid("display.password", "must be printable ASCII")
 		}
 	}
-	return d, nil
+	if !stored {
+		return nil
+	}
+	if d.Port == 0 {
+		return errdefs.Invalid("display.port", "a stored spec needs an allocated port")
+	}
+	if net.ParseIP(d.Listen) == nil {
+		return errdefs.Invalid("display.listen", "must be an IP address, got %q", d.Listen)
+	}
+	return nil
 }
 
 func checkBoot(b *api.DirectBoot) error {

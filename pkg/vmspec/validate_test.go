@@ -3,6 +3,7 @@ package vmspec
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +34,17 @@ func TestFromCreateInputNormalises(t *testing.T) {
 	if s.ID != "0f8fad5b-d9cb-469f-a165-70867728950e" {
 		t.Errorf("id not lower-cased: %s", s.ID)
 	}
-	if s.MemoryMiB != 128 || s.Disk.SizeBytes != 1<<30 || s.Disk.Format != "qcow2" {
-		t.Errorf("sizes: %d MiB, %d bytes, %s", s.MemoryMiB, s.Disk.SizeBytes, s.Disk.Format)
+	disk := s.SystemDisk()
+	if s.MemoryMiB != 128 || disk.SizeBytes != 1<<30 || disk.Format != "qcow2" || disk.BootIndex != 1 {
+		t.Errorf("sizes: %d MiB, %+v", s.MemoryMiB, disk)
 	}
-	if want := filepath.Join("/var/lib/infinivirt/vms", s.ID, "disk0.qcow2"); s.Disk.Path != want {
-		t.Errorf("disk path %s", s.Disk.Path)
+	if want := filepath.Join("/var/lib/infinivirt/vms", s.ID, "disk0.qcow2"); disk.Path != want {
+		t.Errorf("disk path %s", disk.Path)
 	}
-	if !strings.HasPrefix(s.NIC.MAC, "52:54:00:") || s.Accel != "kvm" || s.ShutdownTimeoutSec != DefaultShutdownSec {
+	if s.Device("disk0") == nil || s.Device("net0") == nil || len(s.Devices) != 2 {
+		t.Errorf("devices %+v", s.Devices)
+	}
+	if !strings.HasPrefix(s.NICs()[0].NIC.MAC, "52:54:00:") || s.Accel != "kvm" || s.ShutdownTimeoutSec != DefaultShutdownSec {
 		t.Errorf("defaults not applied: %+v", s)
 	}
 	if s.Display.Listen != "127.0.0.1" || s.Display.Port != 0 {
@@ -92,7 +97,7 @@ func TestSpecRoundTripsThroughDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != s.ID || got.Display != s.Display || got.Disk != s.Disk || !got.CreatedAt.Equal(s.CreatedAt) {
+	if got.ID != s.ID || got.Display != s.Display || *got.SystemDisk() != *s.SystemDisk() || !slices.EqualFunc(got.NICs(), s.NICs(), func(a, b *Device) bool { return *a.NIC == *b.NIC }) || !got.CreatedAt.Equal(s.CreatedAt) {
 		t.Fatalf("round trip: %+v != %+v", got, s)
 	}
 	if v := got.View(); v.GraphicPort != 5901 || v.RAMGB != 0.125 || v.Unit != UnitName(s.ID) {
@@ -102,9 +107,9 @@ func TestSpecRoundTripsThroughDisk(t *testing.T) {
 
 func TestLoadRejectsAHandEditedSpec(t *testing.T) {
 	for what, edit := range map[string]func(*Spec){
-		"a relative disk path": func(s *Spec) { s.Disk.Path = "relative/disk.qcow2" },
-		"no MAC address":       func(s *Spec) { s.NIC.MAC = "" },
-		"no disk format":       func(s *Spec) { s.Disk.Format = "" },
+		"a relative disk path": func(s *Spec) { s.SystemDisk().Path = "relative/disk.qcow2" },
+		"no MAC address":       func(s *Spec) { s.NICs()[0].NIC.MAC = "" },
+		"no disk format":       func(s *Spec) { s.SystemDisk().Format = "" },
 	} {
 		s, _ := FromCreateInput(validInput(), defaults)
 		s.Display.Port = 5901

@@ -1,0 +1,91 @@
+package api
+
+// DeviceType is the kind of one of a VM's devices.
+type DeviceType string
+
+// The device types a VM can have.
+const (
+	DeviceDisk    DeviceType = "disk"    // a virtio-blk disk on an image file in the VM's directory
+	DeviceCDROM   DeviceType = "cdrom"   // an AHCI CD-ROM drive, with an ISO or empty
+	DeviceNIC     DeviceType = "nic"     // a virtio-net interface on a TAP in a bridge
+	DevicePCI     DeviceType = "pci"     // a host PCI device passed through with vfio-pci (a GPU)
+	DeviceUSB     DeviceType = "usb"     // a host USB device passed through
+	DeviceTPM     DeviceType = "tpm"     // an emulated TPM 2.0 (swtpm)
+	DeviceBalloon DeviceType = "balloon" // a virtio memory balloon
+	DeviceChannel DeviceType = "channel" // a virtio-serial port to a host socket (the guest agent's)
+)
+
+// DeviceTypes lists every device type.
+var DeviceTypes = []DeviceType{
+	DeviceDisk, DeviceCDROM, DeviceNIC, DevicePCI, DeviceUSB, DeviceTPM, DeviceBalloon, DeviceChannel,
+}
+
+// Device is one of a VM's devices: a stable name, which is also its QEMU
+// id and block node name (disk0, cd0, net0, pci0, ...), its type, and the
+// section of that type; the other sections are empty.
+type Device struct {
+	Name    string         `json:"name,omitempty"`
+	Type    DeviceType     `json:"type"`
+	Disk    *DiskDevice    `json:"disk,omitempty"`
+	CDROM   *CDROMDevice   `json:"cdrom,omitempty"`
+	NIC     *NICDevice     `json:"nic,omitempty"`
+	PCI     *PCIDevice     `json:"pci,omitempty"`
+	USB     *USBDevice     `json:"usb,omitempty"`
+	TPM     *TPMDevice     `json:"tpm,omitempty"`
+	Balloon *BalloonDevice `json:"balloon,omitempty"`
+	Channel *ChannelDevice `json:"channel,omitempty"`
+}
+
+// DiskDevice is a disk image.
+type DiskDevice struct {
+	Path      string `json:"path"`
+	Format    string `json:"format"` // qcow2 or raw, never probed
+	SizeBytes int64  `json:"sizeBytes"`
+	// BootIndex orders the boot devices, lowest first; 0 is not bootable.
+	BootIndex int `json:"bootIndex,omitempty"`
+}
+
+// CDROMDevice is a CD-ROM drive; an empty Path is a drive without a disc.
+type CDROMDevice struct {
+	Path      string `json:"path,omitempty"`
+	BootIndex int    `json:"bootIndex,omitempty"`
+}
+
+// NICDevice is a network interface on a bridge.
+type NICDevice struct {
+	MAC    string `json:"mac"`
+	Bridge string `json:"bridge"`
+}
+
+// PCIDevice is a host PCI device, by its full address like 0000:01:00.0.
+type PCIDevice struct {
+	Host string `json:"host"`
+}
+
+// USBDevice is a host USB device, by its vendor and product IDs (four hex
+// digits each).
+type USBDevice struct {
+	VendorID  string `json:"vendorId"`
+	ProductID string `json:"productId"`
+}
+
+// TPMDevice is an emulated TPM 2.0 whose state lives in StateDir, inside
+// the VM's directory.
+type TPMDevice struct {
+	StateDir string `json:"stateDir"`
+}
+
+// BalloonDevice is a virtio memory balloon.
+type BalloonDevice struct {
+	// FreePageReporting lets the guest hand free pages back to the host.
+	FreePageReporting bool `json:"freePageReporting,omitempty"`
+	// DeflateOnOOM gives the guest memory back before its OOM killer runs.
+	DeflateOnOOM bool `json:"deflateOnOOM,omitempty"`
+}
+
+// ChannelDevice is a virtio-serial port the guest sees by Port's name
+// (org.qemu.guest_agent.0 for the QEMU guest agent); the shim holds the
+// host end.
+type ChannelDevice struct {
+	Port string `json:"port"`
+}

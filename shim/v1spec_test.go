@@ -1,0 +1,40 @@
+package shim
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// TestV1SpecsKeepTheirQEMU: a spec file written by the version 1 code,
+// converted on load, gives QEMU the argv that code gave it
+// (testdata/v1-args was recorded from it).
+func TestV1SpecsKeepTheirQEMU(t *testing.T) {
+	files, err := filepath.Glob("../pkg/vmspec/testdata/v1/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no v1 spec files: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		t.Run(name, func(t *testing.T) {
+			s, err := vmspec.Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args, err := qemuConfig(s, map[string][]int{"net0": {5, 6}}).Args()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(filepath.Join("testdata", "v1-args", name+".args"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(args, "\n") + "\n"; got != string(want) {
+				t.Errorf("argv differs from the v1 code's\n got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
