@@ -68,7 +68,7 @@ func qemuConfig(spec *vmspec.Spec, tapFDs map[string][]int) *qemu.Config {
 		case api.DeviceNIC:
 			cfg.NICs = append(cfg.NICs, qemu.NIC{ID: d.Name, MAC: d.NIC.MAC, FDs: tapFDs[d.Name]})
 		case api.DevicePCI:
-			cfg.GPU = d.PCI.Host
+			cfg.PCIs = append(cfg.PCIs, qemu.HostPCI{ID: d.Name, Host: d.PCI.Host})
 		}
 	}
 	if b := spec.Boot; b != nil {

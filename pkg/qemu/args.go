@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 )
 
 // SandboxOptions confine QEMU with seccomp: no obsolete syscalls, no setuid,
@@ -21,12 +20,14 @@ const (
 	serialDevice   = "serial-0"
 	pvpanicDevice  = "pvpanic-0"
 	videoDevice    = "video-0"
-	usbDevice      = "usb-0"
 	tabletDevice   = "tablet-0"
-	vioSerialDev   = "vioserial-0"
 	vdagentDevice  = "vdagent-0"
-	gpuPort        = "gpu-port"
-	gpuDevice      = "gpu-0"
+	// USBController is the xHCI controller's device ID; USB devices sit on
+	// its bus USBController+".0".
+	USBController = "usb-0"
+	// VirtioSerialController is the virtio-serial controller's device ID;
+	// ports sit on its bus VirtioSerialController+".0".
+	VirtioSerialController = "vioserial-0"
 )
 
 // HotplugPortID is the device ID of the i-th spare pcie-root-port, the bus
@@ -36,44 +37,6 @@ func HotplugPortID(i int) string { return "hotplug-" + strconv.Itoa(i) }
 // FileNodeName is the node name of a disk's or CD-ROM's file node; the
 // format node on top of it is named by the drive's ID.
 func FileNodeName(id string) string { return id + "-file" }
-
-// device is a JSON -device value. The field order is the order in argv.
-type device struct {
-	Driver    string `json:"driver"`
-	ID        string `json:"id,omitempty"`
-	Bus       string `json:"bus,omitempty"`
-	Chassis   int    `json:"chassis,omitempty"`
-	Drive     string `json:"drive,omitempty"`
-	Netdev    string `json:"netdev,omitempty"`
-	Chardev   string `json:"chardev,omitempty"`
-	Name      string `json:"name,omitempty"`
-	Host      string `json:"host,omitempty"`
-	MAC       string `json:"mac,omitempty"`
-	MQ        bool   `json:"mq,omitempty"`
-	Vectors   int    `json:"vectors,omitempty"`
-	BootIndex *int   `json:"bootindex,omitempty"` // nil: not bootable; 0 is QEMU's first
-	TPMDev    string `json:"tpmdev,omitempty"`
-}
-
-// blockdev is a JSON -blockdev value: a file node, or a format node on one.
-type blockdev struct {
-	Driver   string `json:"driver"`
-	NodeName string `json:"node-name"`
-	Filename string `json:"filename,omitempty"`
-	File     string `json:"file,omitempty"`
-	ReadOnly bool   `json:"read-only"`
-	// Discard passes the guest's TRIM through, so thin images stay thin.
-	Discard string `json:"discard,omitempty"`
-}
-
-// tapNetdev is a JSON -netdev value for a TAP the shim already opened.
-type tapNetdev struct {
-	Type  string `json:"type"`
-	ID    string `json:"id"`
-	FD    string `json:"fd,omitempty"`
-	FDs   string `json:"fds,omitempty"`
-	Vhost bool   `json:"vhost"` // always false: vhost-net is not assumed to exist
-}
 
 // Args validates the configuration and returns QEMU's argv, without the
 // binary. The order is stable, so golden files can pin it.
@@ -89,17 +52,18 @@ func (c *Config) Args() ([]string, error) {
 	chassis := 0
 	for i := 0; i < c.HotplugPorts; i++ {
 		chassis++
-		a.device(device{Driver: "pcie-root-port", ID: HotplugPortID(i), Bus: "pcie.0", Chassis: chassis})
+		a.device(Device{Driver: "pcie-root-port", ID: HotplugPortID(i), Bus: "pcie.0", Chassis: chassis})
 	}
 	c.diskArgs(&a)
 	c.nicArgs(&a)
 	c.displayArgs(&a)
-	if c.GPU != "" {
-		// A passed-through GPU sits behind its own root port, as on real
-		// hardware; drivers expect a PCIe endpoint there.
+	c.extraArgs(&a)
+	for _, p := range c.PCIs {
+		// A passed-through device (a GPU) sits behind its own root port, as
+		// on real hardware; drivers expect a PCIe endpoint there.
 		chassis++
-		a.device(device{Driver: "pcie-root-port", ID: gpuPort, Bus: "pcie.0", Chassis: chassis})
-		a.device(device{Driver: "vfio-pci", ID: gpuDevice, Bus: gpuPort, Host: c.GPU})
+		a.device(p.RootPort(chassis))
+		a.device(p.Device(PCIRootPortID(p.ID)))
 	}
 	if b := c.Boot; b != nil {
 		a.add("-kernel", b.Kernel)
@@ -142,47 +106,59 @@ func (c *Config) controlArgs(a *argv) {
 	a.add("-display", "none")
 	if c.SerialFD != 0 {
 		a.add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", SerialChardev, c.SerialFD))
-		a.device(device{Driver: "isa-serial", ID: serialDevice, Chardev: SerialChardev})
+		a.device(Device{Driver: "isa-serial", ID: serialDevice, Chardev: SerialChardev})
 	}
 	// pvpanic turns a guest kernel panic into a GUEST_PANICKED event.
-	a.device(device{Driver: "pvpanic", ID: pvpanicDevice})
+	a.device(Device{Driver: "pvpanic", ID: pvpanicDevice})
 }
 
 func (c *Config) diskArgs(a *argv) {
 	for _, d := range c.Disks {
-		discard := "unmap"
-		if d.ReadOnly {
-			discard = ""
-		}
-		a.blockdev(blockdev{Driver: "file", NodeName: FileNodeName(d.ID), Filename: d.Path, ReadOnly: d.ReadOnly, Discard: discard})
-		a.blockdev(blockdev{Driver: d.Format, NodeName: d.ID, File: FileNodeName(d.ID), ReadOnly: d.ReadOnly, Discard: discard})
-		a.device(device{Driver: "virtio-blk-pci", ID: d.ID, Drive: d.ID, BootIndex: c.bootIndexOf(d.ID, d.BootIndex)})
+		file, format := d.Blockdevs()
+		a.blockdev(file)
+		a.blockdev(format)
+		a.device(d.Device(c.bootIndexOf(d.ID, d.BootIndex)))
 	}
 	for i, cd := range c.CDROMs {
-		a.blockdev(blockdev{Driver: "file", NodeName: FileNodeName(cd.ID), Filename: cd.Path, ReadOnly: true})
-		a.blockdev(blockdev{Driver: FormatRaw, NodeName: cd.ID, File: FileNodeName(cd.ID), ReadOnly: true})
+		if cd.Path != "" {
+			file, format := cd.Blockdevs()
+			a.blockdev(file)
+			a.blockdev(format)
+		}
 		// q35's built-in AHCI controller has one bus per port.
-		a.device(device{Driver: "ide-cd", ID: cd.ID, Bus: fmt.Sprintf("ide.%d", i), Drive: cd.ID, BootIndex: c.bootIndexOf(cd.ID, cd.BootIndex)})
+		a.device(cd.Device(fmt.Sprintf("ide.%d", i), c.bootIndexOf(cd.ID, cd.BootIndex)))
 	}
 }
 
 func (c *Config) nicArgs(a *argv) {
 	for _, n := range c.NICs {
-		nd := tapNetdev{Type: "tap", ID: n.ID}
-		dev := device{Driver: "virtio-net-pci", ID: n.ID, Netdev: n.ID, MAC: n.MAC, BootIndex: c.bootIndexOf(n.ID, n.BootIndex)}
-		if len(n.FDs) == 1 {
-			nd.FD = strconv.Itoa(n.FDs[0])
-		} else {
-			fds := make([]string, len(n.FDs))
-			for i, fd := range n.FDs {
-				fds[i] = strconv.Itoa(fd)
-			}
-			nd.FDs = strings.Join(fds, ":")
-			// One vector per RX and TX queue, plus config and control.
-			dev.MQ, dev.Vectors = true, 2*len(n.FDs)+2
+		fds := make([]string, len(n.FDs))
+		for i, fd := range n.FDs {
+			fds[i] = strconv.Itoa(fd)
 		}
-		a.netdev(nd)
-		a.device(dev)
+		a.netdev(n.Netdev(fds))
+		a.device(n.Device(c.bootIndexOf(n.ID, n.BootIndex)))
+	}
+}
+
+// extraArgs adds the USB host devices, the balloon and the channels, with
+// the controllers they need when the display did not add them.
+func (c *Config) extraArgs(a *argv) {
+	if len(c.USBHosts) > 0 && c.Display.protocol() == DisplayNone {
+		a.device(Device{Driver: "qemu-xhci", ID: USBController})
+	}
+	for _, u := range c.USBHosts {
+		a.device(u.Device())
+	}
+	if b := c.Balloon; b != nil {
+		a.device(b.Device())
+	}
+	if len(c.Channels) > 0 && c.Display.protocol() != DisplaySPICE {
+		a.device(Device{Driver: "virtio-serial-pci", ID: VirtioSerialController})
+	}
+	for _, ch := range c.Channels {
+		a.add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", ChannelChardev(ch.ID), ch.FD))
+		a.device(ch.Device())
 	}
 }
 
@@ -197,21 +173,21 @@ func (c *Config) displayArgs(a *argv) {
 		// password=on with no password set yet: every login fails until
 		// the shim's set_password.
 		a.add("-vnc", fmt.Sprintf("%s:%d,password=on", host, d.Port-VNCBasePort))
-		a.device(device{Driver: "VGA", ID: videoDevice})
+		a.device(Device{Driver: "VGA", ID: videoDevice})
 	case DisplaySPICE:
 		// Neither password nor disable-ticketing: ticketing is on with no
 		// ticket, so logins fail until the shim's set_password.
 		a.add("-spice", fmt.Sprintf("port=%d,addr=%s", d.Port, d.Listen))
-		a.device(device{Driver: "qxl-vga", ID: videoDevice})
-		a.device(device{Driver: "virtio-serial-pci", ID: vioSerialDev})
+		a.device(Device{Driver: "qxl-vga", ID: videoDevice})
+		a.device(Device{Driver: "virtio-serial-pci", ID: VirtioSerialController})
 		a.add("-chardev", "spicevmc,id="+VDAgentChardev+",name=vdagent")
-		a.device(device{Driver: "virtserialport", ID: vdagentDevice, Bus: vioSerialDev + ".0", Chardev: VDAgentChardev, Name: "com.redhat.spice.0"})
+		a.device(Device{Driver: "virtserialport", ID: vdagentDevice, Bus: VirtioSerialController + ".0", Chardev: VDAgentChardev, Name: "com.redhat.spice.0"})
 	default:
 		return
 	}
 	// An absolute pointer keeps the remote mouse in step with the guest's.
-	a.device(device{Driver: "qemu-xhci", ID: usbDevice})
-	a.device(device{Driver: "usb-tablet", ID: tabletDevice, Bus: usbDevice + ".0"})
+	a.device(Device{Driver: "qemu-xhci", ID: USBController})
+	a.device(Device{Driver: "usb-tablet", ID: tabletDevice, Bus: USBController + ".0"})
 }
 
 // argv collects arguments and the first JSON encoding error.
@@ -230,6 +206,6 @@ func (a *argv) json(opt string, v any) {
 	a.add(opt, string(b))
 }
 
-func (a *argv) device(d device)     { a.json("-device", d) }
-func (a *argv) blockdev(b blockdev) { a.json("-blockdev", b) }
-func (a *argv) netdev(n tapNetdev)  { a.json("-netdev", n) }
+func (a *argv) device(d Device)     { a.json("-device", d) }
+func (a *argv) blockdev(b Blockdev) { a.json("-blockdev", b) }
+func (a *argv) netdev(n TAPNetdev)  { a.json("-netdev", n) }

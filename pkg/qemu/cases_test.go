@@ -121,7 +121,11 @@ func goldenCases() []goldenCase {
 			return c
 		}},
 		{name: "gpu", noRun: "no GPU bound to vfio-pci on this machine",
-			cfg: func(files) qemu.Config { c := base(); c.GPU = "0000:01:00.0"; return c }},
+			cfg: func(files) qemu.Config {
+				c := base()
+				c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.0"}}
+				return c
+			}},
 		{name: "direct-boot", cfg: func(f files) qemu.Config {
 			c := base()
 			c.Boot = &qemu.DirectBoot{Kernel: f.Kernel, Initrd: f.Initrd, Cmdline: "console=ttyS0,115200 panic=-1 tg.ip=10.0.0.2/24"}
@@ -148,6 +152,28 @@ func goldenCases() []goldenCase {
 			return c
 		}},
 		{name: "windows11-install", noRun: "needs a running swtpm; TestQEMUWithSWTPM runs it", cfg: windows11Install},
+		{name: "cdrom-empty", cfg: func(files) qemu.Config {
+			c := base()
+			c.CDROMs = []qemu.CDROM{{ID: "cd0"}}
+			return c
+		}},
+		{name: "balloon", cfg: func(files) qemu.Config {
+			c := base()
+			c.Balloon = &qemu.Balloon{ID: "balloon0", FreePageReporting: true, DeflateOnOOM: true}
+			return c
+		}},
+		{name: "usb-host", noRun: "no host USB device to pass through here",
+			cfg: func(files) qemu.Config {
+				c := base()
+				c.USBHosts = []qemu.USBHost{{ID: "usb0", VendorID: 0x046d, ProductID: 0xc52b}}
+				return c
+			}},
+		{name: "channel", noRun: "needs the host end of a socket on fd 5; the shim's tests pass one",
+			cfg: func(files) qemu.Config {
+				c := base()
+				c.Channels = []qemu.Channel{{ID: "channel0", Port: "org.qemu.guest_agent.0", FD: tapFD0}}
+				return c
+			}},
 		{name: "hotplug-ports", cfg: func(files) qemu.Config { c := base(); c.HotplugPorts = 3; return c }},
 		{name: "desktop", queues: 2, cfg: func(f files) qemu.Config {
 			// A VDI desktop being installed: everything at once.

@@ -63,11 +63,17 @@ type Config struct {
 	CDROMs  []CDROM
 	NICs    []NIC
 	Display Display
-	// GPU is the host PCI address of a device to pass through with vfio-pci,
-	// in full form like "0000:01:00.0". Whether the host can do it is
-	// checked elsewhere.
-	GPU  string
-	Boot *DirectBoot
+	// PCIs are host PCI devices (GPUs) passed through with vfio-pci, each
+	// behind its own root port. Whether the host can do it is checked
+	// elsewhere.
+	PCIs []HostPCI
+	// USBHosts are host USB devices passed through, on the xHCI controller.
+	USBHosts []USBHost
+	// Balloon adds a virtio memory balloon.
+	Balloon *Balloon
+	// Channels are virtio-serial ports on sockets whose fds the shim opened.
+	Channels []Channel
+	Boot     *DirectBoot
 	// QMPFD is the child's fd of the QMP socket (required).
 	QMPFD int
 	// SerialFD is the child's fd of the serial console socket; 0 means none.
@@ -99,11 +105,40 @@ type Disk struct {
 	BootIndex int
 }
 
-// CDROM is a read-only ISO image on an AHCI CD-ROM drive.
+// CDROM is a read-only ISO image on an AHCI CD-ROM drive; an empty Path
+// is a drive without a disc.
 type CDROM struct {
 	ID        string
 	Path      string
 	BootIndex int
+}
+
+// HostPCI is a host PCI device passed through with vfio-pci.
+type HostPCI struct {
+	ID string
+	// Host is the full PCI address, like "0000:01:00.0".
+	Host string
+}
+
+// USBHost is a host USB device passed through, by vendor and product ID.
+type USBHost struct {
+	ID                  string
+	VendorID, ProductID uint16
+}
+
+// Balloon is a virtio memory balloon.
+type Balloon struct {
+	ID                string
+	FreePageReporting bool
+	DeflateOnOOM      bool
+}
+
+// Channel is a virtio-serial port the guest sees by Port's name, on a
+// socket whose fd (numbered in the child) the shim holds the other end of.
+type Channel struct {
+	ID   string
+	Port string
+	FD   int
 }
 
 // NIC is a virtio-net device on a TAP whose queue fds the shim opened.

@@ -107,10 +107,10 @@ func (c *Config) firmwareArgs(a *argv) {
 	if f == nil {
 		return
 	}
-	a.blockdev(blockdev{Driver: "file", NodeName: FileNodeName(FirmwareCodeNode), Filename: f.Code, ReadOnly: true})
-	a.blockdev(blockdev{Driver: FormatRaw, NodeName: FirmwareCodeNode, File: FileNodeName(FirmwareCodeNode), ReadOnly: true})
-	a.blockdev(blockdev{Driver: "file", NodeName: FileNodeName(FirmwareVarsNode), Filename: f.Vars})
-	a.blockdev(blockdev{Driver: FormatRaw, NodeName: FirmwareVarsNode, File: FileNodeName(FirmwareVarsNode)})
+	a.blockdev(Blockdev{Driver: "file", NodeName: FileNodeName(FirmwareCodeNode), Filename: f.Code, ReadOnly: true})
+	a.blockdev(Blockdev{Driver: FormatRaw, NodeName: FirmwareCodeNode, File: FileNodeName(FirmwareCodeNode), ReadOnly: true})
+	a.blockdev(Blockdev{Driver: "file", NodeName: FileNodeName(FirmwareVarsNode), Filename: f.Vars})
+	a.blockdev(Blockdev{Driver: FormatRaw, NodeName: FirmwareVarsNode, File: FileNodeName(FirmwareVarsNode)})
 	if f.SecureBoot {
 		a.add("-global", "driver=cfi.pflash01,property=secure,value=on")
 	}
@@ -122,7 +122,7 @@ func (c *Config) tpmArgs(a *argv) {
 	}
 	a.add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", TPMChardev, c.TPM.CtrlFD))
 	a.add("-tpmdev", "emulator,id="+TPMBackend+",chardev="+TPMChardev)
-	a.device(device{Driver: "tpm-crb", ID: tpmDevice, TPMDev: TPMBackend})
+	a.device(Device{Driver: "tpm-crb", ID: tpmDevice, TPMDev: TPMBackend})
 }
 
 // validatePlatform checks the firmware, the TPM and the boot-once device.

@@ -72,8 +72,8 @@ func (c *Config) Validate() error {
 	if err := validateDisplay(c.Display); err != nil {
 		return err
 	}
-	if c.GPU != "" && !pciRE.MatchString(c.GPU) {
-		return errdefs.Invalid("GPU", "must be a full PCI address like 0000:01:00.0, got %q", c.GPU)
+	if err := c.validateExtras(&v); err != nil {
+		return err
 	}
 	if c.Boot != nil {
 		if err := validateBoot(c.Boot); err != nil {
@@ -146,8 +146,10 @@ func (v *validator) cdrom(field string, cd CDROM) error {
 	if err := v.id(field+".ID", cd.ID); err != nil {
 		return err
 	}
-	if err := checkPath(field+".Path", cd.Path); err != nil {
-		return err
+	if cd.Path != "" {
+		if err := checkPath(field+".Path", cd.Path); err != nil {
+			return err
+		}
 	}
 	return v.bootIndex(field+".BootIndex", cd.BootIndex)
 }
@@ -172,6 +174,48 @@ func (v *validator) nic(field string, n NIC) error {
 		}
 	}
 	return v.bootIndex(field+".BootIndex", n.BootIndex)
+}
+
+// validateExtras checks the passed-through devices, the balloon and the channels.
+func (c *Config) validateExtras(v *validator) error {
+	for i, p := range c.PCIs {
+		f := fmt.Sprintf("PCIs[%d]", i)
+		if err := v.id(f+".ID", p.ID); err != nil {
+			return err
+		}
+		if !pciRE.MatchString(p.Host) {
+			return errdefs.Invalid(f+".Host", "must be a full PCI address like 0000:01:00.0, got %q", p.Host)
+		}
+	}
+	for i, u := range c.USBHosts {
+		f := fmt.Sprintf("USBHosts[%d]", i)
+		if err := v.id(f+".ID", u.ID); err != nil {
+			return err
+		}
+		if u.VendorID == 0 {
+			return errdefs.Invalid(f+".VendorID", "is required")
+		}
+	}
+	if b := c.Balloon; b != nil {
+		if err := v.id("Balloon.ID", b.ID); err != nil {
+			return err
+		}
+	}
+	ports := map[string]bool{}
+	for i, ch := range c.Channels {
+		f := fmt.Sprintf("Channels[%d]", i)
+		if err := v.id(f+".ID", ch.ID); err != nil {
+			return err
+		}
+		if ch.Port == "" || ports[ch.Port] || strings.ContainsAny(ch.Port, "\x00\n") {
+			return errdefs.Invalid(f+".Port", "must be a port name of its own, got %q", ch.Port)
+		}
+		ports[ch.Port] = true
+		if err := v.fd(f+".FD", ch.FD); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func validateDisplay(d Display) error {

@@ -71,8 +71,15 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"Display.Listen", func(c *qemu.Config) {
 			c.Display = qemu.Display{Protocol: qemu.DisplayVNC, Listen: "fe80::1%eth0", Port: 5930}
 		}},
-		{"GPU", func(c *qemu.Config) { c.GPU = "01:00.0" }},
-		{"GPU", func(c *qemu.Config) { c.GPU = "0000:01:00.0,x-vga=on" }},
+		{"PCIs[0].Host", func(c *qemu.Config) { c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "01:00.0"}} }},
+		{"PCIs[0].Host", func(c *qemu.Config) { c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.0,x-vga=on"}} }},
+		{"PCIs[0].ID", func(c *qemu.Config) { c.PCIs = []qemu.HostPCI{{ID: "gpu-0", Host: "0000:01:00.0"}} }},
+		{"USBHosts[0].VendorID", func(c *qemu.Config) { c.USBHosts = []qemu.USBHost{{ID: "usb0"}} }},
+		{"Balloon.ID", func(c *qemu.Config) { c.Balloon = &qemu.Balloon{} }},
+		{"Channels[0].FD", func(c *qemu.Config) { c.Channels = []qemu.Channel{{ID: "channel0", Port: "p", FD: c.QMPFD}} }},
+		{"Channels[1].Port", func(c *qemu.Config) {
+			c.Channels = []qemu.Channel{{ID: "channel0", Port: "p", FD: 7}, {ID: "channel1", Port: "p", FD: 8}}
+		}},
 		{"Boot.Kernel", func(c *qemu.Config) { c.Boot = &qemu.DirectBoot{} }},
 		{"Boot.Kernel", func(c *qemu.Config) { c.Boot = &qemu.DirectBoot{Kernel: "/boot/vmlinuz,x"} }},
 		{"Boot.Initrd", func(c *qemu.Config) { c.Boot = &qemu.DirectBoot{Kernel: "/boot/k", Initrd: "initrd"} }},

@@ -1,0 +1,146 @@
+package qemu
+
+import (
+	"strings"
+)
+
+// The JSON objects of -device, -blockdev and -netdev are the arguments QMP's
+// device_add, blockdev-add and netdev_add take: a device renders both its
+// command-line part and its hot-plug commands from the same value.
+
+// Device is a JSON -device value, and device_add's arguments. The field
+// order is the order in argv.
+type Device struct {
+	Driver    string `json:"driver"`
+	ID        string `json:"id,omitempty"`
+	Bus       string `json:"bus,omitempty"`
+	Chassis   int    `json:"chassis,omitempty"`
+	Drive     string `json:"drive,omitempty"`
+	Netdev    string `json:"netdev,omitempty"`
+	Chardev   string `json:"chardev,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Host      string `json:"host,omitempty"`
+	MAC       string `json:"mac,omitempty"`
+	MQ        bool   `json:"mq,omitempty"`
+	Vectors   int    `json:"vectors,omitempty"`
+	BootIndex *int   `json:"bootindex,omitempty"` // nil: not bootable; 0 is QEMU's first
+	TPMDev    string `json:"tpmdev,omitempty"`
+	VendorID  int    `json:"vendorid,omitempty"`
+	ProductID int    `json:"productid,omitempty"`
+	// FreePageReporting and DeflateOnOOM are virtio-balloon's.
+	FreePageReporting bool `json:"free-page-reporting,omitempty"`
+	DeflateOnOOM      bool `json:"deflate-on-oom,omitempty"`
+}
+
+// Blockdev is a JSON -blockdev value, and blockdev-add's arguments: a file
+// node, or a format node on one.
+type Blockdev struct {
+	Driver   string `json:"driver"`
+	NodeName string `json:"node-name"`
+	Filename string `json:"filename,omitempty"`
+	File     string `json:"file,omitempty"`
+	ReadOnly bool   `json:"read-only"`
+	// Discard passes the guest's TRIM through, so thin images stay thin.
+	Discard string `json:"discard,omitempty"`
+}
+
+// TAPNetdev is a JSON -netdev value for a TAP the shim already opened, and
+// netdev_add's arguments (with the names getfd gave the fds).
+type TAPNetdev struct {
+	Type  string `json:"type"`
+	ID    string `json:"id"`
+	FD    string `json:"fd,omitempty"`
+	FDs   string `json:"fds,omitempty"`
+	Vhost bool   `json:"vhost"` // always false: vhost-net is not assumed to exist
+}
+
+// Blockdevs are the disk's file node and the format node on it, named by
+// FileNodeName(ID) and ID.
+func (d Disk) Blockdevs() (file, format Blockdev) {
+	discard := "unmap"
+	if d.ReadOnly {
+		discard = ""
+	}
+	file = Blockdev{Driver: "file", NodeName: FileNodeName(d.ID), Filename: d.Path, ReadOnly: d.ReadOnly, Discard: discard}
+	format = Blockdev{Driver: d.Format, NodeName: d.ID, File: FileNodeName(d.ID), ReadOnly: d.ReadOnly, Discard: discard}
+	return file, format
+}
+
+// Device is the disk's virtio-blk device; a hot-plug sets Bus to a free
+// HotplugPortID.
+func (d Disk) Device(bootIndex *int) Device {
+	return Device{Driver: "virtio-blk-pci", ID: d.ID, Drive: d.ID, BootIndex: bootIndex}
+}
+
+// Blockdevs are the ISO's file node and the raw node on it.
+func (cd CDROM) Blockdevs() (file, format Blockdev) {
+	file = Blockdev{Driver: "file", NodeName: FileNodeName(cd.ID), Filename: cd.Path, ReadOnly: true}
+	format = Blockdev{Driver: FormatRaw, NodeName: cd.ID, File: FileNodeName(cd.ID), ReadOnly: true}
+	return file, format
+}
+
+// Device is the drive on an AHCI bus ("ide.0"); a drive without an ISO
+// has no block node.
+func (cd CDROM) Device(bus string, bootIndex *int) Device {
+	dev := Device{Driver: "ide-cd", ID: cd.ID, Bus: bus, BootIndex: bootIndex}
+	if cd.Path != "" {
+		dev.Drive = cd.ID
+	}
+	return dev
+}
+
+// Netdev is the NIC's TAP backend; fds are the queue fds as QEMU knows
+// them (numbers in argv, getfd names over QMP).
+func (n NIC) Netdev(fds []string) TAPNetdev {
+	nd := TAPNetdev{Type: "tap", ID: n.ID}
+	if len(fds) == 1 {
+		nd.FD = fds[0]
+	} else {
+		nd.FDs = strings.Join(fds, ":")
+	}
+	return nd
+}
+
+// Device is the NIC's virtio-net device, multi-queue when it has several
+// queue fds.
+func (n NIC) Device(bootIndex *int) Device {
+	dev := Device{Driver: "virtio-net-pci", ID: n.ID, Netdev: n.ID, MAC: n.MAC, BootIndex: bootIndex}
+	if len(n.FDs) > 1 {
+		// One vector per RX and TX queue, plus config and control.
+		dev.MQ, dev.Vectors = true, 2*len(n.FDs)+2
+	}
+	return dev
+}
+
+// PCIRootPortID is the root port a passed-through PCI device sits behind
+// at boot.
+func PCIRootPortID(id string) string { return id + "-port" }
+
+// RootPort is the device's own pcie-root-port, at chassis.
+func (p HostPCI) RootPort(chassis int) Device {
+	return Device{Driver: "pcie-root-port", ID: PCIRootPortID(p.ID), Bus: "pcie.0", Chassis: chassis}
+}
+
+// Device is the vfio-pci device on bus (its root port, or a free
+// HotplugPortID for a hot-plug).
+func (p HostPCI) Device(bus string) Device {
+	return Device{Driver: "vfio-pci", ID: p.ID, Bus: bus, Host: p.Host}
+}
+
+// Device is the usb-host device on the xHCI controller.
+func (u USBHost) Device() Device {
+	return Device{Driver: "usb-host", ID: u.ID, Bus: USBController + ".0", VendorID: int(u.VendorID), ProductID: int(u.ProductID)}
+}
+
+// Device is the virtio balloon.
+func (b Balloon) Device() Device {
+	return Device{Driver: "virtio-balloon-pci", ID: b.ID, FreePageReporting: b.FreePageReporting, DeflateOnOOM: b.DeflateOnOOM}
+}
+
+// ChannelChardev is the chardev behind a channel's port.
+func ChannelChardev(id string) string { return id + "-chardev" }
+
+// Device is the channel's port on the virtio-serial controller.
+func (ch Channel) Device() Device {
+	return Device{Driver: "virtserialport", ID: ch.ID, Bus: VirtioSerialController + ".0", Chardev: ChannelChardev(ch.ID), Name: ch.Port}
+}
