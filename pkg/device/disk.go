@@ -1,0 +1,84 @@
+package device
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/qemu"
+	"github.com/infinibay/infinivirt/pkg/qemuimg"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// Disk is a virtio-blk disk on an image in the VM's directory.
+type Disk struct {
+	name string
+	spec vmspec.Disk
+}
+
+func (d *Disk) Name() string         { return d.name }
+func (d *Disk) Type() api.DeviceType { return api.DeviceDisk }
+
+// Caps: a virtio-blk disk plugs into a free root port; migrating it needs
+// its image on the other host too (shared storage or a block copy).
+func (d *Disk) Caps() Caps { return Caps{Hotplug: true, Migrate: true} }
+
+// Prepare checks the image before QEMU opens it: inside the VM's
+// directory, a plain file of the format the spec names, and a backing
+// chain (if any) that stays inside the directory. It then hands the image
+// to QEMU's user.
+func (d *Disk) Prepare(ctx context.Context, h *Host) error {
+	p := d.spec.Path
+	if !h.inVMDir(p) {
+		return fmt.Errorf("disk %s is outside the VM's directory", p)
+	}
+	// A link could lead anywhere, and only qemu-img's slow path below
+	// would notice: the disk is a plain file.
+	if fi, err := os.Lstat(p); err != nil {
+		return fmt.Errorf("disk: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("disk %s is not a regular file", p)
+	}
+	hdr, err := qemuimg.ReadHeader(p, d.spec.Format)
+	if err != nil {
+		return fmt.Errorf("disk %s: %w", p, err)
+	}
+	if hdr.References {
+		// Only an image that names another file needs qemu-img to prove the
+		// whole chain stays inside the VM's directory.
+		img := qemuimg.Tool{Binary: h.QEMUImg}
+		if _, err := img.CheckChain(ctx, p, d.spec.Format, h.VMDir); err != nil {
+			return fmt.Errorf("disk %s: %w", p, err)
+		}
+	}
+	return h.hand(p)
+}
+
+// Release has nothing to give back: the image stays the VM's.
+func (d *Disk) Release(context.Context) error { return nil }
+
+func (d *Disk) qemu() qemu.Disk {
+	return qemu.Disk{ID: d.name, Path: d.spec.Path, Format: d.spec.Format, BootIndex: d.spec.BootIndex}
+}
+
+func (d *Disk) Configure(cfg *qemu.Config, _ *FDs) { cfg.Disks = append(cfg.Disks, d.qemu()) }
+
+// Hotplug adds the file and format nodes, then the device on port. A
+// hot-plugged disk is not bootable until the next start.
+func (d *Disk) Hotplug(port string) ([]Command, error) {
+	q := d.qemu()
+	file, format := q.Blockdevs()
+	dev := q.Device(nil)
+	dev.Bus = port
+	return []Command{
+		{Execute: "blockdev-add", Arguments: file},
+		{Execute: "blockdev-add", Arguments: format},
+		{Execute: "device_add", Arguments: dev},
+	}, nil
+}
+
+// Unplug removes the device, then its nodes (once DEVICE_DELETED came).
+func (d *Disk) Unplug() ([]Command, error) {
+	return []Command{deviceDel(d.name), blockdevDel(d.name), blockdevDel(qemu.FileNodeName(d.name))}, nil
+}
