@@ -178,16 +178,6 @@ func (s *Shim) setRunning(reason api.Reason, msg string) {
 	s.setStatus(api.StatusRunning, reason, msg, nil)
 }
 
-// powerStatus is the status power verbs judge by: a building VM is a
-// running one to them.
-func (s *Shim) powerStatus() api.Status {
-	st := s.Status().Status
-	if st == api.StatusBuilding && s.installing() {
-		return api.StatusRunning
-	}
-	return st
-}
-
 // booted runs once the CPUs run: it records the status and, during an
 // install, starts the watchers.
 func (s *Shim) booted() {

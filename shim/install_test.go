@@ -79,7 +79,7 @@ func TestStatusDuringInstall(t *testing.T) {
 	if st := s.Status(); st.Status != api.StatusBuilding || st.Reason != api.ReasonInstalling {
 		t.Fatalf("booted installer: %s (%s)", st.Status, st.Reason)
 	}
-	if s.powerStatus() != api.StatusRunning {
+	if s.lifecycleState() != stateRunning {
 		t.Fatal("power verbs should treat a building VM as running")
 	}
 	at := s.spec.Install.StartedAt.Add(90 * time.Second)

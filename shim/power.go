@@ -9,66 +9,71 @@ import (
 	"github.com/infinibay/infinivirt/pkg/qmp"
 )
 
-// Power carries out one of the seven power verbs on the running VM. It
-// returns once QEMU accepted the request; how it ends arrives as events.
+// Power carries out one of the seven power verbs on the running VM, as the
+// transition table allows it from the VM's state. It returns once QEMU
+// accepted the request; how it ends arrives as events.
 func (s *Shim) Power(ctx context.Context, op api.PowerOp) error {
-	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
-	defer cancel()
-	st := s.powerStatus()
-	if s.exitCauseLocked() != nil {
-		return errdefs.FailedPrecondition("VM is shutting down")
-	}
-	switch op {
-	case api.PowerOn, api.Resume:
-		if st == api.StatusRunning {
-			if op == api.PowerOn {
-				return errdefs.FailedPrecondition("VM is already running")
-			}
-			return nil
-		}
-		if st != api.StatusSuspended && st != api.StatusPaused {
-			return errdefs.FailedPrecondition("VM is %s; only a suspended or paused VM can resume", st)
-		}
-		if err := s.qmp.Cont(ctx); err != nil {
-			return qmpFailed(err)
-		}
-		s.mu.Lock()
-		s.ioError = false
-		s.mu.Unlock()
-		s.setRunning(api.ReasonUser, "")
-	case api.Suspend:
-		if st == api.StatusSuspended {
-			return nil
-		}
-		if st != api.StatusRunning {
-			return errdefs.FailedPrecondition("VM is %s; only a running VM can be suspended", st)
-		}
-		if err := s.qmp.Stop(ctx); err != nil {
-			return qmpFailed(err)
-		}
-		s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
-	case api.Reset:
-		if st != api.StatusRunning && st != api.StatusSuspended && st != api.StatusPaused {
-			return errdefs.FailedPrecondition("VM is %s; it cannot be reset", st)
-		}
-		if err := s.qmp.SystemReset(ctx); err != nil {
-			return qmpFailed(err)
-		}
-		if st == api.StatusRunning {
-			s.setRunning(api.ReasonReset, "")
-		}
-	case api.PowerOff:
-		s.progress("power-off requested")
-		s.startLadder(intentPowerOff)
-	case api.Restart:
-		s.progress("restart requested")
-		s.startLadder(intentRestart)
-	case api.ForcePowerOff:
-		s.progress("forced power-off requested")
-		s.forceOff("forced off by an operator")
-	default:
+	if !op.Valid() {
 		return errdefs.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
 	}
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	from := s.lifecycleState()
+	t, ok := transitions[from][op]
+	if !ok {
+		return refusal(op, from)
+	}
+	if t.run == nil {
+		return nil
+	}
+	return t.run(s, ctx, from)
+}
+
+func (s *Shim) resumeCPUs(ctx context.Context, _ vmState) error {
+	if err := s.qmp.Cont(ctx); err != nil {
+		return qmpFailed(err)
+	}
+	s.mu.Lock()
+	s.ioError = false
+	s.mu.Unlock()
+	s.setRunning(api.ReasonUser, "")
+	return nil
+}
+
+func (s *Shim) suspendCPUs(ctx context.Context, _ vmState) error {
+	if err := s.qmp.Stop(ctx); err != nil {
+		return qmpFailed(err)
+	}
+	s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
+	return nil
+}
+
+// resetMachine presses the reset button; stopped CPUs stay stopped.
+func (s *Shim) resetMachine(ctx context.Context, from vmState) error {
+	if err := s.qmp.SystemReset(ctx); err != nil {
+		return qmpFailed(err)
+	}
+	if from == stateRunning {
+		s.setRunning(api.ReasonReset, "")
+	}
+	return nil
+}
+
+func (s *Shim) requestPowerOff(context.Context, vmState) error {
+	s.progress("power-off requested")
+	s.startLadder(intentPowerOff)
+	return nil
+}
+
+func (s *Shim) requestRestart(context.Context, vmState) error {
+	s.progress("restart requested")
+	s.startLadder(intentRestart)
+	return nil
+}
+
+func (s *Shim) requestForceOff(context.Context, vmState) error {
+	s.progress("forced power-off requested")
+	s.forceOff("forced off by an operator")
 	return nil
 }
 

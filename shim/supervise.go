@@ -160,7 +160,8 @@ func (s *Shim) startLadder(in intent) {
 	}
 	stop, done := make(chan struct{}), make(chan struct{})
 	s.ladder, s.ladderDone = stop, done
-	paused := s.status.Status == api.StatusSuspended || s.status.Status == api.StatusPaused
+	st := s.stateLocked()
+	paused := st == stateSuspended || st == statePaused
 	s.mu.Unlock()
 	go func() {
 		defer close(done)
