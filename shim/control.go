@@ -38,6 +38,16 @@ func (s *Shim) serve(srv *tinyhttp.Server, ln net.Listener) {
 	}
 }
 
+// stopControl closes the event log first, which ends every event stream
+// after its last entry, so that clients see the final status before the
+// socket goes; then it lets the last requests finish.
+func (s *Shim) stopControl(ctx context.Context) error {
+	s.events.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.server.Shutdown(ctx)
+}
+
 // controlServer routes every verb of shimapi.Routes to its handler.
 func (s *Shim) controlServer() *tinyhttp.Server {
 	srv := tinyhttp.New()

@@ -104,6 +104,7 @@ func startQEMU(ctx context.Context, s *Shim) (*qemuProcess, error) {
 		tapFDs[nic] = append(tapFDs[nic], firstTAPFD+i)
 	}
 	cfg := qemuConfig(s.spec, tapFDs)
+	cfg.IncomingDefer = s.incomingDefer
 	extra = s.attachTPM(cfg, extra)
 	cmd, err := qemu.Command(context.WithoutCancel(ctx), s.cfg.QEMUBinary, cfg)
 	if err != nil {

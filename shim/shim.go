@@ -103,6 +103,10 @@ type Shim struct {
 	qmpUnsubscribe func()
 	console        *console
 	server         *tinyhttp.Server
+	// completed are the startup steps done so far, for teardown to undo.
+	completed StepList
+	// incomingDefer starts QEMU waiting for its state (restore, migration).
+	incomingDefer bool
 	// plat runs beside QEMU: swtpm and the unattended install's watchers.
 	plat platformRun
 

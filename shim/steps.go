@@ -20,39 +20,39 @@ import (
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
-// Step is one named startup step. Steps run in order; the first failure
-// stops startup, and teardown undoes whatever the earlier steps made.
-type Step struct {
-	Name    string
-	Timeout time.Duration
-	Run     func(ctx context.Context) error
-}
-
-// Steps lists startup in order, firecracker-style, so that tests and logs
-// can name each one.
-func (s *Shim) Steps() []Step {
-	return []Step{
-		{"load-spec", 5 * time.Second, s.loadSpec},
-		{"open-event-log", 15 * time.Second, s.openEventLog},
-		{"prepare-runtime-dir", 5 * time.Second, s.prepareRuntimeDir},
-		{"check-disk", 30 * time.Second, s.checkDisk},
-		{"install-firewall", 10 * time.Second, s.installFirewall},
-		{"create-tap", 10 * time.Second, s.createTAP},
-		{"prepare-media", 10 * time.Second, s.prepareMedia},
-		{"start-swtpm", 10 * time.Second, s.startSWTPM},
-		{"start-qemu", 10 * time.Second, s.startQEMU},
-		{"qmp-handshake", 60 * time.Second, s.connectQMP},
-		{"check-tpm", 10 * time.Second, s.checkTPM},
-		{"arm-boot-once", 10 * time.Second, s.armBootOnce},
-		{"set-display-password", 10 * time.Second, s.setDisplayPassword},
-		{"serve-control-socket", 5 * time.Second, s.serveControl},
-		{"await-firewall", firewallTimeout, s.awaitFirewall},
-		{"start-cpus", 30 * time.Second, s.startCPUs},
+// Steps lists cold-boot startup in order, firecracker-style, so that tests
+// and logs can name each one and other kinds of start can edit it (see
+// variants.go). Each step's Undo, where it has one, reverses what its Run
+// made; teardown runs them for every completed step, in reverse.
+func (s *Shim) Steps() StepList {
+	return StepList{
+		{"load-spec", 5 * time.Second, s.loadSpec, nil},
+		{"open-event-log", 15 * time.Second, s.openEventLog, s.closeEventLog},
+		{"prepare-runtime-dir", 5 * time.Second, s.prepareRuntimeDir, s.removeRuntimeDir},
+		{"check-disk", 30 * time.Second, s.checkDisk, nil},
+		// The rules stay until the unit's cleanup removes them with the TAP.
+		{"install-firewall", 10 * time.Second, s.installFirewall, nil},
+		{"create-tap", 10 * time.Second, s.createTAP, s.closeTAP},
+		{"prepare-media", 10 * time.Second, s.prepareMedia, nil},
+		{"start-swtpm", 10 * time.Second, s.startSWTPM, s.undoSWTPM},
+		{"start-qemu", 10 * time.Second, s.startQEMU, s.stopQEMU},
+		{"qmp-handshake", 60 * time.Second, s.connectQMP, s.closeQMP},
+		{"check-tpm", 10 * time.Second, s.checkTPM, nil},
+		{"arm-boot-once", 10 * time.Second, s.armBootOnce, nil},
+		{"set-display-password", 10 * time.Second, s.setDisplayPassword, nil},
+		{"serve-control-socket", 5 * time.Second, s.serveControl, s.stopControl},
+		{"await-firewall", firewallTimeout, s.awaitFirewall, nil},
+		{"start-cpus", 30 * time.Second, s.startCPUs, s.undoStartCPUs},
 	}
 }
 
-func (s *Shim) start(ctx context.Context) error {
-	for _, st := range s.Steps() {
+// start runs the cold-boot steps.
+func (s *Shim) start(ctx context.Context) error { return s.runSteps(ctx, s.Steps()) }
+
+// runSteps runs steps in order and stops at the first failure; the steps
+// completed until then are remembered for teardown to undo.
+func (s *Shim) runSteps(ctx context.Context, steps StepList) error {
+	for _, st := range steps {
 		if err := ctx.Err(); err != nil {
 			s.mu.Lock()
 			s.intent = intentPowerOff
@@ -71,9 +71,35 @@ func (s *Shim) start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", st.Name, err)
 		}
+		s.completed = append(s.completed, st)
 		s.log.Debug("startup step done", logging.KeyStep, st.Name, "DURATION", time.Since(began).String())
 	}
 	return nil
+}
+
+// undoTimeout bounds one step's Undo.
+const undoTimeout = 15 * time.Second
+
+// undoCompleted runs the Undo of every completed step, newest first, once.
+// A failing Undo is logged and the rest still run: teardown must get as
+// far as it can, and the unit's cleanup repeats what matters.
+func (s *Shim) undoCompleted() {
+	for i := len(s.completed) - 1; i >= 0; i-- {
+		st := s.completed[i]
+		if st.Undo == nil {
+			continue
+		}
+		began := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), undoTimeout)
+		err := st.Undo(ctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("undo of a startup step failed", logging.KeyStep, st.Name, "ERROR", err.Error())
+			continue
+		}
+		s.log.Debug("startup step undone", logging.KeyStep, st.Name, "DURATION", time.Since(began).String())
+	}
+	s.completed = nil
 }
 
 func (s *Shim) loadSpec(ctx context.Context) error {
@@ -102,6 +128,10 @@ func (s *Shim) openEventLog(ctx context.Context) error {
 	return nil
 }
 
+// closeEventLog ends every event stream after its last entry and releases
+// the log for the unit's cleanup.
+func (s *Shim) closeEventLog(context.Context) error { return s.events.Close() }
+
 func (s *Shim) prepareRuntimeDir(ctx context.Context) error {
 	dir := s.cfg.Layout.RuntimeDir(s.cfg.VMID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -112,6 +142,10 @@ func (s *Shim) prepareRuntimeDir(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+func (s *Shim) removeRuntimeDir(context.Context) error {
+	return os.RemoveAll(s.cfg.Layout.RuntimeDir(s.cfg.VMID))
 }
 
 func (s *Shim) checkDisk(ctx context.Context) error {
@@ -187,6 +221,8 @@ func (s *Shim) createTAP(ctx context.Context) error {
 	return nil
 }
 
+func (s *Shim) closeTAP(context.Context) error { return s.tap.Close() }
+
 // maxQueues caps TAP queues: past a few, more queues cost memory and gain little.
 const maxQueues = 8
 
@@ -202,6 +238,18 @@ func (s *Shim) startQEMU(ctx context.Context) error {
 	go s.console.pump(s.log)
 	s.progress("qemu started, pid %d", p.pid)
 	return nil
+}
+
+// stopQEMU kills QEMU if it still runs (a later step failed) and waits for
+// it, then reads the console's last lines.
+func (s *Shim) stopQEMU(ctx context.Context) error {
+	s.qemu.kill()
+	select {
+	case <-s.qemu.exited:
+	case <-ctx.Done():
+		return fmt.Errorf("qemu %d did not exit after SIGKILL: %w", s.qemu.pid, ctx.Err())
+	}
+	return s.console.Close()
 }
 
 func (s *Shim) connectQMP(ctx context.Context) error {
@@ -236,6 +284,8 @@ func (s *Shim) connectQMP(ctx context.Context) error {
 	return nil
 }
 
+func (s *Shim) closeQMP(context.Context) error { return s.qmp.Close() }
+
 func (s *Shim) setDisplayPassword(ctx context.Context) error {
 	d := s.spec.Display
 	display := ""
@@ -254,5 +304,11 @@ func (s *Shim) startCPUs(ctx context.Context) error {
 	}
 	s.booted()
 	s.cfg.Notify("READY=1")
+	return nil
+}
+
+// undoStartCPUs ends the install's watchers, which run once the CPUs do.
+func (s *Shim) undoStartCPUs(context.Context) error {
+	s.stopInstallWatch()
 	return nil
 }

@@ -251,3 +251,152 @@ func TestStartQEMUAfterItsStepEndedStartsNothing(t *testing.T) {
 		t.Fatalf("the QEMU binary ran: %v", err)
 	}
 }
+
+func TestStepListEdits(t *testing.T) {
+	nop := func(context.Context) error { return nil }
+	step := func(name string) Step { return Step{Name: name, Timeout: time.Second, Run: nop} }
+	base := StepList{step("a"), step("b"), step("c")}
+	names := func(l StepList) string { return strings.Join(l.Names(), " ") }
+	must := func(l StepList, err error) StepList {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	for _, c := range []struct {
+		got  StepList
+		want string
+	}{
+		{base.Append(step("d"), step("e")), "a b c d e"},
+		{must(base.InsertAfter("a", step("x"), step("y"))), "a x y b c"},
+		{must(base.InsertAfter("c", step("x"))), "a b c x"},
+		{must(base.InsertBefore("a", step("x"))), "x a b c"},
+		{must(base.Remove("b")), "a c"},
+		{must(base.Replace("b", step("x"))), "a x c"},
+	} {
+		if names(c.got) != c.want {
+			t.Errorf("got %q, want %q", names(c.got), c.want)
+		}
+	}
+	if names(base) != "a b c" || base.Index("c") != 2 || base.Index("x") != -1 {
+		t.Fatalf("the edits changed the list they started from: %q", names(base))
+	}
+	if _, err := base.InsertAfter("nope", step("x")); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("insert after a missing step: %v", err)
+	}
+	if _, err := base.Append(step("a")).Remove("a"); err == nil {
+		t.Error("an edit by a name two steps have went through")
+	}
+}
+
+// The other kinds of start are the cold boot edited where they must
+// differ, and nowhere else.
+func TestStartVariants(t *testing.T) {
+	s := New(Config{})
+	cold := s.Steps().Names()
+	restore, err := s.RestoreSteps("/snapshots/vm.state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrate, err := s.MigrationSteps("tcp:[::]:49152")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(names []string, replace map[string]string, before, after map[string]string) []string {
+		var out []string
+		for _, n := range names {
+			if b, ok := before[n]; ok {
+				out = append(out, b)
+			}
+			if r, ok := replace[n]; ok {
+				n = r
+			}
+			out = append(out, n)
+			if a, ok := after[n]; ok {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	incoming := map[string]string{"start-qemu": "start-qemu-incoming"}
+	for _, c := range []struct {
+		name string
+		got  StepList
+		want []string
+	}{
+		{"restore", restore, edit(cold, incoming, map[string]string{"start-cpus": "load-memory-snapshot"}, nil)},
+		{"migration", migrate, edit(cold, incoming, map[string]string{"start-cpus": "await-migration"},
+			map[string]string{"set-display-password": "accept-migration"})},
+	} {
+		if got := c.got.Names(); strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("%s:\n got %v\nwant %v", c.name, got, c.want)
+		}
+		// The CPUs start last, once the whole state is in.
+		if c.got[len(c.got)-1].Name != "start-cpus" {
+			t.Errorf("%s: the CPUs do not start last", c.name)
+		}
+		for _, st := range c.got {
+			if st.Run == nil || st.Timeout <= 0 {
+				t.Errorf("%s: step %s has no Run or no timeout", c.name, st.Name)
+			}
+		}
+		if st := c.got[c.got.Index("start-qemu-incoming")]; st.Undo == nil {
+			t.Errorf("%s: QEMU started for the incoming state is never stopped", c.name)
+		}
+	}
+	if got := s.Steps().Names(); strings.Join(got, " ") != strings.Join(cold, " ") {
+		t.Errorf("building the variants changed the cold boot: %v", got)
+	}
+}
+
+// A failing step undoes the completed ones, newest first; its own Undo
+// does not run (it cleans up its own half), and a failing Undo does not
+// stop the others.
+func TestFailedStepUndoesCompletedStepsInReverse(t *testing.T) {
+	var log []string
+	step := func(name string, fail, undo, undoFails bool) Step {
+		st := Step{Name: name, Timeout: time.Second, Run: func(context.Context) error {
+			log = append(log, "run "+name)
+			if fail {
+				return errors.New("injected failure")
+			}
+			return nil
+		}}
+		if undo {
+			st.Undo = func(ctx context.Context) error {
+				if _, ok := ctx.Deadline(); !ok {
+					t.Errorf("undo of %s has no deadline", name)
+				}
+				log = append(log, "undo "+name)
+				if undoFails {
+					return errors.New("injected undo failure")
+				}
+				return nil
+			}
+		}
+		return st
+	}
+	s := New(Config{})
+	steps := StepList{
+		step("a", false, true, false),
+		step("b", false, false, false),
+		step("c", false, true, true),
+		step("d", false, true, false),
+		step("e", true, true, false),
+		step("f", false, true, false),
+	}
+	err := s.runSteps(context.Background(), steps)
+	if err == nil || !strings.HasPrefix(err.Error(), "e: ") {
+		t.Fatalf("runSteps: %v, want the failure of e", err)
+	}
+	s.teardown()
+	want := "run a, run b, run c, run d, run e, undo d, undo c, undo a"
+	if got := strings.Join(log, ", "); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	s.teardown() // once only
+	if got := strings.Join(log, ", "); got != want {
+		t.Fatalf("a second teardown undid again: %s", got)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
@@ -314,29 +313,7 @@ func describeExit(e *api.Event) string {
 	return fmt.Sprintf("status %d", *e.ExitCode)
 }
 
-// teardown undoes startup in reverse. The unit's ExecStopPost (cleanup)
-// repeats the parts that matter in case the shim never gets here.
-func (s *Shim) teardown() {
-	s.stopInstallWatch()
-	s.stopSWTPM()
-	if s.events != nil {
-		// Closing the log ends every event stream after its last entry, so
-		// clients see the final status before the socket goes.
-		s.events.Close()
-	}
-	if s.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		s.server.Shutdown(ctx)
-		cancel()
-	}
-	if s.qmp != nil {
-		s.qmp.Close()
-	}
-	if s.console != nil {
-		s.console.Close()
-	}
-	if s.tap != nil {
-		s.tap.Close()
-	}
-	os.RemoveAll(s.cfg.Layout.RuntimeDir(s.cfg.VMID))
-}
+// teardown undoes startup in reverse: the Undo of every completed step.
+// The unit's ExecStopPost (cleanup) repeats the parts that matter in case
+// the shim never gets here.
+func (s *Shim) teardown() { s.undoCompleted() }

@@ -71,6 +71,11 @@ func (s *Shim) checkTPM(ctx context.Context) error {
 	return nil
 }
 
+func (s *Shim) undoSWTPM(context.Context) error {
+	s.stopSWTPM()
+	return nil
+}
+
 // stopSWTPM ends the TPM emulator once QEMU is gone.
 func (s *Shim) stopSWTPM() {
 	s.releaseTPMCtrl()

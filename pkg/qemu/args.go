@@ -101,6 +101,9 @@ func (c *Config) controlArgs(a *argv) {
 	if c.NoShutdown {
 		a.add("-no-shutdown")
 	}
+	if c.IncomingDefer {
+		a.add("-incoming", "defer")
+	}
 	a.add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", QMPChardev, c.QMPFD))
 	a.add("-mon", "chardev="+QMPChardev+",mode=control")
 	a.add("-display", "none")

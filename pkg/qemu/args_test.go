@@ -207,3 +207,21 @@ func BenchmarkArgs(b *testing.B) {
 		}
 	}
 }
+
+// A QEMU that waits for its state as a migration stream still starts
+// stopped, so that nothing runs before the shim says cont.
+func TestArgsIncomingDefer(t *testing.T) {
+	cfg := base()
+	cfg.IncomingDefer = true
+	args, err := cfg.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasPair(args, "-incoming", "defer") || !slices.Contains(args, "-S") {
+		t.Errorf("IncomingDefer: %q", args)
+	}
+	cfg.IncomingDefer = false
+	if args, _ = cfg.Args(); slices.Contains(args, "-incoming") {
+		t.Errorf("a cold boot waits for a migration: %q", args)
+	}
+}

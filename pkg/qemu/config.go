@@ -91,6 +91,10 @@ type Config struct {
 	// BootOnce is the ID of a disk or CD-ROM the firmware boots first, on
 	// the first boot only (an installer); see BootOnceRestore.
 	BootOnce string
+	// IncomingDefer starts QEMU waiting for its state as a migration stream
+	// (-incoming defer): from a memory snapshot or a peer, whose URI QMP's
+	// migrate-incoming gives later. The guest does not boot on its own.
+	IncomingDefer bool
 }
 
 // Disk is a virtio-blk disk backed by an image file.
