@@ -41,6 +41,8 @@ type Shim interface {
 	Power(ctx context.Context, op api.PowerOp) (shimapi.Status, error)
 	Console(ctx context.Context) ([]byte, error)
 	Events(ctx context.Context, after uint64, fn func(api.Event) error) error
+	// Exchange carries any other verb of the route table (see ShimCall).
+	Exchange(ctx context.Context, method, target string, body []byte) ([]byte, error)
 	Close()
 }
 

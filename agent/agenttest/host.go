@@ -473,6 +473,15 @@ func (c *ShimClient) Console(ctx context.Context) ([]byte, error) {
 	return []byte("console of " + c.id + "\n"), nil
 }
 
+// Exchange answers the verbs that have no method of their own: the fake
+// shim knows none of them.
+func (c *ShimClient) Exchange(ctx context.Context, method, target string, body []byte) ([]byte, error) {
+	if _, err := c.shim(); err != nil {
+		return nil, err
+	}
+	return nil, errdefs.Unavailable("shim of VM %s: the fake shim does not answer %s %s", c.id, method, target)
+}
+
 // Events streams the log after seq, then live entries until ctx ends or the
 // shim exits.
 func (c *ShimClient) Events(ctx context.Context, after uint64, fn func(api.Event) error) error {

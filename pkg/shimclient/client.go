@@ -23,9 +23,15 @@ func NewClient(socket string) *Client { return &Client{c: unixhttp.New(socket)} 
 // Close drops idle connections.
 func (c *Client) Close() { c.c.Close() }
 
+// Exchanger carries one request and its whole answer: a *Client, or
+// whatever a caller puts in front of one (a fake in tests).
+type Exchanger interface {
+	Exchange(ctx context.Context, method, target string, body []byte) ([]byte, error)
+}
+
 // Call makes one request of route and decodes its answer. Each verb's
 // method below is a Call; a new verb needs none of its own.
-func Call[Req, Resp any](ctx context.Context, c *Client, route shimapi.Route[Req, Resp], req Req) (Resp, error) {
+func Call[Req, Resp any](ctx context.Context, c Exchanger, route shimapi.Route[Req, Resp], req Req) (Resp, error) {
 	var zero Resp
 	if route.Stream {
 		return zero, fmt.Errorf("shim %s is a stream; use Stream", route.Verb)
@@ -34,20 +40,31 @@ func Call[Req, Resp any](ctx context.Context, c *Client, route shimapi.Route[Req
 	if err != nil {
 		return zero, err
 	}
-	resp, err := c.c.Send(ctx, route.Method, target, sendable(body))
+	b, err := c.Exchange(ctx, route.Method, target, body)
 	if err != nil {
 		return zero, err
+	}
+	out, err := route.DecodeResponse(b)
+	if err != nil {
+		return zero, fmt.Errorf("shim %s: decode the answer: %w", route.Verb, err)
+	}
+	return out, nil
+}
+
+// Exchange makes one request of the control socket and returns the whole
+// answer's body, or the typed error it carries: the transport under every
+// verb that is not a stream. Call puts the route's types on it.
+func (c *Client) Exchange(ctx context.Context, method, target string, body []byte) ([]byte, error) {
+	resp, err := c.c.Send(ctx, method, target, sendable(body))
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return zero, c.c.Unavailable(err)
+		return nil, c.c.Unavailable(err)
 	}
-	out, err := route.DecodeResponse(b)
-	if err != nil {
-		return zero, fmt.Errorf("%s: shim %s: %w", c.c.Socket, route.Verb, err)
-	}
-	return out, nil
+	return b, nil
 }
 
 // Stream makes a request of a streaming route and hands each item of the
