@@ -12,6 +12,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -130,6 +131,31 @@ func TestEnumsMatchTheLibraries(t *testing.T) {
 	}
 	if !reflect.DeepEqual(presets, firewall.Presets()) {
 		t.Errorf("presets: api %v, firewall %v", api.FirewallPresets, firewall.Presets())
+	}
+	for _, m := range [][2]string{
+		{string(api.FirewallOff), string(shimapi.FirewallOff)},
+		{string(api.FirewallConntrack), string(shimapi.FirewallConntrack)},
+		{string(api.FirewallStateless), string(shimapi.FirewallStateless)},
+		{string(api.FirewallAccept), string(firewall.Accept)}, {string(api.FirewallDrop), string(firewall.Drop)},
+		{string(api.FirewallReject), string(firewall.Reject)},
+		{string(api.FirewallIn), string(firewall.In)}, {string(api.FirewallOut), string(firewall.Out)},
+		{string(api.FirewallInOut), string(firewall.InOut)},
+		{string(api.FirewallTCP), string(firewall.TCP)}, {string(api.FirewallUDP), string(firewall.UDP)},
+		{string(api.FirewallICMP), string(firewall.ICMP)}, {string(api.FirewallAll), string(firewall.All)},
+		{string(api.PolicyBlockAll), string(firewall.BlockAll)}, {string(api.PolicyAllowAll), string(firewall.AllowAll)},
+		{string(api.ConfigAllowInternet), string(firewall.AllowInternet)},
+		{string(api.ConfigAllowOutbound), string(firewall.AllowOutbound)},
+		{string(api.ConfigBlockAll), string(firewall.BlockAllTraffic)},
+		{string(api.ConfigBlockSSH), string(firewall.BlockSSH)}, {string(api.ConfigBlockSMB), string(firewall.BlockSMB)},
+		{string(api.ConfigBlockDatabases), string(firewall.BlockDatabases)}, {string(api.ConfigNone), string(firewall.NoDefaults)},
+		{string(api.OriginVM), string(firewall.FromVM)}, {string(api.OriginVMPreset), string(firewall.FromVMPreset)},
+		{string(api.OriginDepartment), string(firewall.FromDepartment)},
+		{string(api.OriginDepartmentPreset), string(firewall.FromDepartmentPreset)},
+		{string(api.OriginPolicy), string(firewall.FromPolicy)},
+	} {
+		if m[0] != m[1] {
+			t.Errorf("the wire says %q where the library says %q", m[0], m[1])
+		}
 	}
 	if api.FirewallDefaultPriority != firewall.DefaultPriority || api.DefaultDepartment != vmspec.DefaultDepartment {
 		t.Error("default priority or department differ")

@@ -173,3 +173,20 @@ func TestRequiredFollowsTheTags(t *testing.T) {
 		t.Errorf("VM required %v", required("VM"))
 	}
 }
+
+// TestRawFieldsAreFields: every raw-JSON field the document describes
+// exists, so that renaming one cannot silently leave it undescribed.
+func TestRawFieldsAreFields(t *testing.T) {
+	types := map[string]reflect.Type{"github.com/infinibay/infinivirt/pkg/api.InstallRequest": reflect.TypeFor[api.InstallRequest]()}
+	for key := range httpapi.RawFields {
+		at := strings.LastIndex(key, ".")
+		typ, ok := types[key[:at]]
+		if !ok {
+			t.Errorf("%s: add its type to this test", key)
+			continue
+		}
+		if _, ok := typ.FieldByName(key[at+1:]); !ok {
+			t.Errorf("%s: no such field", key)
+		}
+	}
+}

@@ -358,7 +358,11 @@ func (g *generator) fields(t reflect.Type, props map[string]any, required *[]str
 		if name == "" {
 			name = f.Name
 		}
-		s, err := g.schema(f.Type)
+		ft := f.Type
+		if raw, ok := httpapi.RawFields[t.PkgPath()+"."+t.Name()+"."+f.Name]; ok {
+			ft = raw
+		}
+		s, err := g.schema(ft)
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", t, f.Name, err)
 		}
