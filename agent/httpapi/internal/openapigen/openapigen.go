@@ -262,6 +262,26 @@ func (g *generator) schema(t reflect.Type) (map[string]any, error) {
 	return nil, fmt.Errorf("%s: no schema for kind %s", t, t.Kind())
 }
 
+// withSiblings adds keywords to a schema. OpenAPI 3.0 ignores the siblings
+// of a $ref, so a described reference is wrapped in allOf.
+func withSiblings(s, extra map[string]any) map[string]any {
+	if len(extra) == 0 {
+		return s
+	}
+	out := map[string]any{}
+	if _, isRef := s["$ref"]; isRef {
+		out["allOf"] = []any{s}
+	} else {
+		for k, v := range s {
+			out[k] = v
+		}
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
 
 // register names t in the components, telling apart two types of one name.
@@ -366,21 +386,13 @@ func (g *generator) fields(t reflect.Type, props map[string]any, required *[]str
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", t, f.Name, err)
 		}
-		prop := map[string]any{}
-		if _, isRef := s["$ref"]; isRef {
-			// OpenAPI 3.0 ignores a $ref's siblings: wrap it to describe it.
-			prop["allOf"] = []any{s}
-		} else {
-			for k, v := range s {
-				prop[k] = v
-			}
-		}
+		extra := map[string]any{}
 		if d := g.docs[t.PkgPath()+"."+t.Name()+"."+f.Name]; d != "" {
 			// Doc comments name the Go field; the document, the JSON one.
 			if rest, ok := strings.CutPrefix(d, f.Name+" "); ok {
 				d = name + " " + rest
 			}
-			prop["description"] = d
+			extra["description"] = d
 		}
 		def, hasDefault := f.Tag.Lookup("default")
 		if hasDefault {
@@ -388,9 +400,9 @@ func (g *generator) fields(t reflect.Type, props map[string]any, required *[]str
 			if json.Unmarshal([]byte(def), &v) != nil {
 				v = def
 			}
-			prop["default"] = v
+			extra["default"] = v
 		}
-		props[name] = prop
+		props[name] = withSiblings(s, extra)
 		if !strings.Contains(opts, "omitempty") && !hasDefault {
 			*required = append(*required, name)
 		}
