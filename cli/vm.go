@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,7 +18,7 @@ import (
 
 func vmCommand(g *globals) *cobra.Command {
 	vm := &cobra.Command{Use: "vm", Short: "Create, inspect, power and delete VMs"}
-	vm.AddCommand(vmList(g), vmGet(g), vmCreate(g), vmDelete(g), vmConsole(g))
+	vm.AddCommand(vmList(g), vmGet(g), vmCreate(g), vmDelete(g), vmConsole(g), vmBlock(g))
 	vm.AddCommand(vmNetworkCommands(g)...)
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
@@ -168,6 +169,46 @@ func vmConsole(g *globals) *cobra.Command {
 			_, err = fmt.Fprint(g.out, s)
 			return err
 		},
+	}
+}
+
+func vmBlock(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:               "block VM",
+		Short:             "List a running VM's block devices: disks and CD-ROMs, with their media",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeVMs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return do(g, func(ctx context.Context, c *agentclient.Client) (api.BlockDevices, error) {
+				return c.Block(ctx, args[0])
+			}, blockTable)
+		},
+	}
+}
+
+func blockTable(b api.BlockDevices) func(*tabwriter.Writer) {
+	return func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NAME\tFORMAT\tMODE\tMEDIUM\tFILE")
+		for _, d := range b.Devices {
+			mode, medium, file := "rw", "-", d.File
+			if d.ReadOnly {
+				mode = "ro"
+			}
+			if d.Removable {
+				switch {
+				case d.TrayOpen:
+					medium = "tray open"
+				case d.MediumInserted:
+					medium = "inserted"
+				default:
+					medium = "empty"
+				}
+			}
+			if file == "" {
+				file = "-"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", d.Name, cmp.Or(d.Format, "-"), mode, medium, file)
+		}
 	}
 }
 

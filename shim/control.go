@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -70,7 +71,45 @@ func (s *Shim) controlServer() *tinyhttp.Server {
 		}
 		return shimapi.Empty{}, nil
 	})
+	handle(srv, shimapi.RouteBlock, s.queryBlock)
 	return srv
+}
+
+// queryBlock lists the VM's block devices from QMP query-block.
+func (s *Shim) queryBlock(ctx context.Context, _ shimapi.BlockRequest) (api.BlockDevices, error) {
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	var infos []struct {
+		QDev      string `json:"qdev"`
+		Removable bool   `json:"removable"`
+		TrayOpen  bool   `json:"tray_open"`
+		Inserted  *struct {
+			NodeName string `json:"node-name"`
+			File     string `json:"file"`
+			Driver   string `json:"drv"`
+			ReadOnly bool   `json:"ro"`
+		} `json:"inserted"`
+	}
+	if err := s.qmp.Execute(ctx, "query-block", nil, &infos); err != nil {
+		return api.BlockDevices{}, qmpFailed(err)
+	}
+	out := api.BlockDevices{Devices: []api.BlockDevice{}}
+	for _, in := range infos {
+		// A device's backend is "/machine/peripheral/<id>/..." or just its id.
+		name := in.QDev
+		if rest, ok := strings.CutPrefix(name, "/machine/peripheral/"); ok {
+			name, _, _ = strings.Cut(rest, "/")
+		}
+		d := api.BlockDevice{Name: name, Removable: in.Removable, TrayOpen: in.TrayOpen}
+		if m := in.Inserted; m != nil {
+			if d.Name == "" {
+				d.Name = m.NodeName
+			}
+			d.File, d.Format, d.ReadOnly, d.MediumInserted = m.File, m.Driver, m.ReadOnly, true
+		}
+		out.Devices = append(out.Devices, d)
+	}
+	return out, nil
 }
 
 // handle serves route with h: the request decoded by the route's rules, the

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -128,5 +130,45 @@ func TestControlSocketEndIsLogged(t *testing.T) {
 	s.serve(tinyhttp.New(), brokenListener{})
 	if !strings.Contains(logs.String(), "control socket stopped serving") || !strings.Contains(logs.String(), "too many open files") {
 		t.Fatalf("log %q does not report the end of the control socket", logs.String())
+	}
+}
+
+// query-block on real QEMU: a disk, a CD-ROM with its ISO, and an empty
+// one, named by their device ids.
+func TestQueryBlockNamesDisksAndMedia(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	disk, iso := filepath.Join(dir, "disk.raw"), filepath.Join(dir, "cd.iso")
+	for _, p := range []string{disk, iso} {
+		if err := os.WriteFile(p, make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blockdev := func(id, path, format string, ro bool) []string {
+		return []string{
+			"-blockdev", fmt.Sprintf(`{"driver":"file","node-name":"%s-file","filename":%q,"read-only":%t}`, id, path, ro),
+			"-blockdev", fmt.Sprintf(`{"driver":%q,"node-name":%q,"file":"%s-file","read-only":%t}`, format, id, id, ro),
+		}
+	}
+	args := slices.Concat(blockdev("disk0", disk, "raw", false),
+		[]string{"-device", `{"driver":"virtio-blk-pci","id":"disk0","drive":"disk0"}`},
+		blockdev("cd0", iso, "raw", true),
+		[]string{"-device", `{"driver":"ide-cd","id":"cd0","drive":"cd0","bus":"ide.0"}`,
+			"-device", `{"driver":"ide-cd","id":"cd1","bus":"ide.1"}`})
+	c, p := bareQEMU(t, ctx, args...)
+	s := New(Config{})
+	s.qmp, s.qemu = c, p
+	got, err := s.queryBlock(ctx, shimapi.BlockRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []api.BlockDevice{
+		{Name: "disk0", File: disk, Format: "raw", MediumInserted: true},
+		{Name: "cd0", File: iso, Format: "raw", ReadOnly: true, Removable: true, MediumInserted: true},
+		{Name: "cd1", Removable: true},
+	}
+	if !slices.Equal(got.Devices, want) {
+		t.Fatalf("query-block:\n got %+v\nwant %+v", got.Devices, want)
 	}
 }

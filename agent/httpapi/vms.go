@@ -3,8 +3,10 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/infinibay/infinivirt/agent"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/unixhttp"
 )
 
@@ -44,6 +46,16 @@ var vmRoutes = []Route{{
 	Status:  []int{http.StatusNoContent},
 	Errors:  errsWrite,
 	handle:  (*server).deleteVM,
+}, {
+	Method: http.MethodGet, Path: "/v1/vms/{id}/block", OperationID: "getVMBlockDevices", Tag: "vms",
+	Summary:  "A running VM's block devices as QEMU has them: disks, and CD-ROMs with their media",
+	Response: typeOf[api.BlockDevices](),
+	Status:   []int{http.StatusOK},
+	Errors:   []errdefs.Code{errdefs.CodeNotFound, errdefs.CodeInternal, errdefs.CodeUnavailable, errdefs.CodeDeadlineExceeded},
+	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
+		b, err := agent.ShimCall(r.Context(), s.a, r.PathValue("id"), shimapi.RouteBlock, shimapi.BlockRequest{})
+		respond(w, http.StatusOK, b, err)
+	},
 }}
 
 func (s *server) createVM(w http.ResponseWriter, r *http.Request) {

@@ -82,6 +82,13 @@ func (c *Client) Console(ctx context.Context, id string) (string, error) {
 	return b.String(), err
 }
 
+// Block lists a running VM's block devices as QEMU has them.
+func (c *Client) Block(ctx context.Context, id string) (api.BlockDevices, error) {
+	var b api.BlockDevices
+	err := c.c.Do(ctx, http.MethodGet, "/v1/vms/"+url.PathEscape(id)+"/block", nil, &b)
+	return b, err
+}
+
 // Events streams events to fn until ctx ends, fn fails, or the agent ends
 // the stream: of one VM when id is set (replaying its log after `after`
 // when after > 0), else of all. A stream the agent ended returns nil: the

@@ -38,6 +38,7 @@ var (
 	RouteEvents       = Route[EventsRequest, api.Event]{Verb: "events", Method: "GET", Path: "/v1/events", Stream: true}
 	RouteConsole      = Route[ConsoleRequest, ConsoleTail]{Verb: "console", Method: "GET", Path: "/v1/console"}
 	RouteConsoleInput = Route[ConsoleInput, Empty]{Verb: "console-input", Method: "POST", Path: "/v1/console"}
+	RouteBlock        = Route[BlockRequest, api.BlockDevices]{Verb: "query-block", Method: "GET", Path: "/v1/block"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -48,6 +49,7 @@ var Routes = []RouteInfo{
 	RouteEvents.Info(),
 	RouteConsole.Info(),
 	RouteConsoleInput.Info(),
+	RouteBlock.Info(),
 }
 
 // StatusRequest asks for the shim's view of its VM.
@@ -105,6 +107,9 @@ func (in ConsoleInput) RawBytes() []byte { return in.Data }
 
 // SetRawBytes takes the body.
 func (in *ConsoleInput) SetRawBytes(b []byte) { in.Data = b }
+
+// BlockRequest asks for the VM's block devices as QEMU has them.
+type BlockRequest struct{}
 
 // Empty is an answer with nothing in it (204).
 type Empty struct{}
