@@ -47,7 +47,7 @@ type Supervisor struct {
 	watchers sync.WaitGroup
 	drops    dropCounter
 	wmu      sync.Mutex
-	active   map[*watcher]struct{}
+	active   map[*watcher]struct{} // running watchers: the tests drop their connections
 }
 
 const (
