@@ -54,13 +54,13 @@ func (c *Client) Quit(ctx context.Context) error {
 	return err
 }
 
-// Display protocols for SetPassword and ExpirePassword.
+// Display protocols for SetPassword.
 const (
 	ProtocolVNC   = "vnc"
 	ProtocolSpice = "spice"
 )
 
-// displayTarget is the common part of set_password and expire_password.
+// displayTarget names the display server set_password applies to.
 type displayTarget struct {
 	Protocol string `json:"protocol"`
 	Display  string `json:"display,omitempty"` // VNC only
@@ -81,7 +81,7 @@ func checkDisplayTarget(protocol, display string) error {
 }
 
 // SetPassword sets the password of a VNC or SPICE server. display names one
-// VNC server (its id from QueryVNCServers, "default" for the first -vnc);
+// VNC server (its id in query-vnc-servers, "default" for the first -vnc);
 // empty means the default one. It must be empty for SPICE. VNC uses only the
 // first 8 characters of the password. The password is never logged and never
 // appears in an error.
@@ -94,66 +94,6 @@ func (c *Client) SetPassword(ctx context.Context, protocol, password, display st
 		Password string `json:"password"`
 	}{displayTarget{protocol, display}, password}
 	return c.Execute(ctx, "set_password", args, nil)
-}
-
-// ExpirePassword sets when the current password stops working: "now",
-// "never", "+N" (N seconds from now) or "N" (seconds since the epoch).
-// display as for SetPassword.
-func (c *Client) ExpirePassword(ctx context.Context, protocol, when, display string) error {
-	if err := checkDisplayTarget(protocol, display); err != nil {
-		return err
-	}
-	if when == "" {
-		return errdefs.Invalid("time", "must be now, never, +SECONDS or SECONDS")
-	}
-	args := struct {
-		displayTarget
-		Time string `json:"time"`
-	}{displayTarget{protocol, display}, when}
-	return c.Execute(ctx, "expire_password", args, nil)
-}
-
-// VNCServer is one entry of query-vnc-servers.
-type VNCServer struct {
-	ID      string        `json:"id"`   // "default" for the first -vnc, then "vnc2", ...
-	Auth    string        `json:"auth"` // "none", "vnc", "vencrypt", "sasl", ...
-	Display string        `json:"display,omitempty"`
-	Server  []VNCEndpoint `json:"server"`
-	Clients []VNCEndpoint `json:"clients"`
-}
-
-// VNCEndpoint is a listening address or a connected client.
-type VNCEndpoint struct {
-	Host      string `json:"host"`
-	Service   string `json:"service"`
-	Family    string `json:"family"` // "ipv4", "ipv6", "unix"
-	WebSocket bool   `json:"websocket"`
-}
-
-// QueryVNCServers lists the VNC servers and their clients.
-func (c *Client) QueryVNCServers(ctx context.Context) ([]VNCServer, error) {
-	var v []VNCServer
-	err := c.Execute(ctx, "query-vnc-servers", nil, &v)
-	return v, err
-}
-
-// SpiceInfo is the reply of query-spice.
-type SpiceInfo struct {
-	Enabled         bool   `json:"enabled"`
-	Migrated        bool   `json:"migrated"`
-	Host            string `json:"host,omitempty"`
-	Port            int    `json:"port,omitempty"`
-	TLSPort         int    `json:"tls-port,omitempty"`
-	Auth            string `json:"auth,omitempty"` // "none" or "spice"
-	CompiledVersion string `json:"compiled-version,omitempty"`
-	MouseMode       string `json:"mouse-mode"`
-}
-
-// QuerySpice reports the SPICE server's state.
-func (c *Client) QuerySpice(ctx context.Context) (SpiceInfo, error) {
-	var s SpiceInfo
-	err := c.Execute(ctx, "query-spice", nil, &s)
-	return s, err
 }
 
 // TPMDevice is one entry of query-tpm.
@@ -180,63 +120,6 @@ func (c *Client) QueryTPM(ctx context.Context) ([]TPMDevice, error) {
 		devs[i].Type = r.Options.Type
 	}
 	return devs, nil
-}
-
-// QueryTPMModels lists the TPM device models this QEMU build supports.
-func (c *Client) QueryTPMModels(ctx context.Context) ([]string, error) {
-	var m []string
-	err := c.Execute(ctx, "query-tpm-models", nil, &m)
-	return m, err
-}
-
-// QueryTPMTypes lists the TPM backends this QEMU build supports.
-func (c *Client) QueryTPMTypes(ctx context.Context) ([]string, error) {
-	var t []string
-	err := c.Execute(ctx, "query-tpm-types", nil, &t)
-	return t, err
-}
-
-// Eject opens the tray of the removable-media device with qdev id id and
-// removes its medium. force ejects even if the guest locked the tray.
-func (c *Client) Eject(ctx context.Context, id string, force bool) error {
-	args := struct {
-		ID    string `json:"id"`
-		Force bool   `json:"force,omitempty"`
-	}{id, force}
-	return c.Execute(ctx, "eject", args, nil)
-}
-
-// BlockdevChangeMedium inserts filename (in the given format, never probed)
-// into the removable-media device with qdev id id, replacing what was there.
-func (c *Client) BlockdevChangeMedium(ctx context.Context, id, filename, format string) error {
-	if format == "" {
-		return errdefs.Invalid("format", "must be given: image formats are never probed")
-	}
-	args := struct {
-		ID       string `json:"id"`
-		Filename string `json:"filename"`
-		Format   string `json:"format"`
-	}{id, filename, format}
-	return c.Execute(ctx, "blockdev-change-medium", args, nil)
-}
-
-// BlockdevRemoveMedium removes the medium of a device whose tray is open.
-func (c *Client) BlockdevRemoveMedium(ctx context.Context, id string) error {
-	args := struct {
-		ID string `json:"id"`
-	}{id}
-	return c.Execute(ctx, "blockdev-remove-medium", args, nil)
-}
-
-// HumanMonitorCommand runs an HMP command line, for debugging only: its
-// output is free text and changes between QEMU versions.
-func (c *Client) HumanMonitorCommand(ctx context.Context, commandLine string) (string, error) {
-	args := struct {
-		CommandLine string `json:"command-line"`
-	}{commandLine}
-	var out string
-	err := c.Execute(ctx, "human-monitor-command", args, &out)
-	return out, err
 }
 
 // GetFD passes f to QEMU under name, for later use as fd=name (for example by
