@@ -119,13 +119,15 @@ func run() error {
 	go func() {
 		defer close(stopped)
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			log.Warn("requests still running at exit", "ERROR", err.Error())
 		}
 	}()
-	daemon.SdNotify(false, daemon.SdNotifyReady)
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("sd_notify failed; systemd may time the start out", "ERROR", err.Error())
+	}
 	log.Info("agent ready", "SOCKET", socket, "ACCEL", accel, "DATABASE", dsn != "")
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

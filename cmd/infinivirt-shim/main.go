@@ -36,7 +36,7 @@ func main() {
 	debugLog := fs.Bool("debug", false, "log startup steps")
 	fwMode := fs.String("firewall", string(shimapi.FirewallOff), "firewall mode: off, conntrack or stateless")
 	fwReject := fs.Bool("firewall-reject", false, "the kernel can REJECT in the bridge family")
-	fs.Parse(args)
+	_ = fs.Parse(args) // ExitOnError: a bad flag exits here
 	if !vmspec.ValidID(*id) {
 		// The id names directories the shim creates and removes.
 		fmt.Fprintf(os.Stderr, "infinivirt-shim: --id must be a VM's lower-case UUID, got %q\n", *id)
@@ -72,7 +72,10 @@ func main() {
 			StartReason:    api.Reason(os.Getenv("INFINIVIRT_START_REASON")),
 			Logger:         log,
 			Notify: func(state string) {
-				daemon.SdNotify(false, state)
+				// Unsent, READY=1 leaves systemd waiting until the start times out.
+				if _, err := daemon.SdNotify(false, state); err != nil {
+					log.Warn("sd_notify failed", "ERROR", err.Error())
+				}
 			},
 		})
 		os.Exit(s.Run(ctx))

@@ -3,10 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,9 +24,10 @@ func TestUpExecStatusDown(t *testing.T) {
 		t.Skipf("testbed host cannot run here: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "infinivirt-testbed")
+	// go test puts its own GOROOT/bin first on PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatal(err)
 	}
 	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v: %s", err, out)
@@ -71,7 +72,7 @@ func TestUpExecStatusDown(t *testing.T) {
 		t.Errorf("exec hostname = %q, %v", out, err)
 	}
 	_, err = run("exec", "--state", state, "--", "sh", "-c", "exit 7")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 7 {
 		t.Errorf("exec exit code: %v, want 7", err)
 	}
 	out, err = run("status", "--state", state)
