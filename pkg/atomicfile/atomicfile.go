@@ -3,6 +3,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ func Write(path string, data []byte, mode os.FileMode) (err error) {
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			err = errors.Join(err, os.Remove(tmp)) // a temp file left behind is worth knowing
 		}
 	}()
 	if err = f.Chmod(mode); err != nil {

@@ -50,7 +50,7 @@ const maxNameLen = 64
 // Joliet names. It writes a temp file beside dst and renames it into place,
 // so dst either appears whole or not at all; on failure nothing is left
 // behind.
-func Write(ctx context.Context, dst string, opts Options, files []File) error {
+func Write(ctx context.Context, dst string, opts Options, files []File) (err error) {
 	if !labelRE.MatchString(opts.Label) {
 		return fmt.Errorf("isoimage: label %q: want 1-32 characters of A-Z, 0-9 and _", opts.Label)
 	}
@@ -65,7 +65,7 @@ func Write(ctx context.Context, dst string, opts Options, files []File) error {
 	if err != nil {
 		return fmt.Errorf("isoimage: %w", err)
 	}
-	defer os.RemoveAll(work)
+	defer func() { err = errors.Join(err, os.RemoveAll(work)) }()
 	// The workspace becomes the image root; MkdirTemp made it 0700.
 	if err := os.Chmod(work, 0o755); err != nil {
 		return fmt.Errorf("isoimage: %w", err)
@@ -107,7 +107,7 @@ func replaceFile(dst string, mode os.FileMode, fill func(*os.File) error) (err e
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			err = errors.Join(err, os.Remove(tmp.Name()))
 		}
 	}()
 	if err = tmp.Chmod(mode); err != nil {

@@ -159,12 +159,10 @@ func (t *Tool) createExclusive(path string, fill func() error) error {
 		return err
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return err
+		return errors.Join(err, os.Remove(path))
 	}
 	if err := fill(); err != nil {
-		os.Remove(path)
-		return err
+		return errors.Join(err, os.Remove(path))
 	}
 	return nil
 }

@@ -80,17 +80,23 @@ func ExtractUbuntuBoot(ctx context.Context, isoPath, dstDir string) (kernel, ini
 	}
 	kernel = filepath.Join(dstDir, "vmlinuz")
 	initrd = filepath.Join(dstDir, "initrd")
+	// discard removes what was extracted so far; a file left behind is
+	// added to err.
+	discard := func(err error) error {
+		for _, p := range []string{kernel, initrd} {
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+		}
+		return err
+	}
 	for name, dst := range map[string]string{"vmlinuz": kernel, "initrd": initrd} {
 		n, err := im.CopyFile(ctx, src[name], dst)
 		if err != nil {
-			os.Remove(kernel)
-			os.Remove(initrd)
-			return "", "", fmt.Errorf("unattended: extract %s from %s: %w", src[name], isoPath, err)
+			return "", "", discard(fmt.Errorf("unattended: extract %s from %s: %w", src[name], isoPath, err))
 		}
 		if n == 0 {
-			os.Remove(kernel)
-			os.Remove(initrd)
-			return "", "", &UnknownLayoutError{ISO: isoPath, Missing: []string{src[name] + " (empty)"}}
+			return "", "", discard(&UnknownLayoutError{ISO: isoPath, Missing: []string{src[name] + " (empty)"}})
 		}
 	}
 	return kernel, initrd, nil

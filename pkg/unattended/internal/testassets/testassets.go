@@ -66,7 +66,8 @@ func withLock(ctx context.Context, path string, fn func() error) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	// Closing f releases the lock even if unlocking failed.
+	defer func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }()
 	return fn()
 }
 
@@ -104,12 +105,14 @@ func buildOnce(ctx context.Context, dir string, build func(tmp string) error) er
 		if _, err := os.Stat(filepath.Join(dir, ".ready")); err == nil {
 			return nil
 		}
-		os.RemoveAll(dir)
+		if err := os.RemoveAll(dir); err != nil { // an unfinished build
+			return err
+		}
 		tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".build-*")
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
+		defer func() { _ = os.RemoveAll(tmp) }() // renamed into place unless the build failed
 		if err := build(tmp); err != nil {
 			return err
 		}
@@ -235,8 +238,7 @@ func BuildDebianImage(ctx context.Context) (DebianImage, error) {
 		if _, err := run(ctx, tmp, nil, "qemu-img", "convert", "-O", "qcow2", raw, filepath.Join(tmp, "disk.qcow2")); err != nil {
 			return err
 		}
-		os.Remove(raw)
-		return os.RemoveAll(rootfs)
+		return errors.Join(os.Remove(raw), os.RemoveAll(rootfs))
 	})
 	if err != nil {
 		return DebianImage{}, err
@@ -260,9 +262,10 @@ func pruneStale(cache, prefix, keep string) {
 		if err != nil {
 			continue
 		}
+		// Best effort: an image left over is pruned by the next run.
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			os.RemoveAll(d)
-			os.Remove(d + ".lock")
+			_ = os.RemoveAll(d)
+			_ = os.Remove(d + ".lock")
 		}
 		f.Close()
 	}
