@@ -251,7 +251,8 @@ func (l *Log) Close() error {
 }
 
 func (l *Log) release() {
-	unix.Flock(int(l.lock.Fd()), unix.LOCK_UN)
+	// Closing the lock file releases the lock even if unlocking failed.
+	_ = unix.Flock(int(l.lock.Fd()), unix.LOCK_UN)
 	l.lock.Close()
 }
 

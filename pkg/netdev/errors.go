@@ -29,16 +29,16 @@ type LinkError struct {
 }
 
 func (e *LinkError) Error() string {
-	switch e.Err {
-	case ErrBridgeNotFound:
+	switch {
+	case errors.Is(e.Err, ErrBridgeNotFound):
 		return fmt.Sprintf("netdev: bridge %q does not exist", e.Link)
-	case ErrNotBridge:
+	case errors.Is(e.Err, ErrNotBridge):
 		return fmt.Sprintf("netdev: %q exists but is a %s link, not a bridge", e.Link, e.Kind)
-	case ErrBridgeBusy:
+	case errors.Is(e.Err, ErrBridgeBusy):
 		return fmt.Sprintf("netdev: bridge %q still has ports attached: %s", e.Link, strings.Join(e.Ports, ", "))
-	case ErrNotTAP:
+	case errors.Is(e.Err, ErrNotTAP):
 		return fmt.Sprintf("netdev: %q is a %s link, not a TAP", e.Link, e.Kind)
-	case ErrLinkExists:
+	case errors.Is(e.Err, ErrLinkExists):
 		return fmt.Sprintf("netdev: a %s link named %q already exists", e.Kind, e.Link)
 	}
 	return fmt.Sprintf("netdev: %s: %v", e.Link, e.Err)
@@ -50,12 +50,12 @@ func (e *LinkError) Unwrap() []error {
 }
 
 func (e *LinkError) code() errdefs.Code {
-	switch e.Err {
-	case ErrBridgeNotFound:
+	switch {
+	case errors.Is(e.Err, ErrBridgeNotFound):
 		return errdefs.CodeNotFound
-	case ErrLinkExists:
+	case errors.Is(e.Err, ErrLinkExists):
 		return errdefs.CodeAlreadyExists
-	case ErrNotBridge, ErrBridgeBusy, ErrNotTAP:
+	case errors.Is(e.Err, ErrNotBridge), errors.Is(e.Err, ErrBridgeBusy), errors.Is(e.Err, ErrNotTAP):
 		return errdefs.CodeFailedPrecondition
 	}
 	return errdefs.CodeInternal

@@ -347,15 +347,16 @@ var longAgo = time.Unix(1, 0)
 // interrupts it if ctx is cancelled earlier. release clears the deadline and
 // guarantees the cancellation hook no longer touches the connection.
 func bindDeadline(ctx context.Context, set func(time.Time) error) (release func()) {
+	// set fails only on a closed connection, whose next I/O fails anyway.
 	deadline, _ := ctx.Deadline()
-	set(deadline)
+	_ = set(deadline)
 	var mu sync.Mutex
 	active := true
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if active {
-			set(longAgo)
+			_ = set(longAgo)
 		}
 	})
 	return func() {
@@ -363,7 +364,7 @@ func bindDeadline(ctx context.Context, set func(time.Time) error) (release func(
 		mu.Lock()
 		active = false
 		mu.Unlock()
-		set(time.Time{})
+		_ = set(time.Time{})
 	}
 }
 

@@ -48,7 +48,8 @@ func (s *Store) listenOnce(ctx context.Context, fn func(vmID string)) error {
 		return err
 	}
 	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		// Close even when ctx has ended, but not for longer than a second.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
 		conn.Close(closeCtx)
 	}()

@@ -122,7 +122,7 @@ func Start(ctx context.Context, opts Options) (*Process, *os.File, error) {
 	p := &Process{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
 	go p.collect(stderr, opts.Log)
 	go func() {
-		cmd.Wait()
+		_ = cmd.Wait() // how swtpm ended is in cmd.ProcessState
 		p.state = cmd.ProcessState
 		close(p.done)
 	}()
@@ -144,7 +144,7 @@ func (p *Process) ping(ctx context.Context, ctrl *os.File) error {
 	if err := ctrl.SetDeadline(deadline); err != nil {
 		return err
 	}
-	defer ctrl.SetDeadline(time.Time{})
+	defer func() { _ = ctrl.SetDeadline(time.Time{}) }() // fails only on a channel already broken
 	var req [4]byte
 	binary.BigEndian.PutUint32(req[:], cmdGetCapability)
 	if _, err := ctrl.Write(req[:]); err != nil {
@@ -208,11 +208,12 @@ func (p *Process) Stop() {
 		return
 	default:
 	}
-	p.proc.Signal(syscall.SIGTERM)
+	// Both fail only once swtpm is gone, which p.done then tells.
+	_ = p.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(StopGrace):
-		p.proc.Kill()
+		_ = p.proc.Kill()
 		<-p.done
 	}
 }

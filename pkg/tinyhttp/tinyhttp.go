@@ -67,7 +67,9 @@ func (w *Response) Start(status int, contentType string) error {
 // was started yet.
 func (w *Response) Write(b []byte) (int, error) {
 	if !w.started {
-		w.Start(200, "application/json")
+		if err := w.Start(200, "application/json"); err != nil {
+			return 0, err
+		}
 	}
 	return w.w.Write(b)
 }
@@ -176,18 +178,24 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		c.Close()
 		s.wg.Done()
 	}()
-	c.SetReadDeadline(time.Now().Add(readTimeout))
+	// Writes below fail only once the client has gone: nobody is left to
+	// tell, and the connection closes on return.
+	if err := c.SetReadDeadline(time.Now().Add(readTimeout)); err != nil {
+		return
+	}
 	br := bufio.NewReaderSize(c, 4096)
 	bw := bufio.NewWriterSize(c, 4096)
-	defer bw.Flush()
+	defer func() { _ = bw.Flush() }()
 	resp := &Response{w: bw}
 	req, err := ReadRequest(br)
 	if err != nil {
-		resp.Start(400, "text/plain; charset=utf-8")
-		resp.Write([]byte(err.Error() + "\n"))
+		_ = resp.Start(400, "text/plain; charset=utf-8")
+		_, _ = resp.Write([]byte(err.Error() + "\n"))
 		return
 	}
-	c.SetReadDeadline(time.Time{})
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		return
+	}
 	// The client half-closing or resetting ends the request's context.
 	go func() {
 		var one [1]byte
@@ -202,13 +210,13 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	req.ctx = ctx
 	h, ok := s.routes[req.Method+" "+req.Path]
 	if !ok {
-		resp.Start(404, "application/json")
+		_ = resp.Start(404, "application/json")
 		fmt.Fprintf(resp, `{"error":{"code":"NotFound","message":"no route %s %s"}}`+"\n", req.Method, strconv.Quote(req.Path))
 		return
 	}
 	h(resp, req)
 	if !resp.started {
-		resp.Start(204, "text/plain")
+		_ = resp.Start(204, "text/plain")
 	}
 }
 
@@ -226,7 +234,7 @@ func ReadRequest(r *bufio.Reader) (*Request, error) {
 				return "", errors.New("request header too large")
 			}
 			line = append(line, frag...)
-			if err == bufio.ErrBufferFull {
+			if errors.Is(err, bufio.ErrBufferFull) {
 				continue
 			}
 			if err != nil {

@@ -145,7 +145,7 @@ func (w *xw) open(name string, attrs []string) {
 	w.b.WriteString("<" + name)
 	for i := 0; i+1 < len(attrs); i += 2 {
 		w.b.WriteString(" " + attrs[i] + `="`)
-		xml.EscapeText(&w.b, []byte(attrs[i+1]))
+		_ = xml.EscapeText(&w.b, []byte(attrs[i+1])) // writes to memory never fail
 		w.b.WriteString(`"`)
 	}
 	w.b.WriteString(">")
@@ -165,7 +165,7 @@ func (w *xw) end(name string) {
 
 func (w *xw) leaf(name, text string, attrs ...string) {
 	w.open(name, attrs)
-	xml.EscapeText(&w.b, []byte(text))
+	_ = xml.EscapeText(&w.b, []byte(text))
 	w.b.WriteString("</" + name + ">\n")
 }
 

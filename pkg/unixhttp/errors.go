@@ -15,7 +15,7 @@ func WriteError(w http.ResponseWriter, err error) {
 	e := errdefs.As(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Code.HTTPStatus())
-	json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: e}) // fails only when the client has gone
 }
 
 // DecodeError turns a non-2xx answer back into the typed error it carries.
