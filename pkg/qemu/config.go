@@ -28,6 +28,8 @@ const (
 // DisplayProtocol is the remote console a VM offers.
 type DisplayProtocol string
 
+// The display protocols.
+// The display protocols.
 const (
 	DisplayNone  DisplayProtocol = "none"
 	DisplayVNC   DisplayProtocol = "vnc"

@@ -33,7 +33,7 @@ func TestQEMUAcceptsGoldenConfigs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("each QEMU runs in its own network namespace, which needs root")
 	}
-	real := realFiles(t)
+	files := realFiles(t)
 	for _, gc := range goldenCases() {
 		t.Run(gc.name, func(t *testing.T) {
 			if gc.noRun != "" {
@@ -41,9 +41,9 @@ func TestQEMUAcceptsGoldenConfigs(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), startDeadline)
 			defer cancel()
-			cfg := gc.cfg(real)
+			cfg := gc.cfg(files)
 			if cfg.Firmware != nil {
-				needFiles(t, cfg.Firmware.Code, real.UEFIVars)
+				needFiles(t, cfg.Firmware.Code, files.UEFIVars)
 			}
 			// A private namespace: TAP queues for the NIC cases, and a
 			// loopback where display ports clash with nobody. The TAP gets
@@ -61,8 +61,7 @@ func TestQEMUAcceptsGoldenConfigs(t *testing.T) {
 			}
 			replies := startAndQuery(t, ctx, &cfg, network, displayQuery)
 			var st struct{ Status string }
-			json.Unmarshal(replies["query-status"], &st)
-			if st.Status != "prelaunch" {
+			if err := json.Unmarshal(replies["query-status"], &st); err != nil || st.Status != "prelaunch" {
 				t.Errorf("query-status = %s, want prelaunch (stopped by -S before the guest ran)", replies["query-status"])
 			}
 			if displayQuery != "" {
@@ -70,8 +69,8 @@ func TestQEMUAcceptsGoldenConfigs(t *testing.T) {
 					Enabled bool
 					Auth    string
 				}
-				json.Unmarshal(replies[displayQuery], &d)
-				if want := string(cfg.Display.Protocol); !d.Enabled || d.Auth != want {
+				err := json.Unmarshal(replies[displayQuery], &d)
+				if want := string(cfg.Display.Protocol); err != nil || !d.Enabled || d.Auth != want {
 					t.Errorf("%s = %s, want enabled with %q password authentication", displayQuery, replies[displayQuery], want)
 				}
 			}
@@ -148,7 +147,9 @@ func startAndQuery(t *testing.T, ctx context.Context, cfg *qemu.Config, network 
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		cmd.Process.Kill()
-		<-exited
+		if err := <-exited; err != nil {
+			t.Logf("QEMU ended: %v", err) // killed, as it should
+		}
 	}()
 
 	commands := []string{"qmp_capabilities", "query-status"}
@@ -178,7 +179,9 @@ func startAndQuery(t *testing.T, ctx context.Context, cfg *qemu.Config, network 
 // order, returning each one's "return".
 func qmpSession(ctx context.Context, conn net.Conn, commands ...string) (map[string]json.RawMessage, error) {
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		if err := conn.SetDeadline(dl); err != nil {
+			return nil, err
+		}
 	}
 	dec := json.NewDecoder(bufio.NewReader(conn))
 	var greeting struct{ QMP json.RawMessage }

@@ -105,11 +105,11 @@ func resolveRoot(root string) (string, error) {
 	if !filepath.IsAbs(root) {
 		return "", errdefs.Invalid("root", "must be an absolute path, got %q", root)
 	}
-	real, err := filepath.EvalSymlinks(root)
+	resolved, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return "", errdefs.Invalid("root", "%v", err)
 	}
-	return real, nil
+	return resolved, nil
 }
 
 // confinedRef resolves ref (as written in image) and returns its real path
@@ -140,14 +140,14 @@ func confinedRef(image, kind, ref, root, realRoot string) (string, error) {
 	if !within(filepath.Clean(root), p) {
 		return fail("lies outside the root")
 	}
-	real, err := filepath.EvalSymlinks(p)
+	resolved, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		return fail("cannot be resolved: %v", err)
 	}
-	if !within(realRoot, real) {
-		return fail("leads outside the root through a symlink, to %s", real)
+	if !within(realRoot, resolved) {
+		return fail("leads outside the root through a symlink, to %s", resolved)
 	}
-	return real, nil
+	return resolved, nil
 }
 
 // within reports whether p is root or below it; both must be clean.

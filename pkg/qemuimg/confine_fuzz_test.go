@@ -35,14 +35,14 @@ func FuzzConfinedRef(f *testing.F) {
 	}
 	image := filepath.Join(root, "vms", "disk0.qcow2")
 	f.Fuzz(func(t *testing.T, ref string) {
-		real, err := confinedRef(image, "backing file", ref, root, realRoot)
+		resolved, err := confinedRef(image, "backing file", ref, root, realRoot)
 		if err != nil {
 			return
 		}
-		if real != realRoot && !strings.HasPrefix(real, realRoot+string(filepath.Separator)) {
-			t.Fatalf("accepted %q, which resolves to %s outside %s", ref, real, realRoot)
+		if resolved != realRoot && !strings.HasPrefix(resolved, realRoot+string(filepath.Separator)) {
+			t.Fatalf("accepted %q, which resolves to %s outside %s", ref, resolved, realRoot)
 		}
-		if strings.HasPrefix(real, filepath.Join(dir, "out")) {
+		if strings.HasPrefix(resolved, filepath.Join(dir, "out")) {
 			t.Fatalf("accepted %q, which leads into the outside directory", ref)
 		}
 	})

@@ -227,7 +227,7 @@ func TestInfoForceShare(t *testing.T) {
 	t.Cleanup(func() {
 		stdin.Close()
 		qemu.Process.Kill()
-		qemu.Wait()
+		_ = qemu.Wait() // killed: how it ended is not under test
 	})
 	// The QMP greeting comes once the block nodes are open and locked.
 	greeting, err := bufio.NewReader(stdout).ReadString('\n')

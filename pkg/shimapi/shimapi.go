@@ -44,6 +44,7 @@ var CleanExitCodes = []int{ExitUserPowerOff, ExitForcedOff}
 // kernel once and passes the mode to every shim it starts.
 type FirewallMode string
 
+// The firewall modes.
 const (
 	FirewallOff       FirewallMode = "off"       // no rules: bridges are filtered elsewhere
 	FirewallConntrack FirewallMode = "conntrack" // connection state from nf_conntrack_bridge

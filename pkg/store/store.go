@@ -169,16 +169,16 @@ const maxTextBytes = 8 << 10
 
 // cleanText makes outside text storable: PostgreSQL text rejects NUL bytes
 // and invalid UTF-8, and a replay must never fail on them. The result is
-// valid UTF-8, has no NUL and is at most max bytes, cut on a rune boundary.
-func cleanText(s string, max int) string {
+// valid UTF-8, has no NUL and is at most limit bytes, cut on a rune boundary.
+func cleanText(s string, limit int) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "")
 	}
-	if len(s) > max {
-		cut := max
+	if len(s) > limit {
+		cut := limit
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}

@@ -65,6 +65,7 @@ type Application struct {
 // ScriptLanguage says which interpreter runs a script.
 type ScriptLanguage string
 
+// The script languages.
 const (
 	PowerShell ScriptLanguage = "powershell" // Windows; the default there
 	Cmd        ScriptLanguage = "cmd"        // Windows batch

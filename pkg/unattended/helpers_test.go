@@ -157,3 +157,11 @@ func dig(v any, path ...any) any {
 	}
 	return v
 }
+
+// noErr fails the test at once on a setup step's error.
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

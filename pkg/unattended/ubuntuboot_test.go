@@ -66,11 +66,11 @@ func TestExtractUbuntuBootFromGenisoimage(t *testing.T) {
 		t.Skip("genisoimage is not installed")
 	}
 	src := t.TempDir()
-	os.MkdirAll(filepath.Join(src, "casper"), 0o755)
-	os.MkdirAll(filepath.Join(src, ".disk"), 0o755)
-	os.WriteFile(filepath.Join(src, ".disk", "info"), []byte("Ubuntu-Server 24.04 LTS\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "casper", "vmlinuz"), fakeKernel, 0o644)
-	os.WriteFile(filepath.Join(src, "casper", "initrd"), fakeInitrd, 0o644)
+	noErr(t, os.MkdirAll(filepath.Join(src, "casper"), 0o755))
+	noErr(t, os.MkdirAll(filepath.Join(src, ".disk"), 0o755))
+	noErr(t, os.WriteFile(filepath.Join(src, ".disk", "info"), []byte("Ubuntu-Server 24.04 LTS\n"), 0o644))
+	noErr(t, os.WriteFile(filepath.Join(src, "casper", "vmlinuz"), fakeKernel, 0o644))
+	noErr(t, os.WriteFile(filepath.Join(src, "casper", "initrd"), fakeInitrd, 0o644))
 	iso := filepath.Join(t.TempDir(), "ubuntu.iso")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -84,8 +84,8 @@ func TestExtractUbuntuBootErrors(t *testing.T) {
 	dir := t.TempDir()
 	// A Fedora-like layout: no casper.
 	fedora := filepath.Join(t.TempDir(), "fedora.iso")
-	isoimage.Write(context.Background(), fedora, isoimage.Options{Label: "FEDORA", NoJoliet: true},
-		[]isoimage.File{{Path: "images/pxeboot/vmlinuz", Data: []byte("k")}, {Path: "images/pxeboot/initrd.img", Data: []byte("i")}})
+	noErr(t, isoimage.Write(context.Background(), fedora, isoimage.Options{Label: "FEDORA", NoJoliet: true},
+		[]isoimage.File{{Path: "images/pxeboot/vmlinuz", Data: []byte("k")}, {Path: "images/pxeboot/initrd.img", Data: []byte("i")}}))
 	_, _, err := ExtractUbuntuBoot(context.Background(), fedora, dir)
 	var le *UnknownLayoutError
 	if !errors.As(err, &le) {
@@ -99,8 +99,8 @@ func TestExtractUbuntuBootErrors(t *testing.T) {
 	}
 
 	noInitrd := filepath.Join(t.TempDir(), "half.iso")
-	isoimage.Write(context.Background(), noInitrd, isoimage.Options{Label: "HALF", NoJoliet: true},
-		[]isoimage.File{{Path: "casper/vmlinuz", Data: []byte("k")}})
+	noErr(t, isoimage.Write(context.Background(), noInitrd, isoimage.Options{Label: "HALF", NoJoliet: true},
+		[]isoimage.File{{Path: "casper/vmlinuz", Data: []byte("k")}}))
 	if _, _, err := ExtractUbuntuBoot(context.Background(), noInitrd, dir); !errors.As(err, &le) {
 		t.Errorf("no initrd: %v, want *UnknownLayoutError", err)
 	}
@@ -109,7 +109,7 @@ func TestExtractUbuntuBootErrors(t *testing.T) {
 		t.Errorf("missing ISO: %v, want NotFound", err)
 	}
 	junk := filepath.Join(t.TempDir(), "junk.iso")
-	os.WriteFile(junk, bytes.Repeat([]byte{1}, 100<<10), 0o644)
+	noErr(t, os.WriteFile(junk, bytes.Repeat([]byte{1}, 100<<10), 0o644))
 	if _, _, err := ExtractUbuntuBoot(context.Background(), junk, dir); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: "isoPath"}) {
 		t.Errorf("junk ISO: %v, want InvalidArgument on isoPath", err)
 	}

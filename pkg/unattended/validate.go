@@ -195,12 +195,12 @@ func (c InstallConfig) checkHostname(os string) error {
 	if h == "" {
 		return errdefs.Invalid("hostname", "must not be empty")
 	}
-	max := MaxHostname
+	limit := MaxHostname
 	if isWindows(os) {
-		max = MaxWindowsHostname
+		limit = MaxWindowsHostname
 	}
-	if len(h) > max {
-		return errdefs.Invalid("hostname", "at most %d characters, got %d", max, len(h))
+	if len(h) > limit {
+		return errdefs.Invalid("hostname", "at most %d characters, got %d", limit, len(h))
 	}
 	if !hostnameRE.MatchString(h) || allDigitsRE.MatchString(h) {
 		return errdefs.Invalid("hostname", "must be letters, digits and inner hyphens, not only digits, got %q", h)

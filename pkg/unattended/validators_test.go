@@ -51,7 +51,7 @@ func TestCloudInitSchema(t *testing.T) {
 	for name, doc := range cases {
 		t.Run(name, func(t *testing.T) {
 			f := filepath.Join(dir, name)
-			os.WriteFile(f, doc, 0o644)
+			noErr(t, os.WriteFile(f, doc, 0o644))
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			out, err := testassets.CloudInitSchema(ctx, root, f)
@@ -65,7 +65,7 @@ func TestCloudInitSchema(t *testing.T) {
 	}
 	t.Run("rejects a broken document", func(t *testing.T) {
 		f := filepath.Join(dir, "broken")
-		os.WriteFile(f, []byte("#cloud-config\nruncmd: \"x\"\nhostname: 42\n"), 0o644)
+		noErr(t, os.WriteFile(f, []byte("#cloud-config\nruncmd: \"x\"\nhostname: 42\n"), 0o644))
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if out, err := testassets.CloudInitSchema(ctx, root, f); err == nil {
@@ -234,7 +234,7 @@ func TestAutounattendChecks(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range xmls {
 		f := filepath.Join(dir, name)
-		os.WriteFile(f, docs[name], 0o644)
+		noErr(t, os.WriteFile(f, docs[name], 0o644))
 		xl := func(args ...string) string {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

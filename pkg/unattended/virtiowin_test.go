@@ -13,12 +13,12 @@ func TestFindVirtioWin(t *testing.T) {
 	dir := t.TempDir()
 	touch := func(name string) string {
 		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte("iso"), 0o644)
+		noErr(t, os.WriteFile(p, []byte("iso"), 0o644))
 		return p
 	}
 	v99 := touch("virtio-win-0.1.99.iso")
 	v240 := touch("virtio-win-0.1.240.iso")
-	os.Mkdir(filepath.Join(dir, "adir.iso"), 0o755)
+	noErr(t, os.Mkdir(filepath.Join(dir, "adir.iso"), 0o755))
 
 	if got, err := FindVirtioWin(v99, nil); err != nil || got != v99 {
 		t.Errorf("configured: %q, %v", got, err)

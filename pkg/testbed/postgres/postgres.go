@@ -318,6 +318,8 @@ func (c *Cluster) startServer(ctx context.Context) error {
 
 // stopServer tries pg_ctl's fast shutdown under a deadline, then signals the
 // postmaster by PID: SIGQUIT (immediate shutdown), then SIGKILL.
+//
+//nolint:contextcheck // stopping runs on its own deadlines, also after the caller's context has ended
 func (c *Cluster) stopServer() error {
 	pid := c.serverPID()
 	if pid == 0 {
@@ -421,14 +423,14 @@ func (c *Cluster) run(ctx context.Context, program string, args ...string) (stri
 	return text, nil
 }
 
-// tail returns up to max bytes from the end of a file, for error messages.
-func tail(path string, max int) string {
+// tail returns up to limit bytes from the end of a file, for error messages.
+func tail(path string, limit int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
-	if len(b) > max {
-		b = b[len(b)-max:]
+	if len(b) > limit {
+		b = b[len(b)-limit:]
 	}
 	return strings.TrimSpace(string(b))
 }

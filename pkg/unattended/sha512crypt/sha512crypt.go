@@ -16,8 +16,10 @@ import (
 const (
 	// DefaultRounds is what the scheme uses when a hash names no rounds.
 	DefaultRounds = 5000
-	MinRounds     = 1000
-	MaxRounds     = 999999999
+	// MinRounds is the fewest rounds a hash may name.
+	MinRounds = 1000
+	// MaxRounds is the most rounds a hash may name.
+	MaxRounds = 999999999
 	// MaxSaltLen is the longest salt the scheme uses; longer ones are cut.
 	MaxSaltLen = 16
 	prefix     = "$6$"
