@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -49,7 +48,7 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }() // a temp dir; os.Exit follows
 	bin := filepath.Join(dir, "notifier")
 	if err := buildNotifier(bin); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -80,9 +79,10 @@ func runTests(m *testing.M) int {
 }
 
 func buildNotifier(out string) error {
+	// go test puts its own GOROOT/bin first on PATH.
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return err
 	}
 	cmd := exec.Command(goBin, "build", "-o", out, "./testdata/notifier")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -128,9 +128,9 @@ func notifierSpec(args ...string) UnitSpec {
 }
 
 // cleanupUnit stops and resets the spec's unit at the end of the test.
-func cleanupUnit(t testing.TB, s *Supervisor, vmID string) {
+func cleanupUnit(t testing.TB, ctx context.Context, s *Supervisor, vmID string) {
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = s.Stop(ctx, vmID)
 		_ = s.ResetFailed(ctx, vmID)
@@ -138,9 +138,9 @@ func cleanupUnit(t testing.TB, s *Supervisor, vmID string) {
 }
 
 // mustStart starts spec's unit, which the end of the test stops and resets.
-func mustStart(t testing.TB, s *Supervisor, ctx context.Context, spec UnitSpec) {
+func mustStart(t testing.TB, ctx context.Context, s *Supervisor, spec UnitSpec) {
 	t.Helper()
-	cleanupUnit(t, s, spec.VMID)
+	cleanupUnit(t, ctx, s, spec.VMID)
 	if err := s.Start(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -148,10 +148,10 @@ func mustStart(t testing.TB, s *Supervisor, ctx context.Context, spec UnitSpec) 
 
 // startAndSeeStatus starts a unit whose shim reports status, and waits
 // until events delivers that status: signals reach the watcher.
-func startAndSeeStatus(t testing.TB, s *Supervisor, ctx context.Context, events <-chan UnitEvent, status string) {
+func startAndSeeStatus(t testing.TB, ctx context.Context, s *Supervisor, events <-chan UnitEvent, status string) {
 	t.Helper()
 	spec := notifierSpec("-status", status)
-	mustStart(t, s, ctx, spec)
+	mustStart(t, ctx, s, spec)
 	waitEvent(t, events, "signal "+status, func(ev UnitEvent) bool {
 		return ev.VMID == spec.VMID && ev.StatusText == status
 	})

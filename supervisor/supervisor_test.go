@@ -22,7 +22,7 @@ func TestStartWaitsForReady(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec("-ready-delay", "500ms", "-status", "booted the guest")
-	mustStart(t, s, ctx, spec)
+	mustStart(t, ctx, s, spec)
 	st, err := s.State(ctx, spec.VMID)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestCleanExitCodes(t *testing.T) {
 	clean := notifierSpec("-exit-after", "200ms", "-exit-code", "64")
 	dirty := notifierSpec("-exit-after", "200ms", "-exit-code", "3")
 	for _, spec := range []UnitSpec{clean, dirty} {
-		mustStart(t, s, ctx, spec)
+		mustStart(t, ctx, s, spec)
 	}
 	ends := waitEnds(t, events, clean.VMID, dirty.VMID)
 	if end := ends[clean.VMID]; end.ActiveState != "inactive" || end.Result != "success" {
@@ -111,7 +111,7 @@ func TestKillFailsUnitAndRunsStopPost(t *testing.T) {
 	waitEvent(t, events, "first reconcile marker", isMarker)
 	spec := notifierSpec()
 	spec.ExecStopPost = []string{stopPostPath}
-	mustStart(t, s, ctx, spec)
+	mustStart(t, ctx, s, spec)
 	if err := s.Kill(ctx, spec.VMID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -199,13 +199,13 @@ func TestStartErrors(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec()
-	mustStart(t, s, ctx, spec)
+	mustStart(t, ctx, s, spec)
 	if err := s.Start(ctx, spec); !isCode(err, errdefs.CodeAlreadyExists) {
 		t.Errorf("second Start: %v, want AlreadyExists", err)
 	}
 
 	bad := notifierSpec("-fail-before-ready", "1")
-	cleanupUnit(t, s, bad.VMID)
+	cleanupUnit(t, ctx, s, bad.VMID)
 	err := s.Start(ctx, bad)
 	var se *StartError
 	if !errors.As(err, &se) || !isCode(err, errdefs.CodeFailedPrecondition) {
@@ -237,7 +237,7 @@ func TestPropertiesReadBack(t *testing.T) {
 	spec.MemoryMax = 256 << 20
 	spec.StopTimeout = 7 * time.Second
 	spec.Environment = []string{"EXTRA=1"}
-	mustStart(t, s, ctx, spec)
+	mustStart(t, ctx, s, spec)
 	unit := UnitNameMust(spec.VMID)
 	var svc, u map[string]any
 	err := s.call(ctx, func(ctx context.Context, c *sddbus.Conn) error {
@@ -294,7 +294,7 @@ func TestWatchReconnects(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	running := notifierSpec()
-	mustStart(t, s, ctx, running)
+	mustStart(t, ctx, s, running)
 	events := s.Watch(ctx)
 	listed := false
 	waitEvent(t, events, "first marker", func(ev UnitEvent) bool {
@@ -313,7 +313,7 @@ func TestWatchReconnects(t *testing.T) {
 	if !listed {
 		t.Error("the reconcile after reconnect did not list the running unit")
 	}
-	startAndSeeStatus(t, s, ctx, events, "after reconnect")
+	startAndSeeStatus(t, ctx, s, events, "after reconnect")
 }
 
 // TestWatchEndsWithClose: closing the supervisor closes the channel.
@@ -347,7 +347,7 @@ func TestSurvivesBusRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvent(t, events, "marker after the bus restarted", isMarker)
-	startAndSeeStatus(t, s, ctx, events, "after bus restart")
+	startAndSeeStatus(t, ctx, s, events, "after bus restart")
 }
 
 // TestStartSameVMAgain: the same VM starts again right after a Stop and
@@ -356,7 +356,7 @@ func TestStartSameVMAgain(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec()
-	cleanupUnit(t, s, spec.VMID)
+	cleanupUnit(t, ctx, s, spec.VMID)
 	for round := range 3 {
 		if err := s.Start(ctx, spec); err != nil {
 			t.Fatalf("round %d: %v", round, err)
@@ -386,7 +386,7 @@ func TestUnitExistsMapsToAlreadyExists(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec()
-	mustStart(t, s, ctx, spec)
+	mustStart(t, ctx, s, spec)
 	props, err := spec.properties()
 	if err != nil {
 		t.Fatal(err)

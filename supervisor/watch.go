@@ -61,7 +61,7 @@ type dropCounter struct{ n atomic.Uint64 }
 // made up for with a reconcile.
 func (s *Supervisor) Watch(ctx context.Context) <-chan UnitEvent {
 	wctx, cancel := context.WithCancel(ctx)
-	stopOnClose := context.AfterFunc(s.life, cancel)
+	stopOnClose := context.AfterFunc(s.life, cancel) //nolint:contextcheck // a watcher ends with ctx or with the supervisor, whichever is first
 	out := make(chan UnitEvent)
 	q := &eventQueue{
 		max: watchQueueMax, drops: &s.drops,

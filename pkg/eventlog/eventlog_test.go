@@ -64,10 +64,15 @@ func TestSecondWriterWaitsForLock(t *testing.T) {
 func TestTornTailIsIgnoredAndRepaired(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "events.jsonl")
 	l := open(t, p)
-	l.Append(api.Event{Type: api.EventStatus, Status: api.StatusRunning})
+	mustAppend(t, l, api.Event{Type: api.EventStatus, Status: api.StatusRunning})
 	l.Close()
-	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"seq":2,"type":"sta`)
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"seq":2,"type":"sta`); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	if got, _ := ReadFile(p, 0); len(got) != 1 {
 		t.Fatalf("torn line read as an event: %+v", got)
@@ -84,13 +89,13 @@ func TestSubscribeHasNoGap(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "events.jsonl")
 	l := open(t, p)
 	defer l.Close()
-	l.Append(api.Event{Type: api.EventProgress, Message: "one"})
-	l.Append(api.Event{Type: api.EventProgress, Message: "two"})
+	mustAppend(t, l, api.Event{Type: api.EventProgress, Message: "one"})
+	mustAppend(t, l, api.Event{Type: api.EventProgress, Message: "two"})
 	backlog, sub, err := l.Subscribe(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Append(api.Event{Type: api.EventProgress, Message: "three"})
+	mustAppend(t, l, api.Event{Type: api.EventProgress, Message: "three"})
 	if len(backlog) != 1 || backlog[0].Message != "two" {
 		t.Fatalf("backlog = %+v", backlog)
 	}
@@ -191,5 +196,12 @@ func TestFailedAppendIsCutBack(t *testing.T) {
 	}
 	if got, _ := ReadFile(p, 0); len(got) != 2 || got[1].Message != "two" {
 		t.Fatalf("log after the failure: %+v", got)
+	}
+}
+
+func mustAppend(t *testing.T, l *Log, e api.Event) {
+	t.Helper()
+	if _, err := l.Append(e); err != nil {
+		t.Fatal(err)
 	}
 }

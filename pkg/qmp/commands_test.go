@@ -152,7 +152,9 @@ func vncLogin(t *testing.T, path, password string) bool {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	must := func(err error) {
 		if err != nil {
 			t.Helper()
@@ -265,7 +267,7 @@ func TestTPM(t *testing.T) {
 	}
 	forSwtpm.Close()
 	swDone := make(chan struct{})
-	go func() { sw.Wait(); close(swDone) }()
+	go func() { _ = sw.Wait(); close(swDone) }() // killed at cleanup
 	t.Cleanup(func() {
 		sw.Process.Kill()
 		<-swDone

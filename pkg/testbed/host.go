@@ -517,6 +517,7 @@ func (h *Host) Stop() error {
 	return h.stopErr
 }
 
+//nolint:contextcheck // stopping runs on its own deadlines, also after the caller's context has ended
 func (h *Host) stop() error {
 	var errs []error
 	// Processes entered from outside (Command) have a parent outside the

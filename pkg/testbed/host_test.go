@@ -172,7 +172,8 @@ func TestStopLeavesNothing(t *testing.T) {
 	stopped = true
 	for _, waited := range []chan error{waitedOutside, waitedLate} {
 		select {
-		case <-waited:
+		case err := <-waited:
+			t.Logf("process entered from outside ended: %v", err)
 		case <-time.After(10 * time.Second):
 			t.Error("a process entered from outside survived the host")
 		}
@@ -405,7 +406,9 @@ func TestDieWithCaller(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(report, []byte(strconv.Itoa(h.PID())+"\n"+h.CgroupDir()), 0o600)
+		if err := os.WriteFile(report, []byte(strconv.Itoa(h.PID())+"\n"+h.CgroupDir()), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		os.Exit(3) // no cleanup, no Stop
 	}
 	report := filepath.Join(t.TempDir(), "report")

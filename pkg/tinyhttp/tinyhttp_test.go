@@ -21,11 +21,17 @@ func serve(t *testing.T, s *Server) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		s.Shutdown(ctx)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Logf("shutdown cut requests still running: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	})
 	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -35,7 +41,9 @@ func serve(t *testing.T, s *Server) *http.Client {
 func TestRoutesBodiesAndErrors(t *testing.T) {
 	s := New()
 	s.Handle("POST /v1/echo", func(w *Response, r *Request) {
-		w.Start(201, "text/plain")
+		if err := w.Start(201, "text/plain"); err != nil {
+			return
+		}
 		fmt.Fprintf(w, "%s %s after=%s", r.Body, r.Header["x-test"], r.Query.Get("after"))
 	})
 	s.Handle("GET /v1/empty", func(w *Response, r *Request) {})
@@ -68,12 +76,16 @@ func TestStreamEndsOnShutdownAndOnClientLeaving(t *testing.T) {
 	s := New()
 	left := make(chan struct{})
 	s.Handle("GET /v1/stream", func(w *Response, r *Request) {
-		w.Start(200, "application/x-ndjson")
+		if err := w.Start(200, "application/x-ndjson"); err != nil {
+			return
+		}
 		for i := 0; ; i++ {
 			if _, err := fmt.Fprintf(w, "%d\n", i); err != nil {
 				return
 			}
-			w.Flush()
+			if err := w.Flush(); err != nil {
+				return
+			}
 			select {
 			case <-r.Context().Done():
 				close(left)
@@ -159,7 +171,9 @@ func TestHeaderWithoutNewlineIsBounded(t *testing.T) {
 // after it opened its socket) must not leave Serve accepting.
 func TestServeAfterShutdownReturns(t *testing.T) {
 	s := New()
-	s.Shutdown(context.Background())
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +181,10 @@ func TestServeAfterShutdownReturns(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve after Shutdown: %v", err)
+		}
 	case <-time.After(5 * time.Second):
 		ln.Close()
 		t.Fatal("Serve kept accepting after Shutdown")

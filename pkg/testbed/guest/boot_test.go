@@ -268,8 +268,11 @@ func dialUntilAnswered(t *testing.T, ctx context.Context, n *guest.Network, addr
 	for {
 		conn, err := n.Dial(ctx, "tcp", addr)
 		if err == nil {
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			b, err := io.ReadAll(conn)
+			err := conn.SetDeadline(time.Now().Add(10 * time.Second))
+			var b []byte
+			if err == nil {
+				b, err = io.ReadAll(conn)
+			}
 			conn.Close()
 			if err == nil && len(b) > 0 {
 				return strings.TrimSpace(string(b))
@@ -305,7 +308,9 @@ func qmpHandshake(ctx context.Context, conn net.Conn) (*qmpConn, error) {
 
 func (q *qmpConn) read(ctx context.Context, v any) error {
 	if dl, ok := ctx.Deadline(); ok {
-		q.conn.SetReadDeadline(dl)
+		if err := q.conn.SetReadDeadline(dl); err != nil {
+			return err
+		}
 	}
 	return q.dec.Decode(v)
 }
@@ -337,11 +342,15 @@ func (q *qmpConn) waitEvent(ctx context.Context, name string) (map[string]any, e
 	for {
 		for i, ev := range q.events {
 			var got string
-			json.Unmarshal(ev["event"], &got)
+			if err := json.Unmarshal(ev["event"], &got); err != nil {
+				return nil, fmt.Errorf("event name: %w", err)
+			}
 			if got == name {
 				q.events = append(q.events[:i], q.events[i+1:]...)
 				var data map[string]any
-				json.Unmarshal(ev["data"], &data)
+				if err := json.Unmarshal(ev["data"], &data); err != nil && ev["data"] != nil {
+					return nil, fmt.Errorf("%s data: %w", name, err)
+				}
 				return data, nil
 			}
 		}

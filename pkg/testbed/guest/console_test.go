@@ -16,9 +16,12 @@ func TestConsoleWaitForConsumesInOrder(t *testing.T) {
 	defer host.Close()
 	c := guest.NewConsole(host)
 	go func() {
-		vm.Write([]byte("boot\r\nTESTGUEST READY host=a ip=none\r\n"))
-		vm.Write([]byte("TESTGUEST READY host=a ip=none\r\n"))
-		vm.Close()
+		defer vm.Close()
+		// A failed write shows as a missing line below.
+		if _, err := vm.Write([]byte("boot\r\nTESTGUEST READY host=a ip=none\r\n")); err != nil {
+			return
+		}
+		_, _ = vm.Write([]byte("TESTGUEST READY host=a ip=none\r\n"))
 	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

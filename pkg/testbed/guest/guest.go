@@ -97,7 +97,7 @@ func ensure(ctx context.Context, cacheDir, key string, build func(ctx context.Co
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }() // renamed into place unless the build failed; a leftover is swept by removeStale
 	if err := build(ctx, tmp); err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func removeStale(cacheDir, keep string) {
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() && name != keep && (strings.HasPrefix(name, "v") || strings.HasPrefix(name, ".build-")) {
-			os.RemoveAll(filepath.Join(cacheDir, name))
+			_ = os.RemoveAll(filepath.Join(cacheDir, name)) // best effort: the next run tries again
 		}
 	}
 }

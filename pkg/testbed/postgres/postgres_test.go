@@ -111,7 +111,11 @@ func TestSocketReachableFromOtherNamespaceAndUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(target) })
+	t.Cleanup(func() {
+		if err := os.Remove(target); err != nil {
+			t.Error(err)
+		}
+	})
 
 	// Mount as root in a private mount namespace, then drop to nobody with setpriv.
 	script := `mount --bind "$1" "$2" && exec setpriv --reuid="$6" --regid="$7" --clear-groups "$3" -h "$2" -U "$4" -d "$5" -Atc "select 'reached'"`
