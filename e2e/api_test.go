@@ -31,7 +31,8 @@ func TestEventStreamResumesFromASequence(t *testing.T) {
 	defer stop()
 	// Resuming after the create's own entry: whatever happens before the
 	// stream is live comes from the log, so nothing is missed or doubled.
-	go b.client.Events(sctx, vm.ID, vm.Seq, func(e api.Event) error { got <- e; return nil })
+	// It ends with stop(); the events it passed on are what is checked.
+	go func() { _ = b.client.Events(sctx, vm.ID, vm.Seq, func(e api.Event) error { got <- e; return nil }) }()
 	if _, err := b.client.Power(ctx, vm.ID, api.PowerOn, true, guestTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +58,16 @@ func TestEventStreamResumesFromASequence(t *testing.T) {
 	var replay []api.Event
 	rctx, rstop := context.WithTimeout(ctx, 5*time.Second)
 	defer rstop()
-	b.client.Events(rctx, vm.ID, from, func(e api.Event) error {
+	err = b.client.Events(rctx, vm.ID, from, func(e api.Event) error {
 		replay = append(replay, e)
 		if e.Seq == seen[len(seen)-1].Seq {
 			rstop()
 		}
 		return nil
 	})
+	if err != nil && rctx.Err() == nil {
+		t.Fatalf("replay: %v", err)
+	}
 	if len(replay) != len(seen)-1 || replay[0].Seq != from+1 {
 		t.Fatalf("replay after %d gave %d events starting at %d, want %d", from, len(replay), replay[0].Seq, len(seen)-1)
 	}
@@ -137,7 +141,9 @@ func TestDatabaseOutageConverges(t *testing.T) {
 	restarted := false
 	defer func() {
 		if !restarted {
-			b.pg.StartServer()
+			if err := b.pg.StartServer(); err != nil {
+				t.Errorf("restart PostgreSQL: %v", err)
+			}
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)

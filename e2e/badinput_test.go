@@ -32,7 +32,7 @@ func (b *bed) expectRefusal(t *testing.T, ctx context.Context, body []byte, code
 		t.Fatal(err)
 	}
 	var eb api.ErrorBody
-	if json.Unmarshal(resp, &eb); eb.Error == nil {
+	if err := json.Unmarshal(resp, &eb); err != nil || eb.Error == nil {
 		t.Fatalf("status %d, body %s: not a typed error", status, resp)
 	}
 	if status/100 != 4 || eb.Error.Code != code || eb.Error.Field != field {

@@ -171,10 +171,14 @@ func (b *bed) close() {
 		}
 	}
 	if b.pg != nil {
-		b.pg.Stop()
+		if err := b.pg.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: stop PostgreSQL:", err)
+		}
 	}
 	if b.binDir != "" {
-		os.RemoveAll(b.binDir)
+		if err := os.RemoveAll(b.binDir); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: remove the binaries:", err)
+		}
 	}
 }
 
@@ -197,7 +201,7 @@ func buildDaemons(ctx context.Context) (string, error) {
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir) // a temp dir; the build's failure is what to report
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return dir, nil
@@ -212,6 +216,8 @@ func moduleRoot() string {
 }
 
 // run runs a command inside the host and fails the test if it fails.
+//
+//nolint:contextcheck // a command on the test bed gets its own deadline, apart from the test's context
 func (b *bed) run(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -224,6 +230,8 @@ func (b *bed) run(t testing.TB, args ...string) string {
 }
 
 // try runs a command inside the host and reports whether it succeeded.
+//
+//nolint:contextcheck // a command on the test bed gets its own deadline, apart from the test's context
 func (b *bed) try(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -278,7 +286,9 @@ func (b *bed) createVMFrom(t testing.TB, in api.CreateVMInput) api.VM {
 func (b *bed) deleteVM(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b.client.Delete(ctx, id, true)
+	if err := b.client.Delete(ctx, id, true); err != nil && !errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) {
+		fmt.Fprintf(os.Stderr, "e2e: delete VM %s: %v\n", id, err)
+	}
 }
 
 // waitConsole waits until the guest's console shows want at least n times.

@@ -54,7 +54,11 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 	}
 	allowAll := api.DepartmentPolicy{Policy: api.PolicyAllowAll, DefaultConfig: api.ConfigNone}
 	put(api.Department{Policy: allowAll})
-	t.Cleanup(func() { b.client.DeleteDepartment(context.Background(), dept) })
+	t.Cleanup(func() {
+		if err := b.client.DeleteDepartment(context.Background(), dept); err != nil {
+			t.Logf("delete department %s: %v", dept, err)
+		}
+	})
 	a := b.createFirewallGuest(t, "fw-a", dept)
 	bb := b.createFirewallGuest(t, "fw-b", dept)
 	c := b.createFirewallGuest(t, "fw-c", dept)
@@ -84,7 +88,9 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		if b.canPing(t, a.ID, bb.ip) {
 			t.Error("A pings B after an agent restart")
 		}
-		b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept})
+		if _, err := b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept}); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("host-bound traffic is filtered", func(t *testing.T) {
@@ -100,7 +106,9 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		if !b.canPing(t, c.ID, "10.99.0.1") {
 			t.Error("C lost the gateway")
 		}
-		b.client.PutVMFirewall(ctx, a.ID, api.VMFirewall{Department: dept})
+		if _, err := b.client.PutVMFirewall(ctx, a.ID, api.VMFirewall{Department: dept}); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("department change reaches every VM, override beats it for the same traffic only", func(t *testing.T) {
@@ -128,7 +136,9 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		if b.canConnect(t, a.ID, bb.ip, 80) {
 			t.Error("C's override leaked to B")
 		}
-		b.client.PutVMFirewall(ctx, c.ID, api.VMFirewall{Department: dept})
+		if _, err := b.client.PutVMFirewall(ctx, c.ID, api.VMFirewall{Department: dept}); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("BLOCK_ALL with TCP 22 accepted into B", func(t *testing.T) {
@@ -147,7 +157,9 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 
 	t.Run("a forged source MAC is dropped and counted", func(t *testing.T) {
 		put(api.Department{Policy: allowAll})
-		b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept})
+		if _, err := b.client.PutVMFirewall(ctx, bb.ID, api.VMFirewall{Department: dept}); err != nil {
+			t.Fatal(err)
+		}
 		counters := func() uint64 {
 			eff, err := b.client.EffectiveFirewall(ctx, a.ID)
 			if err != nil {
@@ -179,7 +191,11 @@ func TestFirewallBetweenRealGuests(t *testing.T) {
 		if _, err := b.client.PutBridge(ctx, "ivbr1", api.BridgeRequest{Addresses: []netip.Prefix{netip.MustParsePrefix("10.98.0.1/24")}}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { b.client.DeleteBridge(context.Background(), "ivbr1", true) })
+		t.Cleanup(func() {
+			if err := b.client.DeleteBridge(context.WithoutCancel(ctx), "ivbr1", true); err != nil {
+				t.Logf("delete bridge ivbr1: %v", err)
+			}
+		})
 		moved, err := b.client.MoveVM(ctx, bb.ID, "ivbr1")
 		if err != nil || moved.NetworkBridge != "ivbr1" {
 			t.Fatalf("move: %v (%s)", err, moved.NetworkBridge)

@@ -14,6 +14,8 @@ import (
 // guestRun runs a shell command on the guest's serial console, through the
 // shim's control socket, and returns what it printed and its exit status.
 // Markers with a fresh nonce tell the command's output from anything else.
+//
+//nolint:contextcheck // a command on the test bed gets its own deadline, apart from the test's context
 func (b *bed) guestRun(t testing.TB, id, cmd string) (string, int) {
 	t.Helper()
 	nonce := strconv.FormatUint(rand.Uint64(), 36)

@@ -47,6 +47,7 @@ func (b *bed) installISOs(t *testing.T) installISOs {
 	return isoSet
 }
 
+//nolint:contextcheck // built once for the whole run, on its own deadline, whichever test asks first
 func (b *bed) buildInstallISOs() (installISOs, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), guest.BuildTimeout)
 	defer cancel()
@@ -479,7 +480,11 @@ func TestInstallSettlesAfterAgentRestart(t *testing.T) {
 	}
 	t.Cleanup(func() { b.deleteVM(vm.ID) })
 	b.run(t, "systemctl", "kill", "--signal=SIGKILL", "infinivirt-agent.service")
-	t.Cleanup(func() { b.try("systemctl", "start", "infinivirt-agent.service") })
+	t.Cleanup(func() {
+		if out, err := b.try("systemctl", "start", "infinivirt-agent.service"); err != nil {
+			t.Errorf("restart the agent: %v: %s", err, out)
+		}
+	})
 	b.eventually(t, guestTimeout, func() error {
 		if s := b.unitProperty(t, vm.ID, "ActiveState"); s != "inactive" {
 			return fmt.Errorf("the installer's unit is %s", s)

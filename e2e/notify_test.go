@@ -24,19 +24,22 @@ func (bd *bed) listen(tb testing.TB) <-chan notification {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan notification, 1024)
 	ready := make(chan struct{}, 1)
-	go bd.db.Listen(ctx, func(id string) {
-		if id == store.ResyncAll {
+	// Listen runs until the cleanup cancels it; what it heard is in ch.
+	go func() {
+		_ = bd.db.Listen(ctx, func(id string) {
+			if id == store.ResyncAll {
+				select {
+				case ready <- struct{}{}:
+				default:
+				}
+				return
+			}
 			select {
-			case ready <- struct{}{}:
+			case ch <- notification{vmID: id, at: time.Now()}:
 			default:
 			}
-			return
-		}
-		select {
-		case ch <- notification{vmID: id, at: time.Now()}:
-		default:
-		}
-	})
+		})
+	}()
 	tb.Cleanup(cancel)
 	select {
 	case <-ready:

@@ -53,7 +53,9 @@ func (b *bed) vncLogin(addr, password string) error {
 		return err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		return err
+	}
 	version := make([]byte, 12)
 	if _, err := io.ReadFull(conn, version); err != nil {
 		return fmt.Errorf("server version: %w", err)
@@ -61,22 +63,30 @@ func (b *bed) vncLogin(addr, password string) error {
 	if !strings.HasPrefix(string(version), "RFB 003.") {
 		return fmt.Errorf("not RFB: %q", version)
 	}
-	conn.Write([]byte("RFB 003.008\n"))
+	if _, err := conn.Write([]byte("RFB 003.008\n")); err != nil {
+		return err
+	}
 	var n [1]byte
 	if _, err := io.ReadFull(conn, n[:]); err != nil || n[0] == 0 {
 		return fmt.Errorf("no security types (%v)", err)
 	}
 	types := make([]byte, n[0])
-	io.ReadFull(conn, types)
+	if _, err := io.ReadFull(conn, types); err != nil {
+		return fmt.Errorf("security types: %w", err)
+	}
 	if !strings.ContainsRune(string(types), 2) {
 		return fmt.Errorf("server does not offer VNC authentication: %v", types)
 	}
-	conn.Write([]byte{2})
+	if _, err := conn.Write([]byte{2}); err != nil {
+		return err
+	}
 	challenge := make([]byte, 16)
 	if _, err := io.ReadFull(conn, challenge); err != nil {
 		return err
 	}
-	conn.Write(vncResponse(password, challenge))
+	if _, err := conn.Write(vncResponse(password, challenge)); err != nil {
+		return err
+	}
 	var result uint32
 	if err := binary.Read(conn, binary.BigEndian, &result); err != nil {
 		return err
@@ -85,10 +95,16 @@ func (b *bed) vncLogin(addr, password string) error {
 		return fmt.Errorf("authentication failed (%d)", result)
 	}
 	// ClientInit, then the server's framebuffer size proves the session is up.
-	conn.Write([]byte{1})
+	if _, err := conn.Write([]byte{1}); err != nil {
+		return err
+	}
 	var w, h uint16
-	binary.Read(conn, binary.BigEndian, &w)
-	binary.Read(conn, binary.BigEndian, &h)
+	if err := binary.Read(conn, binary.BigEndian, &w); err != nil {
+		return fmt.Errorf("no ServerInit after login: %w", err)
+	}
+	if err := binary.Read(conn, binary.BigEndian, &h); err != nil {
+		return fmt.Errorf("no ServerInit after login: %w", err)
+	}
 	if w == 0 || h == 0 {
 		return fmt.Errorf("no ServerInit after login")
 	}
@@ -120,7 +136,14 @@ func vncResponse(password string, challenge []byte) []byte {
 // namespace: a socket belongs to the namespace it was created in.
 func (b *bed) dialInHost(addr string) (net.Conn, error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	back := true
+	defer func() {
+		// A thread that cannot go back stays locked: Go then retires it
+		// with this goroutine instead of reusing it in the wrong namespace.
+		if back {
+			runtime.UnlockOSThread()
+		}
+	}()
 	orig, err := netns.Get()
 	if err != nil {
 		return nil, err
@@ -134,7 +157,8 @@ func (b *bed) dialInHost(addr string) (net.Conn, error) {
 	if err := netns.Set(target); err != nil {
 		return nil, err
 	}
-	defer netns.Set(orig)
+	back = false
+	defer func() { back = netns.Set(orig) == nil }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var d net.Dialer
