@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -72,12 +73,13 @@ func deviceAllow(spec *vmspec.Spec) []string {
 	if _, err := os.Stat("/dev/vhost-net"); err == nil {
 		devs = append(devs, "/dev/vhost-net")
 	}
-	for i, d := range spec.PCIs() {
-		if i == 0 {
-			devs = append(devs, "/dev/vfio/vfio")
-		}
-		if group, err := os.Readlink(filepath.Join("/sys/bus/pci/devices", d.PCI.Host, "iommu_group")); err == nil {
-			devs = append(devs, filepath.Join("/dev/vfio", filepath.Base(group)))
+	// The vfio nodes of each passed-through PCI device (the container once).
+	all, _ := device.FromSpec(spec) // a loaded spec is valid, and so is each entry
+	for _, p := range device.Of[*device.PCI](all) {
+		for _, n := range p.DeviceNodes() {
+			if !slices.Contains(devs, n) {
+				devs = append(devs, n)
+			}
 		}
 	}
 	return devs
