@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/qemu"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
@@ -52,8 +52,9 @@ type platformRun struct {
 // installing reports whether this run boots the installer.
 func (s *Shim) installing() bool { return s.spec != nil && s.spec.Install.Active() }
 
-// addPlatform adds what the spec asks beyond a plain VM: UEFI firmware and,
-// while an install is unfinished, its media and the boot-once.
+// addPlatform adds what the spec asks beyond its devices: UEFI firmware
+// and, while an install is unfinished, the boot-once (its media are
+// devices of the start: runDevices).
 func addPlatform(cfg *qemu.Config, spec *vmspec.Spec) {
 	if f := spec.Firmware; f != nil {
 		cfg.Firmware = &qemu.Firmware{Code: f.Code, Vars: f.Vars, SecureBoot: f.SecureBoot}
@@ -61,13 +62,6 @@ func addPlatform(cfg *qemu.Config, spec *vmspec.Spec) {
 	in := spec.Install
 	if !in.Active() {
 		return
-	}
-	// The install's own media follow the spec's drives, under the next
-	// free names (cd1 and cd2 beside the OS ISO's cd0).
-	answers := spec.FreeName(api.DeviceCDROM)
-	cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: answers, Path: in.AnswerISO})
-	if in.VirtioWinISO != "" {
-		cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: spec.FreeName(api.DeviceCDROM, answers), Path: in.VirtioWinISO})
 	}
 	if cds := spec.CDROMs(); in.BootOnce == vmspec.BootOnceISO && len(cds) > 0 {
 		cfg.BootOnce = cds[0].Name // the OS ISO
@@ -90,46 +84,6 @@ func (s *Shim) installMedia() map[string]string {
 	return media
 }
 
-// prepareMedia checks that the install media and the VM's platform files
-// exist and hands the VM's own ones (the answer ISO, the installer's kernel,
-// the UEFI variable store, the TPM's state) to QEMU's user. Shared media,
-// such as the OS ISO, must already be readable by it. The install directory
-// itself stays the agent's: QEMU only reads from it.
-func (s *Shim) prepareMedia(ctx context.Context) error {
-	vmDir := s.cfg.Layout.VMDir(s.cfg.VMID)
-	var own []string
-	if s.installing() {
-		for what, p := range s.installMedia() {
-			if _, err := os.Stat(p); err != nil {
-				return fmt.Errorf("install medium (%s): %w", what, err)
-			}
-			if strings.HasPrefix(p, vmDir+"/") {
-				own = append(own, p)
-			}
-		}
-	}
-	if f := s.spec.Firmware; f != nil {
-		for _, p := range []string{f.Code, f.Vars} {
-			if _, err := os.Stat(p); err != nil {
-				return fmt.Errorf("firmware: %w", err)
-			}
-		}
-		own = append(own, f.Vars)
-	}
-	if t := s.spec.TPM(); t != nil {
-		if err := os.MkdirAll(t.StateDir, 0o700); err != nil {
-			return fmt.Errorf("tpm state: %w", err)
-		}
-		own = append(own, t.StateDir)
-		// swtpm's files inside, from earlier runs.
-		entries, _ := os.ReadDir(t.StateDir)
-		for _, e := range entries {
-			own = append(own, filepath.Join(t.StateDir, e.Name()))
-		}
-	}
-	return s.handToQEMU(own...)
-}
-
 // armBootOnce runs while QEMU is still stopped by -S: the OS ISO, first for
 // the firmware at this boot, goes back behind the disk for every later one
 // (QEMU hands the firmware a new boot order only at a reset).
@@ -145,7 +99,7 @@ func (s *Shim) armBootOnce(ctx context.Context) error {
 		}
 	}
 	s.progress("install media attached: %s", strings.Join(parts, ", "))
-	cfg := qemuConfig(s.spec, nil)
+	cfg := qemuConfig(s.spec, s.devices, device.NewFDs(firstDeviceFD))
 	id, idx, ok := cfg.BootOnceRestore()
 	if !ok {
 		return nil

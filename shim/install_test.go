@@ -35,7 +35,7 @@ func installingSpec(t *testing.T) *vmspec.Spec {
 
 func TestQEMUConfigDuringAndAfterInstall(t *testing.T) {
 	spec := installingSpec(t)
-	cfg := qemuConfig(spec, map[string][]int{"net0": {5}})
+	cfg := testQEMUConfig(t, spec, 1)
 	var ids []string
 	for _, cd := range cfg.CDROMs {
 		ids = append(ids, cd.ID+"="+filepath.Base(cd.Path))
@@ -56,7 +56,7 @@ func TestQEMUConfigDuringAndAfterInstall(t *testing.T) {
 	// Done: the agent detached the media; the firmware stays.
 	spec.Install.State = api.InstallDone
 	spec.DetachISO()
-	cfg = qemuConfig(spec, map[string][]int{"net0": {5}})
+	cfg = testQEMUConfig(t, spec, 1)
 	if len(cfg.CDROMs) != 0 || cfg.BootOnce != "" || cfg.Boot != nil || cfg.Firmware == nil {
 		t.Errorf("after the install: CD-ROMs %v, boot once %q, boot %+v, firmware %+v", cfg.CDROMs, cfg.BootOnce, cfg.Boot, cfg.Firmware)
 	}
@@ -64,7 +64,7 @@ func TestQEMUConfigDuringAndAfterInstall(t *testing.T) {
 	// marks the run again first); the files stay where they are.
 	spec.Install.State = api.InstallFailed
 	spec.AddDevice(vmspec.NewDevice("cd0", vmspec.CDROM{Path: "/isos/win11.iso", BootIndex: 2}))
-	if cfg = qemuConfig(spec, map[string][]int{"net0": {5}}); len(cfg.CDROMs) != 1 || cfg.BootOnce != "" {
+	if cfg = testQEMUConfig(t, spec, 1); len(cfg.CDROMs) != 1 || cfg.BootOnce != "" {
 		t.Errorf("failed install: CD-ROMs %v, boot once %q", cfg.CDROMs, cfg.BootOnce)
 	}
 }

@@ -15,16 +15,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/qemu"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
-// Fixed fd numbers in QEMU: os/exec numbers ExtraFiles from 3.
+// Fixed fd numbers in QEMU: os/exec numbers ExtraFiles from 3. The
+// devices' files follow (each NIC's TAP queues, in the spec's order), then
+// the TPM's control channel.
 const (
-	qmpFD      = 3
-	serialFD   = 4
-	firstTAPFD = 5
+	qmpFD         = 3
+	serialFD      = 4
+	firstDeviceFD = 5
 )
 
 // qemuProcess is the QEMU child. os.Process holds a pidfd for it on Linux,
@@ -43,9 +45,9 @@ type qemuProcess struct {
 	stderr []byte // the last few KiB, for error messages
 }
 
-// qemuConfig maps the VM spec to QEMU's typed configuration. tapFDs are
-// each NIC's TAP queue fds as numbered in the child, by device name.
-func qemuConfig(spec *vmspec.Spec, tapFDs map[string][]int) *qemu.Config {
+// qemuConfig maps the VM spec and the devices of this start to QEMU's
+// typed configuration; the files QEMU must inherit go through fds.
+func qemuConfig(spec *vmspec.Spec, devs []device.Device, fds *device.FDs) *qemu.Config {
 	cfg := &qemu.Config{
 		UUID:      spec.ID,
 		Accel:     qemu.Accel(spec.Accel),
@@ -59,17 +61,8 @@ func qemuConfig(spec *vmspec.Spec, tapFDs map[string][]int) *qemu.Config {
 		NoShutdown:   true,
 		HotplugPorts: 4,
 	}
-	for _, d := range spec.Devices {
-		switch d.Type {
-		case api.DeviceDisk:
-			cfg.Disks = append(cfg.Disks, qemu.Disk{ID: d.Name, Path: d.Disk.Path, Format: d.Disk.Format, BootIndex: d.Disk.BootIndex})
-		case api.DeviceCDROM:
-			cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: d.Name, Path: d.CDROM.Path, BootIndex: d.CDROM.BootIndex})
-		case api.DeviceNIC:
-			cfg.NICs = append(cfg.NICs, qemu.NIC{ID: d.Name, MAC: d.NIC.MAC, FDs: tapFDs[d.Name]})
-		case api.DevicePCI:
-			cfg.PCIs = append(cfg.PCIs, qemu.HostPCI{ID: d.Name, Host: d.PCI.Host})
-		}
+	for _, d := range devs {
+		d.Configure(cfg, fds)
 	}
 	if b := spec.Boot; b != nil {
 		cfg.Boot = &qemu.DirectBoot{Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
@@ -78,8 +71,6 @@ func qemuConfig(spec *vmspec.Spec, tapFDs map[string][]int) *qemu.Config {
 	return cfg
 }
 
-// startQEMU starts QEMU unless ctx, the step's, has ended first. QEMU
-// itself outlives the step: the shim ends it by quit or SIGKILL.
 func startQEMU(ctx context.Context, s *Shim) (*qemuProcess, error) {
 	qmpOurs, qmpTheirs, err := socketpair("qmp")
 	if err != nil {
@@ -97,15 +88,10 @@ func startQEMU(ctx context.Context, s *Shim) (*qemuProcess, error) {
 	defer s.releaseTPMCtrl()
 
 	extra := []*os.File{qmpTheirs, serialTheirs}
-	tapFDs := map[string][]int{}
-	nic := s.spec.NICs()[0].Name
-	for i, f := range s.tap.Files {
-		extra = append(extra, f)
-		tapFDs[nic] = append(tapFDs[nic], firstTAPFD+i)
-	}
-	cfg := qemuConfig(s.spec, tapFDs)
+	fds := device.NewFDs(firstDeviceFD)
+	cfg := qemuConfig(s.spec, s.devices, fds)
 	cfg.IncomingDefer = s.incomingDefer
-	extra = s.attachTPM(cfg, extra)
+	extra = s.attachTPM(cfg, append(extra, fds.Files()...))
 	cmd, err := qemu.Command(context.WithoutCancel(ctx), s.cfg.QEMUBinary, cfg)
 	if err != nil {
 		qmpOurs.Close()

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/logging"
-	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/tinyhttp"
@@ -94,9 +94,10 @@ type Shim struct {
 
 	spec   *vmspec.Spec
 	events *eventlog.Log
-	tap    *netdev.TAP
-	qemu   *qemuProcess
-	qmp    *qmp.Client
+	// devices are this start's, prepared, until teardown releases them.
+	devices []device.Device
+	qemu    *qemuProcess
+	qmp     *qmp.Client
 	// qmpEvents is subscribed right after the handshake, before the CPUs run.
 	qmpEvents      <-chan qmp.Event
 	firewallDone   chan error // the rules' installation, started early

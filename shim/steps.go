@@ -6,16 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
-	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/logging"
-	"github.com/infinibay/infinivirt/pkg/netdev"
-	"github.com/infinibay/infinivirt/pkg/qemuimg"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -29,11 +24,9 @@ func (s *Shim) Steps() StepList {
 		{"load-spec", 5 * time.Second, s.loadSpec, nil},
 		{"open-event-log", 15 * time.Second, s.openEventLog, s.closeEventLog},
 		{"prepare-runtime-dir", 5 * time.Second, s.prepareRuntimeDir, s.removeRuntimeDir},
-		{"check-disk", 30 * time.Second, s.checkDisk, nil},
-		// The rules stay until the unit's cleanup removes them with the TAP.
+		// The rules stay until the unit's cleanup removes them with the TAPs.
 		{"install-firewall", 10 * time.Second, s.installFirewall, nil},
-		{"create-tap", 10 * time.Second, s.createTAP, s.closeTAP},
-		{"prepare-media", 10 * time.Second, s.prepareMedia, nil},
+		{"prepare-devices", 45 * time.Second, s.prepareDevices, s.releaseDevices},
 		{"start-swtpm", 10 * time.Second, s.startSWTPM, s.undoSWTPM},
 		{"start-qemu", 10 * time.Second, s.startQEMU, s.stopQEMU},
 		{"qmp-handshake", 60 * time.Second, s.connectQMP, s.closeQMP},
@@ -147,84 +140,6 @@ func (s *Shim) prepareRuntimeDir(ctx context.Context) error {
 func (s *Shim) removeRuntimeDir(context.Context) error {
 	return os.RemoveAll(s.cfg.Layout.RuntimeDir(s.cfg.VMID))
 }
-
-func (s *Shim) checkDisk(ctx context.Context) error {
-	d := s.spec.SystemDisk()
-	if rel, err := filepath.Rel(s.cfg.Layout.VMDir(s.cfg.VMID), d.Path); err != nil || strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("disk %s is outside the VM's directory", d.Path)
-	}
-	// A link could lead anywhere, and only qemu-img's slow path below
-	// would notice: the disk is a plain file.
-	if fi, err := os.Lstat(d.Path); err != nil {
-		return fmt.Errorf("disk: %w", err)
-	} else if !fi.Mode().IsRegular() {
-		return fmt.Errorf("disk %s is not a regular file", d.Path)
-	}
-	h, err := qemuimg.ReadHeader(d.Path, d.Format)
-	if err != nil {
-		return fmt.Errorf("disk %s: %w", d.Path, err)
-	}
-	if h.References {
-		// Only an image that names another file needs qemu-img to prove the
-		// whole chain stays inside the VM's directory.
-		img := qemuimg.Tool{Binary: s.cfg.QEMUImg}
-		if _, err := img.CheckChain(ctx, d.Path, d.Format, s.cfg.Layout.VMDir(s.cfg.VMID)); err != nil {
-			return fmt.Errorf("disk %s: %w", d.Path, err)
-		}
-	}
-	for field, p := range s.hostFiles() {
-		if _, err := os.Stat(p); err != nil {
-			return errdefs.Invalid(field, "%v", err)
-		}
-	}
-	return s.handToQEMU(d.Path)
-}
-
-// hostFiles are files outside the VM directory that QEMU reads.
-func (s *Shim) hostFiles() map[string]string {
-	files := map[string]string{}
-	for i, d := range s.spec.Devices {
-		if d.Type == api.DeviceCDROM && d.CDROM.Path != "" {
-			files[fmt.Sprintf("devices[%d].cdrom.path", i)] = d.CDROM.Path
-		}
-	}
-	if b := s.spec.Boot; b != nil {
-		files["boot.kernel"] = b.Kernel
-		if b.Initrd != "" {
-			files["boot.initrd"] = b.Initrd
-		}
-	}
-	return files
-}
-
-func (s *Shim) createTAP(ctx context.Context) error {
-	nic := s.spec.NICs()[0].NIC
-	mac, err := netdev.ParseMAC(nic.MAC)
-	if err != nil {
-		return err
-	}
-	queues := s.spec.CPUs
-	if queues > maxQueues {
-		queues = maxQueues
-	}
-	tap, err := netdev.CreateTAP(ctx, netdev.TAPConfig{
-		Name:     netdev.TapName(s.spec.ID, netdev.PrimaryNIC),
-		Bridge:   nic.Bridge,
-		GuestMAC: mac,
-		Queues:   queues,
-	})
-	if err != nil {
-		return err
-	}
-	s.tap = tap
-	s.progress("tap %s attached to %s", tap.Name, nic.Bridge)
-	return nil
-}
-
-func (s *Shim) closeTAP(context.Context) error { return s.tap.Close() }
-
-// maxQueues caps TAP queues: past a few, more queues cost memory and gain little.
-const maxQueues = 8
 
 func (s *Shim) startQEMU(ctx context.Context) error {
 	p, err := startQEMU(ctx, s)

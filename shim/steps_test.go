@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
@@ -51,8 +52,7 @@ func TestStartupStepsAreNamedAndOrdered(t *testing.T) {
 	for _, st := range New(Config{}).Steps() {
 		names = append(names, st.Name)
 	}
-	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "check-disk", "install-firewall", "create-tap",
-		"prepare-media", "start-swtpm", "start-qemu", "qmp-handshake", "check-tpm", "arm-boot-once", "set-display-password", "serve-control-socket", "await-firewall", "start-cpus"}
+	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "install-firewall", "prepare-devices", "start-swtpm", "start-qemu", "qmp-handshake", "check-tpm", "arm-boot-once", "set-display-password", "serve-control-socket", "await-firewall", "start-cpus"}
 	if len(names) != len(want) {
 		t.Fatalf("steps %v", names)
 	}
@@ -72,7 +72,7 @@ func TestFailedStepIsRecordedAndUndone(t *testing.T) {
 		VMID: spec.ID, Layout: layout,
 		BeforeStep: func(name string) error {
 			ran = append(ran, name)
-			if name == "create-tap" {
+			if name == "prepare-devices" {
 				return errors.New("injected failure")
 			}
 			return nil
@@ -83,7 +83,7 @@ func TestFailedStepIsRecordedAndUndone(t *testing.T) {
 	if code := s.Run(ctx); code != shimapi.ExitStartFailed {
 		t.Fatalf("exit code %d, want %d", code, shimapi.ExitStartFailed)
 	}
-	if ran[len(ran)-1] != "create-tap" || len(ran) != 6 {
+	if ran[len(ran)-1] != "prepare-devices" || len(ran) != 5 {
 		t.Fatalf("steps run: %v", ran)
 	}
 	last, ok, err := eventlog.Last(layout.EventsFile(spec.ID), api.Event.IsStatus)
@@ -184,7 +184,11 @@ func TestCheckDiskRefusesALink(t *testing.T) {
 	if err := s.loadSpec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.checkDisk(ctx); err != nil {
+	disk, err := device.New(*s.spec.Device("disk0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := disk.Prepare(ctx, s.deviceHost()); err != nil {
 		t.Fatalf("a plain qcow2 disk: %v", err)
 	}
 	elsewhere := filepath.Join(t.TempDir(), "disk.qcow2")
@@ -194,7 +198,7 @@ func TestCheckDiskRefusesALink(t *testing.T) {
 	if err := os.Symlink(elsewhere, spec.SystemDisk().Path); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.checkDisk(ctx); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if err := disk.Prepare(ctx, s.deviceHost()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("a disk that links outside the VM's directory: %v", err)
 	}
 }
@@ -238,7 +242,10 @@ func TestStartQEMUAfterItsStepEndedStartsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer queue.Close()
-	s.tap = &netdev.TAP{Files: []*os.File{queue}}
+	if s.devices, err = runDevices(s.spec); err != nil {
+		t.Fatal(err)
+	}
+	device.Of[*device.NIC](s.devices)[0].TAP = &netdev.TAP{Files: []*os.File{queue}}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := s.startQEMU(ctx); !errors.Is(err, context.Canceled) {

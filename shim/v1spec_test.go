@@ -6,8 +6,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infinibay/infinivirt/pkg/device"
+	"github.com/infinibay/infinivirt/pkg/netdev"
+	"github.com/infinibay/infinivirt/pkg/qemu"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
+
+// testQEMUConfig is the configuration of a start of spec whose devices
+// are prepared, without a host: each NIC has a TAP of queues stand-in fds.
+func testQEMUConfig(t *testing.T, spec *vmspec.Spec, queues int) *qemu.Config {
+	t.Helper()
+	devs, err := runDevices(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range device.Of[*device.NIC](devs) {
+		n.TAP = &netdev.TAP{}
+		for range queues {
+			n.TAP.Files = append(n.TAP.Files, os.Stdin) // numbered, never passed
+		}
+	}
+	return qemuConfig(spec, devs, device.NewFDs(firstDeviceFD))
+}
 
 // TestV1SpecsKeepTheirQEMU: a spec file written by the version 1 code,
 // converted on load, gives QEMU the argv that code gave it
@@ -24,7 +44,7 @@ func TestV1SpecsKeepTheirQEMU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			args, err := qemuConfig(s, map[string][]int{"net0": {5, 6}}).Args()
+			args, err := testQEMUConfig(t, s, 2).Args()
 			if err != nil {
 				t.Fatal(err)
 			}
