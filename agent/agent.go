@@ -18,6 +18,7 @@ import (
 
 	"github.com/infinibay/infinivirt/agent/dbsync"
 	"github.com/infinibay/infinivirt/agent/installs"
+	"github.com/infinibay/infinivirt/agent/netpolicy"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
@@ -54,6 +55,8 @@ type Config struct {
 	Shims func(vmID string) Shim
 	// Network is the host's bridges and TAP devices; nil is HostNetwork.
 	Network Network
+	// FirewallKernel enforces the firewall; nil is the host's nftables.
+	FirewallKernel FirewallKernel
 }
 
 // Agent manages the VMs of one host.
@@ -63,7 +66,7 @@ type Agent struct {
 	broker   *broker
 	sync     *dbsync.Syncer
 	installs installs.Settler
-	fw       firewallState
+	net      *netpolicy.Policy
 
 	mu    sync.Mutex // taken before a record's mu, never after
 	vms   map[string]*record
@@ -90,6 +93,9 @@ func New(cfg Config) *Agent {
 	if cfg.Network == nil {
 		cfg.Network = HostNetwork{}
 	}
+	if cfg.FirewallKernel == nil {
+		cfg.FirewallKernel = netpolicy.HostKernel{}
+	}
 	a := &Agent{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -100,6 +106,9 @@ func New(cfg Config) *Agent {
 	a.sync = dbsync.New(cfg.Store, cfg.Layout, cfg.Logger, func(id string) (api.VM, bool) {
 		vm, err := a.Get(id)
 		return vm, err == nil
+	})
+	a.net = netpolicy.New(netpolicy.Options{
+		Layout: cfg.Layout, Log: cfg.Logger, Kernel: cfg.FirewallKernel, Network: cfg.Network, VMs: netRegistry{a},
 	})
 	a.installs = installs.Settler{Layout: cfg.Layout, Log: cfg.Logger, Settled: a.sync.Resync}
 	return a
@@ -115,7 +124,7 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := a.startFirewall(ctx); err != nil {
+	if err := a.net.Start(ctx, a.cfg.Firewall); err != nil {
 		return err
 	}
 	if err := a.load(); err != nil {
@@ -128,7 +137,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	go a.watchUnits(ctx)
 	a.reattach(ctx)
 	a.settleInstalls()
-	a.resyncFirewall(ctx)
+	a.net.Resync(ctx)
 	// In the background: each boot may take minutes (unitStartLimit), and
 	// systemd gives the agent's own start 90 s to say READY.
 	go a.autostart(ctx)

@@ -37,7 +37,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err != nil {
 		return api.VM{}, err
 	}
-	dept, err := a.checkDepartment(in.DepartmentID)
+	dept, err := a.net.CheckDepartment(in.DepartmentID)
 	if err != nil {
 		return api.VM{}, err
 	}
@@ -82,7 +82,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		rollback()
 		return api.VM{}, errdefs.Internal("save spec: %v", err)
 	}
-	if err := a.joinDepartment(spec.ID, dept.ID); err != nil {
+	if err := a.net.JoinDepartment(spec.ID, dept.ID); err != nil {
 		rollback()
 		return api.VM{}, err
 	}

@@ -5,8 +5,8 @@ import (
 	"syscall"
 
 	"github.com/infinibay/infinivirt/agent/dbsync"
+	"github.com/infinibay/infinivirt/agent/netpolicy"
 	"github.com/infinibay/infinivirt/pkg/api"
-	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/supervisor"
@@ -48,36 +48,14 @@ type Shim interface {
 
 // Network is the host's bridges and TAP devices; HostNetwork (pkg/netdev)
 // is the real one.
-type Network interface {
-	BridgeExists(ctx context.Context, name string) error
-	ListBridges(ctx context.Context) ([]netdev.BridgeInfo, error)
-	EnsureBridge(ctx context.Context, cfg netdev.BridgeConfig) (netdev.BridgeInfo, error)
-	DeleteBridge(ctx context.Context, name string, opts netdev.DeleteBridgeOptions) error
-	MoveTAP(ctx context.Context, tap, bridge string) error
-}
+type Network = netpolicy.Network
 
 // HostNetwork is the host's own network, through netlink.
-type HostNetwork struct{}
+type HostNetwork = netpolicy.HostNetwork
 
-func (HostNetwork) BridgeExists(ctx context.Context, name string) error {
-	return netdev.BridgeExists(ctx, name)
-}
-
-func (HostNetwork) ListBridges(ctx context.Context) ([]netdev.BridgeInfo, error) {
-	return netdev.ListBridges(ctx)
-}
-
-func (HostNetwork) EnsureBridge(ctx context.Context, cfg netdev.BridgeConfig) (netdev.BridgeInfo, error) {
-	return netdev.EnsureBridge(ctx, cfg)
-}
-
-func (HostNetwork) DeleteBridge(ctx context.Context, name string, opts netdev.DeleteBridgeOptions) error {
-	return netdev.DeleteBridge(ctx, name, opts)
-}
-
-func (HostNetwork) MoveTAP(ctx context.Context, tap, bridge string) error {
-	return netdev.MoveTAP(ctx, tap, bridge)
-}
+// FirewallKernel is where firewall rules are enforced; netpolicy.HostKernel
+// (the host's nftables) is the real one.
+type FirewallKernel = netpolicy.Kernel
 
 // dialShim is the real Config.Shims: the control socket the VM's shim
 // listens on.

@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
-	"net/netip"
 
+	"github.com/infinibay/infinivirt/agent/netpolicy"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
@@ -15,47 +12,124 @@ import (
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
-// BridgeRequest is the body of PUT /v1/bridges/{name}.
-type BridgeRequest struct {
-	MAC       string         `json:"mac,omitempty"` // fixed; derived from the name when empty
-	MTU       int            `json:"mtu,omitempty"`
-	Addresses []netip.Prefix `json:"addresses,omitempty"`
+// The firewall and the bridges are agent/netpolicy's; the agent finds the
+// VM, holds its operation lock where the VM changes, and passes it on.
+
+// Firewall settings an operator can choose.
+const FirewallAuto = netpolicy.FirewallAuto
+
+type (
+	// FirewallInfo is what GET /v1/firewall answers.
+	FirewallInfo = netpolicy.FirewallInfo
+	// EffectiveFirewall is what GET /v1/vms/{id}/firewall/effective answers.
+	EffectiveFirewall = netpolicy.EffectiveFirewall
+	// BridgeRequest is the body of PUT /v1/bridges/{name}.
+	BridgeRequest = netpolicy.BridgeRequest
+)
+
+// netVM is the VM as the network policy sees it.
+func netVM(rec *record) netpolicy.VM {
+	return netpolicy.VM{ID: rec.id, Spec: rec.currentSpec(), Running: !rec.currentStatus().Terminal()}
+}
+
+// netRegistry is the agent's VMs for the network policy.
+type netRegistry struct{ a *Agent }
+
+func (r netRegistry) VMs() []netpolicy.VM {
+	recs := r.a.records()
+	out := make([]netpolicy.VM, len(recs))
+	for i, rec := range recs {
+		out[i] = netVM(rec)
+	}
+	return out
+}
+
+func (r netRegistry) IDs() []string { return r.a.allIDs() }
+
+// Firewall reports the mode and what the kernel offers.
+func (a *Agent) Firewall() FirewallInfo { return a.net.Info() }
+
+// Departments lists every department's firewall.
+func (a *Agent) Departments() ([]firewall.Department, error) { return a.net.Departments() }
+
+// Department returns one department's firewall.
+func (a *Agent) Department(id string) (firewall.Department, error) { return a.net.Department(id) }
+
+// PutDepartment creates or replaces a department's policy and rules and
+// applies them to all its running VMs in one atomic batch.
+func (a *Agent) PutDepartment(ctx context.Context, d firewall.Department) (firewall.Department, error) {
+	return a.net.PutDepartment(ctx, d)
+}
+
+// DeleteDepartment removes a department no VM belongs to.
+func (a *Agent) DeleteDepartment(ctx context.Context, id string) error {
+	return a.net.DeleteDepartment(ctx, id)
+}
+
+// SetDepartmentPreset turns a service preset on or off for a department.
+func (a *Agent) SetDepartmentPreset(ctx context.Context, id string, p firewall.Preset, on bool) (firewall.Department, error) {
+	return a.net.SetDepartmentPreset(ctx, id, p, on)
+}
+
+// VMFirewall returns a VM's firewall state.
+func (a *Agent) VMFirewall(id string) (vmspec.VMFirewall, error) {
+	if _, err := a.get(id); err != nil {
+		return vmspec.VMFirewall{}, err
+	}
+	return a.net.VMFirewall(id)
+}
+
+// PutVMFirewall replaces a VM's department, rules and known addresses, and
+// applies them at once if the VM runs.
+func (a *Agent) PutVMFirewall(ctx context.Context, id string, st vmspec.VMFirewall) (vmspec.VMFirewall, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return st, err
+	}
+	if err := a.net.CheckVMFirewall(rec.currentSpec(), st); err != nil {
+		return st, err
+	}
+	unlock, err := a.lockRecord(ctx, rec)
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
+	return a.net.PutVMFirewall(ctx, netVM(rec), st)
+}
+
+// SetVMPreset turns a service preset on or off for one VM.
+func (a *Agent) SetVMPreset(ctx context.Context, id string, p firewall.Preset, on bool) (vmspec.VMFirewall, error) {
+	st, err := a.VMFirewall(id)
+	if err != nil {
+		return st, err
+	}
+	if st.RuleSet.Presets, err = netpolicy.TogglePreset(st.RuleSet.Presets, p, on); err != nil {
+		return st, err
+	}
+	return a.PutVMFirewall(ctx, id, st)
+}
+
+// EffectiveFirewall shows what a VM's traffic meets.
+func (a *Agent) EffectiveFirewall(ctx context.Context, id string) (EffectiveFirewall, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return EffectiveFirewall{}, err
+	}
+	return a.net.Effective(ctx, netVM(rec))
 }
 
 // Bridges lists the host's bridges.
-func (a *Agent) Bridges(ctx context.Context) ([]netdev.BridgeInfo, error) {
-	return a.cfg.Network.ListBridges(ctx)
-}
+func (a *Agent) Bridges(ctx context.Context) ([]netdev.BridgeInfo, error) { return a.net.Bridges(ctx) }
 
 // PutBridge creates a department bridge, or brings an existing one to the
 // request: fixed MAC, MTU, addresses. It is idempotent.
 func (a *Agent) PutBridge(ctx context.Context, name string, req BridgeRequest) (netdev.BridgeInfo, error) {
-	cfg := netdev.BridgeConfig{Name: name, MTU: req.MTU, Addresses: req.Addresses}
-	if req.MAC != "" {
-		mac, err := net.ParseMAC(req.MAC)
-		if err != nil {
-			return netdev.BridgeInfo{}, errdefs.Invalid("mac", "%v", err)
-		}
-		cfg.MAC = mac
-	}
-	return a.cfg.Network.EnsureBridge(ctx, cfg)
+	return a.net.PutBridge(ctx, name, req)
 }
 
 // DeleteBridge removes a bridge no VM is defined on.
 func (a *Agent) DeleteBridge(ctx context.Context, name string, force bool) error {
-	var users []string
-	for _, rec := range a.records() {
-		for _, d := range rec.currentSpec().NICs() {
-			if d.NIC.Bridge == name {
-				users = append(users, rec.id)
-				break
-			}
-		}
-	}
-	if len(users) > 0 {
-		return errdefs.FailedPrecondition("bridge %s is the network of VMs %v", name, users)
-	}
-	return a.cfg.Network.DeleteBridge(ctx, name, netdev.DeleteBridgeOptions{Force: force})
+	return a.net.DeleteBridge(ctx, name, force)
 }
 
 // MoveVM puts a VM on another bridge. A running VM's TAP moves at once and
@@ -66,11 +140,8 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	if err != nil {
 		return api.VM{}, err
 	}
-	if err := a.cfg.Network.BridgeExists(ctx, bridge); err != nil {
-		if errors.Is(err, netdev.ErrBridgeNotFound) || errors.Is(err, netdev.ErrNotBridge) {
-			return api.VM{}, errdefs.Invalid("bridge", "%v", err)
-		}
-		return api.VM{}, err // the kernel did not answer: not the request's fault
+	if err := a.net.CheckBridge(ctx, "bridge", bridge); err != nil {
+		return api.VM{}, err
 	}
 	unlock, err := a.lockRecord(ctx, rec)
 	if err != nil {
@@ -82,15 +153,15 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	if old == bridge {
 		return rec.view(), nil
 	}
-	running := !rec.currentStatus().Terminal()
-	if running {
-		if err := a.moveRunning(ctx, rec, old, bridge); err != nil {
+	vm := netVM(rec)
+	if vm.Running {
+		if err := a.net.MoveRunning(ctx, vm, old, bridge); err != nil {
 			return rec.view(), err
 		}
 	}
 	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.NICs()[0].NIC.Bridge = bridge; return nil }); err != nil {
-		if running {
-			if berr := a.moveRunning(context.WithoutCancel(ctx), rec, bridge, old); berr != nil {
+		if vm.Running {
+			if berr := a.net.MoveRunning(context.WithoutCancel(ctx), vm, bridge, old); berr != nil {
 				return rec.view(), errdefs.Internal("save spec: %v; and moving back to %s failed: %v", err, old, berr)
 			}
 		}
@@ -99,77 +170,4 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 	a.sync.Resync(id)
 	a.log.Info("VM moved to another bridge", logging.KeyVM, id, "FROM", old, "TO", bridge)
 	return rec.view(), nil
-}
-
-func (a *Agent) moveRunning(ctx context.Context, rec *record, from, to string) error {
-	tap := netdev.TapName(rec.id, netdev.PrimaryNIC)
-	if err := a.cfg.Network.MoveTAP(ctx, tap, to); err != nil {
-		return errdefs.Internal("move %s to %s: %v", tap, to, err)
-	}
-	if err := a.reapplyVM(ctx, rec); err != nil {
-		back := context.WithoutCancel(ctx)
-		if berr := a.cfg.Network.MoveTAP(back, tap, from); berr != nil {
-			return errdefs.Internal("re-apply rules on %s failed (%v), and moving back to %s failed too: %v", to, err, from, berr)
-		}
-		if rerr := a.reapplyVM(back, rec); rerr != nil {
-			// The firewall fails closed: the VM is back on its bridge, dropped.
-			return errdefs.Internal("re-apply rules on %s failed (%v); moved back to %s, where re-applying failed too, so the VM's traffic is dropped: %v", to, err, from, rerr)
-		}
-		return errdefs.Internal("re-apply rules on %s failed; moved back to %s: %v", to, from, err)
-	}
-	return nil
-}
-
-// reapplyVM installs a running VM's rules again from its persisted state.
-func (a *Agent) reapplyVM(ctx context.Context, rec *record) error {
-	if a.fw.fw == nil {
-		return nil
-	}
-	st, err := vmspec.LoadVMFirewall(a.cfg.Layout, rec.id)
-	if err != nil {
-		return err
-	}
-	dept, err := vmspec.LoadDepartment(a.cfg.Layout, st.Department)
-	if err != nil {
-		return err
-	}
-	a.fw.mu.Lock()
-	defer a.fw.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, fwCallTimeout)
-	defer cancel()
-	if err := a.fw.fw.ApplyVM(cctx, dept, st.FirewallVM(rec.currentSpec())); err != nil {
-		return fmt.Errorf("apply firewall: %w", err)
-	}
-	return nil
-}
-
-// joinDepartment saves a new VM's firewall state in its department. It runs
-// under the firewall lock, as DeleteDepartment does, and looks for the
-// department again: either the deletion sees the new VM, or the create
-// sees the department gone.
-func (a *Agent) joinDepartment(id, dept string) error {
-	a.fw.mu.Lock()
-	defer a.fw.mu.Unlock()
-	if _, err := vmspec.LoadDepartment(a.cfg.Layout, dept); err != nil {
-		return errdefs.Invalid("departmentId", "%v", err)
-	}
-	if err := vmspec.SaveVMFirewall(a.cfg.Layout, id, vmspec.VMFirewall{Department: dept}); err != nil {
-		return errdefs.Internal("save firewall state: %v", err)
-	}
-	return nil
-}
-
-// checkDepartment is the create-time check of a requested department.
-func (a *Agent) checkDepartment(id string) (firewall.Department, error) {
-	if id == "" {
-		id = vmspec.DefaultDepartment
-	}
-	if err := vmspec.CheckDepartmentID("departmentId", id); err != nil {
-		return firewall.Department{}, err
-	}
-	d, err := vmspec.LoadDepartment(a.cfg.Layout, id)
-	if err != nil {
-		return d, errdefs.Invalid("departmentId", "%v", err)
-	}
-	return d, nil
 }

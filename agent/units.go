@@ -30,9 +30,9 @@ func (a *Agent) unitSpec(spec *vmspec.Spec, reason api.Reason) supervisor.UnitSp
 		"--id", spec.ID,
 		"--state-dir", a.cfg.Layout.StateDir,
 		"--run-dir", a.cfg.Layout.RunDir,
-		"--firewall", string(a.fw.mode),
+		"--firewall", string(a.net.Mode()),
 	}
-	if a.fw.reject {
+	if a.net.Reject() {
 		common = append(common, "--firewall-reject")
 	}
 	run := append([]string{a.cfg.ShimBinary, "run"}, common...)
