@@ -11,7 +11,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
-	"github.com/infinibay/infinivirt/pkg/tinyhttp"
+	"github.com/infinibay/infinivirt/shim/internal/tinyhttp"
 )
 
 // serveControl opens the control socket (mode 0600: only root may drive the VM).

@@ -19,7 +19,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/shimclient"
-	"github.com/infinibay/infinivirt/pkg/tinyhttp"
+	"github.com/infinibay/infinivirt/shim/internal/tinyhttp"
 )
 
 // The control socket serves exactly the protocol's table: a verb in the

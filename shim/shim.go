@@ -20,8 +20,8 @@ import (
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
-	"github.com/infinibay/infinivirt/pkg/tinyhttp"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
+	"github.com/infinibay/infinivirt/shim/internal/tinyhttp"
 )
 
 // Config is how the shim's main wires one run.

@@ -1,5 +1,6 @@
 // Package agentclient is a typed client for the agent's REST API on its
-// Unix socket, used by infinivirtctl and the end-to-end tests.
+// Unix socket, used by infinivirtctl and the end-to-end tests. With pkg/api
+// it is the public Go surface a backend may import and rely on.
 package agentclient
 
 import (

@@ -1,5 +1,8 @@
 // Package atomicfile replaces files so that readers see the old content or
 // the new one, never a torn write, even across a crash.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package atomicfile
 
 import (

@@ -4,6 +4,9 @@
 // commands that hot-plug it from the same values, and says what can change
 // while the VM runs. It never imports the agent, the supervisor or the
 // store: the shim uses it.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package device
 
 import (

@@ -8,6 +8,9 @@
 // A library's Field names the field in its own terms (a spec field such as
 // "devices[1].path"); the agent renames it to the request field the client
 // sent before answering.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package errdefs
 
 import (

@@ -6,6 +6,9 @@
 // shim's cleanup take the lock briefly to record what the shim could not.
 // Readers never lock: appends are whole lines, and a torn last line is
 // ignored until it is complete.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package eventlog
 
 import (

@@ -77,4 +77,7 @@
 // rules it adds show in ComputeEffective and in the kernel's comments
 // (":reply"). STATELESS.md, beside this file, lists exactly where it is
 // weaker than conntrack.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package firewall

@@ -1,6 +1,9 @@
 // Package isoimage writes small ISO 9660 images (Rock Ridge + Joliet) such as
 // answer media for unattended installs, and reads files and names back from
 // ISO images, including multi-GB installer ISOs.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package isoimage
 
 import (

@@ -2,6 +2,9 @@
 // under systemd, plain text elsewhere. Attribute keys are upper case (VM_ID,
 // OP, ...) because journald drops lower-case fields, and so that
 // `journalctl VM_ID=<uuid>` finds a VM's lines across the agent and its shim.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package logging
 
 import (

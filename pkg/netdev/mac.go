@@ -1,5 +1,8 @@
 // Package netdev creates the network plumbing of VMs: the bridges, each
 // VM's TAP device attached to one, and its MAC address.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package netdev
 
 import (

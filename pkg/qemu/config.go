@@ -7,6 +7,9 @@
 // -netdev arguments, where a comma is just a character and can never start
 // a new option. The few values that must travel in QEMU's comma syntax are
 // validated so that they cannot hold a comma.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package qemu
 
 // Accel is the accelerator QEMU runs the guest with.

@@ -2,6 +2,9 @@
 // create, inspect, resize and convert disk images. Formats are always
 // explicit, so qemu-img never probes an image, and paths must be absolute,
 // so a path can never read as an option or a protocol ("nbd:", "json:").
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package qemuimg
 
 import (

@@ -10,6 +10,9 @@
 //
 // The package never logs: arguments such as display passwords stay out of
 // logs and out of error messages.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package qmp
 
 import (

@@ -4,6 +4,9 @@
 // The socket speaks HTTP/1.1 on a Unix socket. Its verbs are the Routes
 // table (routes.go): each a method, a path, and typed request and response
 // structs, from which both the shim's server and pkg/shimclient are built.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package shimapi
 
 import (

@@ -1,6 +1,9 @@
 // Package shimclient is the typed client of a shim's control socket (the
 // protocol is the route table in pkg/shimapi). It lives apart from the
 // protocol so that the shim itself never links an HTTP client.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package shimclient
 
 import (

@@ -5,6 +5,9 @@
 // The host's files stay the truth: the database may be down, and the agent
 // replays its event logs when it returns. So every write is idempotent, keyed
 // by (vm, seq), and a replay neither changes a row nor sends a NOTIFY.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package store
 
 import (

@@ -2,6 +2,9 @@
 // control channel is one end of a socketpair, the other end going to QEMU
 // (qemu.TPM.CtrlFD). QEMU passes swtpm its data channel over that socket,
 // so no socket path exists anywhere.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package swtpm
 
 import (

@@ -6,6 +6,9 @@
 // namespaces, an overlay root (the machine's root file system read-only
 // below, a fresh tmpfs above), a fresh /dev, /run and /tmp, and its own
 // cgroup2 subtree. Nothing it writes reaches the machine's files.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package testbed
 
 import (

@@ -7,6 +7,9 @@
 //
 // Every generator validates its InstallConfig first and names the field at
 // fault with an *errdefs.Error of class InvalidArgument.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package unattended
 
 import (

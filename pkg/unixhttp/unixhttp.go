@@ -1,5 +1,8 @@
 // Package unixhttp is HTTP/JSON over a Unix socket, as the agent's API and
 // each shim's control socket speak it: one transport, typed errors both ways.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package unixhttp
 
 import (

@@ -1,5 +1,8 @@
 // Package vmspec is a VM's persisted definition, the host's own truth, and
 // the file layout every component agrees on.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package vmspec
 
 import (

@@ -6,6 +6,9 @@
 //
 // The image is built once from Debian packages and cached; every test
 // process that calls Ensure gets the same files.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package guest
 
 import (

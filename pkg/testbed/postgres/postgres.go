@@ -5,6 +5,9 @@
 //
 // initdb and pg_ctl refuse to run as root, so the server runs as the
 // `postgres` system user while the test itself stays root.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package postgres
 
 import (

@@ -1,6 +1,9 @@
 // Package sha512crypt implements the SHA-512 based crypt(3) scheme ("$6$",
 // Ulrich Drepper's specification) in pure Go, for the password hashes that
 // Linux installers and cloud-init write to /etc/shadow.
+//
+// It is one of the project's own packages, with no compatibility promise
+// to outside importers; a backend uses pkg/api and pkg/agentclient.
 package sha512crypt
 
 import (
