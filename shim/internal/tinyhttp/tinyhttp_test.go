@@ -3,12 +3,16 @@ package tinyhttp
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -191,5 +195,74 @@ func TestServeAfterShutdownReturns(t *testing.T) {
 	}
 	if _, err := ln.Accept(); err == nil {
 		t.Fatal("the listener is still open")
+	}
+}
+
+// flakyListener fails its first Accepts the way a process out of file
+// descriptors sees them, then accepts for real.
+type flakyListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+	err   error
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.fails > 0 {
+		l.fails--
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", l.err)}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+func TestServeOutlivesPassingAcceptErrors(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New()
+	s.Handle("GET /v1/ping", func(w *Response, _ *Request) {
+		_ = w.Start(200, "text/plain")
+		_, _ = io.WriteString(w, "pong")
+	})
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(&flakyListener{Listener: ln, fails: 3, err: syscall.EMFILE}) }()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer after EMFILE: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "pong" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}
+
+func TestServeReturnsOtherAcceptErrors(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = New().Serve(&flakyListener{Listener: ln, fails: 1, err: syscall.EINVAL})
+	if !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("Serve = %v, want EINVAL", err)
 	}
 }
