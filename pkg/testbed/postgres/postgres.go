@@ -127,11 +127,21 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("%w in %s", ErrNoBinaries, opts.BinDir)
 	}
 
+	if err := stopOrphans(opts, cred); err != nil {
+		return nil, err
+	}
+	me, err := selfOwner()
+	if err != nil {
+		return nil, fmt.Errorf("postgres testbed: %w", err)
+	}
 	dir, err := os.MkdirTemp(opts.BaseDir, "ivpg-")
 	if err != nil {
 		return nil, fmt.Errorf("postgres testbed: %w", err)
 	}
 	c := &Cluster{opts: opts, dir: dir, binDir: opts.BinDir, cred: cred}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(me.String()), 0o644); err != nil {
+		return nil, errors.Join(fmt.Errorf("postgres testbed: %w", err), c.Stop())
+	}
 	if err := c.create(ctx); err != nil {
 		return nil, errors.Join(err, c.Stop())
 	}

@@ -218,3 +218,65 @@ func FuzzParseVersion(f *testing.F) {
 		}
 	})
 }
+
+// A test binary killed by its timeout runs no cleanup; the next Start stops
+// the cluster it left, and leaves alone the clusters of live processes.
+func TestStartStopsOrphanedClusters(t *testing.T) {
+	base, err := os.MkdirTemp("/var/tmp", "ivpgorphans-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{BaseDir: base}
+	orphan := NewWithOptions(t, opts)
+	live := NewWithOptions(t, opts)
+	pid := orphan.serverPID()
+	if pid == 0 {
+		t.Fatal("orphan's server is not running")
+	}
+
+	// Pretend the orphan's maker was a process that has exited.
+	dead := exec.Command("true")
+	if err := dead.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start, err := processStart(dead.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	gone := owner{pid: dead.Process.Pid, start: start}
+	if gone.alive() {
+		t.Fatal("an exited process counts as alive")
+	}
+	if err := os.WriteFile(filepath.Join(orphan.SocketDir(), ownerFile), []byte(gone.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	NewWithOptions(t, opts)
+	if _, err := os.Stat(orphan.SocketDir()); !os.IsNotExist(err) {
+		t.Errorf("orphaned cluster's directory is still there (%v)", err)
+	}
+	if !waitGone(pid, 10*time.Second) {
+		t.Errorf("orphaned postmaster %d still runs", pid)
+	}
+	if _, err := query(t, live.DSN(), "select 'x'"); err != nil {
+		t.Errorf("a live process's cluster was touched: %v", err)
+	}
+}
+
+func TestParseOwner(t *testing.T) {
+	if o, ok := parseOwner([]byte("123 456\n")); !ok || o.pid != 123 || o.start != "456" {
+		t.Errorf("parseOwner = %+v %v", o, ok)
+	}
+	for _, bad := range []string{"", "123", "x 4", "-1 4", "123 "} {
+		if _, ok := parseOwner([]byte(bad)); ok {
+			t.Errorf("parseOwner(%q) accepted", bad)
+		}
+	}
+}
