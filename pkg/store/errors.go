@@ -129,13 +129,13 @@ func classifyPgError(pe *pgconn.PgError) *errdefs.Error {
 	case pe.Code == "23514": // check_violation
 		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
 	case pe.Code == "23502": // not_null_violation
-		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: jsonField(pe.ColumnName), Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: columnField(pe.TableName, pe.ColumnName), Message: msg}
 	case pe.Code == "23503": // foreign_key_violation: events for a VM the store does not know
 		return &errdefs.Error{Code: errdefs.CodeNotFound, Message: msg}
 	case pe.Code == "23505": // unique_violation
 		return &errdefs.Error{Code: errdefs.CodeAlreadyExists, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
 	case strings.HasPrefix(pe.Code, "22"): // data_exception: bad value or encoding
-		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: jsonField(pe.ColumnName), Message: msg}
+		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: columnField(pe.TableName, pe.ColumnName), Message: msg}
 	}
 	return &errdefs.Error{Code: errdefs.CodeInternal, Message: msg}
 }
@@ -143,14 +143,44 @@ func classifyPgError(pe *pgconn.PgError) *errdefs.Error {
 // fieldOfConstraint turns our constraint names (<table>_<column>_check)
 // into the JSON field the caller knows.
 func fieldOfConstraint(name string) string {
-	for _, table := range []string{"vm_events_", "vms_"} {
-		if rest, ok := strings.CutPrefix(name, table); ok {
+	for _, table := range []string{"vm_devices", "vm_events", "vms"} {
+		if rest, ok := strings.CutPrefix(name, table+"_"); ok {
 			rest = strings.TrimSuffix(rest, "_check")
 			rest = strings.TrimSuffix(rest, "_required")
-			return jsonField(rest)
+			return columnField(table, rest)
 		}
 	}
 	return name
+}
+
+// columnField names a table's column as the caller's JSON does. The
+// database cannot tell which device broke a rule, so a device column is
+// named under "devices" without an index; UpsertVM's own checks name it.
+func columnField(table, column string) string {
+	if table != "vm_devices" {
+		return jsonField(column)
+	}
+	switch column {
+	case "size_bytes":
+		return "devices.disk.sizeBytes"
+	case "boot_index":
+		return "devices.bootIndex"
+	case "pci_host":
+		return "devices.pci.host"
+	case "usb_vendor_id":
+		return "devices.usb.vendorId"
+	case "usb_product_id":
+		return "devices.usb.productId"
+	case "mac", "bridge":
+		return "devices.nic." + column
+	case "format":
+		return "devices.disk.format"
+	case "port":
+		return "devices.channel.port"
+	case "vm_id":
+		return "vmId"
+	}
+	return "devices." + column
 }
 
 // jsonField spells a column the way api.VM and api.Event do.

@@ -16,8 +16,9 @@ import (
 // data-modifying CTE returns a row only when something changed, and
 // pg_notify runs once per returned row. NOTIFY is delivered at commit.
 
+// upsertVMSQL affects a row only when the inventory changed; UpsertVM's
+// device statement that follows sends the NOTIFY.
 const upsertVMSQL = `
-WITH up AS (
     INSERT INTO infinivirt.vms AS v (id, host, name, os, cpu_cores, ram_mib, disk_bytes, mac, bridge,
         graphic_protocol, graphic_listen, graphic_port, status, reason, message, seq, qemu_pid)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
@@ -31,16 +32,16 @@ WITH up AS (
            v.graphic_protocol, v.graphic_listen, v.graphic_port)
         IS DISTINCT FROM
           (EXCLUDED.host, EXCLUDED.name, EXCLUDED.os, EXCLUDED.cpu_cores, EXCLUDED.ram_mib, EXCLUDED.disk_bytes,
-           EXCLUDED.mac, EXCLUDED.bridge, EXCLUDED.graphic_protocol, EXCLUDED.graphic_listen, EXCLUDED.graphic_port)
-    RETURNING v.id
-)
-SELECT pg_notify('` + NotifyChannel + `', id::text) FROM up`
+           EXCLUDED.mac, EXCLUDED.bridge, EXCLUDED.graphic_protocol, EXCLUDED.graphic_listen, EXCLUDED.graphic_port)`
 
-// UpsertVM records a VM's inventory: name, sizes, network, display, host.
-// A new row also takes vm's status, reason, message, seq and QEMU PID; an
-// existing row keeps them, since only ApplyEvents moves status, and only
-// forward. Writing the same inventory again changes nothing and notifies no one.
-// A soft-deleted row stays deleted.
+// UpsertVM records a VM's inventory: name, sizes, network, display, host,
+// and its devices (one vm_devices row each; rows of devices vm no longer
+// has are deleted), in one transaction. A new row also takes vm's status,
+// reason, message, seq and QEMU PID; an existing row keeps them, since only
+// ApplyEvents moves status, and only forward. Writing the same inventory
+// again changes nothing and notifies no one. A soft-deleted row stays
+// deleted. A device the store cannot hold is InvalidArgument, naming its
+// field (devices[1].name), and nothing is written.
 func (s *Store) UpsertVM(ctx context.Context, vm api.VM) error {
 	id, err := parseID("id", vm.ID)
 	if err != nil {
@@ -65,9 +66,19 @@ func (s *Store) UpsertVM(ctx context.Context, vm api.VM) error {
 		vm.CPUCores, ramMiB, diskBytes, cleanText(vm.MACAddress, 64), cleanText(vm.NetworkBridge, 64),
 		cleanText(vm.GraphicProtocol, 32), cleanText(vm.GraphicListen, 255), vm.GraphicPort,
 		string(status), nullText(string(vm.Reason)), nullText(vm.Message), int64(vm.Seq), nullPID(vm.QEMUPID)}
+	devices, err := deviceColumnsOf(vm.Devices)
+	if err != nil {
+		return s.wrap("UpsertVM", id, err)
+	}
 	return s.do(ctx, "UpsertVM", id, func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, upsertVMSQL, args...)
-		return err
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, upsertVMSQL, args...)
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, syncDevicesSQL, append([]any{id, tag.RowsAffected() > 0}, devices.args()...)...)
+			return err
+		})
 	})
 }
 
