@@ -39,6 +39,18 @@ func TestCreateAndBoot(t *testing.T) {
 	if row.GraphicPort != got.GraphicPort || row.RAMMiB != 128 || row.Bridge != bridgeName {
 		t.Fatalf("PostgreSQL inventory %+v does not match the VM %+v", row, got)
 	}
+	devs, err := b.db.Devices(context.Background(), vm.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != len(got.Devices) {
+		t.Fatalf("PostgreSQL holds devices %+v, the VM has %+v", devs, got.Devices)
+	}
+	for i, d := range devs {
+		if d.Name != got.Devices[i].Name || d.Type != got.Devices[i].Type {
+			t.Errorf("PostgreSQL device %d is %s (%s), the VM's is %s (%s)", i, d.Name, d.Type, got.Devices[i].Name, got.Devices[i].Type)
+		}
+	}
 	// One journal field finds the VM's lines across the agent and its shim.
 	ids := b.run(t, "sh", "-c", "journalctl --no-pager -o cat --output-fields=SYSLOG_IDENTIFIER VM_ID="+vm.ID+" | sort -u")
 	if !strings.Contains(ids, "infinivirt-agent") || !strings.Contains(ids, "infinivirt-shim") {
