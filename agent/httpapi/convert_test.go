@@ -2,13 +2,11 @@ package httpapi
 
 import (
 	"encoding/json"
-	"net"
-	"net/netip"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/infinibay/infinivirt/agent"
+	"github.com/infinibay/infinivirt/agent/internal/wiretest"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/netdev"
@@ -16,111 +14,33 @@ import (
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
-// fill sets every exported field of v to a value of its own, so that a
-// conversion that drops or mixes up a field shows in the JSON.
-func fill(v reflect.Value, n *int) {
-	*n++
-	switch v.Interface().(type) {
-	case netip.Addr:
-		v.Set(reflect.ValueOf(netip.AddrFrom4([4]byte{10, 0, 0, byte(*n)})))
-		return
-	case netip.Prefix:
-		v.Set(reflect.ValueOf(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(*n), 0, 0}), 16)))
-		return
-	case net.HardwareAddr:
-		v.Set(reflect.ValueOf(net.HardwareAddr{0x52, 0x54, 0, 0, 0, byte(*n)}))
-		return
-	}
-	switch v.Kind() {
-	case reflect.String:
-		v.SetString("s" + strings.Repeat("x", *n))
-	case reflect.Bool:
-		v.SetBool(true)
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		v.SetInt(int64(*n))
-	case reflect.Uint64, reflect.Uint32, reflect.Uint:
-		v.SetUint(uint64(*n))
-	case reflect.Pointer:
-		v.Set(reflect.New(v.Type().Elem()))
-		fill(v.Elem(), n)
-	case reflect.Slice:
-		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
-		fill(v.Index(0), n)
-		fill(v.Index(1), n)
-	case reflect.Map:
-		v.Set(reflect.MakeMap(v.Type()))
-		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
-		fill(k, n)
-		fill(e, n)
-		v.SetMapIndex(k, e)
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				fill(v.Field(i), n)
-			}
-		}
-	}
-}
-
-func filled[T any]() T {
-	var v T
-	n := 0
-	fill(reflect.ValueOf(&v).Elem(), &n)
-	return v
-}
-
-// sameJSON checks that a and b have one JSON form, and that b's type takes
-// a's form with no field left over.
-func sameJSON(t *testing.T, name string, a, b any) {
-	t.Helper()
-	ja, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jb, err := json.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var va, vb any
-	json.Unmarshal(ja, &va)
-	json.Unmarshal(jb, &vb)
-	if !reflect.DeepEqual(va, vb) {
-		t.Errorf("%s: the two forms differ:\n%s\n%s", name, ja, jb)
-	}
-	dec := json.NewDecoder(strings.NewReader(string(ja)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(reflect.New(reflect.TypeOf(b)).Interface()); err != nil {
-		t.Errorf("%s: %T does not take %T's form: %v", name, b, a, err)
-	}
-}
-
 // TestWireTypesMatchTheLibraries: every field the libraries answer with
 // reaches the wire, and every field a request carries reaches the agent.
 func TestWireTypesMatchTheLibraries(t *testing.T) {
-	rule := filled[firewall.Rule]()
-	sameJSON(t, "rule", rule, fromRule(rule))
-	apiRule := filled[api.FirewallRule]()
-	sameJSON(t, "rule request", apiRule, toRule(apiRule))
+	rule := wiretest.Filled[firewall.Rule]()
+	wiretest.SameJSON(t, "rule", rule, fromRule(rule))
+	apiRule := wiretest.Filled[api.FirewallRule]()
+	wiretest.SameJSON(t, "rule request", apiRule, toRule(apiRule))
 
-	dept := filled[firewall.Department]()
-	sameJSON(t, "department", dept, fromDepartment(dept))
-	apiDept := filled[api.Department]()
-	sameJSON(t, "department request", apiDept, toDepartment(apiDept))
+	dept := wiretest.Filled[firewall.Department]()
+	wiretest.SameJSON(t, "department", dept, fromDepartment(dept))
+	apiDept := wiretest.Filled[api.Department]()
+	wiretest.SameJSON(t, "department request", apiDept, toDepartment(apiDept))
 
-	vmfw := filled[vmspec.VMFirewall]()
-	sameJSON(t, "VM firewall", vmfw, fromVMFirewall(vmfw))
-	apiVMFW := filled[api.VMFirewall]()
-	sameJSON(t, "VM firewall request", apiVMFW, toVMFirewall(apiVMFW))
+	vmfw := wiretest.Filled[vmspec.VMFirewall]()
+	wiretest.SameJSON(t, "VM firewall", vmfw, fromVMFirewall(vmfw))
+	apiVMFW := wiretest.Filled[api.VMFirewall]()
+	wiretest.SameJSON(t, "VM firewall request", apiVMFW, toVMFirewall(apiVMFW))
 
-	info := filled[agent.FirewallInfo]()
-	sameJSON(t, "firewall info", info, fromFirewallInfo(info))
-	eff := filled[agent.EffectiveFirewall]()
-	sameJSON(t, "effective firewall", eff, fromEffective(eff))
+	info := wiretest.Filled[agent.FirewallInfo]()
+	wiretest.SameJSON(t, "firewall info", info, fromFirewallInfo(info))
+	eff := wiretest.Filled[agent.EffectiveFirewall]()
+	wiretest.SameJSON(t, "effective firewall", eff, fromEffective(eff))
 
-	bridge := filled[netdev.BridgeInfo]()
-	sameJSON(t, "bridge", bridge, fromBridge(bridge))
-	req := filled[api.BridgeRequest]()
-	sameJSON(t, "bridge request", req, toBridgeRequest(req))
+	bridge := wiretest.Filled[netdev.BridgeInfo]()
+	wiretest.SameJSON(t, "bridge", bridge, fromBridge(bridge))
+	req := wiretest.Filled[api.BridgeRequest]()
+	wiretest.SameJSON(t, "bridge request", req, toBridgeRequest(req))
 }
 
 // TestEnumsMatchTheLibraries: the wire's enums are the libraries' values.
