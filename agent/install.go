@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"math"
 	"os"
 	"slices"
@@ -91,10 +89,10 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	if in.Boot != nil {
 		return nil, errdefs.Invalid("boot", "cannot be given with install: the installer boots from the OS ISO (use install.kernelArgs for extra kernel arguments)")
 	}
-	cfg, err := decodeInstallConfig(req.Config)
-	if err != nil {
-		return nil, err
+	if req.Config == nil {
+		return nil, errdefs.Invalid("install.config", "is required: username, password, locale, timezone, hostname, ...")
 	}
+	cfg := fromAPIInstallConfig(*req.Config)
 	if err := cfg.Validate(osName); err != nil {
 		return nil, prefixField("install.config.", err)
 	}
@@ -122,9 +120,11 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	}
 	switch {
 	case isWindows(osName):
-		if inst.VirtioWinISO, err = a.findVirtioWin(in.VirtioWinPath); err != nil {
+		iso, err := a.findVirtioWin(in.VirtioWinPath)
+		if err != nil {
 			return nil, err
 		}
+		inst.VirtioWinISO = iso
 	case in.VirtioWinPath != "":
 		return nil, errdefs.Invalid("virtioWinPath", "is used only by a Windows install")
 	}
@@ -132,15 +132,26 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	return &installPlan{os: osName, config: cfg, kernelArgs: req.KernelArgs}, nil
 }
 
-// decodeInstallConfig reads install.config strictly: an unknown field is a
-// mistake worth hearing about, not something to drop silently.
-func decodeInstallConfig(raw json.RawMessage) (unattended.InstallConfig, error) {
-	var cfg unattended.InstallConfig
-	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return cfg, errdefs.Invalid("install.config", "is required: username, password, locale, timezone, hostname, ...")
+// fromAPIInstallConfig carries every field of the wire's install config to
+// pkg/unattended's (install_test.go holds the two to one JSON form).
+func fromAPIInstallConfig(c api.InstallConfig) unattended.InstallConfig {
+	out := unattended.InstallConfig{
+		Username: c.Username, Password: c.Password, ProductKey: c.ProductKey,
+		Locale: c.Locale, Timezone: c.Timezone, Hostname: c.Hostname, Keyboard: c.Keyboard,
 	}
-	err := api.Decode(bytes.NewReader(raw), &cfg, "install.config")
-	return cfg, err
+	if c.Applications != nil {
+		out.Applications = make([]unattended.Application, len(c.Applications))
+		for i, a := range c.Applications {
+			out.Applications[i] = unattended.Application{Name: a.Name, Command: a.Command}
+		}
+	}
+	if c.FirstBootScripts != nil {
+		out.FirstBootScripts = make([]unattended.Script, len(c.FirstBootScripts))
+		for i, s := range c.FirstBootScripts {
+			out.FirstBootScripts[i] = unattended.Script{Name: s.Name, Language: unattended.ScriptLanguage(s.Language), Content: s.Content}
+		}
+	}
+	return out
 }
 
 // prefixField moves a validation error's field under prefix, keeping its class and message.

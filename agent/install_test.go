@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infinibay/infinivirt/agent/internal/wiretest"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
@@ -37,16 +39,12 @@ func installAgent(t testing.TB) (*Agent, string) {
 
 func installInput(t testing.TB, os, dir string) api.CreateVMInput {
 	t.Helper()
-	cfg := unattended.InstallConfig{Username: "alice", Password: "Secr3t-pass", Locale: "en_US", Timezone: "Europe/Madrid", Hostname: "desk1"}
-	raw, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := api.InstallConfig{Username: "alice", Password: "Secr3t-pass", Locale: "en_US", Timezone: "Europe/Madrid", Hostname: "desk1"}
 	return api.CreateVMInput{
 		Name: "inst", InternalName: "0f8fad5b-d9cb-469f-a165-70867728950e", OS: os, CPUCores: 1, RAMGB: 1,
 		DiskSizeGB: 1, NetworkBridge: "br0", GraphicProtocol: "vnc", GraphicPassword: "pw",
 		ISOPath: filepath.Join(dir, "os.iso"),
-		Install: &api.InstallRequest{Config: raw},
+		Install: &api.InstallRequest{Config: &cfg},
 	}
 }
 
@@ -131,20 +129,16 @@ func TestPlanPlatformNamesTheField(t *testing.T) {
 		{"isoPath", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.ISOPath = "" }},
 		{"boot", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Boot = &api.DirectBoot{Kernel: "/boot/k"} }},
 		{"install.config", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.Config = nil }},
+		// Decoding install.config (unknown fields, wrong types, trailing
+		// data) is the HTTP layer's: httpapi's TestDecodeStrictNamesTheField.
 		{"install.config.username", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
-			in.Install.Config = json.RawMessage(`{"username":"","password":"Secr3t-pass","locale":"en_US","timezone":"UTC","hostname":"h"}`)
+			in.Install.Config = &api.InstallConfig{Username: "", Password: "Secr3t-pass", Locale: "en_US", Timezone: "UTC", Hostname: "h"}
 		}},
 		{"install.config.password", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
-			in.Install.Config = json.RawMessage(`{"username":"bob","password":"abc","locale":"en_US","timezone":"UTC","hostname":"h"}`)
+			in.Install.Config = &api.InstallConfig{Username: "bob", Password: "abc", Locale: "en_US", Timezone: "UTC", Hostname: "h"}
 		}},
-		{"install.config.passwd", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
-			in.Install.Config = json.RawMessage(`{"username":"bob","passwd":"abc"}`)
-		}},
-		{"install.config.hostname", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
-			in.Install.Config = json.RawMessage(`{"username":"bob","hostname":7}`)
-		}},
-		{"install.config", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
-			in.Install.Config = json.RawMessage(`{"username":"bob"} {"x":1}`)
+		{"install.config.firstBootScripts[0].content", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+			in.Install.Config.FirstBootScripts = []api.Script{{Name: "empty"}}
 		}},
 		{"install.timeoutMinutes", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = -1 }},
 		{"install.timeoutMinutes", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.TimeoutMinutes = 0.001 }},
@@ -185,24 +179,49 @@ func TestPrefixField(t *testing.T) {
 	}
 }
 
+// TestInstallConfigMatchesTheLibrary: every field of the wire's install
+// config reaches pkg/unattended's, and the wire has every field it has.
+func TestInstallConfigMatchesTheLibrary(t *testing.T) {
+	cfg := wiretest.Filled[api.InstallConfig]()
+	wiretest.SameJSON(t, "install config", cfg, fromAPIInstallConfig(cfg))
+	wiretest.SameJSON(t, "library install config", wiretest.Filled[unattended.InstallConfig](), cfg)
+	if got := fromAPIInstallConfig(api.InstallConfig{}); got.Applications != nil || got.FirstBootScripts != nil {
+		t.Errorf("absent lists became empty ones: %+v", got)
+	}
+	for _, m := range [][2]string{
+		{string(api.ScriptPowerShell), string(unattended.PowerShell)},
+		{string(api.ScriptCmd), string(unattended.Cmd)},
+		{string(api.ScriptShell), string(unattended.Shell)},
+	} {
+		if m[0] != m[1] {
+			t.Errorf("the wire says %q where the library says %q", m[0], m[1])
+		}
+	}
+}
+
 // FuzzDecodeInstallConfig: whatever arrives as install.config, decoding
-// neither panics nor fails without naming a field under install.config.
+// neither panics nor fails without naming a field under install.config,
+// and the agent's validation of what decodes names one too.
 func FuzzDecodeInstallConfig(f *testing.F) {
 	f.Add([]byte(`{"username":"alice","password":"pw","locale":"en_US","timezone":"UTC","hostname":"h"}`))
 	f.Add([]byte(`{"applications":[{"name":"vim"}],"firstBootScripts":[{"name":"a","content":"echo"}]}`))
 	f.Add([]byte(`{"applications":[{"name":7}]}`))
+	f.Add([]byte(`{"applications":[{"name":"vim","cmd":"x"}]}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"x":1} 2`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		cfg, err := decodeInstallConfig(raw)
-		if err != nil {
+		var cfg *api.InstallConfig
+		if err := api.Decode(bytes.NewReader(raw), &cfg, "install.config"); err != nil {
 			e := errdefs.As(err)
 			if e.Code != errdefs.CodeInvalidArgument || !strings.HasPrefix(e.Field, "install.config") {
 				t.Fatalf("error %v", err)
 			}
 			return
 		}
-		if err := cfg.Validate("ubuntu"); err != nil {
+		if cfg == nil {
+			return // refused as missing: TestPlanPlatformNamesTheField
+		}
+		if err := fromAPIInstallConfig(*cfg).Validate("ubuntu"); err != nil {
 			if e := errdefs.As(prefixField("install.config.", err)); !strings.HasPrefix(e.Field, "install.config") {
 				t.Fatalf("validation error without the prefix: %v", e)
 			}

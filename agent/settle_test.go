@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -21,13 +20,9 @@ func installCreate(t *testing.T, b *bed, id string) api.CreateVMInput {
 	if err := os.WriteFile(iso, []byte("an installer"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := json.Marshal(unattended.InstallConfig{Username: "alice", Password: "Secr3t-pass", Locale: "en_US", Timezone: "UTC", Hostname: "desk"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	in := createInput(id, true)
 	in.OS, in.ISOPath = unattended.OSFedora, iso
-	in.Install = &api.InstallRequest{Config: raw}
+	in.Install = &api.InstallRequest{Config: &api.InstallConfig{Username: "alice", Password: "Secr3t-pass", Locale: "en_US", Timezone: "UTC", Hostname: "desk"}}
 	return in
 }
 

@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
+	"bytes"
 
 	"github.com/spf13/cobra"
 
@@ -41,11 +41,15 @@ func (f *installFlags) apply(in *api.CreateVMInput) error {
 	if err != nil {
 		return err
 	}
-	if !json.Valid(raw) {
-		return errdefs.Invalid("install-config", "%s is not JSON", f.configFile)
+	// Strictly, as the agent would: a misspelt field must not vanish on
+	// its way there.
+	var cfg api.InstallConfig
+	if err := api.Decode(bytes.NewReader(raw), &cfg, "install-config"); err != nil {
+		e := errdefs.As(err)
+		return errdefs.Invalid(e.Field, "%s: %s", f.configFile, e.Message)
 	}
 	in.Install = &api.InstallRequest{
-		OS: f.os, Config: raw, TimeoutMinutes: f.timeoutMinutes, KernelArgs: f.kernelArgs,
+		OS: f.os, Config: &cfg, TimeoutMinutes: f.timeoutMinutes, KernelArgs: f.kernelArgs,
 	}
 	if f.noBootAfter {
 		no := false

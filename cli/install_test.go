@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -24,7 +25,7 @@ func TestInstallFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := in.Install
-	if i == nil || i.OS != "ubuntu" || string(i.Config) != `{"username":"alice","password":"pw"}` || i.TimeoutMinutes != 30 ||
+	if i == nil || i.OS != "ubuntu" || i.Config == nil || !reflect.DeepEqual(*i.Config, api.InstallConfig{Username: "alice", Password: "pw"}) || i.TimeoutMinutes != 30 ||
 		i.KernelArgs != "console=ttyS0" || i.BootFromDiskAfter == nil || *i.BootFromDiskAfter || in.VirtioWinPath != "/isos/virtio-win.iso" {
 		t.Fatalf("install %+v", i)
 	}
@@ -36,5 +37,20 @@ func TestInstallFlags(t *testing.T) {
 	os.WriteFile(bad, []byte(`{"username":`), 0o600)
 	if err := (&installFlags{configFile: bad}).apply(&in); !errors.As(err, &e) || e.Field != "install-config" {
 		t.Fatalf("a config that is not JSON: %v", err)
+	}
+	// Decoded strictly: a field the agent does not know must not be
+	// dropped on the way, nor a value of the wrong type.
+	for body, field := range map[string]string{
+		`{"username":"alice","passwd":"pw"}`:          "install-config.passwd",
+		`{"username":"alice","hostname":7}`:           "install-config.hostname",
+		`{"applications":[{"name":"vim","cmd":"x"}]}`: "install-config.applications.cmd",
+		`{"username":"alice"} {"password":"pw"}`:      "install-config",
+	} {
+		if err := os.WriteFile(bad, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := (&installFlags{configFile: bad}).apply(&in); !errors.As(err, &e) || e.Field != field {
+			t.Errorf("%s: got %v, want the field %s", body, err, field)
+		}
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
 	"github.com/infinibay/infinivirt/pkg/testbed/guest"
-	"github.com/infinibay/infinivirt/pkg/unattended"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -93,15 +92,10 @@ func (b *bed) buildInstallISOs() (installISOs, error) {
 	return set, nil
 }
 
-func installConfig(t *testing.T, hostname string) json.RawMessage {
-	t.Helper()
-	raw, err := json.Marshal(unattended.InstallConfig{
+func installConfig(hostname string) *api.InstallConfig {
+	return &api.InstallConfig{
 		Username: "tester", Password: installSecret, Locale: "en_US", Timezone: "Europe/Madrid", Hostname: hostname,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	return raw
 }
 
 // ubuntuInstallInput is the test guest, booted as the Ubuntu installer from
@@ -112,7 +106,7 @@ func (b *bed) ubuntuInstallInput(t *testing.T, name, guestArgs string) api.Creat
 	in.OS = "ubuntu"
 	in.ISOPath = b.installISOs(t).ubuntu
 	in.Install = &api.InstallRequest{
-		Config:     installConfig(t, name),
+		Config:     installConfig(name),
 		KernelArgs: fmt.Sprintf("console=ttyS0 panic=-1 tg.ip=%s/24 tg.host=%s %s", ip, name, guestArgs),
 	}
 	return in
@@ -327,12 +321,7 @@ func TestWindows11TPMAndSecureBoot(t *testing.T) {
 	in.RAMGB = 0.5
 	in.ISOPath = isos.plain
 	in.VirtioWinPath = isos.virtioWin
-	raw, err := json.Marshal(unattended.InstallConfig{Username: "tester", Password: installSecret, Locale: "en_US",
-		Timezone: "Europe/Madrid", Hostname: "win11"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.Install = &api.InstallRequest{Config: raw}
+	in.Install = &api.InstallRequest{Config: installConfig("win11")}
 	vm, err := b.client.Create(ctx, in)
 	if err != nil {
 		t.Fatal(err)
@@ -428,14 +417,14 @@ func TestInstallBadInputLeavesNothing(t *testing.T) {
 		{"no ISO", "isoPath", func(in *api.CreateVMInput) { in.ISOPath = "" }},
 		{"missing ISO", "isoPath", func(in *api.CreateVMInput) { in.ISOPath = imagesDir + "/nonexistent.iso" }},
 		{"empty username", "install.config.username", func(in *api.CreateVMInput) {
-			in.Install.Config = json.RawMessage(`{"username":"","password":"` + installSecret + `","locale":"en_US","timezone":"UTC","hostname":"h"}`)
+			in.Install.Config = &api.InstallConfig{Username: "", Password: installSecret, Locale: "en_US", Timezone: "UTC", Hostname: "h"}
 		}},
 		{"password too short for Fedora", "install.config.password", func(in *api.CreateVMInput) {
 			in.OS = "fedora"
-			in.Install.Config = json.RawMessage(`{"username":"tester","password":"abc","locale":"en_US","timezone":"UTC","hostname":"h"}`)
+			in.Install.Config = &api.InstallConfig{Username: "tester", Password: "abc", Locale: "en_US", Timezone: "UTC", Hostname: "h"}
 		}},
 		{"password with a newline", "install.config.password", func(in *api.CreateVMInput) {
-			in.Install.Config = json.RawMessage(`{"username":"tester","password":"a\nb","locale":"en_US","timezone":"UTC","hostname":"h"}`)
+			in.Install.Config = &api.InstallConfig{Username: "tester", Password: "a\nb", Locale: "en_US", Timezone: "UTC", Hostname: "h"}
 		}},
 		{"not an Ubuntu ISO (refused after the answer ISO was built)", "isoPath", func(in *api.CreateVMInput) { in.ISOPath = isos.plain }},
 	}
@@ -450,6 +439,15 @@ func TestInstallBadInputLeavesNothing(t *testing.T) {
 				t.Fatalf("the refusal repeats the password: %s", resp)
 			}
 		})
+	}
+	// The config is decoded as strictly as the rest of the body.
+	for body, field := range map[string]string{
+		`{"install":{"config":{"username":"tester","passwd":"` + installSecret + `"}}}`: "install.config.passwd",
+		`{"install":{"config":{"username":"tester","hostname":7}}}`:                     "install.config.hostname",
+	} {
+		if resp := b.expectRefusal(t, ctx, []byte(body), errdefs.CodeInvalidArgument, field); strings.Contains(string(resp), installSecret) {
+			t.Fatalf("the refusal repeats the password: %s", resp)
+		}
 	}
 	// The CLI takes the config from a file and shows the refusal's field.
 	cfg := "/tmp/install-empty-user.json"

@@ -20,7 +20,6 @@ import (
 	"github.com/infinibay/infinivirt/agent"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
-	"github.com/infinibay/infinivirt/pkg/unattended"
 	"github.com/infinibay/infinivirt/pkg/unixhttp"
 )
 
@@ -78,14 +77,6 @@ var Tags = []struct{ Name, Description string }{
 	{"network", "Bridges, and moving a VM between them"},
 	{"health", "The agent's own state"},
 	{"meta", "The API's description"},
-}
-
-// RawFields gives the document a schema for the fields the API takes as raw
-// JSON and decodes later, keyed by package path, type and Go field name.
-var RawFields = map[string]reflect.Type{
-	// Decoded strictly by the agent; it holds secrets, so it never leaves
-	// the agent in any form.
-	"github.com/infinibay/infinivirt/pkg/api.InstallRequest.Config": typeOf[unattended.InstallConfig](),
 }
 
 // Routes is the route table, in the order the document lists it.

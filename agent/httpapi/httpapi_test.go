@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -129,6 +130,17 @@ func TestDecodeStrictNamesTheField(t *testing.T) {
 		`{"name": "x"} ]`:       "body",
 		`[1, 2]`:                "body",
 		`{"name": "` + strings.Repeat("x", maxBody) + `"}`: "body",
+		// The install config is decoded with the body, as strictly, and
+		// its errors name the field by its whole path.
+		`{"install": {"config": {"username": "bob", "passwd": "abc"}}}`:                "install.config.passwd",
+		`{"install": {"config": {"username": "bob", "hostname": 7}}}`:                  "install.config.hostname",
+		`{"install": {"config": {"username": "bob"} {"x": 1}}}`:                        "body",
+		`{"install": {"config": {"username": "bob"}}} {"x": 1}`:                        "body",
+		`{"install": {"config": "alice:abc"}}`:                                         "install.config",
+		`{"install": {"config": {"applications": [{"name": "vim", "cmd": "x"}]}}}`:     "install.config.applications.cmd",
+		`{"install": {"config": {"firstBootScripts": [{"name": "a", "content": 7}]}}}`: "install.config.firstBootScripts.content",
+		`{"install": {"os": "fedora", "cofnig": {}}}`:                                  "install.cofnig",
+		`{"devices": [{"type": "nic", "nic": {"bridge": "br1", "mtu": 9000}}]}`:        "devices.nic.mtu",
 	}
 	for body, field := range cases {
 		var in api.CreateVMInput
@@ -136,6 +148,34 @@ func TestDecodeStrictNamesTheField(t *testing.T) {
 		var e *errdefs.Error
 		if !errors.As(err, &e) || e.Code != errdefs.CodeInvalidArgument || (field != "" && e.Field != field) {
 			t.Errorf("%.40s: got %v, want InvalidArgument naming %q", body, err, field)
+		}
+		if e != nil && strings.Contains(e.Message, "abc") {
+			t.Errorf("%.40s: the error repeats the password: %s", body, e.Message)
+		}
+	}
+}
+
+// TestDecodeStrictTakesTheInstallConfig: a config decodes into its typed
+// fields, and an absent or null one stays nil for the agent to refuse.
+func TestDecodeStrictTakesTheInstallConfig(t *testing.T) {
+	decode := func(body string) api.CreateVMInput {
+		t.Helper()
+		var in api.CreateVMInput
+		if err := decodeStrict(httptest.NewRequest(http.MethodPost, "/v1/vms", strings.NewReader(body)), &in); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		return in
+	}
+	in := decode(`{"install": {"config": {"username": "bob", "password": "Secr3t-pass", "productKey": "K",
+		"applications": [{"name": "vim"}], "firstBootScripts": [{"name": "a", "language": "shell", "content": "echo"}]}}}`)
+	want := api.InstallConfig{Username: "bob", Password: "Secr3t-pass", ProductKey: "K", Applications: []api.Application{{Name: "vim"}},
+		FirstBootScripts: []api.Script{{Name: "a", Language: api.ScriptShell, Content: "echo"}}}
+	if in.Install == nil || in.Install.Config == nil || !reflect.DeepEqual(*in.Install.Config, want) {
+		t.Errorf("decoded %+v", in.Install)
+	}
+	for _, body := range []string{`{"install": {}}`, `{"install": {"config": null}}`} {
+		if in := decode(body); in.Install == nil || in.Install.Config != nil {
+			t.Errorf("%s: decoded %+v", body, in.Install)
 		}
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/infinibay/infinivirt/agent/httpapi"
 	"github.com/infinibay/infinivirt/agent/httpapi/internal/openapigen"
@@ -174,19 +176,52 @@ func TestRequiredFollowsTheTags(t *testing.T) {
 	}
 }
 
-// TestRawFieldsAreFields: every raw-JSON field the document describes
-// exists, so that renaming one cannot silently leave it undescribed.
-func TestRawFieldsAreFields(t *testing.T) {
-	types := map[string]reflect.Type{"github.com/infinibay/infinivirt/pkg/api.InstallRequest": reflect.TypeFor[api.InstallRequest]()}
-	for key := range httpapi.RawFields {
-		at := strings.LastIndex(key, ".")
-		typ, ok := types[key[:at]]
-		if !ok {
-			t.Errorf("%s: add its type to this test", key)
+// TestWireTypesAreAPITypes: every body the API sends or receives is made of
+// pkg/api types, with no raw JSON or untyped value the document could not
+// describe (the document itself aside).
+func TestWireTypesAreAPITypes(t *testing.T) {
+	apiPkg := reflect.TypeFor[api.VM]().PkgPath()
+	seen := map[reflect.Type]bool{}
+	var walk func(where string, typ reflect.Type)
+	walk = func(where string, typ reflect.Type) {
+		if seen[typ] {
+			return
+		}
+		seen[typ] = true
+		switch {
+		case typ == reflect.TypeFor[json.RawMessage]() || typ.Kind() == reflect.Interface:
+			t.Errorf("%s is %s: give it a pkg/api type", where, typ)
+			return
+		case typ == reflect.TypeFor[time.Time]() || typ == reflect.TypeFor[netip.Addr]() || typ == reflect.TypeFor[netip.Prefix]():
+			return // the document knows their text forms
+		}
+		switch typ.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+			walk(where, typ.Elem())
+		case reflect.Struct:
+			if typ.PkgPath() != apiPkg {
+				t.Errorf("%s is %s, not a pkg/api type", where, typ)
+			}
+			for i := range typ.NumField() {
+				if f := typ.Field(i); f.IsExported() {
+					walk(typ.Name()+"."+f.Name, f.Type)
+				}
+			}
+		}
+	}
+	n := 0
+	for _, rt := range httpapi.Routes() {
+		if rt.Path == "/openapi.json" {
 			continue
 		}
-		if _, ok := typ.FieldByName(key[at+1:]); !ok {
-			t.Errorf("%s: no such field", key)
+		for _, typ := range []reflect.Type{rt.Request, rt.Response} {
+			if typ != nil {
+				walk(rt.Method+" "+rt.Path, typ)
+				n++
+			}
 		}
+	}
+	if !seen[reflect.TypeFor[api.InstallConfig]()] || n < 10 {
+		t.Fatalf("walked %d bodies and missed the install config: the check would prove nothing", n)
 	}
 }

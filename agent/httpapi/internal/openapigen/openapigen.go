@@ -204,7 +204,6 @@ var (
 	timeType   = reflect.TypeFor[time.Time]()
 	addrType   = reflect.TypeFor[netip.Addr]()
 	prefixType = reflect.TypeFor[netip.Prefix]()
-	rawType    = reflect.TypeFor[json.RawMessage]()
 )
 
 // schema returns the schema of t: a $ref for named structs and enums, which
@@ -217,8 +216,6 @@ func (g *generator) schema(t reflect.Type) (map[string]any, error) {
 		return map[string]any{"type": "string", "format": "ipv4"}, nil
 	case prefixType:
 		return map[string]any{"type": "string", "description": "an address and prefix length, 10.0.0.1/24"}, nil
-	case rawType:
-		return map[string]any{"type": "object"}, nil
 	}
 	if name, ok := g.names[t]; ok {
 		return ref(name), nil
@@ -378,11 +375,7 @@ func (g *generator) fields(t reflect.Type, props map[string]any, required *[]str
 		if name == "" {
 			name = f.Name
 		}
-		ft := f.Type
-		if raw, ok := httpapi.RawFields[t.PkgPath()+"."+t.Name()+"."+f.Name]; ok {
-			ft = raw
-		}
-		s, err := g.schema(ft)
+		s, err := g.schema(f.Type)
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", t, f.Name, err)
 		}
