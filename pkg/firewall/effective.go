@@ -5,11 +5,12 @@ import "sort"
 // Origin says where an effective rule came from.
 type Origin string
 
+// The origins of effective rules.
 const (
-	FromVM               Origin = "vm"
-	FromVMPreset         Origin = "vm-preset"
-	FromDepartment       Origin = "department"
-	FromDepartmentPreset Origin = "department-preset"
+	FromVM               Origin = "vm"                // the VM's own rules
+	FromVMPreset         Origin = "vm-preset"         // the VM's presets
+	FromDepartment       Origin = "department"        // the department's rules
+	FromDepartmentPreset Origin = "department-preset" // the department's presets
 	// FromPolicy marks the department policy's own rules: its default config
 	// and the rule that lets replies through.
 	FromPolicy Origin = "policy"

@@ -41,9 +41,9 @@ func bootGuests(t *testing.T, ctx context.Context, host *nettest.NS, bridge stri
 		t.Fatalf("test guest image: %v", err)
 	}
 	for _, g := range specs {
-		host.Run(t, "ip", "tuntap", "add", "dev", g.tap, "mode", "tap")
-		host.Run(t, "ip", "link", "set", g.tap, "master", bridge)
-		host.Run(t, "ip", "link", "set", g.tap, "up")
+		host.RunContext(t, ctx, "ip", "tuntap", "add", "dev", g.tap, "mode", "tap")
+		host.RunContext(t, ctx, "ip", "link", "set", g.tap, "master", bridge)
+		host.RunContext(t, ctx, "ip", "link", "set", g.tap, "up")
 		opts := guest.Options{IP: g.ip + "/24", Gateway: gatewayIP, Host: g.name, Listen: listen}
 		serialHost, serialChild, err := guest.Socketpair("serial-" + g.name)
 		if err != nil {

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -16,29 +17,32 @@ import (
 // Action is what a rule does with the traffic it matches.
 type Action string
 
+// The actions, as Infinibay spells them.
 const (
-	Accept Action = "ACCEPT"
-	Drop   Action = "DROP"
-	Reject Action = "REJECT"
+	Accept Action = "ACCEPT" // let the packet through
+	Drop   Action = "DROP"   // discard the packet silently
+	Reject Action = "REJECT" // discard it and answer: a TCP reset, or ICMP unreachable
 )
 
 // Direction is seen from the VM: IN is traffic to it, OUT traffic from it.
 type Direction string
 
+// The directions, as Infinibay spells them.
 const (
-	In    Direction = "IN"
-	Out   Direction = "OUT"
-	InOut Direction = "INOUT"
+	In    Direction = "IN"    // traffic to the VM
+	Out   Direction = "OUT"   // traffic from the VM
+	InOut Direction = "INOUT" // both: the rule lands in both chains
 )
 
 // Protocol is the layer-4 protocol a rule matches.
 type Protocol string
 
+// The protocols a rule can name. Only tcp and udp take ports.
 const (
 	TCP  Protocol = "tcp"
 	UDP  Protocol = "udp"
 	ICMP Protocol = "icmp" // ICMP for IPv4
-	All  Protocol = "all"
+	All  Protocol = "all"  // any protocol
 )
 
 // Priorities. A lower number is evaluated first.
@@ -226,18 +230,22 @@ func (r Rule) Validate() error {
 		{"srcIp", r.SrcIPAddr, r.SrcIPMask}, {"dstIp", r.DstIPAddr, r.DstIPMask},
 	} {
 		if _, err := parseAddrMask(a.addr, a.mask); err != nil {
-			return err.(*addrError).apiError(a.name)
+			var ae *addrError
+			if errors.As(err, &ae) {
+				return ae.apiError(a.name)
+			}
+			return err
 		}
 	}
 	return nil
 }
 
-func checkText(field, s string, max int) error {
+func checkText(field, s string, maxLen int) error {
 	if !utf8.ValidString(s) {
 		return errdefs.Invalid(field, "must be valid UTF-8")
 	}
-	if n := utf8.RuneCountInString(s); n > max {
-		return errdefs.Invalid(field, "must be at most %d characters, got %d", max, n)
+	if n := utf8.RuneCountInString(s); n > maxLen {
+		return errdefs.Invalid(field, "must be at most %d characters, got %d", maxLen, n)
 	}
 	for _, c := range s {
 		if unicode.IsControl(c) {

@@ -15,12 +15,13 @@ import (
 // service's ports.
 type Preset string
 
+// The presets; presetPorts holds the ports each opens.
 const (
-	PresetSSH   Preset = "ssh"
-	PresetHTTP  Preset = "http"
-	PresetHTTPS Preset = "https"
-	PresetRDP   Preset = "rdp"
-	PresetVNC   Preset = "vnc"
+	PresetSSH   Preset = "ssh"   // 22
+	PresetHTTP  Preset = "http"  // 80
+	PresetHTTPS Preset = "https" // 443
+	PresetRDP   Preset = "rdp"   // 3389
+	PresetVNC   Preset = "vnc"   // 5900-5999
 )
 
 // presetPorts lists the presets in a fixed order with their TCP ports.
@@ -143,24 +144,27 @@ func prefixField(err error, path string) error {
 // Policy is a department's default stance.
 type Policy string
 
+// The policies, as Infinibay spells them.
 const (
-	BlockAll Policy = "BLOCK_ALL"
-	AllowAll Policy = "ALLOW_ALL"
+	BlockAll Policy = "BLOCK_ALL" // traffic no rule matches is dropped
+	AllowAll Policy = "ALLOW_ALL" // traffic no rule matches is accepted
 )
 
 // DefaultConfig is the set of rules a policy comes with.
 type DefaultConfig string
 
+// The default configs; each belongs to one policy, and DefaultRules holds
+// the rules it stands for.
 const (
 	// BLOCK_ALL configs.
-	AllowInternet   DefaultConfig = "allow_internet"
-	AllowOutbound   DefaultConfig = "allow_outbound"
-	BlockAllTraffic DefaultConfig = "block_all"
+	AllowInternet   DefaultConfig = "allow_internet" // accepts outbound DNS, HTTP(S) and NTP
+	AllowOutbound   DefaultConfig = "allow_outbound" // accepts all outbound traffic
+	BlockAllTraffic DefaultConfig = "block_all"      // adds no rules
 	// ALLOW_ALL configs.
-	BlockSSH       DefaultConfig = "block_ssh"
-	BlockSMB       DefaultConfig = "block_smb"
-	BlockDatabases DefaultConfig = "block_databases"
-	NoDefaults     DefaultConfig = "none"
+	BlockSSH       DefaultConfig = "block_ssh"       // drops inbound SSH and FTP
+	BlockSMB       DefaultConfig = "block_smb"       // drops inbound SMB and NetBIOS
+	BlockDatabases DefaultConfig = "block_databases" // drops inbound database ports
+	NoDefaults     DefaultConfig = "none"            // adds no rules
 )
 
 // DepartmentPolicy is Infinibay's department firewall policy.

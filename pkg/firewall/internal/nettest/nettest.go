@@ -70,7 +70,12 @@ func (n *NS) Fd() int { return int(n.file.Fd()) }
 // Run runs a command on the host and fails the test on error.
 func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := Output(name, args...)
+	return run(t, context.Background(), name, args...)
+}
+
+func run(t testing.TB, ctx context.Context, name string, args ...string) string {
+	t.Helper()
+	out, err := OutputContext(ctx, name, args...)
 	if err != nil {
 		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
 	}
@@ -80,7 +85,12 @@ func Run(t testing.TB, name string, args ...string) string {
 // Output runs a command with cmdTimeout and returns its stdout; the error
 // carries stderr.
 func Output(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	return OutputContext(context.Background(), name, args...)
+}
+
+// OutputContext is Output for a caller whose ctx may end the command sooner.
+func OutputContext(ctx context.Context, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	var stderr strings.Builder
@@ -95,7 +105,13 @@ func Output(name string, args ...string) (string, error) {
 // Run runs a command inside the namespace and fails the test on error.
 func (n *NS) Run(t testing.TB, args ...string) string {
 	t.Helper()
-	return Run(t, "ip", append([]string{"netns", "exec", n.Name}, args...)...)
+	return n.RunContext(t, context.Background(), args...)
+}
+
+// RunContext is Run for a caller whose ctx may end the command sooner.
+func (n *NS) RunContext(t testing.TB, ctx context.Context, args ...string) string {
+	t.Helper()
+	return run(t, ctx, "ip", append([]string{"netns", "exec", n.Name}, args...)...)
 }
 
 // Try runs a command inside the namespace and reports whether it succeeded.
