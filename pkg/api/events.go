@@ -5,6 +5,7 @@ import "time"
 // EventType tells what an Event reports.
 type EventType string
 
+// The kinds of event.
 const (
 	EventStatus   EventType = "status"   // a status change; Status and Reason are set
 	EventProgress EventType = "progress" // a step of a long operation; Message says which

@@ -12,6 +12,7 @@ import (
 // FirewallMode is how the host filters VM traffic.
 type FirewallMode string
 
+// The firewall modes; the agent's configuration picks one.
 const (
 	FirewallOff       FirewallMode = "off"       // no rules: bridges are filtered elsewhere
 	FirewallConntrack FirewallMode = "conntrack" // connection state from nf_conntrack_bridge
@@ -37,30 +38,33 @@ type FirewallInfo struct {
 // FirewallAction is what a rule does with the traffic it matches.
 type FirewallAction string
 
+// The actions, as Infinibay spells them.
 const (
-	FirewallAccept FirewallAction = "ACCEPT"
-	FirewallDrop   FirewallAction = "DROP"
-	FirewallReject FirewallAction = "REJECT"
+	FirewallAccept FirewallAction = "ACCEPT" // let the packet through
+	FirewallDrop   FirewallAction = "DROP"   // discard the packet silently
+	FirewallReject FirewallAction = "REJECT" // discard it and answer: a TCP reset, or ICMP unreachable
 )
 
 // FirewallDirection is seen from the VM: IN is traffic to it, OUT traffic
 // from it.
 type FirewallDirection string
 
+// The directions, as Infinibay spells them.
 const (
-	FirewallIn    FirewallDirection = "IN"
-	FirewallOut   FirewallDirection = "OUT"
-	FirewallInOut FirewallDirection = "INOUT"
+	FirewallIn    FirewallDirection = "IN"    // traffic to the VM
+	FirewallOut   FirewallDirection = "OUT"   // traffic from the VM
+	FirewallInOut FirewallDirection = "INOUT" // both: the rule applies each way
 )
 
 // FirewallProtocol is the layer-4 protocol a rule matches.
 type FirewallProtocol string
 
+// The protocols a rule can name. Only tcp and udp take ports.
 const (
 	FirewallTCP  FirewallProtocol = "tcp"
 	FirewallUDP  FirewallProtocol = "udp"
 	FirewallICMP FirewallProtocol = "icmp" // ICMP for IPv4
-	FirewallAll  FirewallProtocol = "all"
+	FirewallAll  FirewallProtocol = "all"  // any protocol
 )
 
 // FirewallDefaultPriority is a rule's priority when the request gives none.
@@ -119,6 +123,7 @@ func (r *FirewallRule) UnmarshalJSON(b []byte) error {
 // the service's ports.
 type FirewallPreset string
 
+// The presets, with the TCP ports each accepts.
 const (
 	PresetSSH   FirewallPreset = "ssh"   // 22
 	PresetHTTP  FirewallPreset = "http"  // 80
@@ -139,24 +144,25 @@ type FirewallRuleSet struct {
 // FirewallPolicy is a department's default stance.
 type FirewallPolicy string
 
+// The policies, as Infinibay spells them.
 const (
-	PolicyBlockAll FirewallPolicy = "BLOCK_ALL"
-	PolicyAllowAll FirewallPolicy = "ALLOW_ALL"
+	PolicyBlockAll FirewallPolicy = "BLOCK_ALL" // traffic no rule matches is dropped
+	PolicyAllowAll FirewallPolicy = "ALLOW_ALL" // traffic no rule matches is accepted
 )
 
 // FirewallDefaultConfig is the set of rules a policy comes with.
 type FirewallDefaultConfig string
 
+// The default configs. The first three go with BLOCK_ALL, the others with
+// ALLOW_ALL.
 const (
-	// With BLOCK_ALL.
-	ConfigAllowInternet FirewallDefaultConfig = "allow_internet"
-	ConfigAllowOutbound FirewallDefaultConfig = "allow_outbound"
-	ConfigBlockAll      FirewallDefaultConfig = "block_all"
-	// With ALLOW_ALL.
-	ConfigBlockSSH       FirewallDefaultConfig = "block_ssh"
-	ConfigBlockSMB       FirewallDefaultConfig = "block_smb"
-	ConfigBlockDatabases FirewallDefaultConfig = "block_databases"
-	ConfigNone           FirewallDefaultConfig = "none"
+	ConfigAllowInternet  FirewallDefaultConfig = "allow_internet"  // BLOCK_ALL: accepts outbound DNS, HTTP(S) and NTP
+	ConfigAllowOutbound  FirewallDefaultConfig = "allow_outbound"  // BLOCK_ALL: accepts all outbound traffic
+	ConfigBlockAll       FirewallDefaultConfig = "block_all"       // BLOCK_ALL: adds no rules
+	ConfigBlockSSH       FirewallDefaultConfig = "block_ssh"       // ALLOW_ALL: drops inbound SSH and FTP
+	ConfigBlockSMB       FirewallDefaultConfig = "block_smb"       // ALLOW_ALL: drops inbound SMB and NetBIOS
+	ConfigBlockDatabases FirewallDefaultConfig = "block_databases" // ALLOW_ALL: drops inbound database ports
+	ConfigNone           FirewallDefaultConfig = "none"            // ALLOW_ALL: adds no rules
 )
 
 // DepartmentPolicy is Infinibay's department firewall policy.
@@ -188,11 +194,12 @@ type VMFirewall struct {
 // FirewallOrigin says where an effective rule came from.
 type FirewallOrigin string
 
+// The origins of effective rules.
 const (
-	OriginVM               FirewallOrigin = "vm"
-	OriginVMPreset         FirewallOrigin = "vm-preset"
-	OriginDepartment       FirewallOrigin = "department"
-	OriginDepartmentPreset FirewallOrigin = "department-preset"
+	OriginVM               FirewallOrigin = "vm"                // the VM's own rules
+	OriginVMPreset         FirewallOrigin = "vm-preset"         // the VM's presets
+	OriginDepartment       FirewallOrigin = "department"        // the department's rules
+	OriginDepartmentPreset FirewallOrigin = "department-preset" // the department's presets
 	// OriginPolicy marks the policy's own rules: its default config and the
 	// rule that lets replies through.
 	OriginPolicy FirewallOrigin = "policy"

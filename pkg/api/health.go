@@ -4,6 +4,7 @@ package api
 // reachable.
 type DatabaseState string
 
+// The database states Health reports.
 const (
 	DatabaseNone        DatabaseState = "none"        // no database configured: the embedded default
 	DatabaseOK          DatabaseState = "ok"          // the last write succeeded

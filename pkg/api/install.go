@@ -158,6 +158,7 @@ func (c InstallConfig) GoString() string { return "api.InstallConfig" + c.String
 // InstallState is where an unattended install stands.
 type InstallState string
 
+// The install states, in the order an install goes through them.
 const (
 	InstallPending InstallState = "pending" // created, the installer has not run yet
 	InstallRunning InstallState = "running" // the installer runs (or will at the next power-on)

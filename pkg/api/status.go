@@ -3,21 +3,23 @@ package api
 // Status is a VM status string as Infinibay's backend knows it.
 type Status string
 
+// The statuses, spelled as Infinibay's backend spells them.
 const (
-	StatusBuilding          Status = "building"
-	StatusStarting          Status = "starting"
-	StatusRunning           Status = "running"
-	StatusOff               Status = "off"
-	StatusSuspended         Status = "suspended"
-	StatusPaused            Status = "paused"
-	StatusUpdatingHardware  Status = "updating_hardware"
-	StatusPoweringOffUpdate Status = "powering_off_update"
-	StatusError             Status = "error"
+	StatusBuilding          Status = "building"            // running the unattended installer
+	StatusStarting          Status = "starting"            // the shim is bringing QEMU up
+	StatusRunning           Status = "running"             // guest CPUs run
+	StatusOff               Status = "off"                 // no QEMU runs
+	StatusSuspended         Status = "suspended"           // CPUs stopped by a suspend; resume continues them
+	StatusPaused            Status = "paused"              // QEMU stopped the guest itself, on a disk error
+	StatusUpdatingHardware  Status = "updating_hardware"   // Infinibay's; Infinivirt never sets it
+	StatusPoweringOffUpdate Status = "powering_off_update" // Infinibay's; Infinivirt never sets it
+	StatusError             Status = "error"               // no QEMU runs: it failed to start or ended badly
 )
 
 // Reason says, in a machine-readable word, why a VM is in its status.
 type Reason string
 
+// The reasons; a status change's event carries one.
 const (
 	ReasonCreated       Reason = "created"        // defined, never started
 	ReasonBooted        Reason = "booted"         // guest CPUs started
