@@ -19,13 +19,17 @@ func NewCDROM(name, path string) *CDROM {
 	return &CDROM{name: name, spec: vmspec.CDROM{Path: path}}
 }
 
-func (c *CDROM) Name() string         { return c.name }
+// Name is the drive's name, also its QEMU id.
+func (c *CDROM) Name() string { return c.name }
+
+// Type is always api.DeviceCDROM.
 func (c *CDROM) Type() api.DeviceType { return api.DeviceCDROM }
 
 // Path is the drive's ISO, or "" for an empty drive.
 func (c *CDROM) Path() string { return c.spec.Path }
 
-// Caps: AHCI has no hot-plug, but a drive's disc changes live.
+// Caps says a drive cannot be hot-plugged (AHCI has no hot-plug), but its
+// disc changes live and it migrates.
 func (c *CDROM) Caps() Caps { return Caps{LiveUpdate: true, Migrate: true} }
 
 // Prepare checks the ISO is there and hands it to QEMU's user when it is
@@ -45,11 +49,16 @@ func (c *CDROM) Prepare(_ context.Context, h *Host) error {
 	return nil
 }
 
+// Release has nothing to give back.
 func (c *CDROM) Release(context.Context) error { return nil }
 
+// Configure adds the drive, with its disc if it has one.
 func (c *CDROM) Configure(cfg *qemu.Config, _ *FDs) {
 	cfg.CDROMs = append(cfg.CDROMs, qemu.CDROM{ID: c.name, Path: c.spec.Path, BootIndex: c.spec.BootIndex})
 }
 
+// Hotplug refuses: the drive is there from boot or not at all.
 func (c *CDROM) Hotplug(string) ([]Command, error) { return nil, notHotpluggable(api.DeviceCDROM) }
-func (c *CDROM) Unplug() ([]Command, error)        { return nil, notHotpluggable(api.DeviceCDROM) }
+
+// Unplug refuses, as Hotplug does.
+func (c *CDROM) Unplug() ([]Command, error) { return nil, notHotpluggable(api.DeviceCDROM) }

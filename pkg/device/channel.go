@@ -23,15 +23,18 @@ type Channel struct {
 	qemu *os.File // QEMU's end, until QEMU inherited it
 }
 
-func (c *Channel) Name() string         { return c.name }
+// Name is the channel's name, also its QEMU id.
+func (c *Channel) Name() string { return c.name }
+
+// Type is always api.DeviceChannel.
 func (c *Channel) Type() api.DeviceType { return api.DeviceChannel }
 
 // Port is the name the guest sees.
 func (c *Channel) Port() string { return c.spec.Port }
 
-// Caps: the port is there from boot (a hot-plugged one would need its
-// chardev made over QMP from a passed fd); it migrates, its socket's other
-// end being the shim on each host.
+// Caps says the port is there from boot (a hot-plugged one would need its
+// chardev made over QMP from a passed fd), and it migrates, its socket's
+// other end being the shim on each host.
 func (c *Channel) Caps() Caps { return Caps{Migrate: true} }
 
 // Prepare makes the socket pair: the shim's end is non-blocking, so Go's
@@ -65,6 +68,8 @@ func (c *Channel) Release(context.Context) error {
 	return nil
 }
 
+// Configure adds the port, on QEMU's end of the socket pair when Prepare
+// made one.
 func (c *Channel) Configure(cfg *qemu.Config, fds *FDs) {
 	ch := qemu.Channel{ID: c.name, Port: c.spec.Port}
 	if c.qemu != nil {
@@ -73,5 +78,8 @@ func (c *Channel) Configure(cfg *qemu.Config, fds *FDs) {
 	cfg.Channels = append(cfg.Channels, ch)
 }
 
+// Hotplug refuses: the port is there from boot (see Caps).
 func (c *Channel) Hotplug(string) ([]Command, error) { return nil, notHotpluggable(api.DeviceChannel) }
-func (c *Channel) Unplug() ([]Command, error)        { return nil, notHotpluggable(api.DeviceChannel) }
+
+// Unplug refuses, as Hotplug does.
+func (c *Channel) Unplug() ([]Command, error) { return nil, notHotpluggable(api.DeviceChannel) }

@@ -191,7 +191,9 @@ func TestDiskPrepareChecksTheImage(t *testing.T) {
 		t.Errorf("a disk outside the VM's directory: %v", err)
 	}
 	link := filepath.Join(vmDir, "link.qcow2")
-	os.Symlink(elsewhere, link)
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
 	if err := prep(link, "qcow2"); err == nil || !strings.Contains(err.Error(), "regular file") {
 		t.Errorf("a symlinked disk: %v", err)
 	}
@@ -208,10 +210,16 @@ func TestMediaTPMAndChannelPrepare(t *testing.T) {
 	h := &Host{VMID: vmID, VMDir: vmDir, HandToQEMU: func(p ...string) error { handed = append(handed, p...); return nil }}
 	ctx := context.Background()
 	answers := filepath.Join(vmDir, "install", "answers.iso")
-	os.MkdirAll(filepath.Dir(answers), 0o700)
-	os.WriteFile(answers, []byte("iso"), 0o600)
+	if err := os.MkdirAll(filepath.Dir(answers), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(answers, []byte("iso"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	shared := filepath.Join(t.TempDir(), "os.iso")
-	os.WriteFile(shared, []byte("iso"), 0o644)
+	if err := os.WriteFile(shared, []byte("iso"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, cd := range []*CDROM{NewCDROM("cd0", shared), NewCDROM("cd1", answers), NewCDROM("cd2", "")} {
 		if err := cd.Prepare(ctx, h); err != nil {
 			t.Errorf("%s: %v", cd.Name(), err)
@@ -230,7 +238,9 @@ func TestMediaTPMAndChannelPrepare(t *testing.T) {
 	if err := tpm.Prepare(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(state, "tpm2-00.permall"), nil, 0o600)
+	if err := os.WriteFile(filepath.Join(state, "tpm2-00.permall"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	handed = nil
 	if err := tpm.Prepare(ctx, h); err != nil || len(handed) != 2 {
 		t.Errorf("tpm again: %v, handed %v", err, handed)
@@ -247,8 +257,11 @@ func TestMediaTPMAndChannelPrepare(t *testing.T) {
 	if cfg.Channels[0].FD != 9 || len(fds.Files()) != 1 || ch.Host == nil {
 		t.Errorf("channel %+v", cfg.Channels)
 	}
-	ch.Release(ctx)
-	ch.Release(ctx)
+	for range 2 { // Release is safe to call more than once
+		if err := ch.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if ch.Host != nil {
 		t.Error("release kept the socket")
 	}

@@ -17,11 +17,14 @@ type Disk struct {
 	spec vmspec.Disk
 }
 
-func (d *Disk) Name() string         { return d.name }
+// Name is the disk's name, also its QEMU id and block node name.
+func (d *Disk) Name() string { return d.name }
+
+// Type is always api.DeviceDisk.
 func (d *Disk) Type() api.DeviceType { return api.DeviceDisk }
 
-// Caps: a virtio-blk disk plugs into a free root port; migrating it needs
-// its image on the other host too (shared storage or a block copy).
+// Caps says a virtio-blk disk plugs into a free root port, and migrates
+// when its image is on the other host too (shared storage or a block copy).
 func (d *Disk) Caps() Caps { return Caps{Hotplug: true, Migrate: true} }
 
 // Prepare checks the image before QEMU opens it: inside the VM's
@@ -62,6 +65,7 @@ func (d *Disk) qemu() qemu.Disk {
 	return qemu.Disk{ID: d.name, Path: d.spec.Path, Format: d.spec.Format, BootIndex: d.spec.BootIndex}
 }
 
+// Configure adds the disk; QEMU opens the image by its path.
 func (d *Disk) Configure(cfg *qemu.Config, _ *FDs) { cfg.Disks = append(cfg.Disks, d.qemu()) }
 
 // Hotplug adds the file and format nodes, then the device on port. A

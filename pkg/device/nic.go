@@ -20,7 +20,11 @@ type NIC struct {
 	TAP *netdev.TAP
 }
 
-func (n *NIC) Name() string         { return n.name }
+// Name is the NIC's name, also its QEMU id; with the VM's id it names
+// the TAP.
+func (n *NIC) Name() string { return n.name }
+
+// Type is always api.DeviceNIC.
 func (n *NIC) Type() api.DeviceType { return api.DeviceNIC }
 
 // Bridge is the bridge the NIC is on.
@@ -29,7 +33,7 @@ func (n *NIC) Bridge() string { return n.spec.Bridge }
 // MAC is the guest's address.
 func (n *NIC) MAC() string { return n.spec.MAC }
 
-// Caps: a virtio-net device plugs into a free root port, its TAP moves
+// Caps says a virtio-net device plugs into a free root port, its TAP moves
 // between bridges live, and it migrates.
 func (n *NIC) Caps() Caps { return Caps{Hotplug: true, LiveUpdate: true, Migrate: true} }
 

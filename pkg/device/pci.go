@@ -17,14 +17,17 @@ type PCI struct {
 	spec vmspec.PCI
 }
 
-func (p *PCI) Name() string         { return p.name }
+// Name is the device's name, also its QEMU id.
+func (p *PCI) Name() string { return p.name }
+
+// Type is always api.DevicePCI.
 func (p *PCI) Type() api.DeviceType { return api.DevicePCI }
 
 // Host is the device's PCI address.
 func (p *PCI) Host() string { return p.spec.Host }
 
-// Caps: vfio devices plug into a free root port, but their state is the
-// hardware's: they do not migrate.
+// Caps says a vfio device plugs into a free root port but does not
+// migrate: its state is the hardware's.
 func (p *PCI) Caps() Caps { return Caps{Hotplug: true} }
 
 // sysfsPCI is where the kernel lists PCI devices.
@@ -45,10 +48,13 @@ func (p *PCI) DeviceNodes() []string {
 // Prepare has nothing to do: the host binds the device to vfio-pci, and
 // the unit's DeviceAllow lets QEMU open it.
 func (p *PCI) Prepare(context.Context, *Host) error { return nil }
-func (p *PCI) Release(context.Context) error        { return nil }
+
+// Release has nothing to give back: the device stays bound to vfio-pci.
+func (p *PCI) Release(context.Context) error { return nil }
 
 func (p *PCI) qemu() qemu.HostPCI { return qemu.HostPCI{ID: p.name, Host: p.spec.Host} }
 
+// Configure adds the device behind a root port of its own.
 func (p *PCI) Configure(cfg *qemu.Config, _ *FDs) { cfg.PCIs = append(cfg.PCIs, p.qemu()) }
 
 // Hotplug adds the device straight on port.
@@ -56,4 +62,5 @@ func (p *PCI) Hotplug(port string) ([]Command, error) {
 	return []Command{{Execute: "device_add", Arguments: p.qemu().Device(port)}}, nil
 }
 
+// Unplug removes the device; the host keeps it bound to vfio-pci.
 func (p *PCI) Unplug() ([]Command, error) { return []Command{deviceDel(p.name)}, nil }

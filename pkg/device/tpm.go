@@ -19,13 +19,17 @@ type TPM struct {
 	spec vmspec.TPM
 }
 
-func (t *TPM) Name() string         { return t.name }
+// Name is the TPM's name, also its QEMU id.
+func (t *TPM) Name() string { return t.name }
+
+// Type is always api.DeviceTPM.
 func (t *TPM) Type() api.DeviceType { return api.DeviceTPM }
 
 // StateDir is swtpm's state directory.
 func (t *TPM) StateDir() string { return t.spec.StateDir }
 
-// Caps: a TPM is there from the first instruction; swtpm's state migrates.
+// Caps says a TPM cannot be hot-plugged, as it is there from the first
+// instruction, and that swtpm's state migrates.
 func (t *TPM) Caps() Caps { return Caps{Migrate: true} }
 
 // Prepare makes the state directory and hands it, and swtpm's files in it
@@ -44,11 +48,16 @@ func (t *TPM) Prepare(_ context.Context, h *Host) error {
 	return h.hand(own...)
 }
 
+// Release has nothing to give back: the state directory is the VM's, and
+// the shim stops swtpm.
 func (t *TPM) Release(context.Context) error { return nil }
 
 // Configure adds nothing: the TPM needs swtpm's channel, which the shim
 // attaches once swtpm runs.
 func (t *TPM) Configure(*qemu.Config, *FDs) {}
 
+// Hotplug refuses: the TPM is there from boot (see Caps).
 func (t *TPM) Hotplug(string) ([]Command, error) { return nil, notHotpluggable(api.DeviceTPM) }
-func (t *TPM) Unplug() ([]Command, error)        { return nil, notHotpluggable(api.DeviceTPM) }
+
+// Unplug refuses, as Hotplug does.
+func (t *TPM) Unplug() ([]Command, error) { return nil, notHotpluggable(api.DeviceTPM) }

@@ -28,21 +28,29 @@ func newUSB(name string, u api.USBDevice) (*USB, error) {
 	return &USB{name: name, vendor: uint16(v), product: uint16(p)}, nil
 }
 
-func (u *USB) Name() string         { return u.name }
+// Name is the device's name, also its QEMU id.
+func (u *USB) Name() string { return u.name }
+
+// Type is always api.DeviceUSB.
 func (u *USB) Type() api.DeviceType { return api.DeviceUSB }
 
-// Caps: USB plugs and unplugs at will; the device's state is the host's.
+// Caps says USB plugs and unplugs at will, but does not migrate: the
+// device's state is the host's.
 func (u *USB) Caps() Caps { return Caps{Hotplug: true} }
 
 // Prepare has nothing to do yet: which /dev/bus/usb node QEMU opens is
 // known only once the host has the device.
 func (u *USB) Prepare(context.Context, *Host) error { return nil }
-func (u *USB) Release(context.Context) error        { return nil }
+
+// Release has nothing to give back.
+func (u *USB) Release(context.Context) error { return nil }
 
 func (u *USB) qemu() qemu.USBHost {
 	return qemu.USBHost{ID: u.name, VendorID: u.vendor, ProductID: u.product}
 }
 
+// Configure adds the device on the xHCI controller; QEMU finds it on the
+// host by its IDs.
 func (u *USB) Configure(cfg *qemu.Config, _ *FDs) { cfg.USBHosts = append(cfg.USBHosts, u.qemu()) }
 
 // Hotplug adds it on the xHCI controller; port is not used.
@@ -50,4 +58,5 @@ func (u *USB) Hotplug(string) ([]Command, error) {
 	return []Command{{Execute: "device_add", Arguments: u.qemu().Device()}}, nil
 }
 
+// Unplug removes the device from the guest; the host keeps it.
 func (u *USB) Unplug() ([]Command, error) { return []Command{deviceDel(u.name)}, nil }

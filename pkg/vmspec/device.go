@@ -14,14 +14,23 @@ import (
 // The device entries of a spec are the API's device types: the spec file
 // and the VM view spell a device the same way.
 type (
-	Device  = api.Device
-	Disk    = api.DiskDevice
-	CDROM   = api.CDROMDevice
-	NIC     = api.NICDevice
-	PCI     = api.PCIDevice
-	USB     = api.USBDevice
-	TPM     = api.TPMDevice
+	// Device is one entry of a spec's device list.
+	Device = api.Device
+	// Disk is a disk entry's section.
+	Disk = api.DiskDevice
+	// CDROM is a CD-ROM entry's section.
+	CDROM = api.CDROMDevice
+	// NIC is a network interface entry's section.
+	NIC = api.NICDevice
+	// PCI is a PCI passthrough entry's section.
+	PCI = api.PCIDevice
+	// USB is a USB passthrough entry's section.
+	USB = api.USBDevice
+	// TPM is a TPM entry's section.
+	TPM = api.TPMDevice
+	// Balloon is a memory balloon entry's section.
 	Balloon = api.BalloonDevice
+	// Channel is a virtio-serial channel entry's section.
 	Channel = api.ChannelDevice
 )
 

@@ -97,8 +97,13 @@ func TestLoadConvertsV1Specs(t *testing.T) {
 				t.Errorf("rewritten spec differs:\n%s\n%s", a, b)
 			}
 			var onDisk map[string]any
-			rb, _ := os.ReadFile(p)
-			json.Unmarshal(rb, &onDisk)
+			rb, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(rb, &onDisk); err != nil {
+				t.Fatal(err)
+			}
 			for _, k := range []string{"disk", "nic", "isoPath", "gpuPciAddress", "tpm"} {
 				if _, ok := onDisk[k]; ok {
 					t.Errorf("the v2 file still has the v1 field %q", k)
@@ -115,7 +120,9 @@ func str(v any) string {
 
 func TestLoadRefusesAnUnknownVersion(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "spec.json")
-	os.WriteFile(p, []byte(`{"version": 3}`), 0o600)
+	if err := os.WriteFile(p, []byte(`{"version": 3}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "version 3") {
 		t.Fatalf("got %v", err)
 	}

@@ -115,7 +115,9 @@ func TestLoadRejectsAHandEditedSpec(t *testing.T) {
 		s.Display.Port = 5901
 		edit(s)
 		p := filepath.Join(t.TempDir(), "spec.json")
-		s.Save(p)
+		if err := s.Save(p); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := Load(p); err == nil {
 			t.Errorf("a spec with %s loaded", what)
 		}
