@@ -58,9 +58,7 @@ func NewRoot(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.socket, "socket", socket, "agent API socket (env INFINIVIRT_SOCKET)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 5*time.Minute, "give up after this long (0: never)")
-	root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
-	})
+	completeFlag(root, "output", "table", "json")
 	root.AddCommand(vmCommand(g), eventsCommand(g), healthCommand(g),
 		firewallCommand(g), departmentCommand(g), bridgeCommand(g))
 	return root

@@ -34,7 +34,9 @@ func TestInstallFlags(t *testing.T) {
 		t.Fatalf("--install-os without a config: %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
-	os.WriteFile(bad, []byte(`{"username":`), 0o600)
+	if err := os.WriteFile(bad, []byte(`{"username":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := (&installFlags{configFile: bad}).apply(&in); !errors.As(err, &e) || e.Field != "install-config" {
 		t.Fatalf("a config that is not JSON: %v", err)
 	}

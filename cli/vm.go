@@ -124,10 +124,10 @@ func vmCreate(g *globals) *cobra.Command {
 	f.BoolVar(&noStart, "no-start", false, "define only, do not boot")
 	f.StringVar(&in.DepartmentID, "department", "", "department whose firewall the VM joins (default: default)")
 	install.register(cmd)
-	cmd.RegisterFlagCompletionFunc("os", fixed("windows10", "windows11", "ubuntu", "fedora", "linux"))
-	cmd.RegisterFlagCompletionFunc("graphic-protocol", fixed("vnc", "spice"))
-	cmd.RegisterFlagCompletionFunc("accel", fixed("kvm", "tcg"))
-	cmd.RegisterFlagCompletionFunc("install-os", fixed("windows10", "windows11", "ubuntu", "fedora"))
+	completeFlag(cmd, "os", "windows10", "windows11", "ubuntu", "fedora", "linux")
+	completeFlag(cmd, "graphic-protocol", "vnc", "spice")
+	completeFlag(cmd, "accel", "kvm", "tcg")
+	completeFlag(cmd, "install-os", "windows10", "windows11", "ubuntu", "fedora")
 	return cmd
 }
 
@@ -239,9 +239,16 @@ func vmPower(g *globals, op api.PowerOp) *cobra.Command {
 	return cmd
 }
 
-func fixed(values ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+// completeFlag makes shell completion offer values for cmd's flag name.
+// Cobra refuses only a flag cmd lacks or one given completions twice: a
+// mistake in this package, which every NewRoot call would hit, so it
+// panics rather than leave the flag silently without completions.
+func completeFlag(cmd *cobra.Command, name string, values ...string) {
+	err := cmd.RegisterFlagCompletionFunc(name, func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return values, cobra.ShellCompDirectiveNoFileComp
+	})
+	if err != nil {
+		panic(err)
 	}
 }
 
