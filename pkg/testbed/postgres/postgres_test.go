@@ -226,7 +226,11 @@ func TestStartStopsOrphanedClusters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(base); err != nil {
+			t.Errorf("left %s behind: %v", base, err)
+		}
+	})
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
