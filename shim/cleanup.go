@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -33,8 +34,8 @@ type CleanupConfig struct {
 	ServiceResult, ExitCode, ExitStatus string
 }
 
-// Cleanup removes what a shim may have left: its VM's firewall rules, its
-// TAP, its runtime directory.
+// Cleanup removes what a shim may have left: its VM's firewall rules, the
+// TAP of each of its NICs, its runtime directory.
 // If the shim itself died before recording how the VM ended, it records
 // that the shim was lost. It is idempotent and safe to run at any time.
 func Cleanup(ctx context.Context, c CleanupConfig) error {
@@ -51,11 +52,13 @@ func Cleanup(ctx context.Context, c CleanupConfig) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("remove firewall rules: %w", err))
 	}
-	kctx, cancel = context.WithTimeout(ctx, cleanupStepTimeout)
-	err = netdev.RemoveTAP(kctx, netdev.TapName(c.VMID, netdev.PrimaryNIC))
-	cancel()
-	if err != nil {
-		errs = append(errs, fmt.Errorf("remove tap: %w", err))
+	for _, tap := range c.taps(log) {
+		kctx, cancel = context.WithTimeout(ctx, cleanupStepTimeout)
+		err = netdev.RemoveTAP(kctx, tap)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove tap %s: %w", tap, err))
+		}
 	}
 	if err := os.RemoveAll(c.Layout.RuntimeDir(c.VMID)); err != nil {
 		errs = append(errs, fmt.Errorf("remove runtime dir: %w", err))
@@ -69,6 +72,26 @@ func Cleanup(ctx context.Context, c CleanupConfig) error {
 	}
 	log.Info("cleanup done", "SERVICE_RESULT", c.ServiceResult, "EXIT_CODE", c.ExitCode, "EXIT_STATUS", c.ExitStatus)
 	return nil
+}
+
+// taps are the TAP names of every NIC the spec names. The primary NIC's is
+// always there: a spec that cannot be read still leaves the one TAP every
+// VM has to remove.
+func (c CleanupConfig) taps(log *slog.Logger) []string {
+	names := []string{netdev.TapName(c.VMID, netdev.PrimaryNIC)}
+	spec, err := vmspec.Load(c.Layout.SpecFile(c.VMID))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn("cannot read the spec; removing the primary NIC's TAP only", "ERROR", err.Error())
+		}
+		return names
+	}
+	for _, nic := range spec.NICNames() {
+		if tap := netdev.TapName(c.VMID, nic); !slices.Contains(names, tap) {
+			names = append(names, tap)
+		}
+	}
+	return names
 }
 
 // recordShimLost appends an error entry when the log's last status still

@@ -121,6 +121,15 @@ func (s *Spec) CDROMs() []*Device { return s.DevicesOf(api.DeviceCDROM) }
 // NICs lists the network interfaces.
 func (s *Spec) NICs() []*Device { return s.DevicesOf(api.DeviceNIC) }
 
+// NICNames are the names of the network interfaces, in the spec's order.
+func (s *Spec) NICNames() []string {
+	var names []string
+	for _, d := range s.NICs() {
+		names = append(names, d.Name)
+	}
+	return names
+}
+
 // PCIs lists the host PCI devices passed through.
 func (s *Spec) PCIs() []*Device { return s.DevicesOf(api.DevicePCI) }
 
