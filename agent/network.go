@@ -132,12 +132,19 @@ func (a *Agent) DeleteBridge(ctx context.Context, name string, force bool) error
 	return a.net.DeleteBridge(ctx, name, force)
 }
 
-// MoveVM puts a VM on another bridge. A running VM's TAP moves at once and
-// its rules are applied again; if that fails, the TAP goes back and the old
-// rules are restored before the error is returned.
-func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
+// MoveVM puts one NIC of a VM (the primary one when nic is empty) on
+// another bridge. A running VM's TAP moves at once and its rules are
+// applied again; if that fails, the TAP goes back and the old rules are
+// restored before the error is returned.
+func (a *Agent) MoveVM(ctx context.Context, id, nic, bridge string) (api.VM, error) {
 	rec, err := a.get(id)
 	if err != nil {
+		return api.VM{}, err
+	}
+	if nic == "" {
+		nic = netdev.PrimaryNIC
+	}
+	if _, err := nicBridge(rec.currentSpec(), nic); err != nil {
 		return api.VM{}, err
 	}
 	if err := a.net.CheckBridge(ctx, "bridge", bridge); err != nil {
@@ -148,26 +155,39 @@ func (a *Agent) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
 		return api.VM{}, err
 	}
 	defer unlock()
-	// The API moves the first NIC, the one a create request's networkBridge made.
-	old := rec.currentSpec().NICs()[0].NIC.Bridge
+	// Read again under the lock: the spec may have changed since.
+	old, err := nicBridge(rec.currentSpec(), nic)
+	if err != nil {
+		return rec.view(), err
+	}
 	if old == bridge {
 		return rec.view(), nil
 	}
 	vm := netVM(rec)
 	if vm.Running {
-		if err := a.net.MoveRunning(ctx, vm, old, bridge); err != nil {
+		if err := a.net.MoveRunning(ctx, vm, nic, old, bridge); err != nil {
 			return rec.view(), err
 		}
 	}
-	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.NICs()[0].NIC.Bridge = bridge; return nil }); err != nil {
+	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.Device(nic).NIC.Bridge = bridge; return nil }); err != nil {
 		if vm.Running {
-			if berr := a.net.MoveRunning(context.WithoutCancel(ctx), vm, bridge, old); berr != nil {
+			if berr := a.net.MoveRunning(context.WithoutCancel(ctx), vm, nic, bridge, old); berr != nil {
 				return rec.view(), errdefs.Internal("save spec: %v; and moving back to %s failed: %v", err, old, berr)
 			}
 		}
 		return rec.view(), err
 	}
 	a.sync.Resync(id)
-	a.log.Info("VM moved to another bridge", logging.KeyVM, id, "FROM", old, "TO", bridge)
+	a.log.Info("VM moved to another bridge", logging.KeyVM, id, "NIC", nic, "FROM", old, "TO", bridge)
 	return rec.view(), nil
+}
+
+// nicBridge is the bridge of the VM's NIC named nic; a name that is not one
+// of its NICs is the request's fault.
+func nicBridge(s *vmspec.Spec, nic string) (string, error) {
+	d := s.Device(nic)
+	if d == nil || d.Type != api.DeviceNIC || d.NIC == nil {
+		return "", errdefs.Invalid("nic", "the VM has no NIC %q; its NICs are %v", nic, s.NICNames())
+	}
+	return d.NIC.Bridge, nil
 }

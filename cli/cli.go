@@ -193,3 +193,23 @@ func (g *globals) completeVMs(cmd *cobra.Command, args []string, _ string) ([]st
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
+
+// completeNICs lists the NICs of the VM named by the first argument.
+func (g *globals) completeNICs(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	vm, err := g.client().Get(ctx, args[0])
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, d := range vm.Devices {
+		if d.Type == api.DeviceNIC && d.NIC != nil {
+			out = append(out, d.Name+"\t"+d.NIC.Bridge)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}

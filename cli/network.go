@@ -161,15 +161,18 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 		},
 	}
 	fw.AddCommand(get, set, eff, preset)
+	var nic string
 	move := &cobra.Command{
-		Use: "set-bridge VM BRIDGE", Short: "Move a VM to another bridge (live: rules re-applied, rolled back on failure)",
+		Use: "set-bridge VM BRIDGE", Short: "Move a VM's NIC to another bridge (live: rules re-applied, rolled back on failure)",
 		Args: cobra.ExactArgs(2), ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
-				return c.MoveVM(ctx, args[0], args[1])
+				return c.MoveNIC(ctx, args[0], nic, args[1])
 			}, vmRow)
 		},
 	}
+	move.Flags().StringVar(&nic, "nic", "net0", "the NIC that moves, by name")
+	_ = move.RegisterFlagCompletionFunc("nic", g.completeNICs) // fails only for a flag that does not exist
 	return []*cobra.Command{fw, move}
 }
 

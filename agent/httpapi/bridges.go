@@ -52,7 +52,7 @@ var bridgeRoutes = []Route{{
 	},
 }, {
 	Method: http.MethodPut, Path: "/v1/vms/{id}/bridge", OperationID: "moveVM", Tag: "network",
-	Summary:  "Put a VM on another bridge; a running VM's TAP moves at once",
+	Summary:  "Put one of a VM's NICs (net0 unless the body names one) on another bridge; a running VM's TAP moves at once",
 	Request:  typeOf[api.MoveVMRequest](),
 	Response: typeOf[api.VM](),
 	Status:   []int{http.StatusOK},
@@ -63,7 +63,7 @@ var bridgeRoutes = []Route{{
 			unixhttp.WriteError(w, err)
 			return
 		}
-		vm, err := s.a.MoveVM(r.Context(), r.PathValue("id"), req.Bridge)
+		vm, err := s.a.MoveVM(r.Context(), r.PathValue("id"), req.NIC, req.Bridge)
 		respond(w, http.StatusOK, vm, err)
 	},
 }}

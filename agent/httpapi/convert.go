@@ -87,11 +87,11 @@ func toDepartment(d api.Department) firewall.Department {
 }
 
 func fromVMFirewall(f vmspec.VMFirewall) api.VMFirewall {
-	return api.VMFirewall{Department: f.Department, RuleSet: fromRuleSet(f.RuleSet), IPs: f.IPs}
+	return api.VMFirewall{Department: f.Department, RuleSet: fromRuleSet(f.RuleSet), IPs: f.IPs, NICIPs: f.NICIPs}
 }
 
 func toVMFirewall(f api.VMFirewall) vmspec.VMFirewall {
-	return vmspec.VMFirewall{Department: f.Department, RuleSet: toRuleSet(f.RuleSet), IPs: f.IPs}
+	return vmspec.VMFirewall{Department: f.Department, RuleSet: toRuleSet(f.RuleSet), IPs: f.IPs, NICIPs: f.NICIPs}
 }
 
 func fromCapabilities(c firewall.Capabilities) api.FirewallCapabilities {

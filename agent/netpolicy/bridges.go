@@ -63,11 +63,11 @@ func (p *Policy) CheckBridge(ctx context.Context, field, name string) error {
 	return err
 }
 
-// MoveRunning moves a running VM's TAP from one bridge to another and
-// applies its rules again; if that fails, the TAP goes back and the old
-// rules are restored before the error is returned.
-func (p *Policy) MoveRunning(ctx context.Context, vm VM, from, to string) error {
-	tap := netdev.TapName(vm.ID, netdev.PrimaryNIC)
+// MoveRunning moves the TAP of a running VM's NIC from one bridge to
+// another and applies the VM's rules again; if that fails, the TAP goes
+// back and the old rules are restored before the error is returned.
+func (p *Policy) MoveRunning(ctx context.Context, vm VM, nic, from, to string) error {
+	tap := netdev.TapName(vm.ID, nic)
 	if err := p.net.MoveTAP(ctx, tap, to); err != nil {
 		return errdefs.Internal("move %s to %s: %v", tap, to, err)
 	}

@@ -248,10 +248,11 @@ func (p *Policy) VMFirewall(id string) (vmspec.VMFirewall, error) {
 	return vmspec.LoadVMFirewall(p.layout, id)
 }
 
-// CheckVMFirewall refuses a VM firewall that is invalid or that the kernel
-// cannot enforce, before anything changes.
+// CheckVMFirewall refuses a VM firewall that is invalid, that names
+// addresses for a NIC the VM does not have, or that the kernel cannot
+// enforce, before anything changes.
 func (p *Policy) CheckVMFirewall(spec *vmspec.Spec, st vmspec.VMFirewall) error {
-	if err := st.Validate(); err != nil {
+	if err := st.ValidateFor(spec); err != nil {
 		return err
 	}
 	fv := st.FirewallVM(spec)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"testing"
 
 	"github.com/infinibay/infinivirt/agent/agenttest"
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -94,5 +97,34 @@ func TestRefusesWhatTheKernelCannotEnforce(t *testing.T) {
 	}
 	if n := len(fw.Batches()); n != 0 {
 		t.Errorf("%d batches sent for a refused change", n)
+	}
+}
+
+// Per-NIC addresses are checked against the VM's NICs before anything
+// changes.
+func TestCheckVMFirewallKnowsTheNICs(t *testing.T) {
+	p, fw := policy(t, firewall.Capabilities{Conntrack: true})
+	if err := p.Start(t.Context(), "auto"); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := vmspec.FromCreateInput(api.CreateVMInput{
+		Name: "nics", InternalName: "0f8fad5b-d9cb-469f-a165-70867728950e", OS: "linux",
+		CPUCores: 1, RAMGB: 1, DiskSizeGB: 1, NetworkBridge: "br0", GraphicProtocol: "vnc", GraphicPassword: "pw",
+		Devices: []api.Device{{Type: api.DeviceNIC, NIC: &api.NICDevice{Bridge: "br0"}}},
+	}, vmspec.Defaults{Accel: "tcg", GraphicsListen: "127.0.0.1", Layout: p.layout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := []netip.Addr{netip.MustParseAddr("10.1.0.5")}
+	ok := vmspec.VMFirewall{Department: vmspec.DefaultDepartment, NICIPs: map[string][]netip.Addr{"net1": ip}}
+	if err := p.CheckVMFirewall(spec, ok); err != nil {
+		t.Errorf("addresses for net1: %v", err)
+	}
+	bad := vmspec.VMFirewall{Department: vmspec.DefaultDepartment, NICIPs: map[string][]netip.Addr{"net2": ip}}
+	if e := errdefs.As(p.CheckVMFirewall(spec, bad)); e.Code != errdefs.CodeInvalidArgument || e.Field != "nicIps.net2" {
+		t.Errorf("addresses for a NIC the VM lacks: %v", e)
+	}
+	if n := len(fw.Batches()); n != 0 {
+		t.Errorf("checks sent %d batches", n)
 	}
 }

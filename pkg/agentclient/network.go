@@ -91,10 +91,16 @@ func (c *Client) EffectiveFirewall(ctx context.Context, id string) (api.Effectiv
 	return out, err
 }
 
-// MoveVM puts a VM on another bridge.
+// MoveVM puts a VM's primary NIC on another bridge.
 func (c *Client) MoveVM(ctx context.Context, id, bridge string) (api.VM, error) {
+	return c.MoveNIC(ctx, id, "", bridge)
+}
+
+// MoveNIC puts one of a VM's NICs, by name (net1), on another bridge; an
+// empty nic is the primary one.
+func (c *Client) MoveNIC(ctx context.Context, id, nic, bridge string) (api.VM, error) {
 	var out api.VM
-	err := c.c.Do(ctx, http.MethodPut, "/v1/vms/"+url.PathEscape(id)+"/bridge", api.MoveVMRequest{Bridge: bridge}, &out)
+	err := c.c.Do(ctx, http.MethodPut, "/v1/vms/"+url.PathEscape(id)+"/bridge", api.MoveVMRequest{Bridge: bridge, NIC: nic}, &out)
 	return out, err
 }
 

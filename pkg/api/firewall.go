@@ -183,12 +183,17 @@ type Department struct {
 }
 
 // VMFirewall is a VM's firewall: its department, rules of its own, and its
-// known addresses, which ARP and IP source checks use.
+// known addresses, which ARP and IP source checks use, each NIC's for its
+// own traffic.
 type VMFirewall struct {
 	// Department is DefaultDepartment when a request leaves it empty.
 	Department string          `json:"department" default:"default"`
 	RuleSet    FirewallRuleSet `json:"ruleSet"`
-	IPs        []netip.Addr    `json:"ips,omitempty"`
+	// IPs are the primary NIC's (net0) addresses.
+	IPs []netip.Addr `json:"ips,omitempty"`
+	// NICIPs are each NIC's addresses by NIC name (net1); net0's may be here
+	// instead of in ips, not in both.
+	NICIPs map[string][]netip.Addr `json:"nicIps,omitempty"`
 }
 
 // FirewallOrigin says where an effective rule came from.

@@ -24,4 +24,6 @@ type BridgeRequest struct {
 // MoveVMRequest is the body of PUT /v1/vms/{id}/bridge.
 type MoveVMRequest struct {
 	Bridge string `json:"bridge"`
+	// NIC is the NIC that moves, by name; empty moves the primary one.
+	NIC string `json:"nic,omitempty" default:"net0"`
 }

@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/atomicfile"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/firewall"
@@ -36,29 +39,80 @@ func CheckDepartmentID(field, id string) error {
 type VMFirewall struct {
 	Department string           `json:"department"`
 	RuleSet    firewall.RuleSet `json:"ruleSet"`
-	// IPs are the VM's addresses, once known: ARP and IP source checks use them.
+	// IPs are the primary NIC's addresses, once known: ARP and IP source
+	// checks use them. They predate VMs with several NICs.
 	IPs []netip.Addr `json:"ips,omitempty"`
+	// NICIPs are the known addresses of each NIC, by NIC name (net1). The
+	// primary NIC's may be here instead of in IPs, not in both.
+	NICIPs map[string][]netip.Addr `json:"nicIps,omitempty"`
 }
 
 // Validate checks the state with field names as the API spells them.
+// ValidateFor also checks it against the VM's NICs.
 func (f VMFirewall) Validate() error {
 	if err := CheckDepartmentID("department", f.Department); err != nil {
 		return err
 	}
-	for i, ip := range f.IPs {
-		if !ip.Is4() {
-			return errdefs.Invalid(fmt.Sprintf("ips[%d]", i), "must be an IPv4 address, got %s", ip)
+	if err := checkIPv4s("ips", f.IPs); err != nil {
+		return err
+	}
+	for _, nic := range slices.Sorted(maps.Keys(f.NICIPs)) {
+		field := "nicIps." + nic
+		if !deviceNameRE.MatchString(nic) || len(nic) > maxDeviceName {
+			return errdefs.Invalid(field, "must name a NIC: a lower-case letter, then letters, digits or '_', at most %d, got %q", maxDeviceName, nic)
+		}
+		if nic == netdev.PrimaryNIC && len(f.IPs) > 0 {
+			return errdefs.Invalid(field, "ips holds the addresses of %s already; give them once", nic)
+		}
+		if err := checkIPv4s(field, f.NICIPs[nic]); err != nil {
+			return err
 		}
 	}
 	return f.RuleSet.Validate()
 }
 
+// ValidateFor is Validate, and refuses addresses for a NIC the VM does not
+// have.
+func (f VMFirewall) ValidateFor(s *Spec) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	for _, nic := range slices.Sorted(maps.Keys(f.NICIPs)) {
+		if d := s.Device(nic); d == nil || d.Type != api.DeviceNIC {
+			return errdefs.Invalid("nicIps."+nic, "the VM has no NIC %s; its NICs are %v", nic, s.NICNames())
+		}
+	}
+	return nil
+}
+
+func checkIPv4s(field string, ips []netip.Addr) error {
+	for i, ip := range ips {
+		if !ip.Is4() {
+			return errdefs.Invalid(fmt.Sprintf("%s[%d]", field, i), "must be an IPv4 address, got %s", ip)
+		}
+	}
+	return nil
+}
+
+// NICAddrs are the known addresses of the NIC named nic.
+func (f VMFirewall) NICAddrs(nic string) []netip.Addr {
+	if nic == netdev.PrimaryNIC && len(f.IPs) > 0 {
+		return f.IPs
+	}
+	return f.NICIPs[nic]
+}
+
 // FirewallVM is what the firewall library needs about the VM: each NIC
-// with its TAP, and the VM's rules, which apply to every NIC. The known
-// addresses are the primary NIC's.
+// with its TAP, MAC and known addresses, and the VM's rules, which apply
+// to every NIC.
 func (f VMFirewall) FirewallVM(s *Spec) firewall.VM {
-	nic := firewall.NIC{Name: netdev.PrimaryNIC, TAP: netdev.TapName(s.ID, netdev.PrimaryNIC), MAC: s.NICs()[0].NIC.MAC, IPs: f.IPs}
-	return firewall.VM{ID: s.ID, NICs: []firewall.NIC{nic}, RuleSet: f.RuleSet}
+	v := firewall.VM{ID: s.ID, RuleSet: f.RuleSet}
+	for _, d := range s.NICs() {
+		v.NICs = append(v.NICs, firewall.NIC{
+			Name: d.Name, TAP: netdev.TapName(s.ID, d.Name), MAC: d.NIC.MAC, IPs: f.NICAddrs(d.Name),
+		})
+	}
+	return v
 }
 
 // LoadVMFirewall reads a VM's firewall state; a VM that never had one is in
