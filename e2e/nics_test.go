@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -27,14 +28,19 @@ func (b *bed) bridgePorts(t testing.TB, bridge string) []string {
 	return ports
 }
 
+// ifaceLine is how guestIface's command names an interface; the kernel's
+// own messages may share the console with it.
+var ifaceLine = regexp.MustCompile(`(?m)^IFACE=(\S+)\s*$`)
+
 // guestIface is the guest's name for the interface with this MAC.
 func (b *bed) guestIface(t testing.TB, id, mac string) string {
 	t.Helper()
-	out, _ := b.guestRun(t, id, `for i in /sys/class/net/*; do [ "$(cat $i/address)" = "`+mac+`" ] && echo "${i##*/}"; done; true`)
-	if out == "" || strings.ContainsAny(out, " \n") {
+	out, _ := b.guestRun(t, id, `for i in /sys/class/net/*; do [ "$(cat $i/address)" = "`+mac+`" ] && echo "IFACE=${i##*/}"; done; true`)
+	m := ifaceLine.FindAllStringSubmatch(out, -1)
+	if len(m) != 1 {
 		t.Fatalf("the guest has no single interface with MAC %s: %q", mac, out)
 	}
-	return out
+	return m[0][1]
 }
 
 // guestMust runs cmd on the guest and fails the test unless it succeeds.
