@@ -172,7 +172,9 @@ func vmNetworkCommands(g *globals) []*cobra.Command {
 		},
 	}
 	move.Flags().StringVar(&nic, "nic", "net0", "the NIC that moves, by name")
-	_ = move.RegisterFlagCompletionFunc("nic", g.completeNICs) // fails only for a flag that does not exist
+	if err := move.RegisterFlagCompletionFunc("nic", g.completeNICs); err != nil {
+		panic(err) // a mistake in this package, as completeFlag says
+	}
 	return []*cobra.Command{fw, move}
 }
 
