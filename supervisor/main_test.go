@@ -26,7 +26,14 @@ var (
 const (
 	notifierPath = "/usr/local/bin/infinivirt-test-notifier"
 	stopPostPath = "/usr/local/bin/infinivirt-test-stoppost"
+	holdPostPath = "/usr/local/bin/infinivirt-test-holdpost"
 )
+
+// holdPostScript is a cleanup that runs until the test releases it (or a
+// minute passes), so the unit stays deactivating with no main process.
+const holdPostScript = `#!/bin/sh
+for i in $(seq 600); do [ -e "/run/release-$VM_ID" ] && exit 0; sleep 0.1; done
+`
 
 // stopPostScript records how the main process ended, as systemd tells
 // ExecStopPost through its environment.
@@ -61,6 +68,7 @@ func runTests(m *testing.M) int {
 		Files: []testbed.File{
 			{Path: notifierPath, Source: bin, Mode: 0o755},
 			{Path: stopPostPath, Data: []byte(stopPostScript), Mode: 0o755},
+			{Path: holdPostPath, Data: []byte(holdPostScript), Mode: 0o755},
 		},
 	})
 	if err != nil {

@@ -67,6 +67,9 @@ const (
 
 	errUnitExists = "org.freedesktop.systemd1.UnitExists"
 	errNoSuchUnit = "org.freedesktop.systemd1.NoSuchUnit"
+	// A unit whose main process has ended, for example while its
+	// ExecStopPost cleanup runs: there is nothing left to signal.
+	errNoSuchProcess = "org.freedesktop.systemd1.NoSuchProcess"
 )
 
 // New connects to systemd. ctx bounds the first connection only; the
@@ -219,6 +222,8 @@ func mapError(unit, op string, err error) error {
 		return errdefs.AlreadyExists("vmId", "%s: unit %s is already loaded: %v", op, unit, err)
 	case errNoSuchUnit:
 		return errdefs.NotFound("%s: unit %s is not loaded: %v", op, unit, err)
+	case errNoSuchProcess:
+		return errdefs.NotFound("%s: unit %s has no process to signal: %v", op, unit, err)
 	}
 	e := errdefs.As(fmt.Errorf("%s %s: %w", op, unit, err))
 	if e.Code == errdefs.CodeInternal && !isDBusError(err) {

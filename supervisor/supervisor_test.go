@@ -140,6 +140,46 @@ func TestKillFailsUnitAndRunsStopPost(t *testing.T) {
 	}
 }
 
+// TestKillDuringCleanupIsNotFound: once the shim has ended and its cleanup
+// still runs, there is no main process to signal; Kill says NotFound (what
+// it aims at is gone) rather than failing, and Stop waits for the cleanup.
+func TestKillDuringCleanupIsNotFound(t *testing.T) {
+	s := newSupervisor(t)
+	ctx := testCtx(t)
+	spec := notifierSpec()
+	spec.ExecStopPost = []string{holdPostPath}
+	mustStart(t, ctx, s, spec)
+	if err := s.Kill(ctx, spec.VMID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := s.State(ctx, spec.VMID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.SubState == "stop-post" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the unit never reached stop-post: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.Kill(ctx, spec.VMID, syscall.SIGKILL); !isCode(err, errdefs.CodeNotFound) {
+		t.Fatalf("Kill during cleanup = %v, want NotFound", err)
+	}
+	if err := os.WriteFile(bed.Path("/run/release-"+spec.VMID), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(ctx, spec.VMID); err != nil && !isCode(err, errdefs.CodeNotFound) {
+		t.Fatalf("Stop after cleanup: %v", err)
+	}
+	if st, err := s.State(ctx, spec.VMID); err == nil && (st.ActiveState == "active" || st.ActiveState == "deactivating") {
+		t.Errorf("unit still %s after Stop", st.ActiveState)
+	}
+}
+
 // waitEnd follows vmID's events from the moment its unit is active until it
 // is inactive or failed, and returns the merged last state: a unit's signals
 // come per interface, so Result and ExecMainStatus may arrive in another
