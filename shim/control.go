@@ -27,14 +27,16 @@ func (s *Shim) serveControl(ctx context.Context) error {
 	}
 	srv := s.controlServer()
 	s.server = srv
-	go s.serve(srv, ln)
+	// The socket outlives this step, whose ctx ends with it: requests end
+	// when their client leaves or teardown shuts the socket down.
+	go s.serve(context.WithoutCancel(ctx), srv, ln)
 	return nil
 }
 
 // serve runs the control socket until teardown shuts it down. An earlier
 // end leaves the VM running but out of the agent's reach, so it is logged.
-func (s *Shim) serve(srv *tinyhttp.Server, ln net.Listener) {
-	if err := srv.Serve(ln); err != nil {
+func (s *Shim) serve(ctx context.Context, srv *tinyhttp.Server, ln net.Listener) {
+	if err := srv.Serve(ctx, ln); err != nil {
 		s.log.Error("control socket stopped serving; the agent can no longer drive this VM", "ERROR", err.Error())
 	}
 }
@@ -115,13 +117,13 @@ func (s *Shim) queryBlock(ctx context.Context, _ shimapi.BlockRequest) (api.Bloc
 // handle serves route with h: the request decoded by the route's rules, the
 // answer or the typed error encoded by them.
 func handle[Req, Resp any](srv *tinyhttp.Server, route shimapi.Route[Req, Resp], h func(context.Context, Req) (Resp, error)) {
-	srv.Handle(route.Pattern(), func(w *tinyhttp.Response, r *tinyhttp.Request) {
+	srv.Handle(route.Pattern(), func(ctx context.Context, w *tinyhttp.Response, r *tinyhttp.Request) {
 		req, err := route.DecodeRequest(r.Query, r.Body)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		resp, err := h(r.Context(), req)
+		resp, err := h(ctx, req)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -165,14 +167,14 @@ func (sw *streamWriter[Req, Resp]) Flush() error {
 // handleStream serves a stream route: h sends items until it returns. An
 // error before anything was sent is the answer.
 func handleStream[Req, Resp any](srv *tinyhttp.Server, route shimapi.Route[Req, Resp], h func(context.Context, Req, *streamWriter[Req, Resp]) error) {
-	srv.Handle(route.Pattern(), func(w *tinyhttp.Response, r *tinyhttp.Request) {
+	srv.Handle(route.Pattern(), func(ctx context.Context, w *tinyhttp.Response, r *tinyhttp.Request) {
 		req, err := route.DecodeRequest(r.Query, r.Body)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		out := &streamWriter[Req, Resp]{route: route, w: w}
-		if err := h(r.Context(), req, out); err != nil && !out.started {
+		if err := h(ctx, req, out); err != nil && !out.started {
 			writeError(w, err)
 		}
 	})

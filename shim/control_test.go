@@ -63,8 +63,16 @@ func TestControlSocketSpeaksTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := s.controlServer()
-	go srv.Serve(ln)
-	defer srv.Shutdown(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	defer func() {
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Logf("shutdown cut requests still running: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
 	c := shimclient.NewClient(sock)
 	defer c.Close()
 
@@ -127,7 +135,7 @@ func (brokenListener) Close() error { return nil }
 func TestControlSocketEndIsLogged(t *testing.T) {
 	var logs bytes.Buffer
 	s := New(Config{VMID: "0f8fad5b-d9cb-469f-a165-70867728950e", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	s.serve(tinyhttp.New(), brokenListener{})
+	s.serve(t.Context(), tinyhttp.New(), brokenListener{})
 	if !strings.Contains(logs.String(), "control socket stopped serving") || !strings.Contains(logs.String(), "too many open files") {
 		t.Fatalf("log %q does not report the end of the control socket", logs.String())
 	}

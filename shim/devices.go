@@ -58,13 +58,13 @@ func (s *Shim) prepareDevices(ctx context.Context) error {
 	for i, d := range devs {
 		began := time.Now()
 		if err := d.Prepare(ctx, h); err != nil {
-			s.release(devs[:i+1])
+			s.release(ctx, devs[:i+1])
 			return fmt.Errorf("%s: %w", d.Name(), err)
 		}
 		s.log.Debug("device prepared", "DEVICE", d.Name(), "DEVICE_TYPE", string(d.Type()), "DURATION", time.Since(began).String())
 	}
 	if err := s.preparePlatform(); err != nil {
-		s.release(devs)
+		s.release(ctx, devs)
 		return err
 	}
 	s.devices = devs
@@ -74,16 +74,17 @@ func (s *Shim) prepareDevices(ctx context.Context) error {
 // releaseDevices gives back what the devices of this start took: the
 // shim's TAP queue fds (the kernel removes a TAP with its last one), the
 // channels' sockets.
-func (s *Shim) releaseDevices(context.Context) error {
-	s.release(s.devices)
+func (s *Shim) releaseDevices(ctx context.Context) error {
+	s.release(ctx, s.devices)
 	s.devices = nil
 	return nil
 }
 
 // release releases devs newest first; a failure is logged and the rest
-// still go.
-func (s *Shim) release(devs []device.Device) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupStepTimeout)
+// still go. It has its own deadline, not ctx's: a step that failed may
+// have failed because its ctx ended.
+func (s *Shim) release(ctx context.Context, devs []device.Device) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupStepTimeout)
 	defer cancel()
 	for i := len(devs) - 1; i >= 0; i-- {
 		if err := devs[i].Release(ctx); err != nil {

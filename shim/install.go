@@ -134,7 +134,7 @@ func (s *Shim) setRunning(reason api.Reason, msg string) {
 
 // booted runs once the CPUs run: it records the status and, during an
 // install, starts the watchers.
-func (s *Shim) booted() {
+func (s *Shim) booted(ctx context.Context) {
 	s.setRunning(api.ReasonBooted, "")
 	if !s.installing() {
 		return
@@ -146,21 +146,23 @@ func (s *Shim) booted() {
 	}
 	s.progress("installer booted (%s); timeout %s", how, in.Timeout())
 	s.plat.resets = newResetWindow()
+	// The watchers run on after the step that starts them.
+	ctx = context.WithoutCancel(ctx)
 	if in.BootOnce == vmspec.BootOnceISO && (in.OS == "windows10" || in.OS == "windows11") {
 		s.plat.stopKeys = make(chan struct{})
-		go s.pressBootKey(s.plat.stopKeys)
+		go s.pressBootKey(ctx, s.plat.stopKeys)
 	}
 	// Last: an install already past its time fails at once, on the timer's
 	// goroutine, and failInstall reads the key presser's channel.
 	left := installDeadline(in, time.Now())
 	s.plat.timer = time.AfterFunc(left, func() {
-		s.failInstall(api.ReasonInstallTimeout, fmt.Sprintf("the %s install did not finish within %s", in.OS, in.Timeout()))
+		s.failInstall(ctx, api.ReasonInstallTimeout, fmt.Sprintf("the %s install did not finish within %s", in.OS, in.Timeout()))
 	})
 }
 
 // pressBootKey presses Enter for the Windows ISO's boot prompt until the
 // window ends, the guest resets or QEMU goes.
-func (s *Shim) pressBootKey(stop <-chan struct{}) {
+func (s *Shim) pressBootKey(ctx context.Context, stop <-chan struct{}) {
 	tick := time.NewTicker(keyInterval)
 	defer tick.Stop()
 	end := time.After(keyWindow)
@@ -174,8 +176,8 @@ func (s *Shim) pressBootKey(stop <-chan struct{}) {
 		case <-end:
 			return
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
-			if err := s.qmp.Execute(ctx, "send-key", keys, nil); err != nil {
+			kctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+			if err := s.qmp.Execute(kctx, "send-key", keys, nil); err != nil {
 				s.log.Debug("send-key for the boot prompt failed", "ERROR", err.Error())
 			}
 			cancel()
@@ -191,7 +193,7 @@ func (s *Shim) stopBootKey() {
 
 // onGuestReset counts the installer's reboots: each is a progress event,
 // and too many too fast fail the install.
-func (s *Shim) onGuestReset(ev qmp.Event) {
+func (s *Shim) onGuestReset(ctx context.Context, ev qmp.Event) {
 	if !s.installing() || s.plat.resets == nil {
 		return
 	}
@@ -206,7 +208,7 @@ func (s *Shim) onGuestReset(ev qmp.Event) {
 	loop := s.plat.resets.add(at)
 	s.progress("installer rebooted the guest (reset %d)", s.plat.resets.total)
 	if loop {
-		s.failInstall(api.ReasonInstallResetLoop,
+		s.failInstall(ctx, api.ReasonInstallResetLoop,
 			fmt.Sprintf("the %s installer reset the guest %d times within %s", s.spec.Install.OS, resetLoopCount, resetLoopWindow))
 	}
 }
@@ -235,7 +237,7 @@ func (s *Shim) guestOffCause(at time.Time) exitCause {
 // failInstall stops a failed install: the status says why at once, then
 // QEMU quits. The media stay for inspection; the agent marks the install
 // failed.
-func (s *Shim) failInstall(reason api.Reason, msg string) {
+func (s *Shim) failInstall(ctx context.Context, reason api.Reason, msg string) {
 	s.mu.Lock()
 	if s.cause != nil || s.status.Status.Terminal() || s.qemu.hasExited() {
 		s.mu.Unlock()
@@ -247,7 +249,7 @@ func (s *Shim) failInstall(reason api.Reason, msg string) {
 	s.stopBootKey()
 	s.log.Warn("install failed", "REASON", string(reason), "MESSAGE_DETAIL", msg)
 	s.setStatus(api.StatusError, reason, msg, nil)
-	s.quit()
+	s.quit(ctx)
 }
 
 // stopInstallWatch ends the watchers when QEMU is gone.

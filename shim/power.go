@@ -59,21 +59,21 @@ func (s *Shim) resetMachine(ctx context.Context, from vmState) error {
 	return nil
 }
 
-func (s *Shim) requestPowerOff(context.Context, vmState) error {
+func (s *Shim) requestPowerOff(ctx context.Context, _ vmState) error {
 	s.progress("power-off requested")
-	s.startLadder(intentPowerOff)
+	s.startLadder(ctx, intentPowerOff)
 	return nil
 }
 
-func (s *Shim) requestRestart(context.Context, vmState) error {
+func (s *Shim) requestRestart(ctx context.Context, _ vmState) error {
 	s.progress("restart requested")
-	s.startLadder(intentRestart)
+	s.startLadder(ctx, intentRestart)
 	return nil
 }
 
-func (s *Shim) requestForceOff(context.Context, vmState) error {
+func (s *Shim) requestForceOff(ctx context.Context, _ vmState) error {
 	s.progress("forced power-off requested")
-	s.forceOff("forced off by an operator")
+	s.forceOff(ctx, "forced off by an operator")
 	return nil
 }
 

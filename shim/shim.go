@@ -158,13 +158,13 @@ func (s *Shim) Run(ctx context.Context) int {
 		return shimapi.ExitStartFailed
 	}
 	if err := s.start(ctx); err != nil {
-		return s.failStart(err)
+		return s.failStart(ctx, err)
 	}
 	return s.supervise(ctx)
 }
 
 // failStart records why the VM could not come up and undoes what startup did.
-func (s *Shim) failStart(err error) int {
+func (s *Shim) failStart(ctx context.Context, err error) int {
 	msg := err.Error()
 	if s.qemu != nil {
 		if tail := s.qemu.stderrTail(); tail != "" {
@@ -182,7 +182,7 @@ func (s *Shim) failStart(err error) int {
 		code, status, reason = shimapi.ExitForcedOff, api.StatusOff, api.ReasonUser
 	}
 	s.setStatus(status, reason, msg, nil)
-	s.teardown()
+	s.teardown(ctx)
 	return code
 }
 

@@ -75,16 +75,17 @@ const undoTimeout = 15 * time.Second
 
 // undoCompleted runs the Undo of every completed step, newest first, once.
 // A failing Undo is logged and the rest still run: teardown must get as
-// far as it can, and the unit's cleanup repeats what matters.
-func (s *Shim) undoCompleted() {
+// far as it can, and the unit's cleanup repeats what matters. Each Undo
+// has its own deadline, not ctx's: teardown runs after SIGTERM too.
+func (s *Shim) undoCompleted(ctx context.Context) {
 	for i := len(s.completed) - 1; i >= 0; i-- {
 		st := s.completed[i]
 		if st.Undo == nil {
 			continue
 		}
 		began := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), undoTimeout)
-		err := st.Undo(ctx)
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		err := st.Undo(uctx)
 		cancel()
 		if err != nil {
 			s.log.Warn("undo of a startup step failed", logging.KeyStep, st.Name, "ERROR", err.Error())
@@ -217,7 +218,7 @@ func (s *Shim) startCPUs(ctx context.Context) error {
 	if err := s.qmp.Cont(ctx); err != nil {
 		return err
 	}
-	s.booted()
+	s.booted(ctx)
 	s.cfg.Notify("READY=1")
 	return nil
 }

@@ -397,12 +397,12 @@ func TestFailedStepUndoesCompletedStepsInReverse(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "e: ") {
 		t.Fatalf("runSteps: %v, want the failure of e", err)
 	}
-	s.teardown()
+	s.teardown(t.Context())
 	want := "run a, run b, run c, run d, run e, undo d, undo c, undo a"
 	if got := strings.Join(log, ", "); got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	s.teardown() // once only
+	s.teardown(t.Context()) // once only
 	if got := strings.Join(log, ", "); got != want {
 		t.Fatalf("a second teardown undid again: %s", got)
 	}

@@ -23,33 +23,36 @@ func (s *Shim) supervise(ctx context.Context) int {
 	events := s.qmpEvents
 	defer s.qmpUnsubscribe()
 	sigterm := ctx.Done()
+	// SIGTERM only starts the shutdown ladder: what the shim does after it,
+	// teardown included, must not end with ctx.
+	ctx = context.WithoutCancel(ctx)
 	for {
 		select {
 		case <-s.qemu.exited:
-			return s.finish()
+			return s.finish(ctx)
 		case ev, ok := <-events:
 			if !ok {
 				events = nil // QMP closed: QEMU is going away; its exit follows.
 				continue
 			}
-			s.handleEvent(ev)
+			s.handleEvent(ctx, ev)
 		case <-sigterm:
 			sigterm = nil
 			s.cfg.Notify("STOPPING=1")
 			s.progress("stop requested by systemd")
-			s.startLadder(intentPowerOff)
+			s.startLadder(ctx, intentPowerOff)
 		}
 	}
 }
 
-func (s *Shim) handleEvent(ev qmp.Event) {
+func (s *Shim) handleEvent(ctx context.Context, ev qmp.Event) {
 	switch ev.Name {
 	case qmp.EventShutdown:
 		d, _ := ev.Shutdown()
-		s.onShutdown(d, ev.Time)
+		s.onShutdown(ctx, d, ev.Time)
 	case qmp.EventReset:
 		s.record(api.Event{Type: api.EventGuest, Message: "RESET"})
-		s.onGuestReset(ev)
+		s.onGuestReset(ctx, ev)
 	case qmp.EventStop:
 		// Only a disk error pauses the guest behind the shim's back. Every
 		// other STOP is one the shim caused (suspend records itself; a guest
@@ -75,7 +78,7 @@ func (s *Shim) handleEvent(ev qmp.Event) {
 		s.record(api.Event{Type: api.EventGuest, Message: "BLOCK_IO_ERROR " + string(ev.Data)})
 	case qmp.EventGuestPanicked:
 		s.setCause(exitCause{api.StatusError, api.ReasonPanicked, shimapi.ExitPanicked, "the guest kernel panicked"})
-		s.quit()
+		s.quit(ctx)
 	case qmp.EventWatchdog:
 		s.record(api.Event{Type: api.EventGuest, Message: "WATCHDOG " + string(ev.Data)})
 	case qmp.EventPowerdown, qmp.EventSuspend, qmp.EventWakeup:
@@ -87,7 +90,7 @@ func (s *Shim) handleEvent(ev qmp.Event) {
 // -no-shutdown, so the shim decides what happens next) or QEMU is quitting.
 // A guest that powered off is off from this moment: the status is recorded
 // now, stamped with QEMU's own time, and QEMU is told to quit.
-func (s *Shim) onShutdown(d qmp.ShutdownData, at time.Time) {
+func (s *Shim) onShutdown(ctx context.Context, d qmp.ShutdownData, at time.Time) {
 	s.mu.Lock()
 	in := s.intent
 	s.mu.Unlock()
@@ -98,7 +101,7 @@ func (s *Shim) onShutdown(d qmp.ShutdownData, at time.Time) {
 	case d.Reason == "guest-panic":
 		s.setCause(exitCause{api.StatusError, api.ReasonPanicked, shimapi.ExitPanicked, "the guest kernel panicked"})
 	case in == intentRestart:
-		s.restartGuest("the guest powered off", false)
+		s.restartGuest(ctx, "the guest powered off", false)
 		return
 	case in == intentPowerOff:
 		s.setCause(exitCause{api.StatusOff, api.ReasonUser, shimapi.ExitUserPowerOff, "the guest powered off at an ACPI request"})
@@ -108,15 +111,15 @@ func (s *Shim) onShutdown(d qmp.ShutdownData, at time.Time) {
 	if c := s.exitCauseLocked(); c != nil {
 		s.setStatus(c.status, c.reason, c.msg, &api.Event{Time: at})
 	}
-	s.quit()
+	s.quit(ctx)
 }
 
 // restartGuest turns a finished ACPI power-off into a fresh boot in the same
 // QEMU: a hardware reset, then the CPUs run again.
 //
 // fromLadder is true when the ladder itself calls, at its deadline.
-func (s *Shim) restartGuest(why string, fromLadder bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+func (s *Shim) restartGuest(ctx context.Context, why string, fromLadder bool) {
+	qctx, cancel := context.WithTimeout(ctx, qmpTimeout)
 	defer cancel()
 	s.mu.Lock()
 	s.intent = intentNone
@@ -128,15 +131,15 @@ func (s *Shim) restartGuest(why string, fromLadder bool) {
 		// never on the freshly booting guest.
 		select {
 		case <-done:
-		case <-ctx.Done():
+		case <-qctx.Done():
 		}
 	}
-	if err := s.qmp.SystemReset(ctx); err != nil {
-		s.forceOff("restart failed: " + err.Error())
+	if err := s.qmp.SystemReset(qctx); err != nil {
+		s.forceOff(ctx, "restart failed: "+err.Error())
 		return
 	}
-	if err := s.qmp.Cont(ctx); err != nil {
-		s.forceOff("restart failed: " + err.Error())
+	if err := s.qmp.Cont(qctx); err != nil {
+		s.forceOff(ctx, "restart failed: "+err.Error())
 		return
 	}
 	s.setRunning(api.ReasonRestarted, why)
@@ -144,7 +147,8 @@ func (s *Shim) restartGuest(why string, fromLadder bool) {
 
 // startLadder presses the ACPI power button now and every interval until
 // the guest is gone; after the VM's timeout it quits QEMU, then kills it.
-func (s *Shim) startLadder(in intent) {
+// The ladder runs on after the request that started it.
+func (s *Shim) startLadder(ctx context.Context, in intent) {
 	s.mu.Lock()
 	if s.intent == intentForceOff || s.cause != nil {
 		s.mu.Unlock()
@@ -162,23 +166,24 @@ func (s *Shim) startLadder(in intent) {
 	st := s.stateLocked()
 	paused := st == stateSuspended || st == statePaused
 	s.mu.Unlock()
+	ctx = context.WithoutCancel(ctx)
 	go func() {
 		defer close(done)
-		s.runLadder(stop, paused)
+		s.runLadder(ctx, stop, paused)
 	}()
 }
 
 // runLadder is one ladder, until stop closes or QEMU goes. Each ladder has
 // its own stop channel, so one that a restart ended never runs on beside
 // the next, with its older deadline.
-func (s *Shim) runLadder(stop chan struct{}, paused bool) {
+func (s *Shim) runLadder(ctx context.Context, stop chan struct{}, paused bool) {
 	timeout := time.Duration(s.spec.ShutdownTimeoutSec) * time.Second
 	ignored := fmt.Sprintf("the guest ignored ACPI for %s", timeout)
 	if paused {
 		// A paused guest cannot see the button. If it stays paused, the
 		// deadline must not blame the guest for presses it never saw.
-		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
-		err := s.qmp.Cont(ctx)
+		qctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+		err := s.qmp.Cont(qctx)
 		cancel()
 		if err != nil {
 			s.log.Warn("cannot resume the paused guest for ACPI", "ERROR", err.Error())
@@ -190,7 +195,7 @@ func (s *Shim) runLadder(stop chan struct{}, paused bool) {
 	tick := time.NewTicker(s.cfg.PowerdownInterval)
 	defer tick.Stop()
 	for presses := 1; ; presses++ {
-		s.pressPowerButton(presses)
+		s.pressPowerButton(ctx, presses)
 		select {
 		case <-s.qemu.exited:
 			return
@@ -206,10 +211,10 @@ func (s *Shim) runLadder(stop chan struct{}, paused bool) {
 			in := s.intent
 			s.mu.Unlock()
 			if in == intentRestart {
-				s.restartGuest(ignored+"; reset", true)
+				s.restartGuest(ctx, ignored+"; reset", true)
 				return
 			}
-			s.forceOff(ignored)
+			s.forceOff(ctx, ignored)
 			return
 		case <-tick.C:
 			select {
@@ -228,8 +233,8 @@ func (s *Shim) stopLadderLocked() {
 	}
 }
 
-func (s *Shim) pressPowerButton(n int) {
-	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+func (s *Shim) pressPowerButton(ctx context.Context, n int) {
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
 	defer cancel()
 	if err := s.qmp.SystemPowerdown(ctx); err != nil {
 		s.log.Warn("system_powerdown failed", "ERROR", err.Error())
@@ -239,19 +244,21 @@ func (s *Shim) pressPowerButton(n int) {
 }
 
 // forceOff ends QEMU now: quit, then SIGKILL if it lingers.
-func (s *Shim) forceOff(why string) {
+func (s *Shim) forceOff(ctx context.Context, why string) {
 	s.mu.Lock()
 	s.intent = intentForceOff
 	s.mu.Unlock()
 	s.setCause(exitCause{api.StatusOff, api.ReasonKilled, shimapi.ExitForcedOff, why})
-	s.quit()
+	s.quit(ctx)
 }
 
-// quit asks QEMU to exit and kills it if it has not after QuitGrace.
-func (s *Shim) quit() {
+// quit asks QEMU to exit and kills it if it has not after QuitGrace. It
+// returns at once; the quit runs on after its caller.
+func (s *Shim) quit(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
-		err := s.qmp.Quit(ctx)
+		qctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+		err := s.qmp.Quit(qctx)
 		cancel()
 		if err != nil && !errors.Is(err, qmp.ErrClosed) && !s.qemu.hasExited() {
 			// Not a QEMU going away (Quit takes that for done, and teardown
@@ -271,7 +278,7 @@ func (s *Shim) quit() {
 }
 
 // finish records how QEMU ended and returns the shim's exit code.
-func (s *Shim) finish() int {
+func (s *Shim) finish(ctx context.Context) int {
 	ps := s.qemu.wait()
 	ws, _ := ps.Sys().(syscall.WaitStatus)
 	cause := s.exitCauseLocked()
@@ -302,7 +309,7 @@ func (s *Shim) finish() int {
 	} else {
 		s.setStatus(cause.status, cause.reason, cause.msg, exit)
 	}
-	s.teardown()
+	s.teardown(ctx)
 	return cause.code
 }
 
@@ -316,4 +323,4 @@ func describeExit(e *api.Event) string {
 // teardown undoes startup in reverse: the Undo of every completed step.
 // The unit's ExecStopPost (cleanup) repeats the parts that matter in case
 // the shim never gets here.
-func (s *Shim) teardown() { s.undoCompleted() }
+func (s *Shim) teardown(ctx context.Context) { s.undoCompleted(ctx) }

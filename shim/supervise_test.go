@@ -93,16 +93,16 @@ func newSupervisedShim(t *testing.T, shutdownTimeoutSec int) (*Shim, *fakeQMP) {
 func TestLadderEndedByARestartStaysEnded(t *testing.T) {
 	s, fake := newSupervisedShim(t, 2)
 	began := time.Now()
-	s.startLadder(intentRestart)
+	s.startLadder(t.Context(), intentRestart)
 	time.Sleep(time.Second)
-	s.onShutdown(qmp.ShutdownData{Guest: true, Reason: "guest-shutdown"}, time.Now()) // the guest powered off: reset, cont
+	s.onShutdown(t.Context(), qmp.ShutdownData{Guest: true, Reason: "guest-shutdown"}, time.Now()) // the guest powered off: reset, cont
 	if st := s.Status(); st.Status != api.StatusRunning || st.Reason != api.ReasonRestarted {
 		t.Fatalf("after the restart: %s (%s)", st.Status, st.Reason)
 	}
 	if fake.count("system_reset") != 1 || fake.count("cont") != 1 {
 		t.Fatalf("restart sent %d system_reset, %d cont", fake.count("system_reset"), fake.count("cont"))
 	}
-	s.startLadder(intentPowerOff)
+	s.startLadder(t.Context(), intentPowerOff)
 	second := time.Now()
 	// The restart's deadline passes; only the power-off's may end the VM.
 	time.Sleep(time.Until(began.Add(2500 * time.Millisecond)))
@@ -135,7 +135,7 @@ func waitFor(t *testing.T, limit time.Duration, ok func() bool) {
 // suspend) cannot record the VM as alive again.
 func TestEndedVMStaysEnded(t *testing.T) {
 	s, _ := newSupervisedShim(t, 2)
-	s.onShutdown(qmp.ShutdownData{Guest: true, Reason: "guest-shutdown"}, time.Now())
+	s.onShutdown(t.Context(), qmp.ShutdownData{Guest: true, Reason: "guest-shutdown"}, time.Now())
 	s.setRunning(api.ReasonUser, "")
 	s.setStatus(api.StatusSuspended, api.ReasonUser, "", nil)
 	if st := s.Status(); st.Status != api.StatusOff || st.Reason != api.ReasonGuestShutdown {
@@ -150,7 +150,7 @@ func TestInstallPastItsTimeFailsAtBoot(t *testing.T) {
 	s, fake := newSupervisedShim(t, 2)
 	s.spec = installingSpec(t)
 	s.spec.Install.StartedAt = time.Now().Add(-3 * time.Hour)
-	s.booted()
+	s.booted(t.Context())
 	waitFor(t, 5*time.Second, func() bool { return fake.count("quit") == 1 })
 	if st := s.Status(); st.Status != api.StatusError || st.Reason != api.ReasonInstallTimeout {
 		t.Fatalf("status %s (%s), want error (install-timeout)", st.Status, st.Reason)
@@ -180,7 +180,7 @@ func TestPausedGuestThatCannotResumeIsNotBlamed(t *testing.T) {
 	s, fake := newSupervisedShim(t, 1)
 	fake.refuse("cont")
 	s.status.Status = api.StatusSuspended
-	s.startLadder(intentPowerOff)
+	s.startLadder(t.Context(), intentPowerOff)
 	waitFor(t, 10*time.Second, func() bool { return s.exitCauseLocked() != nil })
 	c := s.exitCauseLocked()
 	if c.reason != api.ReasonKilled || !strings.Contains(c.msg, "could not be resumed") || strings.Contains(c.msg, "ignored ACPI") {
@@ -198,7 +198,7 @@ func TestRefusedQuitKillsQEMU(t *testing.T) {
 		t.Skipf("cannot start a stand-in for QEMU: %v", err)
 	}
 	s.qemu.proc = child.Process
-	s.quit()
+	s.quit(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- child.Wait() }()
 	select {

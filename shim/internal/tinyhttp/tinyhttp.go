@@ -38,11 +38,7 @@ type Request struct {
 	Query  url.Values
 	Header map[string]string // keys in lower case
 	Body   []byte
-	ctx    context.Context
 }
-
-// Context ends when the client goes away or the server shuts down.
-func (r *Request) Context() context.Context { return r.ctx }
 
 // Response writes one answer. The status line and headers go out with the
 // first Write (or Start); the body ends when the handler returns.
@@ -78,8 +74,9 @@ func (w *Response) Write(b []byte) (int, error) {
 // Flush pushes buffered bytes to the client (for streams).
 func (w *Response) Flush() error { return w.w.Flush() }
 
-// HandlerFunc serves one request.
-type HandlerFunc func(w *Response, r *Request)
+// HandlerFunc serves one request. ctx ends when the client goes away or
+// the server shuts down.
+type HandlerFunc func(ctx context.Context, w *Response, r *Request)
 
 // Server routes "METHOD /path" patterns (exact paths) to handlers.
 type Server struct {
@@ -106,8 +103,10 @@ func (s *Server) Patterns() []string {
 }
 
 // Serve accepts connections until Shutdown. Called after Shutdown, it
-// closes ln and returns at once.
-func (s *Server) Serve(ln net.Listener) error {
+// closes ln and returns at once. Every request's context derives from ctx:
+// its values reach the handlers and its end cancels them, but only
+// Shutdown stops the serving.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -136,7 +135,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		ctx, cancel := context.WithCancel(context.Background())
+		cctx, cancel := context.WithCancel(ctx)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -147,7 +146,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = cancel
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(ctx, c)
+		go s.serveConn(cctx, c)
 	}
 }
 
@@ -227,14 +226,13 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			s.mu.Unlock()
 		}
 	}()
-	req.ctx = ctx
 	h, ok := s.routes[req.Method+" "+req.Path]
 	if !ok {
 		_ = resp.Start(404, "application/json")
 		fmt.Fprintf(resp, `{"error":{"code":"NotFound","message":"no route %s %s"}}`+"\n", req.Method, strconv.Quote(req.Path))
 		return
 	}
-	h(resp, req)
+	h(ctx, resp, req)
 	if !resp.started {
 		_ = resp.Start(204, "text/plain")
 	}

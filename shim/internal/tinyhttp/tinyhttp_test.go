@@ -26,7 +26,7 @@ func serve(t *testing.T, s *Server) *http.Client {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
+	go func() { served <- s.Serve(context.Background(), ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -44,13 +44,13 @@ func serve(t *testing.T, s *Server) *http.Client {
 
 func TestRoutesBodiesAndErrors(t *testing.T) {
 	s := New()
-	s.Handle("POST /v1/echo", func(w *Response, r *Request) {
+	s.Handle("POST /v1/echo", func(_ context.Context, w *Response, r *Request) {
 		if err := w.Start(201, "text/plain"); err != nil {
 			return
 		}
 		fmt.Fprintf(w, "%s %s after=%s", r.Body, r.Header["x-test"], r.Query.Get("after"))
 	})
-	s.Handle("GET /v1/empty", func(w *Response, r *Request) {})
+	s.Handle("GET /v1/empty", func(context.Context, *Response, *Request) {})
 	c := serve(t, s)
 
 	req, _ := http.NewRequest("POST", "http://x/v1/echo?after=7", strings.NewReader(`{"op":"reset"}`))
@@ -79,7 +79,7 @@ func TestRoutesBodiesAndErrors(t *testing.T) {
 func TestStreamEndsOnShutdownAndOnClientLeaving(t *testing.T) {
 	s := New()
 	left := make(chan struct{})
-	s.Handle("GET /v1/stream", func(w *Response, r *Request) {
+	s.Handle("GET /v1/stream", func(ctx context.Context, w *Response, _ *Request) {
 		if err := w.Start(200, "application/x-ndjson"); err != nil {
 			return
 		}
@@ -91,7 +91,7 @@ func TestStreamEndsOnShutdownAndOnClientLeaving(t *testing.T) {
 				return
 			}
 			select {
-			case <-r.Context().Done():
+			case <-ctx.Done():
 				close(left)
 				return
 			case <-time.After(10 * time.Millisecond):
@@ -183,7 +183,7 @@ func TestServeAfterShutdownReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
+	go func() { done <- s.Serve(context.Background(), ln) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -225,12 +225,14 @@ func TestServeOutlivesPassingAcceptErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := New()
-	s.Handle("GET /v1/ping", func(w *Response, _ *Request) {
+	s.Handle("GET /v1/ping", func(_ context.Context, w *Response, _ *Request) {
 		_ = w.Start(200, "text/plain")
 		_, _ = io.WriteString(w, "pong")
 	})
 	served := make(chan error, 1)
-	go func() { served <- s.Serve(&flakyListener{Listener: ln, fails: 3, err: syscall.EMFILE}) }()
+	go func() {
+		served <- s.Serve(context.Background(), &flakyListener{Listener: ln, fails: 3, err: syscall.EMFILE})
+	}()
 	c, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +263,7 @@ func TestServeReturnsOtherAcceptErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err = New().Serve(&flakyListener{Listener: ln, fails: 1, err: syscall.EINVAL})
+	err = New().Serve(context.Background(), &flakyListener{Listener: ln, fails: 1, err: syscall.EINVAL})
 	if !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("Serve = %v, want EINVAL", err)
 	}
