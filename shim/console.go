@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bufio"
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -57,7 +58,7 @@ func (c *console) pump(log *slog.Logger) {
 				log.Info("console: "+text, "SOURCE", "serial")
 			}
 		}
-		if err != nil && err != bufio.ErrBufferFull {
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}
 	}

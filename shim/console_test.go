@@ -71,7 +71,9 @@ func TestConsoleLineFromTheGuestIsBounded(t *testing.T) {
 	logged := &lineSizes{}
 	go c.pump(slog.New(logged))
 	go func() {
-		theirs.Write(bytes.Repeat([]byte("y"), 1<<20))
+		if _, err := theirs.Write(bytes.Repeat([]byte("y"), 1<<20)); err != nil {
+			t.Error(err)
+		}
 		theirs.Close()
 	}()
 	<-c.drained

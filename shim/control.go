@@ -133,8 +133,10 @@ func handle[Req, Resp any](srv *tinyhttp.Server, route shimapi.Route[Req, Resp],
 			writeError(w, errdefs.Internal("encode %s answer: %v", route.Verb, err))
 			return
 		}
-		w.Start(status, ctype)
-		w.Write(body)
+		// Writes fail only once the client has gone: nobody is left to tell.
+		if w.Start(status, ctype) == nil {
+			_, _ = w.Write(body)
+		}
 	})
 }
 
@@ -153,14 +155,18 @@ func (sw *streamWriter[Req, Resp]) Send(item Resp) error {
 		return err
 	}
 	sw.started = true
-	sw.w.Start(200, ctype)
+	if err := sw.w.Start(200, ctype); err != nil {
+		return err
+	}
 	_, err = sw.w.Write(b)
 	return err
 }
 
 func (sw *streamWriter[Req, Resp]) Flush() error {
 	sw.started = true
-	sw.w.Start(200, shimapi.ContentJSONLines)
+	if err := sw.w.Start(200, shimapi.ContentJSONLines); err != nil {
+		return err
+	}
 	return sw.w.Flush()
 }
 
@@ -224,8 +230,11 @@ func (s *Shim) liveStatus(ctx context.Context) shimapi.Status {
 	return st
 }
 
+// writeError answers with err in the typed error shape.
 func writeError(w *tinyhttp.Response, err error) {
 	e := errdefs.As(err)
-	w.Start(e.Code.HTTPStatus(), "application/json")
-	json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
+	// Writes fail only once the client has gone: nobody is left to tell.
+	if w.Start(e.Code.HTTPStatus(), "application/json") == nil {
+		_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: e})
+	}
 }

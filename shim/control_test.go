@@ -48,7 +48,13 @@ func TestControlSocketSpeaksTheTable(t *testing.T) {
 	}
 	s.events = l
 	defer l.Close()
-	ours, theirs, err := socketpair("serial")
+	ours, guestEnd, err := socketpair("serial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The guest's end as a net.Conn, which takes a read deadline.
+	theirs, err := net.FileConn(guestEnd)
+	guestEnd.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +103,9 @@ func TestControlSocketSpeaksTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 16)
-	theirs.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := theirs.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := theirs.Read(buf); err != nil || string(buf[:n]) != "ls\n" {
 		t.Fatalf("the guest read %q %v", buf[:n], err)
 	}

@@ -3,9 +3,11 @@ package shim
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/user"
 	"strconv"
 	"strings"
@@ -130,7 +132,12 @@ func startQEMU(ctx context.Context, s *Shim) (*qemuProcess, error) {
 	s.console = newConsole(serialOurs)
 	go p.collectStderr(stderr, s)
 	go func() {
-		cmd.Wait()
+		// How QEMU ended is in ProcessState; an error that is not an exit
+		// status is the wait's own, and leaves no ProcessState.
+		var exit *exec.ExitError
+		if err := cmd.Wait(); err != nil && !errors.As(err, &exit) {
+			s.log.Error("waiting for qemu failed", "ERROR", err.Error())
+		}
 		p.state = cmd.ProcessState
 		close(p.exited)
 	}()

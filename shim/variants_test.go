@@ -34,7 +34,7 @@ func bareQEMU(t *testing.T, ctx context.Context, extra ...string) (*qmp.Client, 
 	theirs.Close()
 	p := &qemuProcess{pid: cmd.Process.Pid, proc: cmd.Process, exited: make(chan struct{})}
 	go func() {
-		cmd.Wait()
+		_ = cmd.Wait() // the kill at cleanup ends it; how is not the test's
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
@@ -97,7 +97,9 @@ func TestLoadMemorySnapshot(t *testing.T) {
 
 	// A snapshot that is not one fails the step, and the CPUs never start.
 	bad := filepath.Join(t.TempDir(), "garbage")
-	os.WriteFile(bad, []byte("not a migration stream"), 0o600)
+	if err := os.WriteFile(bad, []byte("not a migration stream"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	dst2, p2 := bareQEMU(t, ctx, "-incoming", "defer")
 	s2 := New(Config{})
 	s2.qmp, s2.qemu = dst2, p2
