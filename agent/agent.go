@@ -189,7 +189,9 @@ func (a *Agent) load() error {
 func (a *Agent) sweepDeleted() {
 	matches, _ := filepath.Glob(filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-*"))
 	for _, m := range matches {
-		os.RemoveAll(m)
+		if err := os.RemoveAll(m); err != nil {
+			a.log.Warn("leftover VM files", "PATH", m, "ERROR", err.Error())
+		}
 	}
 }
 

@@ -64,7 +64,11 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		}
 		return api.VM{}, errdefs.Internal("create VM directory: %v", err)
 	}
-	undo = append(undo, func() { os.RemoveAll(dir) })
+	undo = append(undo, func() {
+		if err := os.RemoveAll(dir); err != nil {
+			a.log.Warn("leftover files of a failed create", logging.KeyVM, spec.ID, "ERROR", err.Error())
+		}
+	})
 	for _, d := range spec.Disks() {
 		dctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
 		err = (&qemuimg.Tool{Binary: a.cfg.QEMUImg}).Create(dctx, d.Disk.Path, d.Disk.Format, d.Disk.SizeBytes)

@@ -116,7 +116,7 @@ func (a *Agent) reattach(ctx context.Context) {
 			return nil
 		})
 	}
-	g.Wait()
+	_ = g.Wait() // each attach logs its own failure and returns nil
 	a.log.Info("re-attached to running shims", "ATTACHED", attached.Load(), "UNANSWERED", failed.Load())
 }
 

@@ -73,11 +73,18 @@ func (l *peerCheckListener) Accept() (net.Conn, error) {
 // rather than a reset.
 func refuse(c *net.UnixConn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	// Without a deadline a silent client would hold the connection; a
+	// client that has gone leaves nobody to answer.
+	if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		return
+	}
 	body := `{"error":{"code":"PermissionDenied","message":"peer is not root, the agent's user, or in the API group"}}` + "\n"
 	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	c.CloseWrite()
-	io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	if err := c.CloseWrite(); err != nil {
+		return
+	}
+	// Draining ends with the client's close or the deadline; either is the end.
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 func peerCred(c *net.UnixConn) (*unix.Ucred, error) {

@@ -21,6 +21,6 @@ var consoleRoutes = []Route{{
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write(b)
+		_, _ = w.Write(b) // fails only when the client has gone
 	},
 }}

@@ -164,12 +164,17 @@ func respond(w http.ResponseWriter, code int, v any, err error) {
 	writeJSON(w, code, v)
 }
 
+// writeJSON answers code with v, indented. v is encoded before anything
+// is sent, so that a value that cannot be encoded still gets a typed error.
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		unixhttp.WriteError(w, errdefs.Internal("encode the answer: %v", err))
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	_, _ = w.Write(append(b, '\n')) // fails only when the client has gone
 }
 
 func noContent(w http.ResponseWriter, err error) {
