@@ -116,7 +116,8 @@ func TestPlanPlatformPerOS(t *testing.T) {
 }
 
 func TestPlanPlatformNamesTheField(t *testing.T) {
-	a, dir := installAgent(t)
+	// Each case gets a fresh agent in a, set in the loop; mutate may change its config.
+	var a *Agent
 	cases := []struct {
 		field  string
 		code   errdefs.Code
@@ -151,6 +152,7 @@ func TestPlanPlatformNamesTheField(t *testing.T) {
 		{"", errdefs.CodeFailedPrecondition, "windows11", func(in *api.CreateVMInput) { in.Install = nil; a.cfg.UEFICode = "/nonexistent/code.fd" }},
 	}
 	for _, tc := range cases {
+		var dir string
 		a, dir = installAgent(t)
 		in := installInput(t, tc.os, dir)
 		tc.mutate(&in)
@@ -261,7 +263,9 @@ func BenchmarkPrepareUbuntuInstall(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		os.RemoveAll(vmDir)
+		if err := os.RemoveAll(vmDir); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 	}
 }

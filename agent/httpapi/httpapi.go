@@ -85,12 +85,9 @@ func Routes() []Route {
 		firewallRoutes, bridgeRoutes)
 }
 
-// Error classes most operations share.
-var (
-	errsRead  = []errdefs.Code{errdefs.CodeNotFound, errdefs.CodeInternal}
-	errsWrite = []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeNotFound, errdefs.CodeFailedPrecondition,
-		errdefs.CodeInternal, errdefs.CodeUnavailable, errdefs.CodeDeadlineExceeded}
-)
+// errsWrite are the error classes most operations that change a VM share.
+var errsWrite = []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeNotFound, errdefs.CodeFailedPrecondition,
+	errdefs.CodeInternal, errdefs.CodeUnavailable, errdefs.CodeDeadlineExceeded}
 
 func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
 
