@@ -32,7 +32,9 @@ func TestCreateBootsAndFollows(t *testing.T) {
 		t.Fatalf("created VM is %s (%s) pid %d", vm.Status, vm.Reason, vm.QEMUPID)
 	}
 	// What the shim records from now on reaches the agent by its stream.
-	b.host.Shim(vm1).Record(api.StatusPaused, api.ReasonIOError, "disk full")
+	if err := b.host.Shim(vm1).Record(api.StatusPaused, api.ReasonIOError, "disk full"); err != nil {
+		t.Fatal(err)
+	}
 	waitVM(t, a, vm1, "paused", status(api.StatusPaused, api.ReasonIOError))
 	if _, err := a.Power(t.Context(), vm1, api.PowerOff, true); err != nil {
 		t.Fatal(err)
@@ -118,7 +120,9 @@ func TestReattachAfterRestart(t *testing.T) {
 	stop()
 
 	// While no agent runs: vm1's guest is suspended, vm2's shim is killed.
-	b.host.Shim(vm1).Record(api.StatusSuspended, api.ReasonUser, "")
+	if err := b.host.Shim(vm1).Record(api.StatusSuspended, api.ReasonUser, ""); err != nil {
+		t.Fatal(err)
+	}
 	b.host.Shim(vm2).Crash()
 	starts := len(b.host.Starts())
 
@@ -131,7 +135,9 @@ func TestReattachAfterRestart(t *testing.T) {
 		t.Errorf("vm3 after restart: %s (%s)", v.Status, v.Reason)
 	}
 	// vm1 is followed again: the new agent sees what its shim records next.
-	b.host.Shim(vm1).Record(api.StatusRunning, api.ReasonUser, "")
+	if err := b.host.Shim(vm1).Record(api.StatusRunning, api.ReasonUser, ""); err != nil {
+		t.Fatal(err)
+	}
 	waitVM(t, a, vm1, "resumed", status(api.StatusRunning, api.ReasonUser))
 	if _, err := a.Power(t.Context(), vm1, api.PowerOff, true); err != nil {
 		t.Fatal(err)

@@ -64,7 +64,9 @@ func TestInstallDoneDetachesMediaAndBootsFromDisk(t *testing.T) {
 	if !exists(t, b.layout.InstallDir(vm1)) {
 		t.Fatal("no install media were prepared")
 	}
-	b.host.Shim(vm1).End(api.StatusOff, api.ReasonInstalled, "")
+	if err := b.host.Shim(vm1).End(api.StatusOff, api.ReasonInstalled, ""); err != nil {
+		t.Fatal(err)
+	}
 
 	v := waitVM(t, a, vm1, "booted after its install", func(v api.VM) bool {
 		return installState(api.InstallDone)(v) && v.Status == api.StatusRunning
@@ -91,7 +93,9 @@ func TestInstallFailedKeepsMedia(t *testing.T) {
 	if _, err := a.Create(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
-	b.host.Shim(vm1).End(api.StatusError, api.ReasonInstallTimeout, "the fedora install did not finish within 1h0m0s")
+	if err := b.host.Shim(vm1).End(api.StatusError, api.ReasonInstallTimeout, "the fedora install did not finish within 1h0m0s"); err != nil {
+		t.Fatal(err)
+	}
 
 	v := waitVM(t, a, vm1, "failed install", installState(api.InstallFailed))
 	if v.ISOPath != in.ISOPath {
@@ -116,7 +120,9 @@ func TestInstallSettledAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop()
-	b.host.Shim(vm1).End(api.StatusOff, api.ReasonInstalled, "")
+	if err := b.host.Shim(vm1).End(api.StatusOff, api.ReasonInstalled, ""); err != nil {
+		t.Fatal(err)
+	}
 	if !agenttest.WaitFor(waitLimit, func() bool { return !b.host.Loaded(vm1) }) {
 		t.Fatal("the installer's unit never ended")
 	}

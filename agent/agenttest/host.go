@@ -143,8 +143,11 @@ func (h *Host) Start(ctx context.Context, spec supervisor.UnitSpec) error {
 		boot = defaultBoot
 	}
 	if err := boot(s); err != nil {
-		s.Record(api.StatusError, api.ReasonStartFailed, err.Error())
+		rerr := s.Record(api.StatusError, api.ReasonStartFailed, err.Error())
 		s.exit(false, "exit-code")
+		if rerr != nil {
+			return rerr
+		}
 		return errdefs.FailedPrecondition("unit %s failed to start", unitName(spec.VMID))
 	}
 	h.mu.Lock()
@@ -178,7 +181,12 @@ func (h *Host) Stop(ctx context.Context, vmID string) error {
 		return notLoaded(vmID)
 	}
 	if s := u.shim; s != nil {
-		s.Record(api.StatusOff, api.ReasonUser, "stopped by its unit")
+		// A shim that exited meanwhile has closed its log; one still alive
+		// that cannot record its end fails its unit, and the test hears why.
+		if err := s.Record(api.StatusOff, api.ReasonUser, "stopped by its unit"); err != nil && s.alive() {
+			s.exit(false, "exit-code")
+			return err
+		}
 		s.exit(true, "success")
 	}
 	return nil

@@ -81,9 +81,13 @@ func TestEnumsMatchTheLibraries(t *testing.T) {
 		t.Error("default priority or department differ")
 	}
 	var r firewall.Rule
-	json.Unmarshal([]byte(`{}`), &r)
+	if err := json.Unmarshal([]byte(`{}`), &r); err != nil {
+		t.Fatal(err)
+	}
 	var ar api.FirewallRule
-	json.Unmarshal([]byte(`{}`), &ar)
+	if err := json.Unmarshal([]byte(`{}`), &ar); err != nil {
+		t.Fatal(err)
+	}
 	if r.Priority != ar.Priority {
 		t.Errorf("an absent priority is %d in firewall, %d on the wire", r.Priority, ar.Priority)
 	}
