@@ -15,7 +15,8 @@ import (
 // The firewall and the bridges are agent/netpolicy's; the agent finds the
 // VM, holds its operation lock where the VM changes, and passes it on.
 
-// Firewall settings an operator can choose.
+// FirewallAuto is the default firewall setting: conntrack where the kernel
+// has it, otherwise stateless.
 const FirewallAuto = netpolicy.FirewallAuto
 
 type (

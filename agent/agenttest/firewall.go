@@ -43,6 +43,8 @@ func (f *Firewall) SetStateless(s bool) {
 	f.mode.Stateless = s
 }
 
+// Mode is the rendering mode: the capabilities NewFirewall was given, and
+// stateless as SetStateless left it.
 func (f *Firewall) Mode() firewall.Mode {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -58,21 +60,25 @@ func (f *Firewall) batch(op string, d firewall.Department, vms ...firewall.VM) {
 	}
 }
 
+// ApplyVM records one apply-vm batch: v's rules under department d.
 func (f *Firewall) ApplyVM(ctx context.Context, d firewall.Department, v firewall.VM) error {
 	f.batch("apply-vm", d, v)
 	return nil
 }
 
+// ApplyDepartment records one apply-department batch: d and its running vms.
 func (f *Firewall) ApplyDepartment(ctx context.Context, d firewall.Department, vms []firewall.VM) error {
 	f.batch("apply-department", d, vms...)
 	return nil
 }
 
+// Resync records one resync batch: d and all of vms rewritten.
 func (f *Firewall) Resync(ctx context.Context, d firewall.Department, vms []firewall.VM) error {
 	f.batch("resync", d, vms...)
 	return nil
 }
 
+// Prune only counts: no chains exist here to delete.
 func (f *Firewall) Prune(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

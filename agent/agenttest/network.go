@@ -51,6 +51,8 @@ func (n *Network) FailMoveTo(bridge string, err error) {
 	n.failTAP[bridge] = err
 }
 
+// BridgeExists fails with netdev.ErrBridgeNotFound, wrapped as netdev
+// does, for a bridge the host lacks.
 func (n *Network) BridgeExists(ctx context.Context, name string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -60,6 +62,7 @@ func (n *Network) BridgeExists(ctx context.Context, name string) error {
 	return nil
 }
 
+// ListBridges reports every bridge by name, each with its attached TAPs.
 func (n *Network) ListBridges(ctx context.Context) ([]netdev.BridgeInfo, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -82,6 +85,8 @@ func (n *Network) portsLocked(bridge string) []string {
 	return ports
 }
 
+// EnsureBridge creates the bridge, or brings an existing one to cfg: MAC,
+// MTU, addresses added. Running it again changes nothing.
 func (n *Network) EnsureBridge(ctx context.Context, cfg netdev.BridgeConfig) (netdev.BridgeInfo, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -106,6 +111,9 @@ func (n *Network) EnsureBridge(ctx context.Context, cfg netdev.BridgeConfig) (ne
 	return b, nil
 }
 
+// DeleteBridge removes the bridge and, forced, the TAPs attached to it;
+// with TAPs attached and no force it is FailedPrecondition. Unlike the
+// host's, a missing bridge is netdev.ErrBridgeNotFound.
 func (n *Network) DeleteBridge(ctx context.Context, name string, opts netdev.DeleteBridgeOptions) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -123,6 +131,8 @@ func (n *Network) DeleteBridge(ctx context.Context, name string, opts netdev.Del
 	return nil
 }
 
+// MoveTAP attaches a plugged TAP to another bridge, or fails as FailMoveTo
+// set for that bridge.
 func (n *Network) MoveTAP(ctx context.Context, tap, bridge string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -43,6 +43,8 @@ func (s *Store) check() error {
 	return nil
 }
 
+// UpsertVM creates the VM's row from vm, or updates an existing row but
+// for its status, which only events move.
 func (s *Store) UpsertVM(ctx context.Context, vm api.VM) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,6 +59,8 @@ func (s *Store) UpsertVM(ctx context.Context, vm api.VM) error {
 	return nil
 }
 
+// ApplyEvents stores evs once per seq and moves the row's status to the
+// newest status event past it. A VM without a row is NotFound.
 func (s *Store) ApplyEvents(ctx context.Context, vmID string, evs []api.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -81,6 +85,7 @@ func (s *Store) ApplyEvents(ctx context.Context, vmID string, evs []api.Event) e
 	return nil
 }
 
+// LastSeq is the highest seq stored for the VM: its events' or its row's.
 func (s *Store) LastSeq(ctx context.Context, vmID string) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,6 +99,7 @@ func (s *Store) LastSeq(ctx context.Context, vmID string) (uint64, error) {
 	return max(last, s.vms[vmID].Seq), nil
 }
 
+// MarkDeleted soft-deletes the VM: its row and events stay.
 func (s *Store) MarkDeleted(ctx context.Context, vmID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

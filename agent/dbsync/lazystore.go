@@ -60,6 +60,8 @@ func (l *LazyStore) get() (Store, error) {
 	return l.store, nil
 }
 
+// UpsertVM writes the VM's row once the database is open; until then it
+// is Unavailable.
 func (l *LazyStore) UpsertVM(ctx context.Context, vm api.VM) error {
 	s, err := l.get()
 	if err != nil {
@@ -68,6 +70,8 @@ func (l *LazyStore) UpsertVM(ctx context.Context, vm api.VM) error {
 	return s.UpsertVM(ctx, vm)
 }
 
+// ApplyEvents stores the VM's events once the database is open; until then
+// it is Unavailable.
 func (l *LazyStore) ApplyEvents(ctx context.Context, id string, evs []api.Event) error {
 	s, err := l.get()
 	if err != nil {
@@ -76,6 +80,8 @@ func (l *LazyStore) ApplyEvents(ctx context.Context, id string, evs []api.Event)
 	return s.ApplyEvents(ctx, id, evs)
 }
 
+// LastSeq reads the VM's last stored seq once the database is open; until
+// then it is Unavailable.
 func (l *LazyStore) LastSeq(ctx context.Context, id string) (uint64, error) {
 	s, err := l.get()
 	if err != nil {
@@ -84,6 +90,8 @@ func (l *LazyStore) LastSeq(ctx context.Context, id string) (uint64, error) {
 	return s.LastSeq(ctx, id)
 }
 
+// MarkDeleted soft-deletes the VM once the database is open; until then it
+// is Unavailable.
 func (l *LazyStore) MarkDeleted(ctx context.Context, id string) error {
 	s, err := l.get()
 	if err != nil {

@@ -43,9 +43,9 @@ type Syncer struct {
 }
 
 const (
-	storeCallTimeout = 10 * time.Second
-	storeRetryMin    = 500 * time.Millisecond
-	storeRetryMax    = 30 * time.Second
+	storeCallTimeout  = 10 * time.Second
+	storeRetryInitial = 500 * time.Millisecond
+	storeRetryMax     = 30 * time.Second
 )
 
 // New is a syncer into store (nil: no database, every call a no-op). view
@@ -127,7 +127,7 @@ func (s *Syncer) Run(ctx context.Context) {
 	if !s.Enabled() {
 		return
 	}
-	retry := storeRetryMin
+	retry := storeRetryInitial
 	var timer <-chan time.Time
 	// A store opened in the background (LazyStore) says when it connects:
 	// replay then, rather than at the end of a backoff grown while it was away.
@@ -145,7 +145,7 @@ func (s *Syncer) Run(ctx context.Context) {
 			connected = nil
 		}
 		if s.drain(ctx) {
-			retry, timer = storeRetryMin, nil
+			retry, timer = storeRetryInitial, nil
 			continue
 		}
 		timer = time.After(retry)

@@ -40,10 +40,13 @@ type Kernel interface {
 // HostKernel is the host's own nftables.
 type HostKernel struct{}
 
+// Probe finds what the host's kernel offers the bridge family.
 func (HostKernel) Probe(ctx context.Context) (firewall.Capabilities, error) {
 	return firewall.Probe(ctx)
 }
 
+// Open returns the host's firewall, probing the kernel unless opts.Caps is
+// set.
 func (HostKernel) Open(ctx context.Context, opts firewall.Options) (Engine, error) {
 	f, err := firewall.New(ctx, opts)
 	if err != nil {
@@ -65,22 +68,29 @@ type Network interface {
 // HostNetwork is the host's own network, through netlink.
 type HostNetwork struct{}
 
+// BridgeExists is nil for a bridge, and otherwise wraps
+// netdev.ErrBridgeNotFound or netdev.ErrNotBridge.
 func (HostNetwork) BridgeExists(ctx context.Context, name string) error {
 	return netdev.BridgeExists(ctx, name)
 }
 
+// ListBridges reports the host's bridges, by name.
 func (HostNetwork) ListBridges(ctx context.Context) ([]netdev.BridgeInfo, error) {
 	return netdev.ListBridges(ctx)
 }
 
+// EnsureBridge creates or adopts the bridge and brings it to cfg.
 func (HostNetwork) EnsureBridge(ctx context.Context, cfg netdev.BridgeConfig) (netdev.BridgeInfo, error) {
 	return netdev.EnsureBridge(ctx, cfg)
 }
 
+// DeleteBridge deletes the bridge, refusing one with ports unless forced.
+// A missing bridge is success.
 func (HostNetwork) DeleteBridge(ctx context.Context, name string, opts netdev.DeleteBridgeOptions) error {
 	return netdev.DeleteBridge(ctx, name, opts)
 }
 
+// MoveTAP attaches a running VM's TAP to another bridge.
 func (HostNetwork) MoveTAP(ctx context.Context, tap, bridge string) error {
 	return netdev.MoveTAP(ctx, tap, bridge)
 }
