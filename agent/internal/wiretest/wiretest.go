@@ -78,8 +78,12 @@ func SameJSON(t *testing.T, name string, a, b any) {
 		t.Fatal(err)
 	}
 	var va, vb any
-	json.Unmarshal(ja, &va)
-	json.Unmarshal(jb, &vb)
+	if err := json.Unmarshal(ja, &va); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(jb, &vb); err != nil {
+		t.Fatal(err)
+	}
 	if !reflect.DeepEqual(va, vb) {
 		t.Errorf("%s: the two forms differ:\n%s\n%s", name, ja, jb)
 	}
