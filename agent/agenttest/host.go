@@ -174,13 +174,11 @@ func defaultBoot(s *Shim) error {
 
 // Stop is SIGTERM: the shim powers its VM off, records it, and exits.
 func (h *Host) Stop(ctx context.Context, vmID string) error {
-	h.mu.Lock()
-	u := h.units[vmID]
-	h.mu.Unlock()
-	if u == nil {
+	s, loaded := h.shimOf(vmID)
+	if !loaded {
 		return notLoaded(vmID)
 	}
-	if s := u.shim; s != nil {
+	if s != nil {
 		// A shim that exited meanwhile has closed its log; one still alive
 		// that cannot record its end fails its unit, and the test hears why.
 		if err := s.Record(api.StatusOff, api.ReasonUser, "stopped by its unit"); err != nil && s.alive() {
@@ -192,16 +190,26 @@ func (h *Host) Stop(ctx context.Context, vmID string) error {
 	return nil
 }
 
+// shimOf is a loaded unit's shim, nil once it has exited; read under the
+// lock, since the shim's exit clears it.
+func (h *Host) shimOf(vmID string) (*Shim, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	u := h.units[vmID]
+	if u == nil {
+		return nil, false
+	}
+	return u.shim, true
+}
+
 // Kill is SIGKILL: the shim dies without recording anything and its unit
 // fails.
 func (h *Host) Kill(ctx context.Context, vmID string, sig syscall.Signal) error {
-	h.mu.Lock()
-	u := h.units[vmID]
-	h.mu.Unlock()
-	if u == nil {
+	s, loaded := h.shimOf(vmID)
+	if !loaded {
 		return notLoaded(vmID)
 	}
-	if s := u.shim; s != nil {
+	if s != nil {
 		s.exit(false, "signal")
 	}
 	return nil
