@@ -74,6 +74,7 @@ func (s *Shim) controlServer() *tinyhttp.Server {
 		return shimapi.Empty{}, nil
 	})
 	handle(srv, shimapi.RouteBlock, s.queryBlock)
+	handle(srv, shimapi.RouteMedium, s.changeMedium)
 	return srv
 }
 

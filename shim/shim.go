@@ -124,6 +124,9 @@ type Shim struct {
 	// that no press of it can reach the guest after a restart's reset.
 	ladderDone chan struct{}
 	ioError    bool
+	// mediaMu orders live medium changes: each reads the drive's medium
+	// and leaves the next one to find it changed.
+	mediaMu sync.Mutex
 }
 
 // exitCause is why QEMU ends, as decided before it actually exits.

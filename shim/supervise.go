@@ -83,6 +83,8 @@ func (s *Shim) handleEvent(ctx context.Context, ev qmp.Event) {
 		s.record(api.Event{Type: api.EventGuest, Message: "WATCHDOG " + string(ev.Data)})
 	case qmp.EventPowerdown, qmp.EventSuspend, qmp.EventWakeup:
 		s.record(api.Event{Type: api.EventGuest, Message: ev.Name})
+	case qmp.EventDeviceTrayMoved:
+		s.onTrayMoved(ev)
 	}
 }
 

@@ -19,6 +19,9 @@ const (
 	EventGuestPanicked = "GUEST_PANICKED"
 	EventWatchdog      = "WATCHDOG"
 	EventBlockIOError  = "BLOCK_IO_ERROR"
+	// EventDeviceTrayMoved is a CD-ROM tray opening or closing, by the
+	// guest or by a medium change.
+	EventDeviceTrayMoved = "DEVICE_TRAY_MOVED"
 )
 
 // Event is one asynchronous QMP event.

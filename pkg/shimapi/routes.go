@@ -39,6 +39,7 @@ var (
 	RouteConsole      = Route[ConsoleRequest, ConsoleTail]{Verb: "console", Method: "GET", Path: "/v1/console"}
 	RouteConsoleInput = Route[ConsoleInput, Empty]{Verb: "console-input", Method: "POST", Path: "/v1/console"}
 	RouteBlock        = Route[BlockRequest, api.BlockDevices]{Verb: "query-block", Method: "GET", Path: "/v1/block"}
+	RouteMedium       = Route[MediumRequest, Empty]{Verb: "change-medium", Method: "POST", Path: "/v1/medium"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -50,6 +51,7 @@ var Routes = []RouteInfo{
 	RouteConsole.Info(),
 	RouteConsoleInput.Info(),
 	RouteBlock.Info(),
+	RouteMedium.Info(),
 }
 
 // StatusRequest asks for the shim's view of its VM.
@@ -110,6 +112,14 @@ func (in *ConsoleInput) SetRawBytes(b []byte) { in.Data = b }
 
 // BlockRequest asks for the VM's block devices as QEMU has them.
 type BlockRequest struct{}
+
+// MediumRequest puts the ISO at Path into the running VM's CD-ROM drive
+// named CDROM, in place of what it held; an empty Path ejects the medium.
+// The shim's view of the spec follows, and the change is an event.
+type MediumRequest struct {
+	CDROM string `json:"cdrom"`
+	Path  string `json:"path,omitempty"`
+}
 
 // Empty is an answer with nothing in it (204).
 type Empty struct{}
