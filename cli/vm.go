@@ -20,6 +20,7 @@ func vmCommand(g *globals) *cobra.Command {
 	vm := &cobra.Command{Use: "vm", Short: "Create, inspect, power and delete VMs"}
 	vm.AddCommand(vmList(g), vmGet(g), vmCreate(g), vmDelete(g), vmConsole(g), vmBlock(g))
 	vm.AddCommand(vmNetworkCommands(g)...)
+	vm.AddCommand(vmCDROMCommand(g))
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
 	}

@@ -37,6 +37,7 @@ type Host struct {
 	nextPID   int
 	failStart func(supervisor.UnitSpec) error
 	boot      func(*Shim) error
+	exchange  ExchangeFunc
 }
 
 type unit struct {
@@ -66,6 +67,19 @@ func (h *Host) OnBoot(fn func(*Shim) error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.boot = fn
+}
+
+// ExchangeFunc answers a verb of the shim's route table that has no method
+// of its own, as the running shim s would: the request's method, target
+// and body in, the answer's body out.
+type ExchangeFunc func(s *Shim, method, target string, body []byte) ([]byte, error)
+
+// OnExchange makes running shims answer such verbs with fn; nil, the
+// default, answers none of them.
+func (h *Host) OnExchange(fn ExchangeFunc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.exchange = fn
 }
 
 // Starts lists every unit the host was asked to start, in order.
@@ -489,13 +503,20 @@ func (c *ShimClient) Console(ctx context.Context) ([]byte, error) {
 	return []byte("console of " + c.id + "\n"), nil
 }
 
-// Exchange answers the verbs that have no method of their own: the fake
-// shim knows none of them.
+// Exchange answers the verbs that have no method of their own with the
+// host's OnExchange function; without one the fake shim knows none.
 func (c *ShimClient) Exchange(ctx context.Context, method, target string, body []byte) ([]byte, error) {
-	if _, err := c.shim(); err != nil {
+	s, err := c.shim()
+	if err != nil {
 		return nil, err
 	}
-	return nil, errdefs.Unavailable("shim of VM %s: the fake shim does not answer %s %s", c.id, method, target)
+	c.host.mu.Lock()
+	fn := c.host.exchange
+	c.host.mu.Unlock()
+	if fn == nil {
+		return nil, errdefs.Unavailable("shim of VM %s: the fake shim does not answer %s %s", c.id, method, target)
+	}
+	return fn(s, method, target, body)
 }
 
 // Events streams the log after seq, then live entries until ctx ends or the

@@ -65,6 +65,7 @@ var PathParams = map[string]Param{
 	"dept":   {Name: "dept", In: "path", Type: typeOf[string](), Description: "a department id: 1 to 63 lower-case letters, digits or '-'"},
 	"preset": {Name: "preset", In: "path", Type: typeOf[api.FirewallPreset](), Description: "a service preset"},
 	"name":   {Name: "name", In: "path", Type: typeOf[string](), Description: "a bridge name"},
+	"cd":     {Name: "cd", In: "path", Type: typeOf[string](), Description: "a CD-ROM drive's name (cd0)"},
 }
 
 // Tags groups the operations; every route's Tag is one of them.
@@ -75,6 +76,7 @@ var Tags = []struct{ Name, Description string }{
 	{"events", "Server-sent streams of VM events"},
 	{"firewall", "Department and VM firewalls, presets, effective rules"},
 	{"network", "Bridges, and moving a VM between them"},
+	{"storage", "A VM's disks and CD-ROM drives, and their media"},
 	{"health", "The agent's own state"},
 	{"meta", "The API's description"},
 }
@@ -82,7 +84,7 @@ var Tags = []struct{ Name, Description string }{
 // Routes is the route table, in the order the document lists it.
 func Routes() []Route {
 	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes)
 }
 
 // errsWrite are the error classes most operations that change a VM share.

@@ -1,0 +1,430 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
+)
+
+// A VM's CD-ROM drives are added and removed only while it is off (q35's
+// AHCI drives cannot be hot-plugged); their media change while it runs,
+// through its shim, which records the change in the VM's log. While the
+// VM is off the spec alone changes and the agent records the event.
+
+// CDROMs lists a VM's CD-ROM drives, with what QEMU has in them while the
+// VM runs.
+func (a *Agent) CDROMs(ctx context.Context, id string) (api.CDROMs, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return api.CDROMs{}, err
+	}
+	return a.cdroms(ctx, rec)
+}
+
+func (a *Agent) cdroms(ctx context.Context, rec *record) (api.CDROMs, error) {
+	spec := rec.currentSpec()
+	out := api.CDROMs{CDROMs: []api.CDROM{}}
+	for _, d := range spec.CDROMs() {
+		out.CDROMs = append(out.CDROMs, api.CDROM{Name: d.Name, ISOPath: d.CDROM.Path, BootIndex: d.CDROM.BootIndex})
+	}
+	if rec.currentStatus().Terminal() {
+		return out, nil
+	}
+	blk, err := a.queryBlock(ctx, rec.id)
+	if err != nil {
+		return out, err
+	}
+	for i, cd := range out.CDROMs {
+		if j := slices.IndexFunc(blk.Devices, func(b api.BlockDevice) bool { return b.Name == cd.Name }); j >= 0 {
+			b := blk.Devices[j]
+			out.CDROMs[i].Live = &api.CDROMLive{MediumInserted: b.MediumInserted, File: b.File, TrayOpen: b.TrayOpen}
+		}
+	}
+	return out, nil
+}
+
+// cdrom is the drive named cd of cdroms' answer.
+func (a *Agent) cdrom(ctx context.Context, rec *record, cd string) (api.CDROM, error) {
+	all, err := a.cdroms(ctx, rec)
+	for _, c := range all.CDROMs {
+		if c.Name == cd {
+			return c, err
+		}
+	}
+	return api.CDROM{Name: cd}, err
+}
+
+// InsertMedium puts the ISO at isoPath into the VM's CD-ROM drive cd, in
+// place of what it held: at once in a running guest, which sees a media
+// change, and in the spec. The same ISO again changes nothing.
+func (a *Agent) InsertMedium(ctx context.Context, id, cd, isoPath string) (api.CDROM, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return api.CDROM{}, err
+	}
+	if err := a.checkISO("isoPath", isoPath); err != nil {
+		return api.CDROM{}, err
+	}
+	return a.setMedium(ctx, rec, cd, isoPath)
+}
+
+// EjectMedium empties the VM's CD-ROM drive cd, live while it runs. An
+// empty drive stays as it is.
+func (a *Agent) EjectMedium(ctx context.Context, id, cd string) (api.CDROM, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return api.CDROM{}, err
+	}
+	return a.setMedium(ctx, rec, cd, "")
+}
+
+// setMedium is InsertMedium and EjectMedium: validate, lock, change the
+// running guest's medium through its shim, persist the spec, and put the
+// old medium back in the guest if persisting fails.
+func (a *Agent) setMedium(ctx context.Context, rec *record, cd, path string) (api.CDROM, error) {
+	if _, err := cdromOf(rec.currentSpec(), cd); err != nil {
+		return api.CDROM{}, err
+	}
+	unlock, err := a.lockRecord(ctx, rec)
+	if err != nil {
+		return api.CDROM{}, err
+	}
+	defer unlock()
+	d, err := cdromOf(rec.currentSpec(), cd)
+	if err != nil {
+		return api.CDROM{}, err
+	}
+	old := d.Path
+	if old == path {
+		return a.cdrom(ctx, rec, cd)
+	}
+	change := func(s *vmspec.Spec) error { s.Device(cd).CDROM.Path = path; return nil }
+	if err := a.checkSpecChange(rec, change); err != nil {
+		return api.CDROM{}, err
+	}
+	running := !rec.currentStatus().Terminal()
+	if running {
+		if err := a.changeMediumLive(ctx, rec.id, cd, path); err != nil {
+			return api.CDROM{}, err
+		}
+	}
+	if err := a.updateSpec(rec, change); err != nil {
+		if running {
+			if berr := a.changeMediumLive(context.WithoutCancel(ctx), rec.id, cd, old); berr != nil {
+				return api.CDROM{}, errdefs.Internal("%v; and putting %s back into %s failed: %v", err, mediumName(old), cd, berr)
+			}
+		}
+		return api.CDROM{}, err
+	}
+	if !running {
+		msg := fmt.Sprintf("%s: medium %s ejected", cd, old)
+		switch {
+		case old == "":
+			msg = fmt.Sprintf("%s: medium %s inserted", cd, path)
+		case path != "":
+			msg = fmt.Sprintf("%s: medium changed from %s to %s", cd, old, path)
+		}
+		if err := a.recordChange(ctx, rec, msg, func(s *vmspec.Spec) error { s.Device(cd).CDROM.Path = old; return nil }); err != nil {
+			return api.CDROM{}, err
+		}
+	}
+	a.sync.Resync(rec.id)
+	a.log.Info("CD-ROM medium changed", logging.KeyVM, rec.id, "CDROM", cd, "FROM", old, "TO", path, "LIVE", running)
+	return a.cdrom(ctx, rec, cd)
+}
+
+// AddCDROM adds a CD-ROM drive, empty or with an ISO, to a VM that is off.
+func (a *Agent) AddCDROM(ctx context.Context, id string, req api.AddCDROMRequest) (api.CDROM, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return api.CDROM{}, err
+	}
+	if req.ISOPath != "" {
+		if err := a.checkISO("isoPath", req.ISOPath); err != nil {
+			return api.CDROM{}, err
+		}
+	}
+	unlock, err := a.lockRecord(ctx, rec)
+	if err != nil {
+		return api.CDROM{}, err
+	}
+	defer unlock()
+	if err := a.refuseWhileRunning(rec, "added"); err != nil {
+		return api.CDROM{}, err
+	}
+	spec := rec.currentSpec()
+	name := req.Name
+	if name == "" {
+		name = spec.FreeName(api.DeviceCDROM)
+	} else if spec.Device(name) != nil {
+		return api.CDROM{}, errdefs.AlreadyExists("name", "the VM already has a device %q", name)
+	}
+	if n, limit := len(spec.CDROMs())+1, vmspec.MaxCDROMs-installMedia(spec); n > limit {
+		return api.CDROM{}, errdefs.FailedPrecondition("VM %s: the AHCI controller has room for %d CD-ROM drives beside an unfinished install's own media, and the VM has %d",
+			rec.id, limit, n-1)
+	}
+	change := func(s *vmspec.Spec) error {
+		s.AddDevice(vmspec.NewDevice(name, vmspec.CDROM{Path: req.ISOPath, BootIndex: req.BootIndex}))
+		return nil
+	}
+	// The new entry is the spec's last: its fields are the request's.
+	last := fmt.Sprintf("devices[%d]", len(spec.Devices))
+	if err := a.checkSpecChange(rec, change); err != nil {
+		return api.CDROM{}, errdefs.RenameField(err, func(f string) string {
+			switch f {
+			case last + ".name":
+				return "name"
+			case last + ".cdrom.bootIndex":
+				return "bootIndex"
+			case last + ".cdrom.path":
+				return "isoPath"
+			}
+			return f
+		})
+	}
+	if err := a.updateSpec(rec, change); err != nil {
+		return api.CDROM{}, err
+	}
+	msg := fmt.Sprintf("%s: CD-ROM drive added, empty", name)
+	if req.ISOPath != "" {
+		msg = fmt.Sprintf("%s: CD-ROM drive added with %s", name, req.ISOPath)
+	}
+	if err := a.recordChange(ctx, rec, msg, func(s *vmspec.Spec) error { s.RemoveDevice(name); return nil }); err != nil {
+		return api.CDROM{}, err
+	}
+	a.sync.Resync(rec.id)
+	a.log.Info("CD-ROM drive added", logging.KeyVM, rec.id, "CDROM", name, "ISO", req.ISOPath)
+	return a.cdrom(ctx, rec, name)
+}
+
+// RemoveCDROM removes a CD-ROM drive, with its medium, from a VM that is
+// off. The ISO itself stays where it is.
+func (a *Agent) RemoveCDROM(ctx context.Context, id, cd string) error {
+	rec, err := a.get(id)
+	if err != nil {
+		return err
+	}
+	if _, err := cdromOf(rec.currentSpec(), cd); err != nil {
+		return err
+	}
+	unlock, err := a.lockRecord(ctx, rec)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := a.refuseWhileRunning(rec, "removed"); err != nil {
+		return err
+	}
+	spec := rec.currentSpec()
+	i := slices.IndexFunc(spec.Devices, func(d vmspec.Device) bool { return d.Name == cd })
+	if i < 0 || spec.Devices[i].Type != api.DeviceCDROM {
+		_, err := cdromOf(spec, cd)
+		return err
+	}
+	removed := spec.Devices[i]
+	change := func(s *vmspec.Spec) error { s.RemoveDevice(cd); return nil }
+	if err := a.checkSpecChange(rec, change); err != nil {
+		return err
+	}
+	if err := a.updateSpec(rec, change); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("%s: CD-ROM drive removed", cd)
+	if p := removed.CDROM.Path; p != "" {
+		msg = fmt.Sprintf("%s: CD-ROM drive removed with %s", cd, p)
+	}
+	// Undone, the drive goes back where it was in the device order.
+	undo := func(s *vmspec.Spec) error { s.Devices = slices.Insert(s.Devices, i, removed); return nil }
+	if err := a.recordChange(ctx, rec, msg, undo); err != nil {
+		return err
+	}
+	a.sync.Resync(rec.id)
+	a.log.Info("CD-ROM drive removed", logging.KeyVM, rec.id, "CDROM", cd)
+	return nil
+}
+
+// cdromOf is the VM's CD-ROM drive named cd; any other name is NotFound,
+// naming the drives there are.
+func cdromOf(s *vmspec.Spec, cd string) (*vmspec.CDROM, error) {
+	d := s.Device(cd)
+	if d == nil || d.Type != api.DeviceCDROM || d.CDROM == nil {
+		var names []string
+		for _, c := range s.CDROMs() {
+			names = append(names, c.Name)
+		}
+		return nil, errdefs.NotFound("VM %s has no CD-ROM drive %q; its CD-ROM drives are %v", s.ID, cd, names)
+	}
+	return d.CDROM, nil
+}
+
+// refuseWhileRunning refuses a drive change on a VM that is not off.
+func (a *Agent) refuseWhileRunning(rec *record, what string) error {
+	if st := rec.currentStatus(); !st.Terminal() {
+		return errdefs.FailedPrecondition("VM %s is %s: CD-ROM drives are %s only while it is off (q35's AHCI drives cannot be hot-plugged); its media change live",
+			rec.id, st, what)
+	}
+	return nil
+}
+
+// checkSpecChange refuses a change the spec's own rules would not accept,
+// before anything changes: an unfinished install, for one, keeps its OS
+// ISO in the first drive.
+func (a *Agent) checkSpecChange(rec *record, change func(*vmspec.Spec) error) error {
+	ns := rec.currentSpec().Clone()
+	if err := change(ns); err != nil {
+		return err
+	}
+	if err := ns.Validate(); err != nil {
+		if e := errdefs.As(err); e != nil && e.Code == errdefs.CodeInvalidArgument && strings.HasPrefix(e.Field, "devices[") {
+			return err
+		}
+		return errdefs.FailedPrecondition("the VM's spec would not hold: %v", err)
+	}
+	return nil
+}
+
+// recordChange records msg in the log of a VM that is off; if it cannot,
+// undo takes the spec change back, so that nothing changed unrecorded.
+func (a *Agent) recordChange(ctx context.Context, rec *record, msg string, undo func(*vmspec.Spec) error) error {
+	err := a.appendEvent(ctx, rec, api.Event{Type: api.EventProgress, Message: msg})
+	if err == nil {
+		return nil
+	}
+	if uerr := a.updateSpec(rec, undo); uerr != nil {
+		return errdefs.Internal("record the change: %v; and undoing it failed: %v", err, uerr)
+	}
+	if e := errdefs.As(err); e != nil {
+		return err
+	}
+	return errdefs.Internal("record the change: %v", err)
+}
+
+// changeMediumLive asks the VM's shim to change a drive's medium.
+func (a *Agent) changeMediumLive(ctx context.Context, id, cd, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	defer cancel()
+	sh := a.shim(id)
+	defer sh.Close()
+	_, err := shimclient.Call(ctx, sh, shimapi.RouteMedium, shimapi.MediumRequest{CDROM: cd, Path: path})
+	return err
+}
+
+func (a *Agent) queryBlock(ctx context.Context, id string) (api.BlockDevices, error) {
+	ctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	defer cancel()
+	sh := a.shim(id)
+	defer sh.Close()
+	return shimclient.Call(ctx, sh, shimapi.RouteBlock, shimapi.BlockRequest{})
+}
+
+// installMedia counts the drives an unfinished install adds at start
+// beside the spec's: its answer ISO, and virtio-win's.
+func installMedia(s *vmspec.Spec) int {
+	in := s.Install
+	if !in.Active() {
+		return 0
+	}
+	if in.VirtioWinISO != "" {
+		return 2
+	}
+	return 1
+}
+
+// checkISO checks an ISO the way a create checks isoPath: a clean absolute
+// path to a regular file. QEMU opens it as its own account, not root, so
+// the account must also be able to read it. Nothing under the state
+// directory is a client's medium: the shim would hand a VM's own files
+// (its spec, its log) to QEMU's account.
+func (a *Agent) checkISO(field, p string) error {
+	if err := vmspec.CheckHostPath(field, p); err != nil {
+		return err
+	}
+	if state := a.cfg.Layout.StateDir; p == state || strings.HasPrefix(p, state+"/") {
+		return errdefs.Invalid(field, "%s lies in the agent's state directory %s; media live elsewhere", p, state)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return errdefs.Invalid(field, "%s: %v", p, errors.Unwrap(err))
+	}
+	if !st.Mode().IsRegular() {
+		return errdefs.Invalid(field, "%s is not a regular file", p)
+	}
+	if a.cfg.QEMUUser == "" {
+		return nil
+	}
+	u, err := user.Lookup(a.cfg.QEMUUser)
+	if err != nil {
+		return nil // the shim reports a missing account when it starts QEMU
+	}
+	if !readableBy(p, u) {
+		return errdefs.Invalid(field, "%s is not readable by %s, the account QEMU runs as: make it (and its directories' search bit) readable to that account", p, u.Username)
+	}
+	return nil
+}
+
+// readableBy reports whether u may read the file at p by its mode bits:
+// every directory above it searchable, the file readable, each by the
+// owner, group or other bits that apply to u. ACLs are not looked at.
+func readableBy(p string, u *user.User) bool {
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gids := map[uint64]bool{}
+	if g, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
+		gids[g] = true
+	}
+	if groups, err := u.GroupIds(); err == nil {
+		for _, s := range groups {
+			if g, err := strconv.ParseUint(s, 10, 32); err == nil {
+				gids[g] = true
+			}
+		}
+	}
+	allowed := func(path string, bit os.FileMode) bool {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return false
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return false
+		}
+		mode := fi.Mode().Perm()
+		switch {
+		case uint64(st.Uid) == uid:
+			return mode&(bit<<6) != 0
+		case gids[uint64(st.Gid)]:
+			return mode&(bit<<3) != 0
+		}
+		return mode&bit != 0
+	}
+	for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+		if !allowed(dir, 0o1) {
+			return false
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	return allowed(p, 0o4)
+}
+
+// mediumName is an ISO's path for a message, or "no medium".
+func mediumName(path string) string {
+	if path == "" {
+		return "no medium"
+	}
+	return path
+}
