@@ -257,8 +257,8 @@ func (a *Agent) RemoveCDROM(ctx context.Context, id, cd string) error {
 	return nil
 }
 
-// cdromOf is the VM's CD-ROM drive named cd; any other name is NotFound,
-// naming the drives there are.
+// cdromOf is the VM's CD-ROM drive named cd; any other name is NotFound
+// of the path's cd, naming the drives there are.
 func cdromOf(s *vmspec.Spec, cd string) (*vmspec.CDROM, error) {
 	d := s.Device(cd)
 	if d == nil || d.Type != api.DeviceCDROM || d.CDROM == nil {
@@ -266,7 +266,9 @@ func cdromOf(s *vmspec.Spec, cd string) (*vmspec.CDROM, error) {
 		for _, c := range s.CDROMs() {
 			names = append(names, c.Name)
 		}
-		return nil, errdefs.NotFound("VM %s has no CD-ROM drive %q; its CD-ROM drives are %v", s.ID, cd, names)
+		e := errdefs.NotFound("VM %s has no CD-ROM drive %q; its CD-ROM drives are %v", s.ID, cd, names)
+		e.Field = "cd"
+		return nil, e
 	}
 	return d.CDROM, nil
 }

@@ -134,9 +134,9 @@ func TestCDROMsOfAStoppedVM(t *testing.T) {
 			_, err := a.InsertMedium(t.Context(), vm1, "cd0", b.layout.SpecFile(vm1))
 			return err
 		}, errdefs.CodeInvalidArgument, "isoPath"},
-		{"unknown drive", func() error { _, err := a.InsertMedium(t.Context(), vm1, "cd9", isos[0]); return err }, errdefs.CodeNotFound, ""},
-		{"eject unknown drive", func() error { _, err := a.EjectMedium(t.Context(), vm1, "disk0"); return err }, errdefs.CodeNotFound, ""},
-		{"remove unknown drive", func() error { return a.RemoveCDROM(t.Context(), vm1, "net0") }, errdefs.CodeNotFound, ""},
+		{"unknown drive", func() error { _, err := a.InsertMedium(t.Context(), vm1, "cd9", isos[0]); return err }, errdefs.CodeNotFound, "cd"},
+		{"eject unknown drive", func() error { _, err := a.EjectMedium(t.Context(), vm1, "disk0"); return err }, errdefs.CodeNotFound, "cd"},
+		{"remove unknown drive", func() error { return a.RemoveCDROM(t.Context(), vm1, "net0") }, errdefs.CodeNotFound, "cd"},
 		{"add a taken name", func() error {
 			_, err := a.AddCDROM(t.Context(), vm1, api.AddCDROMRequest{Name: "disk0"})
 			return err

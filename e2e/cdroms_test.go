@@ -211,8 +211,8 @@ func TestCDROMMediaChangeLive(t *testing.T) {
 		{"relative path", func() error { _, err := b.client.InsertMedium(ctx, vm.ID, "cd0", "isos/second.iso"); return err }, errdefs.CodeInvalidArgument, "isoPath"},
 		{"missing file", func() error { _, err := b.client.InsertMedium(ctx, vm.ID, "cd0", imagesDir+"/missing.iso"); return err }, errdefs.CodeInvalidArgument, "isoPath"},
 		{"ISO QEMU cannot read", func() error { _, err := b.client.InsertMedium(ctx, vm.ID, "cd0", closed); return err }, errdefs.CodeInvalidArgument, "isoPath"},
-		{"unknown drive", func() error { _, err := b.client.InsertMedium(ctx, vm.ID, "cd7", second); return err }, errdefs.CodeNotFound, ""},
-		{"eject an unknown drive", func() error { _, err := b.client.EjectMedium(ctx, vm.ID, "cd7"); return err }, errdefs.CodeNotFound, ""},
+		{"unknown drive", func() error { _, err := b.client.InsertMedium(ctx, vm.ID, "cd7", second); return err }, errdefs.CodeNotFound, "cd"},
+		{"eject an unknown drive", func() error { _, err := b.client.EjectMedium(ctx, vm.ID, "cd7"); return err }, errdefs.CodeNotFound, "cd"},
 		{"add a drive while running", func() error {
 			_, err := b.client.AddCDROM(ctx, vm.ID, api.AddCDROMRequest{ISOPath: second})
 			return err
