@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
@@ -220,5 +222,79 @@ func TestChangeMediumFailingPartWayRestores(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "putting "+isoA+" back failed") {
 		t.Errorf("the error %q does not say the old medium could not go back", err)
+	}
+}
+
+// QEMU refusing the new medium part-way, on real QEMU: another process
+// holds a lock that denies it a consistent read of the ISO (as a second
+// QEMU writing it would), so the new nodes cannot take the drive. The old
+// medium is back, in its cold boot's nodes, the tray closed; the shim's
+// view and the log are as they were; once the lock goes, the change works.
+func TestChangeMediumRefusedByQEMURestoresTheOldMedium(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	isoA, isoB := filepath.Join(dir, "a.iso"), filepath.Join(dir, "b.iso")
+	for _, p := range []string{isoA, isoB} {
+		if err := os.WriteFile(p, make([]byte, 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, p := bareQEMU(t, ctx,
+		"-blockdev", fmt.Sprintf(`{"driver":"file","node-name":"cd0-file","filename":%q,"read-only":true}`, isoA),
+		"-blockdev", `{"driver":"raw","node-name":"cd0","file":"cd0-file","read-only":true}`,
+		"-device", `{"driver":"ide-cd","id":"cd0","drive":"cd0","bus":"ide.0"}`)
+	s := New(Config{})
+	s.qmp, s.qemu, s.spec = c, p, &vmspec.Spec{}
+	logFile := cdromShim(t, s, dir, [2]string{"cd0", isoA})
+
+	// QEMU's file locking: a lock on byte 200 says another user does not
+	// share "consistent read", the permission a reader needs.
+	f, err := os.Open(isoB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lock := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: 200, Len: 1}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lock); err != nil {
+		t.Skipf("no OFD locks here: %v", err)
+	}
+	_, err = s.changeMedium(ctx, shimapi.MediumRequest{CDROM: "cd0", Path: isoB})
+	if err == nil || !strings.Contains(err.Error(), "the old one is back") {
+		t.Fatalf("change onto a locked ISO: %v, want a refusal with the old medium back", err)
+	}
+	t.Logf("refused: %v", err)
+	got, err := s.queryBlock(ctx, shimapi.BlockRequest{})
+	want := []api.BlockDevice{{Name: "cd0", File: isoA, Format: "raw", ReadOnly: true, Removable: true, MediumInserted: true}}
+	if err != nil || !slices.Equal(got.Devices, want) {
+		t.Fatalf("after the refusal: %+v %v, want %+v", got.Devices, err, want)
+	}
+	var infos []struct {
+		NodeName string `json:"node-name"`
+	}
+	if err := c.Execute(ctx, "query-named-block-nodes", nil, &infos); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []string
+	for _, n := range infos {
+		nodes = append(nodes, n.NodeName)
+	}
+	slices.Sort(nodes)
+	if !slices.Equal(nodes, []string{"cd0", "cd0-file"}) {
+		t.Errorf("block nodes after the refusal %v, want the cold boot's cd0 and cd0-file only", nodes)
+	}
+	if cd, _ := s.specCDROM("cd0"); cd.Path() != isoA || s.spec.Device("cd0").CDROM.Path != isoA {
+		t.Errorf("the shim's view moved to %s", cd.Path())
+	}
+	if got := messages(t, logFile); len(got) != 0 {
+		t.Errorf("a refused change was recorded: %v", got)
+	}
+
+	lock.Type = unix.F_UNLCK
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.changeMedium(ctx, shimapi.MediumRequest{CDROM: "cd0", Path: isoB}); err != nil {
+		t.Fatalf("change once the lock is gone: %v", err)
 	}
 }
