@@ -57,15 +57,20 @@ func (a *Agent) cdroms(ctx context.Context, rec *record) (api.CDROMs, error) {
 	return out, nil
 }
 
-// cdrom is the drive named cd of cdroms' answer.
-func (a *Agent) cdrom(ctx context.Context, rec *record, cd string) (api.CDROM, error) {
+// cdrom is the drive named cd, as a change left it. The change is done
+// whatever QEMU's view: a failure to read that leaves Live out, and is
+// logged, rather than failing a change that happened.
+func (a *Agent) cdrom(ctx context.Context, rec *record, cd string) api.CDROM {
 	all, err := a.cdroms(ctx, rec)
+	if err != nil {
+		a.log.Warn("cannot read the running VM's CD-ROM drives after a change", logging.KeyVM, rec.id, "ERROR", err.Error())
+	}
 	for _, c := range all.CDROMs {
 		if c.Name == cd {
-			return c, err
+			return c
 		}
 	}
-	return api.CDROM{Name: cd}, err
+	return api.CDROM{Name: cd}
 }
 
 // InsertMedium puts the ISO at isoPath into the VM's CD-ROM drive cd, in
@@ -110,7 +115,7 @@ func (a *Agent) setMedium(ctx context.Context, rec *record, cd, path string) (ap
 	}
 	old := d.Path
 	if old == path {
-		return a.cdrom(ctx, rec, cd)
+		return a.cdrom(ctx, rec, cd), nil
 	}
 	change := func(s *vmspec.Spec) error { s.Device(cd).CDROM.Path = path; return nil }
 	if err := a.checkSpecChange(rec, change); err != nil {
@@ -144,7 +149,7 @@ func (a *Agent) setMedium(ctx context.Context, rec *record, cd, path string) (ap
 	}
 	a.sync.Resync(rec.id)
 	a.log.Info("CD-ROM medium changed", logging.KeyVM, rec.id, "CDROM", cd, "FROM", old, "TO", path, "LIVE", running)
-	return a.cdrom(ctx, rec, cd)
+	return a.cdrom(ctx, rec, cd), nil
 }
 
 // AddCDROM adds a CD-ROM drive, empty or with an ISO, to a VM that is off.
@@ -208,7 +213,7 @@ func (a *Agent) AddCDROM(ctx context.Context, id string, req api.AddCDROMRequest
 	}
 	a.sync.Resync(rec.id)
 	a.log.Info("CD-ROM drive added", logging.KeyVM, rec.id, "CDROM", name, "ISO", req.ISOPath)
-	return a.cdrom(ctx, rec, name)
+	return a.cdrom(ctx, rec, name), nil
 }
 
 // RemoveCDROM removes a CD-ROM drive, with its medium, from a VM that is
