@@ -75,6 +75,10 @@ func (s *Shim) controlServer() *tinyhttp.Server {
 	})
 	handle(srv, shimapi.RouteBlock, s.queryBlock)
 	handle(srv, shimapi.RouteMedium, s.changeMedium)
+	handle(srv, shimapi.RouteDisks, s.queryDisks)
+	handle(srv, shimapi.RouteDiskAdd, s.addDisk)
+	handle(srv, shimapi.RouteDiskRemove, s.removeDisk)
+	handle(srv, shimapi.RouteDiskResize, s.resizeDisk)
 	return srv
 }
 

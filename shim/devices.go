@@ -75,6 +75,8 @@ func (s *Shim) prepareDevices(ctx context.Context) error {
 // shim's TAP queue fds (the kernel removes a TAP with its last one), the
 // channels' sockets.
 func (s *Shim) releaseDevices(ctx context.Context) error {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
 	s.release(ctx, s.devices)
 	s.devices = nil
 	return nil

@@ -94,8 +94,10 @@ type Shim struct {
 
 	spec   *vmspec.Spec
 	events *eventlog.Log
-	// devices are this start's, prepared, until teardown releases them.
+	// devices are this start's, prepared, until teardown releases them;
+	// live changes keep them as QEMU has them, under liveMu.
 	devices []device.Device
+	liveMu  sync.Mutex
 	qemu    *qemuProcess
 	qmp     *qmp.Client
 	// qmpEvents is subscribed right after the handshake, before the CPUs run.

@@ -40,6 +40,10 @@ var (
 	RouteConsoleInput = Route[ConsoleInput, Empty]{Verb: "console-input", Method: "POST", Path: "/v1/console"}
 	RouteBlock        = Route[BlockRequest, api.BlockDevices]{Verb: "query-block", Method: "GET", Path: "/v1/block"}
 	RouteMedium       = Route[MediumRequest, Empty]{Verb: "change-medium", Method: "POST", Path: "/v1/medium"}
+	RouteDisks        = Route[DisksRequest, api.Disks]{Verb: "query-disks", Method: "GET", Path: "/v1/disks"}
+	RouteDiskAdd      = Route[DiskAddRequest, Empty]{Verb: "disk-add", Method: "POST", Path: "/v1/disks/add"}
+	RouteDiskRemove   = Route[DiskRemoveRequest, Empty]{Verb: "disk-remove", Method: "POST", Path: "/v1/disks/remove"}
+	RouteDiskResize   = Route[DiskResizeRequest, Empty]{Verb: "disk-resize", Method: "POST", Path: "/v1/disks/resize"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -52,6 +56,10 @@ var Routes = []RouteInfo{
 	RouteConsoleInput.Info(),
 	RouteBlock.Info(),
 	RouteMedium.Info(),
+	RouteDisks.Info(),
+	RouteDiskAdd.Info(),
+	RouteDiskRemove.Info(),
+	RouteDiskResize.Info(),
 }
 
 // StatusRequest asks for the shim's view of its VM.

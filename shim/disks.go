@@ -1,0 +1,274 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/qemu"
+	"github.com/infinibay/infinivirt/pkg/qmp"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+)
+
+// Live disk changes. Each holds liveMu, so that the shim's list of devices
+// (teardown releases it, the next change reads it) follows QEMU's.
+const (
+	// unplugDeadline is how long the guest gets to release a disk; like
+	// Incus, device_del is sent again meanwhile, since a guest that was
+	// still booting may have missed the first request.
+	unplugDeadline = 10 * time.Second
+	unplugRetry    = time.Second
+	// diskOpTimeout bounds a whole live change but the unplug wait: the
+	// image check (qemu-img on a backing chain) and a few QMP commands.
+	diskOpTimeout = 30 * time.Second
+)
+
+// liveDevices answers FailedPrecondition unless QEMU runs and its devices
+// can change: not while it starts, nor once its end is decided.
+func (s *Shim) liveDevices() error {
+	switch st := s.lifecycleState(); st {
+	case stateRunning, stateSuspended, statePaused:
+		return nil
+	default:
+		return errdefs.FailedPrecondition("the VM is %s: its devices change live only while QEMU runs", st)
+	}
+}
+
+// liveDevice is the running device named name, or nil. The caller holds liveMu.
+func (s *Shim) liveDevice(name string) device.Device {
+	for _, d := range s.devices {
+		if d.Name() == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// queryDisks lists the disks QEMU has open with their images' sizes and
+// backing chains; CD-ROMs are left out.
+func (s *Shim) queryDisks(ctx context.Context, _ shimapi.DisksRequest) (api.Disks, error) {
+	if err := s.liveDevices(); err != nil {
+		return api.Disks{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	infos, err := s.qmp.QueryBlock(ctx)
+	if err != nil {
+		return api.Disks{}, qmpFailed(err)
+	}
+	out := api.Disks{Disks: []api.Disk{}}
+	for _, in := range infos {
+		if in.Removable || in.Inserted == nil {
+			continue
+		}
+		name := in.QDev
+		if rest, ok := strings.CutPrefix(name, "/machine/peripheral/"); ok {
+			name, _, _ = strings.Cut(rest, "/")
+		}
+		if name == "" {
+			name = in.Inserted.NodeName
+		}
+		img := in.Inserted.Image
+		d := api.Disk{Name: name, Path: in.Inserted.File, Format: in.Inserted.Driver, Bus: api.DiskBusVirtioBlk,
+			VirtualSizeBytes: img.VirtualSize, AllocatedBytes: img.ActualSize, BackingChain: []api.BackingImage{}, Live: true}
+		for b := img.Backing; b != nil; b = b.Backing {
+			d.BackingChain = append(d.BackingChain, api.BackingImage{Path: b.Filename, Format: b.Format, VirtualSizeBytes: b.VirtualSize})
+		}
+		out.Disks = append(out.Disks, d)
+	}
+	return out, nil
+}
+
+// addDisk hot-plugs a disk: its image checked and handed to QEMU, its file
+// and format nodes, then the device on a free hot-plug port. A failed step
+// undoes the ones before it.
+func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi.Empty, error) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	if err := s.liveDevices(); err != nil {
+		return shimapi.Empty{}, err
+	}
+	if req.Device.Type != api.DeviceDisk || req.Device.Disk == nil {
+		return shimapi.Empty{}, errdefs.Invalid("device", "must be a disk, got a %q device", req.Device.Type)
+	}
+	if s.liveDevice(req.Device.Name) != nil {
+		return shimapi.Empty{}, errdefs.AlreadyExists("name", "the VM already has a device %s", req.Device.Name)
+	}
+	dev, err := device.New(req.Device)
+	if err != nil {
+		return shimapi.Empty{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, diskOpTimeout)
+	defer cancel()
+	if err := dev.Prepare(ctx, s.deviceHost()); err != nil {
+		s.release(ctx, []device.Device{dev})
+		return shimapi.Empty{}, errdefs.FailedPrecondition("disk %s: %v", dev.Name(), err)
+	}
+	port, err := s.freeHotplugPort(ctx)
+	if err != nil {
+		s.release(ctx, []device.Device{dev})
+		return shimapi.Empty{}, err
+	}
+	cmds, err := dev.Hotplug(port)
+	if err != nil {
+		s.release(ctx, []device.Device{dev})
+		return shimapi.Empty{}, err
+	}
+	var nodes []string // added so far, to delete newest first on failure
+	for _, c := range cmds {
+		err := s.qmp.Execute(ctx, c.Execute, c.Arguments, nil)
+		if err == nil {
+			if b, ok := c.Arguments.(qemu.Blockdev); ok {
+				nodes = append(nodes, b.NodeName)
+			}
+			continue
+		}
+		s.deleteNodes(ctx, nodes)
+		s.release(ctx, []device.Device{dev})
+		if e := (*qmp.Error)(nil); errors.As(err, &e) {
+			return shimapi.Empty{}, errdefs.FailedPrecondition("hot-plug disk %s: %s refused: %s", dev.Name(), c.Execute, e.Desc)
+		}
+		return shimapi.Empty{}, qmpFailed(err)
+	}
+	s.devices = append(s.devices, dev)
+	s.progress("disk %s hot-plugged on %s (%s)", dev.Name(), port, req.Device.Disk.Path)
+	return shimapi.Empty{}, nil
+}
+
+// deleteNodes removes block nodes newest first, with their own deadline: the
+// request's may be what ended. A failure is logged; the rest still go.
+func (s *Shim) deleteNodes(ctx context.Context, nodes []string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), qmpTimeout)
+	defer cancel()
+	for _, n := range slices.Backward(nodes) {
+		if err := s.qmp.BlockdevDel(ctx, n); err != nil {
+			s.log.Warn("deleting a block node failed", "NODE", n, "ERROR", err.Error())
+		}
+	}
+}
+
+// freeHotplugPort is the first reserved hot-plug root port with nothing
+// behind it, as QEMU's PCI tree shows it now (a device whose unplug is
+// still pending keeps its port).
+func (s *Shim) freeHotplugPort(ctx context.Context) (string, error) {
+	buses, err := s.qmp.QueryPCI(ctx)
+	if err != nil {
+		return "", qmpFailed(err)
+	}
+	free := map[string]bool{}
+	for _, bus := range buses {
+		for _, d := range bus.Devices {
+			if strings.HasPrefix(d.QDevID, "hotplug-") && d.Bridge != nil {
+				free[d.QDevID] = len(d.Bridge.Devices) == 0
+			}
+		}
+	}
+	for i := range len(free) {
+		if id := qemu.HotplugPortID(i); free[id] {
+			return id, nil
+		}
+	}
+	return "", errdefs.FailedPrecondition("all %d hot-plug ports of the VM are in use; remove a hot-plugged device or add the disk while the VM is off", len(free))
+}
+
+// removeDisk unplugs a disk: device_del, repeated until the guest releases
+// it (DEVICE_DELETED) or the deadline passes, then its block nodes. A guest
+// that keeps the disk leaves it attached, and the error says so.
+func (s *Shim) removeDisk(ctx context.Context, req shimapi.DiskRemoveRequest) (shimapi.Empty, error) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	if err := s.liveDevices(); err != nil {
+		return shimapi.Empty{}, err
+	}
+	dev := s.liveDevice(req.Name)
+	if dev == nil || dev.Type() != api.DeviceDisk {
+		return shimapi.Empty{}, errdefs.NotFound("the running VM has no disk %q", req.Name)
+	}
+	if err := s.unplug(ctx, dev.Name()); err != nil {
+		return shimapi.Empty{}, err
+	}
+	s.deleteNodes(ctx, []string{qemu.FileNodeName(dev.Name()), dev.Name()})
+	s.devices = slices.DeleteFunc(s.devices, func(d device.Device) bool { return d == dev })
+	s.release(ctx, []device.Device{dev})
+	s.progress("disk %s unplugged", dev.Name())
+	return shimapi.Empty{}, nil
+}
+
+// unplug asks the guest to release device id until DEVICE_DELETED says it
+// did or unplugDeadline passes.
+func (s *Shim) unplug(ctx context.Context, id string) error {
+	events, unsubscribe := s.qmp.Subscribe(64)
+	defer unsubscribe()
+	ctx, cancel := context.WithTimeout(ctx, unplugDeadline)
+	defer cancel()
+	retry := time.NewTicker(unplugRetry)
+	defer retry.Stop()
+	for attempt := 1; ; attempt++ {
+		if err := s.qmp.DeviceDel(ctx, id); err != nil {
+			var e *qmp.Error
+			switch {
+			case errors.As(err, &e) && e.Class == "DeviceNotFound":
+				return nil // released between the event and now: gone is gone
+			case errors.As(err, &e) && strings.Contains(e.Desc, "in the process of unplug"):
+				// The first request is still with the guest.
+			case errors.As(err, &e):
+				return errdefs.FailedPrecondition("unplug %s: %s", id, e.Desc)
+			case ctx.Err() == nil:
+				return qmpFailed(err)
+			}
+		}
+		select {
+		case ev, open := <-events:
+			if !open {
+				return errdefs.Unavailable("unplug %s: QEMU went away", id)
+			}
+			if d, err := ev.DeviceDeleted(); err == nil && d.Device == id {
+				return nil
+			}
+			attempt-- // not ours: wait on without sending again
+		case <-retry.C:
+		case <-ctx.Done():
+			return &errdefs.Error{Code: errdefs.CodeDeadlineExceeded,
+				Message: fmt.Sprintf("the guest did not release %s within %s (%d unplug requests); it stays attached", id, unplugDeadline, attempt)}
+		}
+	}
+}
+
+// resizeDisk grows a running disk; the guest sees the new size at once.
+func (s *Shim) resizeDisk(ctx context.Context, req shimapi.DiskResizeRequest) (shimapi.Empty, error) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	if err := s.liveDevices(); err != nil {
+		return shimapi.Empty{}, err
+	}
+	if dev := s.liveDevice(req.Name); dev == nil || dev.Type() != api.DeviceDisk {
+		return shimapi.Empty{}, errdefs.NotFound("the running VM has no disk %q", req.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	disks, err := s.queryDisks(ctx, shimapi.DisksRequest{})
+	if err != nil {
+		return shimapi.Empty{}, err
+	}
+	i := slices.IndexFunc(disks.Disks, func(d api.Disk) bool { return d.Name == req.Name })
+	if i < 0 {
+		return shimapi.Empty{}, errdefs.NotFound("QEMU has no disk %q open", req.Name)
+	}
+	if old := disks.Disks[i].VirtualSizeBytes; req.SizeBytes < old {
+		return shimapi.Empty{}, errdefs.Invalid("sizeGB", "a running VM's disk only grows: %s is %d bytes, asked for %d", req.Name, old, req.SizeBytes)
+	}
+	if err := s.qmp.BlockResize(ctx, req.Name, req.SizeBytes); err != nil {
+		if e := (*qmp.Error)(nil); errors.As(err, &e) {
+			return shimapi.Empty{}, errdefs.FailedPrecondition("resize %s: %s", req.Name, e.Desc)
+		}
+		return shimapi.Empty{}, qmpFailed(err)
+	}
+	s.progress("disk %s grown to %d bytes", req.Name, req.SizeBytes)
+	return shimapi.Empty{}, nil
+}
