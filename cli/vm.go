@@ -21,6 +21,7 @@ func vmCommand(g *globals) *cobra.Command {
 	vm.AddCommand(vmList(g), vmGet(g), vmCreate(g), vmDelete(g), vmConsole(g), vmBlock(g))
 	vm.AddCommand(vmNetworkCommands(g)...)
 	vm.AddCommand(vmCDROMCommand(g))
+	vm.AddCommand(vmDiskCommand(g))
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
 	}

@@ -66,6 +66,7 @@ var PathParams = map[string]Param{
 	"preset": {Name: "preset", In: "path", Type: typeOf[api.FirewallPreset](), Description: "a service preset"},
 	"name":   {Name: "name", In: "path", Type: typeOf[string](), Description: "a bridge name"},
 	"cd":     {Name: "cd", In: "path", Type: typeOf[string](), Description: "a CD-ROM drive's name (cd0)"},
+	"disk":   {Name: "disk", In: "path", Type: typeOf[string](), Description: "a disk's device name (disk0)"},
 }
 
 // Tags groups the operations; every route's Tag is one of them.
@@ -84,7 +85,7 @@ var Tags = []struct{ Name, Description string }{
 // Routes is the route table, in the order the document lists it.
 func Routes() []Route {
 	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes, cdromRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes)
 }
 
 // errsWrite are the error classes most operations that change a VM share.
