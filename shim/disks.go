@@ -153,28 +153,28 @@ func (s *Shim) deleteNodes(ctx context.Context, nodes []string) {
 	}
 }
 
-// freeHotplugPort is the first reserved hot-plug root port with nothing
-// behind it, as QEMU's PCI tree shows it now (a device whose unplug is
-// still pending keeps its port).
+// freeHotplugPort is the first reserved hot-plug root port with no device
+// on its bus, as QEMU's object tree has it now (a device whose unplug is
+// still pending keeps its port). The tree, unlike query-pci, does not wait
+// for the guest's firmware to number the buses.
 func (s *Shim) freeHotplugPort(ctx context.Context) (string, error) {
-	buses, err := s.qmp.QueryPCI(ctx)
-	if err != nil {
-		return "", qmpFailed(err)
-	}
-	free := map[string]bool{}
-	for _, bus := range buses {
-		for _, d := range bus.Devices {
-			if strings.HasPrefix(d.QDevID, "hotplug-") && d.Bridge != nil {
-				free[d.QDevID] = len(d.Bridge.Devices) == 0
-			}
+	n := 0
+	for ; n < qemu.MaxHotplugPorts; n++ {
+		id := qemu.HotplugPortID(n)
+		// A root port's bus is named by its id.
+		props, err := s.qmp.QOMList(ctx, "/machine/peripheral/"+id+"/"+id)
+		var e *qmp.Error
+		if errors.As(err, &e) {
+			break // past the last port
 		}
-	}
-	for i := range len(free) {
-		if id := qemu.HotplugPortID(i); free[id] {
+		if err != nil {
+			return "", qmpFailed(err)
+		}
+		if !slices.ContainsFunc(props, func(p qmp.ObjectProperty) bool { return strings.HasPrefix(p.Name, "child[") }) {
 			return id, nil
 		}
 	}
-	return "", errdefs.FailedPrecondition("all %d hot-plug ports of the VM are in use; remove a hot-plugged device or add the disk while the VM is off", len(free))
+	return "", errdefs.FailedPrecondition("all %d hot-plug ports of the VM are in use; remove a hot-plugged device or add the disk while the VM is off", n)
 }
 
 // removeDisk unplugs a disk: device_del, repeated until the guest releases
@@ -209,6 +209,10 @@ func (s *Shim) unplug(ctx context.Context, id string) error {
 	defer cancel()
 	retry := time.NewTicker(unplugRetry)
 	defer retry.Stop()
+	kept := func(requests int) error {
+		return &errdefs.Error{Code: errdefs.CodeDeadlineExceeded,
+			Message: fmt.Sprintf("the guest did not release %s within %s (%d unplug requests); it stays attached", id, unplugDeadline, requests)}
+	}
 	for attempt := 1; ; attempt++ {
 		if err := s.qmp.DeviceDel(ctx, id); err != nil {
 			var e *qmp.Error
@@ -219,7 +223,9 @@ func (s *Shim) unplug(ctx context.Context, id string) error {
 				// The first request is still with the guest.
 			case errors.As(err, &e):
 				return errdefs.FailedPrecondition("unplug %s: %s", id, e.Desc)
-			case ctx.Err() == nil:
+			case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+				return kept(attempt)
+			default:
 				return qmpFailed(err)
 			}
 		}
@@ -234,8 +240,7 @@ func (s *Shim) unplug(ctx context.Context, id string) error {
 			attempt-- // not ours: wait on without sending again
 		case <-retry.C:
 		case <-ctx.Done():
-			return &errdefs.Error{Code: errdefs.CodeDeadlineExceeded,
-				Message: fmt.Sprintf("the guest did not release %s within %s (%d unplug requests); it stays attached", id, unplugDeadline, attempt)}
+			return kept(attempt)
 		}
 	}
 }

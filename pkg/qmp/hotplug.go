@@ -50,29 +50,20 @@ func (c *Client) BlockResize(ctx context.Context, nodeName string, sizeBytes int
 	}{nodeName, sizeBytes}, nil)
 }
 
-// PCIDevice is one device of query-pci; a bridge (a root port) lists the
-// devices behind it.
-type PCIDevice struct {
-	Bus      int    `json:"bus"`
-	Slot     int    `json:"slot"`
-	Function int    `json:"function"`
-	QDevID   string `json:"qdev_id"`
-	Bridge   *struct {
-		Devices []PCIDevice `json:"devices"`
-	} `json:"pci_bridge,omitempty"`
+// ObjectProperty is one property of a QOM object, as qom-list names it.
+type ObjectProperty struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
 }
 
-// PCIBus is one root bus of query-pci.
-type PCIBus struct {
-	Bus     int         `json:"bus"`
-	Devices []PCIDevice `json:"devices"`
-}
-
-// QueryPCI lists the guest's PCI buses and their devices.
-func (c *Client) QueryPCI(ctx context.Context) ([]PCIBus, error) {
-	var buses []PCIBus
-	err := c.Execute(ctx, "query-pci", nil, &buses)
-	return buses, err
+// QOMList lists the properties of the QOM object at path; a bus has a
+// "child[N]" link for each device on it.
+func (c *Client) QOMList(ctx context.Context, path string) ([]ObjectProperty, error) {
+	var props []ObjectProperty
+	err := c.Execute(ctx, "qom-list", struct {
+		Path string `json:"path"`
+	}{path}, &props)
+	return props, err
 }
 
 // ImageInfo is the image under a block device, as query-block reports
