@@ -13,6 +13,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -22,8 +23,24 @@ import (
 // agent records the event). Either way the spec is saved last and a
 // failure undoes what was done before it.
 
-// diskImageTimeout bounds one qemu-img call on a disk's metadata.
-const diskImageTimeout = time.Minute
+const (
+	// diskImageTimeout bounds one qemu-img call on a disk's metadata.
+	diskImageTimeout = time.Minute
+	// diskShimTimeout bounds a live disk change: the shim's own steps
+	// (the image check, QMP, an unplug's 10 s wait) fit well inside.
+	diskShimTimeout = 45 * time.Second
+)
+
+// diskShimCall asks the VM's shim for a live disk change, with a deadline
+// that leaves room for the guest to release a disk.
+func diskShimCall[Req any](ctx context.Context, a *Agent, id string, route shimapi.Route[Req, shimapi.Empty], req Req) error {
+	ctx, cancel := context.WithTimeout(ctx, diskShimTimeout)
+	defer cancel()
+	sh := a.shim(id)
+	defer sh.Close()
+	_, err := shimclient.Call(ctx, sh, route, req)
+	return err
+}
 
 // errNoDisk is the error of a disk name the VM does not have.
 func errNoDisk(s *vmspec.Spec, name string) error {
@@ -217,14 +234,14 @@ func (a *Agent) AddDisk(ctx context.Context, id string, req api.AddDiskRequest) 
 	}
 	live := shimRuns(rec)
 	if live {
-		if _, err := ShimCall(ctx, a, id, shimapi.RouteDiskAdd, shimapi.DiskAddRequest{Device: dev}); err != nil {
+		if err := diskShimCall(ctx, a, id, shimapi.RouteDiskAdd, shimapi.DiskAddRequest{Device: dev}); err != nil {
 			removeImage()
 			return api.Disk{}, err
 		}
 	}
 	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.AddDevice(dev); return nil }); err != nil {
 		if live {
-			if _, uerr := ShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteDiskRemove, shimapi.DiskRemoveRequest{Name: dev.Name}); uerr != nil {
+			if uerr := diskShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteDiskRemove, shimapi.DiskRemoveRequest{Name: dev.Name}); uerr != nil {
 				return api.Disk{}, errdefs.Internal("%v; and unplugging disk %s again failed: %v (its image %s stays)", err, dev.Name, uerr, dev.Disk.Path)
 			}
 		}
@@ -283,14 +300,14 @@ func (a *Agent) RemoveDisk(ctx context.Context, id, name string, deleteImage boo
 		return errdefs.FailedPrecondition("disk %s is the only device the running VM %s boots from; power it off first or give another device a boot order", name, id)
 	}
 	if live {
-		if _, err := ShimCall(ctx, a, id, shimapi.RouteDiskRemove, shimapi.DiskRemoveRequest{Name: name}); err != nil {
+		if err := diskShimCall(ctx, a, id, shimapi.RouteDiskRemove, shimapi.DiskRemoveRequest{Name: name}); err != nil {
 			return err
 		}
 	}
 	kept := *dev
 	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.RemoveDevice(name); return nil }); err != nil {
 		if live {
-			if _, perr := ShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteDiskAdd, shimapi.DiskAddRequest{Device: kept}); perr != nil {
+			if perr := diskShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteDiskAdd, shimapi.DiskAddRequest{Device: kept}); perr != nil {
 				return errdefs.Internal("%v; and plugging disk %s back failed: %v", err, name, perr)
 			}
 		}
@@ -361,7 +378,7 @@ func (a *Agent) ResizeDisk(ctx context.Context, id, name string, req api.ResizeD
 		return api.Disk{}, errdefs.FailedPrecondition("disk %s of the running VM %s cannot shrink; power the VM off first", name, id)
 	}
 	if live {
-		if _, err := ShimCall(ctx, a, id, shimapi.RouteDiskResize, shimapi.DiskResizeRequest{Name: name, SizeBytes: size}); err != nil {
+		if err := diskShimCall(ctx, a, id, shimapi.RouteDiskResize, shimapi.DiskResizeRequest{Name: name, SizeBytes: size}); err != nil {
 			return api.Disk{}, err
 		}
 	} else if err := a.qemuImg().Resize(ctx, dev.Disk.Path, dev.Disk.Format, size, size < old); err != nil {
