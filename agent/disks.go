@@ -296,6 +296,9 @@ func (a *Agent) RemoveDisk(ctx context.Context, id, name string, deleteImage boo
 		return errdefs.FailedPrecondition("disk %s is VM %s's only disk; a VM needs one", name, id)
 	}
 	live := shimRuns(rec)
+	if live && spec.Disks()[0].Name == name {
+		return errdefs.FailedPrecondition("disk %s is the running VM %s's system disk, on the root bus, which cannot unplug; power the VM off to remove it", name, id)
+	}
 	if live && onlyBootDevice(spec, dev) {
 		return errdefs.FailedPrecondition("disk %s is the only device the running VM %s boots from; power it off first or give another device a boot order", name, id)
 	}

@@ -134,7 +134,9 @@ func isInvalid(err error, field string) bool {
 // entry. A running VM's change that its shim refuses is undone too.
 func TestDiskRefusalsChangeNothing(t *testing.T) {
 	b := newBed(t)
-	a, _ := b.start(b.config())
+	cfg := b.config()
+	cfg.QEMUImg = realQEMUImg(t) // the bed's stand-in only creates
+	a, _ := b.start(cfg)
 	ctx := t.Context()
 	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
 		t.Fatal(err)
@@ -201,11 +203,13 @@ func TestDiskRefusalsChangeNothing(t *testing.T) {
 	}
 }
 
-// The only device a running VM boots from stays; the VM's last disk
-// stays whether it runs or not.
+// The VM's last disk stays whether it runs or not; a running VM keeps its
+// system disk (on the root bus, it cannot unplug) and its only boot device.
 func TestDiskRemoveKeepsWhatTheVMNeeds(t *testing.T) {
 	b := newBed(t)
-	a, _ := b.start(b.config())
+	cfg := b.config()
+	cfg.QEMUImg = realQEMUImg(t) // the bed's stand-in only creates
+	a, _ := b.start(cfg)
 	ctx := t.Context()
 	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
 		t.Fatal(err)
@@ -213,16 +217,26 @@ func TestDiskRemoveKeepsWhatTheVMNeeds(t *testing.T) {
 	if err := a.RemoveDisk(ctx, vm1, "disk0", false); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "only disk") {
 		t.Errorf("remove the last disk: %v", err)
 	}
-	if _, err := a.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 1}); err != nil {
-		t.Fatal(err)
+	for _, req := range []api.AddDiskRequest{{SizeGB: 1}, {SizeGB: 1, BootOrder: 3}} {
+		if _, err := a.AddDisk(ctx, vm1, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Off, the boot disk may go: disk1 (not bootable) is the system disk
+	// now, and disk2 the only device the VM boots from.
+	if err := a.RemoveDisk(ctx, vm1, "disk0", false); err != nil {
+		t.Fatalf("remove disk0 while off: %v", err)
 	}
 	if _, err := a.Power(ctx, vm1, api.PowerOn, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.RemoveDisk(ctx, vm1, "disk0", false); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "only device") {
-		t.Errorf("remove the running VM's boot disk: %v", err)
+	if err := a.RemoveDisk(ctx, vm1, "disk1", false); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "system disk") {
+		t.Errorf("remove the running VM's system disk: %v", err)
 	}
-	if got := deviceNames(a.mustGet(t, vm1).Devices); !slices.Contains(got, "disk0") || !slices.Contains(got, "disk1") {
+	if err := a.RemoveDisk(ctx, vm1, "disk2", false); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "only device") {
+		t.Errorf("remove the running VM's only boot disk: %v", err)
+	}
+	if got := deviceNames(a.mustGet(t, vm1).Devices); !slices.Equal(got, []string{"net0", "disk1", "disk2"}) {
 		t.Fatalf("devices %v after the refusals", got)
 	}
 }

@@ -184,20 +184,30 @@ func TestDiskChangesWhileOff(t *testing.T) {
 	if err != nil || len(list.Disks) != 2 || list.Disks[1].Name != "disk1" || !list.Disks[1].Live {
 		t.Fatalf("disks of the booted VM: %+v (%v)", list, err)
 	}
+	// Cold-plugged behind a root port of its own, it unplugs live too; its
+	// image stays, and holds its name back from the next disk.
+	if err := b.client.RemoveDisk(ctx, vm.ID, "disk1", false); err != nil {
+		t.Fatalf("remove the cold-plugged disk live: %v", err)
+	}
+	b.guestSees(t, vm.ID, "/sys/block/vdb", false)
+	if _, err := b.try("test", "-f", d.Path); err != nil {
+		t.Errorf("%s went with a remove without deleteImage", d.Path)
+	}
 	if _, err := b.client.Power(ctx, vm.ID, api.ForcePowerOff, true, 0); err != nil {
 		t.Fatal(err)
 	}
 	b.waitStatus(t, vm.ID, api.StatusOff, "")
-	if err := b.client.RemoveDisk(ctx, vm.ID, "disk1", false); err != nil {
+	d2, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 0.0625})
+	if err != nil || d2.Name != "disk2" {
+		t.Fatalf("add after a remove that kept disk1's image: %+v (%v)", d2, err)
+	}
+	if err := b.client.RemoveDisk(ctx, vm.ID, "disk2", true); err != nil {
 		t.Fatalf("remove while off: %v", err)
 	}
-	if _, err := b.try("test", "-f", d.Path); err != nil {
-		t.Errorf("%s went with a remove without deleteImage", d.Path)
+	if _, err := b.try("test", "-e", d2.Path); err == nil {
+		t.Errorf("%s stayed after a remove with deleteImage", d2.Path)
 	}
-	// Its kept image holds the name back: the next disk is another.
-	if d, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 0.0625}); err != nil || d.Name != "disk2" {
-		t.Fatalf("add after a remove that kept disk1's image: %+v (%v)", d, err)
-	}
+	inOrder(t, b.vmEvents(t, vm.ID), `^progress +disk disk1 unplugged`, `^progress +disk disk2 added`, `^progress +disk disk2 removed \(image deleted\)`)
 }
 
 // Bad input is refused with the field named, and leaves the VM's

@@ -54,6 +54,13 @@ func (c *Config) Args() ([]string, error) {
 		chassis++
 		a.device(Device{Driver: "pcie-root-port", ID: HotplugPortID(i), Bus: "pcie.0", Chassis: chassis})
 	}
+	// Every disk but the first sits behind a root port of its own, as a
+	// hot-plugged one does, so that it can be unplugged live; the system
+	// disk stays on the root bus, where it always was.
+	for _, d := range c.Disks[min(1, len(c.Disks)):] {
+		chassis++
+		a.device(d.RootPort(chassis))
+	}
 	c.diskArgs(&a)
 	c.nicArgs(&a)
 	c.displayArgs(&a)
@@ -116,11 +123,15 @@ func (c *Config) controlArgs(a *argv) {
 }
 
 func (c *Config) diskArgs(a *argv) {
-	for _, d := range c.Disks {
+	for i, d := range c.Disks {
 		file, format := d.Blockdevs()
 		a.blockdev(file)
 		a.blockdev(format)
-		a.device(d.Device(c.bootIndexOf(d.ID, d.BootIndex)))
+		dev := d.Device(c.bootIndexOf(d.ID, d.BootIndex))
+		if i > 0 {
+			dev.Bus = DiskRootPortID(d.ID)
+		}
+		a.device(dev)
 	}
 	for i, cd := range c.CDROMs {
 		if cd.Path != "" {

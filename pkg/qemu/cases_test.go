@@ -88,6 +88,15 @@ func goldenCases() []goldenCase {
 			c.Disks = []qemu.Disk{{ID: "data1", Path: f.Raw, Format: qemu.FormatRaw, ReadOnly: true}}
 			return c
 		}},
+		{name: "disks", cfg: func(f files) qemu.Config {
+			c := base()
+			c.HotplugPorts = 1
+			c.Disks = []qemu.Disk{
+				{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1},
+				{ID: "disk1", Path: f.Raw, Format: qemu.FormatRaw},
+			}
+			return c
+		}},
 		{name: "cdrom", cfg: func(f files) qemu.Config {
 			c := base()
 			c.Disks = []qemu.Disk{{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 2}}

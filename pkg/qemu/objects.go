@@ -72,6 +72,15 @@ func (d Disk) Device(bootIndex *int) Device {
 	return Device{Driver: "virtio-blk-pci", ID: d.ID, Drive: d.ID, BootIndex: bootIndex}
 }
 
+// DiskRootPortID is the root port a disk other than the first sits behind
+// at boot.
+func DiskRootPortID(id string) string { return id + "-port" }
+
+// RootPort is the disk's own pcie-root-port, at chassis.
+func (d Disk) RootPort(chassis int) Device {
+	return Device{Driver: "pcie-root-port", ID: DiskRootPortID(d.ID), Bus: "pcie.0", Chassis: chassis}
+}
+
 // Blockdevs are the ISO's file node and the raw node on it.
 func (cd CDROM) Blockdevs() (file, format Blockdev) {
 	file = Blockdev{Driver: "file", NodeName: FileNodeName(cd.ID), Filename: cd.Path, ReadOnly: true}
