@@ -21,7 +21,7 @@ func diskCtx() (context.Context, context.CancelFunc) {
 }
 
 // guestSees waits until the guest's shell test on path gives want.
-func (b *bed) guestSees(t *testing.T, id, path string, want bool) {
+func (b *bed) guestSees(t testing.TB, id, path string, want bool) {
 	t.Helper()
 	b.eventually(t, time.Minute, func() error {
 		if _, rc := b.guestRun(t, id, "test -e "+path); (rc == 0) != want {
@@ -295,4 +295,31 @@ func TestDiskBadInput(t *testing.T) {
 	if n := strings.Count(ls, ".qcow2"); n != 1+len(added) {
 		t.Fatalf("images in %s after the refused hot-plug:\n%s\nwant disk0 and %v", dir, ls, added)
 	}
+}
+
+// BenchmarkDiskHotplug times a hot-plug: the API call alone, and from the
+// call until the guest sees the disk (polled on its serial console, so the
+// second includes a console round trip).
+func BenchmarkDiskHotplug(b *testing.B) {
+	bd := setup(b)
+	vm := bd.createVM(b, "bench-hotplug")
+	var callMs, seenMs []float64
+	for range rounds {
+		ctx, cancel := diskCtx()
+		began := time.Now()
+		d, err := bd.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 0.0625})
+		if err != nil {
+			b.Fatal(err)
+		}
+		callMs = append(callMs, ms(time.Since(began)))
+		bd.guestSees(b, vm.ID, "/sys/block/vdb", true)
+		seenMs = append(seenMs, ms(time.Since(began)))
+		if err := bd.client.RemoveDisk(ctx, vm.ID, d.Name, true); err != nil {
+			b.Fatal(err)
+		}
+		bd.guestSees(b, vm.ID, "/sys/block/vdb", false)
+		cancel()
+	}
+	b.ReportMetric(median(callMs), "api-call-ms")
+	b.ReportMetric(median(seenMs), "guest-sees-ms")
 }
