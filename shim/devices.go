@@ -75,10 +75,13 @@ func (s *Shim) prepareDevices(ctx context.Context) error {
 // shim's TAP queue fds (the kernel removes a TAP with its last one), the
 // channels' sockets.
 func (s *Shim) releaseDevices(ctx context.Context) error {
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
-	s.release(ctx, s.devices)
+	s.mediaMu.Lock()
+	defer s.mediaMu.Unlock()
+	s.mu.Lock()
+	devs := s.devices
 	s.devices = nil
+	s.mu.Unlock()
+	s.release(ctx, devs)
 	return nil
 }
 

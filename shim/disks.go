@@ -16,8 +16,9 @@ import (
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 )
 
-// Live disk changes. Each holds liveMu, so that the shim's list of devices
-// (teardown releases it, the next change reads it) follows QEMU's.
+// Live disk changes. Each holds mediaMu, as medium changes do, and keeps
+// the shim's devices and spec (teardown releases the devices, the next
+// change reads them) as QEMU has them.
 const (
 	// unplugDeadline is how long the guest gets to release a disk; like
 	// Incus, device_del is sent again meanwhile, since a guest that was
@@ -40,8 +41,10 @@ func (s *Shim) liveDevices() error {
 	}
 }
 
-// liveDevice is the running device named name, or nil. The caller holds liveMu.
+// liveDevice is the running device named name, or nil.
 func (s *Shim) liveDevice(name string) device.Device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, d := range s.devices {
 		if d.Name() == name {
 			return d
@@ -89,8 +92,8 @@ func (s *Shim) queryDisks(ctx context.Context, _ shimapi.DisksRequest) (api.Disk
 // and format nodes, then the device on a free hot-plug port. A failed step
 // undoes the ones before it.
 func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi.Empty, error) {
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
+	s.mediaMu.Lock()
+	defer s.mediaMu.Unlock()
 	if err := s.liveDevices(); err != nil {
 		return shimapi.Empty{}, err
 	}
@@ -136,7 +139,10 @@ func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi
 		}
 		return shimapi.Empty{}, qmpFailed(err)
 	}
+	s.mu.Lock()
 	s.devices = append(s.devices, dev)
+	s.spec.Devices = append(s.spec.Devices, req.Device)
+	s.mu.Unlock()
 	s.progress("disk %s hot-plugged on %s (%s)", dev.Name(), port, req.Device.Disk.Path)
 	return shimapi.Empty{}, nil
 }
@@ -181,8 +187,8 @@ func (s *Shim) freeHotplugPort(ctx context.Context) (string, error) {
 // it (DEVICE_DELETED) or the deadline passes, then its block nodes. A guest
 // that keeps the disk leaves it attached, and the error says so.
 func (s *Shim) removeDisk(ctx context.Context, req shimapi.DiskRemoveRequest) (shimapi.Empty, error) {
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
+	s.mediaMu.Lock()
+	defer s.mediaMu.Unlock()
 	if err := s.liveDevices(); err != nil {
 		return shimapi.Empty{}, err
 	}
@@ -194,7 +200,10 @@ func (s *Shim) removeDisk(ctx context.Context, req shimapi.DiskRemoveRequest) (s
 		return shimapi.Empty{}, err
 	}
 	s.deleteNodes(ctx, []string{qemu.FileNodeName(dev.Name()), dev.Name()})
+	s.mu.Lock()
 	s.devices = slices.DeleteFunc(s.devices, func(d device.Device) bool { return d == dev })
+	s.spec.RemoveDevice(dev.Name())
+	s.mu.Unlock()
 	s.release(ctx, []device.Device{dev})
 	s.progress("disk %s unplugged", dev.Name())
 	return shimapi.Empty{}, nil
@@ -247,8 +256,8 @@ func (s *Shim) unplug(ctx context.Context, id string) error {
 
 // resizeDisk grows a running disk; the guest sees the new size at once.
 func (s *Shim) resizeDisk(ctx context.Context, req shimapi.DiskResizeRequest) (shimapi.Empty, error) {
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
+	s.mediaMu.Lock()
+	defer s.mediaMu.Unlock()
 	if err := s.liveDevices(); err != nil {
 		return shimapi.Empty{}, err
 	}
@@ -274,6 +283,11 @@ func (s *Shim) resizeDisk(ctx context.Context, req shimapi.DiskResizeRequest) (s
 		}
 		return shimapi.Empty{}, qmpFailed(err)
 	}
+	s.mu.Lock()
+	if d := s.spec.Device(req.Name); d != nil && d.Disk != nil {
+		d.Disk.SizeBytes = req.SizeBytes
+	}
+	s.mu.Unlock()
 	s.progress("disk %s grown to %d bytes", req.Name, req.SizeBytes)
 	return shimapi.Empty{}, nil
 }

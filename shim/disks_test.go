@@ -94,8 +94,8 @@ func TestHotplugDisksOnRealQEMU(t *testing.T) {
 	if nodes := blockNodes(t, ctx, s); slices.ContainsFunc(nodes, func(n string) bool { return strings.HasPrefix(n, "clash") }) {
 		t.Fatalf("the failed hot-plug left block nodes: %v", nodes)
 	}
-	if len(s.devices) != 1 {
-		t.Fatalf("the shim's devices after the failed hot-plug: %d", len(s.devices))
+	if len(s.devices) != 1 || len(s.spec.Devices) != 1 || s.spec.Devices[0].Name != "disk1" {
+		t.Fatalf("the shim's devices after the failed hot-plug: %d, spec %+v", len(s.devices), s.spec.Devices)
 	}
 
 	if _, err := s.addDisk(ctx, shimapi.DiskAddRequest{Device: newDiskImage(t, ctx, l, id, "disk2")}); err != nil {
@@ -114,6 +114,9 @@ func TestHotplugDisksOnRealQEMU(t *testing.T) {
 	}
 	if _, err := s.resizeDisk(ctx, shimapi.DiskResizeRequest{Name: "disk2", SizeBytes: 8 << 20}); errdefs.As(err).Field != "sizeGB" {
 		t.Fatalf("shrink live: %v", err)
+	}
+	if d := s.spec.Device("disk2"); d == nil || d.Disk.SizeBytes != 32<<20 {
+		t.Fatalf("the shim's spec after the live grow: %+v", d)
 	}
 	info, err := (&qemuimg.Tool{}).Info(ctx, filepath.Join(l.VMDir(id), "disk2.qcow2"), qemuimg.FormatQCOW2, qemuimg.ForceShare())
 	if err != nil || info.VirtualSize != 32<<20 {

@@ -95,9 +95,8 @@ type Shim struct {
 	spec   *vmspec.Spec
 	events *eventlog.Log
 	// devices are this start's, prepared, until teardown releases them;
-	// live changes keep them as QEMU has them, under liveMu.
+	// live changes keep them (and spec) as QEMU has them, under mu.
 	devices []device.Device
-	liveMu  sync.Mutex
 	qemu    *qemuProcess
 	qmp     *qmp.Client
 	// qmpEvents is subscribed right after the handshake, before the CPUs run.
@@ -126,8 +125,9 @@ type Shim struct {
 	// that no press of it can reach the guest after a restart's reset.
 	ladderDone chan struct{}
 	ioError    bool
-	// mediaMu orders live medium changes: each reads the drive's medium
-	// and leaves the next one to find it changed.
+	// mediaMu orders live device changes, of media and of disks: each
+	// reads the devices and leaves the next one to find them changed;
+	// teardown waits for the one under way.
 	mediaMu sync.Mutex
 }
 
