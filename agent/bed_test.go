@@ -50,8 +50,9 @@ func newBed(t *testing.T) *bed {
 		net:    agenttest.NewNetwork("br0", "br1"),
 	}
 	b.host = agenttest.NewHost(b.layout)
-	// qemu-img create ... PATH SIZE: create PATH.
-	b.qemuImg = b.script("qemu-img", `while [ $# -gt 2 ]; do shift; done; : > "$1"`)
+	// qemu-img create ... PATH SIZE: create PATH. Nothing else is faked.
+	b.qemuImg = b.script("qemu-img", `[ "$1" = create ] || { echo "fake qemu-img does only create, not $1" >&2; exit 2; }
+while [ $# -gt 2 ]; do shift; done; : > "$1"`)
 	return b
 }
 
