@@ -22,6 +22,7 @@ func vmCommand(g *globals) *cobra.Command {
 	vm.AddCommand(vmNetworkCommands(g)...)
 	vm.AddCommand(vmCDROMCommand(g))
 	vm.AddCommand(vmDiskCommand(g))
+	vm.AddCommand(vmSnapshotCommand(g))
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
 	}

@@ -61,12 +61,13 @@ type Param struct {
 
 // PathParams describes every path parameter the table uses.
 var PathParams = map[string]Param{
-	"id":     {Name: "id", In: "path", Type: typeOf[string](), Description: "the VM's UUID"},
-	"dept":   {Name: "dept", In: "path", Type: typeOf[string](), Description: "a department id: 1 to 63 lower-case letters, digits or '-'"},
-	"preset": {Name: "preset", In: "path", Type: typeOf[api.FirewallPreset](), Description: "a service preset"},
-	"name":   {Name: "name", In: "path", Type: typeOf[string](), Description: "a bridge name"},
-	"cd":     {Name: "cd", In: "path", Type: typeOf[string](), Description: "a CD-ROM drive's name (cd0)"},
-	"disk":   {Name: "disk", In: "path", Type: typeOf[string](), Description: "a disk's device name (disk0)"},
+	"id":       {Name: "id", In: "path", Type: typeOf[string](), Description: "the VM's UUID"},
+	"dept":     {Name: "dept", In: "path", Type: typeOf[string](), Description: "a department id: 1 to 63 lower-case letters, digits or '-'"},
+	"preset":   {Name: "preset", In: "path", Type: typeOf[api.FirewallPreset](), Description: "a service preset"},
+	"name":     {Name: "name", In: "path", Type: typeOf[string](), Description: "a bridge name"},
+	"cd":       {Name: "cd", In: "path", Type: typeOf[string](), Description: "a CD-ROM drive's name (cd0)"},
+	"disk":     {Name: "disk", In: "path", Type: typeOf[string](), Description: "a disk's device name (disk0)"},
+	"snapshot": {Name: "snapshot", In: "path", Type: typeOf[string](), Description: "a snapshot's name"},
 }
 
 // Tags groups the operations; every route's Tag is one of them.
@@ -85,7 +86,7 @@ var Tags = []struct{ Name, Description string }{
 // Routes is the route table, in the order the document lists it.
 func Routes() []Route {
 	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes)
 }
 
 // errsWrite are the error classes most operations that change a VM share.
