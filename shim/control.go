@@ -79,6 +79,7 @@ func (s *Shim) controlServer() *tinyhttp.Server {
 	handle(srv, shimapi.RouteDiskAdd, s.addDisk)
 	handle(srv, shimapi.RouteDiskRemove, s.removeDisk)
 	handle(srv, shimapi.RouteDiskResize, s.resizeDisk)
+	handle(srv, shimapi.RouteSnapshot, s.snapshot)
 	return srv
 }
 

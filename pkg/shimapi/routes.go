@@ -44,6 +44,7 @@ var (
 	RouteDiskAdd      = Route[DiskAddRequest, Empty]{Verb: "disk-add", Method: "POST", Path: "/v1/disks/add"}
 	RouteDiskRemove   = Route[DiskRemoveRequest, Empty]{Verb: "disk-remove", Method: "POST", Path: "/v1/disks/remove"}
 	RouteDiskResize   = Route[DiskResizeRequest, Empty]{Verb: "disk-resize", Method: "POST", Path: "/v1/disks/resize"}
+	RouteSnapshot     = Route[SnapshotRequest, Empty]{Verb: "snapshot", Method: "POST", Path: "/v1/snapshot"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -60,6 +61,7 @@ var Routes = []RouteInfo{
 	RouteDiskAdd.Info(),
 	RouteDiskRemove.Info(),
 	RouteDiskResize.Info(),
+	RouteSnapshot.Info(),
 }
 
 // StatusRequest asks for the shim's view of its VM.
@@ -127,6 +129,23 @@ type BlockRequest struct{}
 type MediumRequest struct {
 	CDROM string `json:"cdrom"`
 	Path  string `json:"path,omitempty"`
+}
+
+// Snapshot operations of the snapshot verb.
+const (
+	SnapshotCreate = "create"
+	SnapshotDelete = "delete"
+)
+
+// SnapshotRequest takes (Op create) or deletes (Op delete) the internal
+// snapshot Tag of the running VM's disks named Disks. A create pauses a
+// running guest around one transaction over all the disks, so that they
+// are snapshotted at one instant, and resumes it even when the
+// transaction fails. Each change is an event.
+type SnapshotRequest struct {
+	Op    string   `json:"op"`
+	Tag   string   `json:"tag"`
+	Disks []string `json:"disks"`
 }
 
 // Empty is an answer with nothing in it (204).
