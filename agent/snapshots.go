@@ -13,6 +13,8 @@ import (
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -23,7 +25,10 @@ import (
 // shows only snapshots every disk they cover still holds.
 //
 // While the VM is off, qemu-img takes, reverts and deletes them and the
-// agent records each change in the VM's log.
+// agent records each change in the VM's log. While it runs, its shim takes
+// them (the guest paused around one QMP transaction over all the disks)
+// and deletes them, and records the change; a revert of the disks needs
+// the VM off.
 
 // maxSnapshotDescription bounds a snapshot's description.
 const maxSnapshotDescription = 1024
@@ -95,11 +100,12 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 	}
 	defer unlock()
 	state := rec.currentStatus()
-	if err := a.refuseLiveSnapshot(rec, "taken"); err != nil {
-		return api.Snapshot{}, err
+	live := !state.Terminal()
+	if req.Memory && !live {
+		return api.Snapshot{}, errdefs.Invalid("memory", "VM %s is %s: it has no RAM to include", rec.id, state)
 	}
 	if req.Memory {
-		return api.Snapshot{}, errdefs.Invalid("memory", "VM %s is %s: it has no RAM to include", rec.id, state)
+		return api.Snapshot{}, errdefs.Invalid("memory", "snapshots with memory are not supported yet; take a disk-only snapshot (memory false)")
 	}
 	disks, err := snapshotDisks(rec.currentSpec())
 	if err != nil {
@@ -125,11 +131,23 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 		ID: uuid.NewString(), VMID: rec.id, Name: req.Name, Description: req.Description,
 		CreatedAt: time.Now().UTC(), PowerState: state, Disks: diskNames(disks),
 	}
-	if err := a.snapshotsOffline(ctx, disks, req.Name); err != nil {
+	if live {
+		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotCreate, req.Name, sn.Disks)
+	} else {
+		err = a.snapshotsOffline(ctx, disks, req.Name)
+	}
+	if err != nil {
 		return api.Snapshot{}, err
 	}
 	undoTags := func() {
-		if err := a.deleteTags(context.WithoutCancel(ctx), disks, req.Name); err != nil {
+		bg := context.WithoutCancel(ctx)
+		var err error
+		if live {
+			err = a.snapshotLive(bg, rec.id, shimapi.SnapshotDelete, req.Name, sn.Disks)
+		} else {
+			err = a.deleteTags(bg, disks, req.Name)
+		}
+		if err != nil {
 			a.log.Warn("cannot delete the snapshot of a failed create", logging.KeyVM, rec.id, "SNAPSHOT", req.Name, "ERROR", err.Error())
 		}
 	}
@@ -140,12 +158,15 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 		undoTags()
 		return api.Snapshot{}, errdefs.Internal("save the snapshots: %v", err)
 	}
-	msg := fmt.Sprintf("snapshot %s taken of %s", sn.Name, strings.Join(sn.Disks, ", "))
-	if err := a.recordSnapshotChange(ctx, rec, msg, meta); err != nil {
-		undoTags()
-		return api.Snapshot{}, err
+	// A running VM's shim recorded the change in the log it holds.
+	if !live {
+		msg := fmt.Sprintf("snapshot %s taken of %s", sn.Name, strings.Join(sn.Disks, ", "))
+		if err := a.recordSnapshotChange(ctx, rec, msg, meta); err != nil {
+			undoTags()
+			return api.Snapshot{}, err
+		}
 	}
-	a.log.Info("snapshot taken", logging.KeyVM, rec.id, "SNAPSHOT", sn.Name, "DISKS", sn.Disks)
+	a.log.Info("snapshot taken", logging.KeyVM, rec.id, "SNAPSHOT", sn.Name, "DISKS", sn.Disks, "LIVE", live)
 	sn.IsCurrent = true
 	return sn, nil
 }
@@ -225,9 +246,7 @@ func (a *Agent) DeleteSnapshot(ctx context.Context, id, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.refuseLiveSnapshot(rec, "deleted"); err != nil {
-		return err
-	}
+	live := !rec.currentStatus().Terminal()
 	disks := coveredDisks(rec.currentSpec(), sn)
 	tags, err := a.diskTags(ctx, rec)
 	if err != nil {
@@ -236,7 +255,13 @@ func (a *Agent) DeleteSnapshot(ctx context.Context, id, name string) error {
 	// A disk that lost the tag already (a delete that failed part-way) is
 	// left alone, so that deleting again finishes the job.
 	held := slices.DeleteFunc(slices.Clone(disks), func(d *vmspec.Device) bool { _, ok := tags[d.Name][name]; return !ok })
-	if err := a.deleteTags(ctx, held, name); err != nil {
+	switch {
+	case live && len(held) > 0:
+		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotDelete, name, diskNames(held))
+	case !live:
+		err = a.deleteTags(ctx, held, name)
+	}
+	if err != nil {
 		return err
 	}
 	next := meta.Clone()
@@ -248,10 +273,12 @@ func (a *Agent) DeleteSnapshot(ctx context.Context, id, name string) error {
 		// The list leaves it out all the same: the disks no longer hold it.
 		return errdefs.Internal("snapshot %s is deleted from the disks, but saving the snapshots failed: %v", name, err)
 	}
-	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventProgress, Message: "snapshot " + name + " deleted"}); err != nil {
-		a.log.Warn("cannot record a delete that happened", logging.KeyVM, rec.id, "SNAPSHOT", name, "ERROR", err.Error())
+	if !live {
+		if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventProgress, Message: "snapshot " + name + " deleted"}); err != nil {
+			a.log.Warn("cannot record a delete that happened", logging.KeyVM, rec.id, "SNAPSHOT", name, "ERROR", err.Error())
+		}
 	}
-	a.log.Info("snapshot deleted", logging.KeyVM, rec.id, "SNAPSHOT", name)
+	a.log.Info("snapshot deleted", logging.KeyVM, rec.id, "SNAPSHOT", name, "LIVE", live)
 	return nil
 }
 
@@ -279,13 +306,15 @@ func (a *Agent) loadSnapshots(rec *record) (*vmspec.Snapshots, error) {
 	return meta, nil
 }
 
-// refuseLiveSnapshot refuses a snapshot change on a VM that is not off:
-// qemu-img must not write an image a running QEMU holds.
-func (a *Agent) refuseLiveSnapshot(rec *record, what string) error {
-	if st := rec.currentStatus(); !st.Terminal() {
-		return errdefs.FailedPrecondition("VM %s is %s: snapshots are %s only while it is off", rec.id, st, what)
-	}
-	return nil
+// snapshotLive asks the running VM's shim to take or delete the snapshot
+// tag of disks.
+func (a *Agent) snapshotLive(ctx context.Context, id, op, tag string, disks []string) error {
+	ctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	defer cancel()
+	sh := a.shim(id)
+	defer sh.Close()
+	_, err := shimclient.Call(ctx, sh, shimapi.RouteSnapshot, shimapi.SnapshotRequest{Op: op, Tag: tag, Disks: disks})
+	return err
 }
 
 // recordSnapshotChange records msg in the log of a VM that is off; if it

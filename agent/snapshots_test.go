@@ -1,15 +1,20 @@
 package agent
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/infinibay/infinivirt/agent/agenttest"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 )
 
 // realQemuImg makes the bed's agents create and snapshot real images.
@@ -225,44 +230,98 @@ func TestSnapshotBadInput(t *testing.T) {
 	}
 }
 
-// A running VM: its snapshots list, a change through qemu-img is refused
-// naming the state, and a revert with force powers the VM off first.
+// fakeSnapshotShim answers the snapshot verb as the shim does, with
+// qemu-img on the images no QEMU holds here.
+type fakeSnapshotShim struct {
+	mu       sync.Mutex
+	b        *bed
+	requests []shimapi.SnapshotRequest
+	fail     bool
+}
+
+func (f *fakeSnapshotShim) exchange(s *agenttest.Shim, method, target string, body []byte) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if method+" "+target != shimapi.RouteSnapshot.Pattern() {
+		return nil, errdefs.Unavailable("no %s %s", method, target)
+	}
+	var req shimapi.SnapshotRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, err
+	}
+	f.requests = append(f.requests, req)
+	if f.fail {
+		f.fail = false
+		return nil, errdefs.Internal("transaction: Snapshot with name 'x' already exists")
+	}
+	op := map[string]string{shimapi.SnapshotCreate: "-c", shimapi.SnapshotDelete: "-d"}[req.Op]
+	for _, d := range req.Disks {
+		img := f.b.layout.VMDir(s.ID()) + "/" + d + ".qcow2"
+		if out, err := exec.Command("qemu-img", "snapshot", op, req.Tag, img).CombinedOutput(); err != nil {
+			return nil, errdefs.Internal("%s: %s", err, out)
+		}
+	}
+	verb := map[string]string{shimapi.SnapshotCreate: "taken", shimapi.SnapshotDelete: "deleted"}[req.Op]
+	return nil, s.Progress("snapshot " + req.Tag + " " + verb)
+}
+
+// A running VM: its shim takes and deletes snapshots live, a failure there
+// changes nothing, a revert needs the VM off or force, which powers it off
+// first.
 func TestSnapshotsOfARunningVM(t *testing.T) {
 	b := newBed(t)
 	b.realQemuImg()
+	fake := &fakeSnapshotShim{b: b}
+	b.host.OnExchange(fake.exchange)
 	a, _ := b.start(b.config())
 	if _, err := a.Create(t.Context(), createInput(vm1, false)); err != nil {
 		t.Fatal(err)
 	}
 	b.writePattern(vm1, 1)
-	if _, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "first"}); err != nil {
-		t.Fatal(err)
-	}
-	b.writePattern(vm1, 2)
 	if _, err := a.Power(t.Context(), vm1, api.PowerOn, true); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := a.Snapshots(t.Context(), vm1); err != nil || len(l.Snapshots) != 1 {
+	sn, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "live"})
+	if err != nil || sn.PowerState != api.StatusRunning || !sn.IsCurrent || sn.Memory {
+		t.Fatalf("live snapshot: %+v %v", sn, err)
+	}
+	want := []shimapi.SnapshotRequest{{Op: shimapi.SnapshotCreate, Tag: "live", Disks: []string{"disk0"}}}
+	if !reflect.DeepEqual(fake.requests, want) {
+		t.Fatalf("the shim was asked %+v, want %+v", fake.requests, want)
+	}
+	waitEvent(t, a, vm1, "snapshot live taken")
+	if l, err := a.Snapshots(t.Context(), vm1); err != nil || len(l.Snapshots) != 1 || l.Snapshots[0].Name != "live" {
 		t.Fatalf("list while running: %+v %v", l, err)
 	}
+	b.writePattern(vm1, 2)
+
 	before := b.snapshotFootprint(vm1)
-	for what, call := range map[string]func() error{
-		"create": func() error {
-			_, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "x"})
-			return err
-		},
-		"delete": func() error { return a.DeleteSnapshot(t.Context(), vm1, "first") },
-		"revert": func() error { _, err := a.RevertSnapshot(t.Context(), vm1, "first", false); return err },
-	} {
-		err := call()
-		if e := errdefs.As(err); e == nil || e.Code != errdefs.CodeFailedPrecondition || !strings.Contains(e.Message, "is running") {
-			t.Errorf("%s while running: %v, want FailedPrecondition naming the state", what, err)
-		}
+	fake.fail = true
+	if _, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "x"}); err == nil {
+		t.Fatal("a snapshot the shim failed succeeded")
+	}
+	_, err = a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "m", Memory: true})
+	wantCode(t, "memory", err, errdefs.CodeInvalidArgument, "memory")
+	_, err = a.RevertSnapshot(t.Context(), vm1, "live", false)
+	if e := errdefs.As(err); e == nil || e.Code != errdefs.CodeFailedPrecondition || !strings.Contains(e.Message, "is running") {
+		t.Errorf("revert while running: %v, want FailedPrecondition naming the state", err)
 	}
 	if after := b.snapshotFootprint(vm1); after != before {
-		t.Fatalf("a refused change changed something:\n%s", after)
+		t.Fatalf("a failed or refused change changed something:\n%s", after)
 	}
-	if _, err := a.RevertSnapshot(t.Context(), vm1, "first", true); err != nil {
+
+	if _, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteSnapshot(t.Context(), vm1, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if last := fake.requests[len(fake.requests)-1]; last.Op != shimapi.SnapshotDelete || last.Tag != "gone" {
+		t.Errorf("the delete asked the shim %+v", last)
+	}
+	waitEvent(t, a, vm1, "snapshot gone deleted")
+
+	if _, err := a.RevertSnapshot(t.Context(), vm1, "live", true); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := a.Get(vm1); err != nil || !v.Status.Terminal() {
@@ -270,5 +329,8 @@ func TestSnapshotsOfARunningVM(t *testing.T) {
 	}
 	if !b.holdsPattern(vm1, 1) {
 		t.Error("after the forced revert the disk does not hold the first data")
+	}
+	if tags := b.imageTags(vm1); !slices.Equal(tags, []string{"live"}) {
+		t.Errorf("qemu-img lists %v", tags)
 	}
 }

@@ -22,7 +22,7 @@ var snapshotRoutes = []Route{{
 	},
 }, {
 	Method: http.MethodPost, Path: "/v1/vms/{id}/snapshots", OperationID: "createSnapshot", Tag: "storage",
-	Summary:  "Take a snapshot of all of a VM's disks (each a qcow2 image); the VM must be off",
+	Summary:  "Take a snapshot of all of a VM's disks (each a qcow2 image) at one instant; a running guest is paused around it and resumed",
 	Request:  typeOf[api.CreateSnapshotRequest](),
 	Response: typeOf[api.Snapshot](),
 	Status:   []int{http.StatusCreated},
@@ -54,7 +54,7 @@ var snapshotRoutes = []Route{{
 	},
 }, {
 	Method: http.MethodDelete, Path: "/v1/vms/{id}/snapshots/{snapshot}", OperationID: "deleteSnapshot", Tag: "storage",
-	Summary: "Delete a snapshot from every disk it covers; the VM's disks as they are stay; the VM must be off",
+	Summary: "Delete a snapshot from every disk it covers, live while the VM runs; the VM's disks as they are stay",
 	Status:  []int{http.StatusNoContent},
 	Errors:  errsWrite,
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
