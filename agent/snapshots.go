@@ -26,9 +26,10 @@ import (
 //
 // While the VM is off, qemu-img takes, reverts and deletes them and the
 // agent records each change in the VM's log. While it runs, its shim takes
-// them (the guest paused around one QMP transaction over all the disks)
-// and deletes them, and records the change; a revert of the disks needs
-// the VM off.
+// them (the guest paused around one QMP transaction over all the disks, or
+// with memory QEMU's snapshot-save job), loads memory snapshots
+// (snapshot-load) and deletes them, and records the change; a revert of
+// a disk-only snapshot needs the VM off.
 
 // maxSnapshotDescription bounds a snapshot's description.
 const maxSnapshotDescription = 1024
@@ -104,9 +105,6 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 	if req.Memory && !live {
 		return api.Snapshot{}, errdefs.Invalid("memory", "VM %s is %s: it has no RAM to include", rec.id, state)
 	}
-	if req.Memory {
-		return api.Snapshot{}, errdefs.Invalid("memory", "snapshots with memory are not supported yet; take a disk-only snapshot (memory false)")
-	}
 	disks, err := snapshotDisks(rec.currentSpec())
 	if err != nil {
 		return api.Snapshot{}, err
@@ -129,10 +127,10 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 	}
 	sn := api.Snapshot{
 		ID: uuid.NewString(), VMID: rec.id, Name: req.Name, Description: req.Description,
-		CreatedAt: time.Now().UTC(), PowerState: state, Disks: diskNames(disks),
+		CreatedAt: time.Now().UTC(), PowerState: state, Disks: diskNames(disks), Memory: req.Memory,
 	}
 	if live {
-		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotCreate, req.Name, sn.Disks)
+		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotCreate, Tag: req.Name, Disks: sn.Disks, Memory: req.Memory})
 	} else {
 		err = a.snapshotsOffline(ctx, disks, req.Name)
 	}
@@ -143,7 +141,7 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 		bg := context.WithoutCancel(ctx)
 		var err error
 		if live {
-			err = a.snapshotLive(bg, rec.id, shimapi.SnapshotDelete, req.Name, sn.Disks)
+			err = a.snapshotLive(bg, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: req.Name, Disks: sn.Disks, Memory: req.Memory})
 		} else {
 			err = a.deleteTags(bg, disks, req.Name)
 		}
@@ -171,9 +169,12 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 	return sn, nil
 }
 
-// RevertSnapshot takes the VM's disks back to the snapshot name: what was
-// written since is lost. The VM must be off; force powers it off first.
-// A disk added after the snapshot stays as it is.
+// RevertSnapshot takes the VM back to the snapshot name: what was written
+// since is lost. A memory snapshot loads into a running VM, which goes on
+// from where it was; any other revert needs the VM off, and force powers
+// it off first. While off, a memory snapshot reverts the disks alone, and
+// the next boot starts afresh from them. A disk added after the snapshot
+// stays as it is.
 func (a *Agent) RevertSnapshot(ctx context.Context, id, name string, force bool) (api.Snapshot, error) {
 	rec, err := a.get(id)
 	if err != nil {
@@ -191,7 +192,11 @@ func (a *Agent) RevertSnapshot(ctx context.Context, id, name string, force bool)
 	if err != nil {
 		return api.Snapshot{}, err
 	}
-	if st := rec.currentStatus(); !st.Terminal() {
+	st := rec.currentStatus()
+	if sn.Memory && !st.Terminal() {
+		return a.loadSnapshot(ctx, rec, meta, sn)
+	}
+	if !st.Terminal() {
 		if !force {
 			return api.Snapshot{}, errdefs.FailedPrecondition("VM %s is %s: a revert of its disks needs it off; power it off or revert with force=true", rec.id, st)
 		}
@@ -227,6 +232,37 @@ func (a *Agent) RevertSnapshot(ctx context.Context, id, name string, force bool)
 	return sn, nil
 }
 
+// loadSnapshot reverts a running VM to a memory snapshot through its shim:
+// the guest goes on from where the snapshot caught it. The VM's disks must
+// be the snapshot's, as QEMU loads its device state onto them.
+func (a *Agent) loadSnapshot(ctx context.Context, rec *record, meta *vmspec.Snapshots, sn api.Snapshot) (api.Snapshot, error) {
+	now := diskNames(rec.currentSpec().Disks())
+	if !slices.Equal(now, sn.Disks) {
+		return api.Snapshot{}, errdefs.FailedPrecondition("snapshot %s holds the memory of a VM with disks %v, and VM %s now has %v: revert it while the VM is off (its disks only)",
+			sn.Name, sn.Disks, rec.id, now)
+	}
+	tags, err := a.diskTags(ctx, rec)
+	if err != nil {
+		return api.Snapshot{}, err
+	}
+	for _, d := range sn.Disks {
+		if _, held := tags[d][sn.Name]; !held {
+			return api.Snapshot{}, errdefs.FailedPrecondition("disk %s no longer holds snapshot %q", d, sn.Name)
+		}
+	}
+	if err := a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotLoad, Tag: sn.Name, Disks: sn.Disks, Memory: true}); err != nil {
+		return api.Snapshot{}, err
+	}
+	next := meta.Clone()
+	next.Current = sn.Name
+	if err := next.Save(a.cfg.Layout.SnapshotsFile(rec.id)); err != nil {
+		a.log.Warn("cannot mark the reverted snapshot current", logging.KeyVM, rec.id, "SNAPSHOT", sn.Name, "ERROR", err.Error())
+	}
+	a.log.Info("snapshot loaded into the running guest", logging.KeyVM, rec.id, "SNAPSHOT", sn.Name)
+	sn.IsCurrent = true
+	return sn, nil
+}
+
 // DeleteSnapshot deletes the snapshot name from every disk it covers and
 // from the VM's snapshots. The VM's disks as they are stay.
 func (a *Agent) DeleteSnapshot(ctx context.Context, id, name string) error {
@@ -257,7 +293,7 @@ func (a *Agent) DeleteSnapshot(ctx context.Context, id, name string) error {
 	held := slices.DeleteFunc(slices.Clone(disks), func(d *vmspec.Device) bool { _, ok := tags[d.Name][name]; return !ok })
 	switch {
 	case live && len(held) > 0:
-		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotDelete, name, diskNames(held))
+		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: name, Disks: diskNames(held), Memory: sn.Memory})
 	case !live:
 		err = a.deleteTags(ctx, held, name)
 	}
@@ -306,14 +342,22 @@ func (a *Agent) loadSnapshots(rec *record) (*vmspec.Snapshots, error) {
 	return meta, nil
 }
 
-// snapshotLive asks the running VM's shim to take or delete the snapshot
-// tag of disks.
-func (a *Agent) snapshotLive(ctx context.Context, id, op, tag string, disks []string) error {
-	ctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+// snapshotCallTimeout bounds a live snapshot call: a memory snapshot's
+// job writes or reads all of the guest's RAM (the shim bounds it at 5 min).
+const snapshotCallTimeout = 6 * time.Minute
+
+// snapshotLive asks the running VM's shim to take, delete or load a
+// snapshot.
+func (a *Agent) snapshotLive(ctx context.Context, id string, req shimapi.SnapshotRequest) error {
+	timeout := shimCallTimeout
+	if req.Memory {
+		timeout = snapshotCallTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	sh := a.shim(id)
 	defer sh.Close()
-	_, err := shimclient.Call(ctx, sh, shimapi.RouteSnapshot, shimapi.SnapshotRequest{Op: op, Tag: tag, Disks: disks})
+	_, err := shimclient.Call(ctx, sh, shimapi.RouteSnapshot, req)
 	return err
 }
 

@@ -254,19 +254,20 @@ func (f *fakeSnapshotShim) exchange(s *agenttest.Shim, method, target string, bo
 		f.fail = false
 		return nil, errdefs.Internal("transaction: Snapshot with name 'x' already exists")
 	}
-	op := map[string]string{shimapi.SnapshotCreate: "-c", shimapi.SnapshotDelete: "-d"}[req.Op]
+	op := map[string]string{shimapi.SnapshotCreate: "-c", shimapi.SnapshotDelete: "-d", shimapi.SnapshotLoad: "-a"}[req.Op]
 	for _, d := range req.Disks {
 		img := f.b.layout.VMDir(s.ID()) + "/" + d + ".qcow2"
 		if out, err := exec.Command("qemu-img", "snapshot", op, req.Tag, img).CombinedOutput(); err != nil {
 			return nil, errdefs.Internal("%s: %s", err, out)
 		}
 	}
-	verb := map[string]string{shimapi.SnapshotCreate: "taken", shimapi.SnapshotDelete: "deleted"}[req.Op]
+	verb := map[string]string{shimapi.SnapshotCreate: "taken", shimapi.SnapshotDelete: "deleted", shimapi.SnapshotLoad: "loaded"}[req.Op]
 	return nil, s.Progress("snapshot " + req.Tag + " " + verb)
 }
 
 // A running VM: its shim takes and deletes snapshots live, a failure there
-// changes nothing, a revert needs the VM off or force, which powers it off
+// changes nothing, a memory snapshot loads into the running VM, and a
+// revert of a disk-only one needs the VM off or force, which powers it off
 // first.
 func TestSnapshotsOfARunningVM(t *testing.T) {
 	b := newBed(t)
@@ -300,8 +301,6 @@ func TestSnapshotsOfARunningVM(t *testing.T) {
 	if _, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "x"}); err == nil {
 		t.Fatal("a snapshot the shim failed succeeded")
 	}
-	_, err = a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "m", Memory: true})
-	wantCode(t, "memory", err, errdefs.CodeInvalidArgument, "memory")
 	_, err = a.RevertSnapshot(t.Context(), vm1, "live", false)
 	if e := errdefs.As(err); e == nil || e.Code != errdefs.CodeFailedPrecondition || !strings.Contains(e.Message, "is running") {
 		t.Errorf("revert while running: %v, want FailedPrecondition naming the state", err)
@@ -320,6 +319,31 @@ func TestSnapshotsOfARunningVM(t *testing.T) {
 		t.Errorf("the delete asked the shim %+v", last)
 	}
 	waitEvent(t, a, vm1, "snapshot gone deleted")
+
+	// A memory snapshot loads into the running guest: no power-off.
+	mem, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "mem", Memory: true})
+	if err != nil || !mem.Memory || mem.PowerState != api.StatusRunning {
+		t.Fatalf("memory snapshot: %+v %v", mem, err)
+	}
+	if sn, err := a.RevertSnapshot(t.Context(), vm1, "mem", false); err != nil || !sn.IsCurrent {
+		t.Fatalf("memory revert: %+v %v", sn, err)
+	}
+	wantReqs := []shimapi.SnapshotRequest{
+		{Op: shimapi.SnapshotCreate, Tag: "mem", Disks: []string{"disk0"}, Memory: true},
+		{Op: shimapi.SnapshotLoad, Tag: "mem", Disks: []string{"disk0"}, Memory: true},
+	}
+	if got := fake.requests[len(fake.requests)-2:]; !reflect.DeepEqual(got, wantReqs) {
+		t.Fatalf("the shim was asked %+v, want %+v", got, wantReqs)
+	}
+	if v, err := a.Get(vm1); err != nil || v.Status != api.StatusRunning {
+		t.Fatalf("after a memory revert the VM is %s (%v)", v.Status, err)
+	}
+	if err := a.DeleteSnapshot(t.Context(), vm1, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	if last := fake.requests[len(fake.requests)-1]; last.Op != shimapi.SnapshotDelete || !last.Memory {
+		t.Errorf("deleting a memory snapshot asked the shim %+v", last)
+	}
 
 	if _, err := a.RevertSnapshot(t.Context(), vm1, "live", true); err != nil {
 		t.Fatal(err)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
+	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 )
 
@@ -40,15 +42,104 @@ func (s *Shim) snapshot(ctx context.Context, req shimapi.SnapshotRequest) (shima
 		}
 	}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	timeout := qmpTimeout
+	if req.Memory {
+		timeout = memorySnapshotTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	switch req.Op {
-	case shimapi.SnapshotCreate:
+	switch {
+	case req.Op == shimapi.SnapshotCreate && req.Memory:
+		return shimapi.Empty{}, s.saveSnapshot(ctx, req.Tag, req.Disks)
+	case req.Op == shimapi.SnapshotCreate:
 		return shimapi.Empty{}, s.snapshotDisks(ctx, req.Tag, req.Disks)
-	case shimapi.SnapshotDelete:
+	case req.Op == shimapi.SnapshotLoad && req.Memory:
+		return shimapi.Empty{}, s.loadSnapshot(ctx, req.Tag, req.Disks)
+	case req.Op == shimapi.SnapshotLoad:
+		return shimapi.Empty{}, errdefs.Invalid("op", "only a memory snapshot loads into a running guest; a disk-only one reverts while the VM is off")
+	case req.Op == shimapi.SnapshotDelete && req.Memory:
+		return shimapi.Empty{}, s.snapshotJob(ctx, "delete", req.Tag, func(job string) error {
+			return s.qmp.SnapshotDelete(ctx, job, req.Tag, req.Disks)
+		})
+	case req.Op == shimapi.SnapshotDelete:
 		return shimapi.Empty{}, s.deleteSnapshot(ctx, req.Tag, req.Disks)
 	}
-	return shimapi.Empty{}, errdefs.Invalid("op", "must be %q or %q, got %q", shimapi.SnapshotCreate, shimapi.SnapshotDelete, req.Op)
+	return shimapi.Empty{}, errdefs.Invalid("op", "must be %q, %q or %q, got %q", shimapi.SnapshotCreate, shimapi.SnapshotDelete, shimapi.SnapshotLoad, req.Op)
+}
+
+// memorySnapshotTimeout bounds a snapshot job: QEMU writes or reads all of
+// the guest's RAM.
+const memorySnapshotTimeout = 5 * time.Minute
+
+// saveSnapshot is QEMU's snapshot-save job: the guest's RAM and device
+// state into the first disk, an internal snapshot of every disk, all while
+// QEMU holds the guest stopped; a guest that ran runs on after.
+func (s *Shim) saveSnapshot(ctx context.Context, tag string, disks []string) error {
+	thaw, err := s.freezeGuestFS(ctx)
+	if err != nil {
+		return err
+	}
+	defer thaw()
+	s.progress("snapshot %s: saving the guest's memory into %s and snapshotting %s", tag, disks[0], strings.Join(disks, ", "))
+	if err := s.snapshotJob(ctx, "save", tag, func(job string) error {
+		return s.qmp.SnapshotSave(ctx, job, tag, disks[0], disks)
+	}); err != nil {
+		return err
+	}
+	s.progress("snapshot %s taken with memory of %s", tag, strings.Join(disks, ", "))
+	return nil
+}
+
+// loadSnapshot is QEMU's snapshot-load job: the disks back to the
+// snapshot, RAM and device state from the first disk; a guest that ran
+// goes on from where the snapshot caught it, not rebooted.
+//
+// QEMU reverts the disks before it reads the memory, and leaves the guest
+// stopped when the load fails: so everything a load needs is checked
+// first, and a load failing past that leaves the guest suspended, to be
+// reverted again or powered off, never run on half-loaded.
+func (s *Shim) loadSnapshot(ctx context.Context, tag string, disks []string) error {
+	if err := s.checkLoadable(ctx, tag, disks); err != nil {
+		return err
+	}
+	s.progress("snapshot %s: loading the guest's memory and disks", tag)
+	if err := s.snapshotJob(ctx, "load", tag, func(job string) error {
+		return s.qmp.SnapshotLoad(ctx, job, tag, disks[0], disks)
+	}); err != nil {
+		if st, qerr := s.qmp.QueryStatus(context.WithoutCancel(ctx)); qerr == nil && !st.Running && s.lifecycleState() == stateRunning {
+			s.setStatus(api.StatusSuspended, api.ReasonUser,
+				fmt.Sprintf("loading snapshot %s failed part-way; the guest stays stopped: revert again or power it off", tag), nil)
+		}
+		return err
+	}
+	s.progress("reverted to snapshot %s with memory: %s", tag, strings.Join(disks, ", "))
+	return nil
+}
+
+// snapshotJob starts one of QEMU's snapshot jobs and waits for it,
+// recording its progress as events, a step of at least a quarter at a
+// time. The job's id holds its tag, so that a job left over from an
+// earlier call is told apart.
+func (s *Shim) snapshotJob(ctx context.Context, verb, tag string, start func(job string) error) error {
+	job := fmt.Sprintf("snapshot-%s-%s", verb, tag)
+	if err := start(job); err != nil {
+		return qmpFailed(fmt.Errorf("snapshot %s: start the %s job: %w", tag, verb, err))
+	}
+	reported := int64(-1)
+	err := s.qmp.WaitJob(ctx, job, func(j qmp.JobInfo) {
+		if j.TotalProgress <= 0 {
+			return
+		}
+		pct := j.CurrentProgress * 100 / j.TotalProgress
+		if pct >= reported+25 && pct < 100 {
+			reported = pct
+			s.progress("snapshot %s: %s %d%%", tag, verb, pct)
+		}
+	})
+	if err != nil {
+		return qmpFailed(fmt.Errorf("snapshot %s: %w", tag, err))
+	}
+	return nil
 }
 
 // snapshotDisks snapshots all the disks at one instant: a running guest is
@@ -107,4 +198,45 @@ func (s *Shim) deleteSnapshot(ctx context.Context, tag string, disks []string) e
 // file systems are as a power cut would leave them (crash-consistent).
 func (s *Shim) freezeGuestFS(context.Context) (thaw func(), err error) {
 	return func() {}, nil
+}
+
+// nodeSnapshots is a block node's internal snapshots, as
+// query-named-block-nodes answers.
+type nodeSnapshots struct {
+	NodeName string `json:"node-name"`
+	Image    struct {
+		Snapshots []struct {
+			Name        string `json:"name"`
+			VMStateSize int64  `json:"vm-state-size"`
+		} `json:"snapshots"`
+	} `json:"image"`
+}
+
+// checkLoadable refuses a load QEMU would refuse or fail: every disk must
+// hold the snapshot, and the first its RAM state.
+func (s *Shim) checkLoadable(ctx context.Context, tag string, disks []string) error {
+	var nodes []nodeSnapshots
+	if err := s.qmp.Execute(ctx, "query-named-block-nodes", map[string]bool{"flat": true}, &nodes); err != nil {
+		return qmpFailed(err)
+	}
+	for i, d := range disks {
+		j := slices.IndexFunc(nodes, func(n nodeSnapshots) bool { return n.NodeName == d })
+		if j < 0 {
+			return errdefs.NotFound("QEMU has no block node %s", d)
+		}
+		snaps := nodes[j].Image.Snapshots
+		k := slices.IndexFunc(snaps, func(sn struct {
+			Name        string `json:"name"`
+			VMStateSize int64  `json:"vm-state-size"`
+		}) bool {
+			return sn.Name == tag
+		})
+		switch {
+		case k < 0:
+			return errdefs.FailedPrecondition("disk %s holds no snapshot %q", d, tag)
+		case i == 0 && snaps[k].VMStateSize == 0:
+			return errdefs.FailedPrecondition("snapshot %q holds no memory in disk %s", tag, d)
+		}
+	}
+	return nil
 }

@@ -120,6 +120,40 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 		t.Fatalf("refusals left disk0 with %v", got)
 	}
 
+	// With memory: QEMU's jobs save, load and delete it; the guest runs
+	// on after each, and its state lies in the first disk.
+	memory := func(op, tag string, disks ...string) error {
+		_, err := s.snapshot(ctx, shimapi.SnapshotRequest{Op: op, Tag: tag, Disks: disks, Memory: true})
+		return err
+	}
+	if err := memory(shimapi.SnapshotCreate, "mem", "disk0", "disk1"); err != nil {
+		t.Fatal(err)
+	}
+	running("after a memory snapshot")
+	snaps, err := tool.Snapshots(ctx, filepath.Join(dir, "disk0.qcow2"), "qcow2", qemuimg.ForceShare())
+	if err != nil || len(snaps) != 2 || snaps[1].Name != "mem" || snaps[1].VMStateSize == 0 {
+		t.Fatalf("disk0's snapshots after a memory snapshot: %+v %v", snaps, err)
+	}
+	if got := tags("disk1"); !slices.Equal(got, []string{"both", "one", "mem"}) {
+		t.Fatalf("disk1 after a memory snapshot: %v", got)
+	}
+	if err := memory(shimapi.SnapshotLoad, "mem", "disk0", "disk1"); err != nil {
+		t.Fatal(err)
+	}
+	running("after loading a memory snapshot")
+	if err := snap(shimapi.SnapshotLoad, "both", "disk0", "disk1"); errdefs.As(err) == nil || errdefs.As(err).Code != errdefs.CodeInvalidArgument {
+		t.Errorf("loading a disk-only snapshot live: %v", err)
+	}
+	for _, bad := range [][]string{{"nope", "disk0"}, {"both", "disk0", "disk1"}} {
+		if err := memory(shimapi.SnapshotLoad, bad[0], bad[1:]...); errdefs.As(err) == nil || errdefs.As(err).Code != errdefs.CodeFailedPrecondition {
+			t.Errorf("loading %s with memory: %v, want FailedPrecondition", bad[0], err)
+		}
+	}
+	running("after refused loads")
+	if err := memory(shimapi.SnapshotDelete, "mem", "disk0", "disk1"); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := snap(shimapi.SnapshotDelete, "one", "disk1"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,11 +169,18 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 		if i := strings.Index(m, " (the guest paused"); i >= 0 {
 			m = m[:i]
 		}
+		if strings.HasSuffix(m, "%") {
+			continue // a long job's progress, as far as it got
+		}
 		got = append(got, m)
 	}
 	want := []string{
 		"progress: snapshot both taken of disk0, disk1",
 		"progress: snapshot one taken of disk1",
+		"progress: snapshot mem: saving the guest's memory into disk0 and snapshotting disk0, disk1",
+		"progress: snapshot mem taken with memory of disk0, disk1",
+		"progress: snapshot mem: loading the guest's memory and disks",
+		"progress: reverted to snapshot mem with memory: disk0, disk1",
 		"progress: snapshot one deleted",
 		"progress: snapshot both deleted",
 	}

@@ -135,17 +135,22 @@ type MediumRequest struct {
 const (
 	SnapshotCreate = "create"
 	SnapshotDelete = "delete"
+	SnapshotLoad   = "load"
 )
 
-// SnapshotRequest takes (Op create) or deletes (Op delete) the internal
-// snapshot Tag of the running VM's disks named Disks. A create pauses a
-// running guest around one transaction over all the disks, so that they
-// are snapshotted at one instant, and resumes it even when the
-// transaction fails. Each change is an event.
+// SnapshotRequest takes (Op create), deletes (Op delete) or loads (Op load,
+// a Memory snapshot only) the internal snapshot Tag of the running VM's
+// disks named Disks. A disk-only create pauses a running guest around one
+// transaction over all the disks, so that they are snapshotted at one
+// instant, and resumes it even when the transaction fails. With Memory a
+// create is QEMU's snapshot-save job, its RAM and device state in the
+// first disk, and a load is snapshot-load, the guest going on where it
+// was. Each change, and a long job's progress, is an event.
 type SnapshotRequest struct {
-	Op    string   `json:"op"`
-	Tag   string   `json:"tag"`
-	Disks []string `json:"disks"`
+	Op     string   `json:"op"`
+	Tag    string   `json:"tag"`
+	Disks  []string `json:"disks"`
+	Memory bool     `json:"memory,omitempty"`
 }
 
 // Empty is an answer with nothing in it (204).
