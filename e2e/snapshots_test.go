@@ -219,3 +219,102 @@ func TestSnapshotRawDiskRefused(t *testing.T) {
 		t.Errorf("a refused snapshot changed the log:\n%s", now)
 	}
 }
+
+// guestUptime is the guest's /proc/uptime in whole seconds.
+func (b *bed) guestUptime(t *testing.T, id string) int {
+	t.Helper()
+	out, rc := b.guestRun(t, id, "echo UPTIME=$(cut -d. -f1 /proc/uptime)")
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "UPTIME="); ok && rc == 0 {
+			var n int
+			if _, err := fmt.Sscan(v, &n); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("guest: no uptime in %q (exit %d)", out, rc)
+	return 0
+}
+
+// ramMarker is what the guest reads from its file in RAM.
+func (b *bed) ramMarker(t *testing.T, id string) string {
+	t.Helper()
+	out, _ := b.guestRun(t, id, "echo RAM=$(cat /mnt/ram/marker)")
+	for _, line := range strings.Split(out, "\n") {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(line), "RAM="); ok {
+			return strings.TrimSpace(m)
+		}
+	}
+	return ""
+}
+
+// A memory snapshot of a running VM (acceptance 2): the guest writes a
+// marker into a file in RAM (tmpfs) and onto its disk, the snapshot is
+// taken, both markers are overwritten, the snapshot is reverted: the guest
+// shows the first markers and was not rebooted: its uptime goes on, and
+// its console shows one boot.
+func TestSnapshotWithMemory(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "snapshot-memory")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	img := diskPath(t, vm, "disk0")
+
+	b.guestMust(t, vm.ID, "mkdir -p /mnt/ram && mount -t tmpfs tmpfs /mnt/ram && echo RAM-FIRST > /mnt/ram/marker")
+	b.writeDiskMarker(t, vm.ID, "DISK-FIRST")
+	atSnapshot := b.guestUptime(t, vm.ID)
+	var sn api.Snapshot
+	out := b.run(t, "infinivirtctl", "vm", "snapshot", "create", vm.ID, "with-memory", "--memory", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &sn); err != nil || !sn.Memory || sn.PowerState != api.StatusRunning {
+		t.Fatalf("vm snapshot create --memory -o json: %v\n%s", err, out)
+	}
+	l, err := b.client.Snapshots(ctx, vm.ID)
+	if err != nil || len(l.Snapshots) != 1 || l.Snapshots[0].SizeBytes == 0 || !slices.Equal(snapshotTags(l), b.imageSnapshots(t, img)) {
+		t.Fatalf("the agent lists %+v (%v), qemu-img %v", l, err, b.imageSnapshots(t, img))
+	}
+
+	b.guestMust(t, vm.ID, "echo RAM-SECOND > /mnt/ram/marker")
+	b.writeDiskMarker(t, vm.ID, "DISK-SECOND")
+	if got := b.ramMarker(t, vm.ID); got != "RAM-SECOND" {
+		t.Fatalf("before the revert the guest reads %q from RAM", got)
+	}
+
+	reverted, err := b.client.RevertSnapshot(ctx, vm.ID, "with-memory", false)
+	if err != nil || !reverted.IsCurrent {
+		t.Fatalf("revert: %+v %v", reverted, err)
+	}
+	if v, err := b.client.Get(ctx, vm.ID); err != nil || v.Status != api.StatusRunning {
+		t.Fatalf("after the revert the VM is %s (%v)", v.Status, err)
+	}
+	if got := b.ramMarker(t, vm.ID); got != "RAM-FIRST" {
+		t.Fatalf("after the revert the guest reads %q from RAM, want the first marker", got)
+	}
+	if got := b.diskMarker(t, vm.ID); got != "DISK-FIRST" {
+		t.Fatalf("after the revert the guest reads %q from its disk, want the first marker", got)
+	}
+	// Not rebooted: the clock goes on, and the console shows one boot.
+	if now := b.guestUptime(t, vm.ID); now < atSnapshot {
+		t.Fatalf("after the revert the guest's uptime is %d s, below the %d s it had at the snapshot", now, atSnapshot)
+	}
+	b.waitConsole(t, vm.ID, "TESTGUEST READY", 1)
+	if con, err := b.client.Console(ctx, vm.ID); err != nil || strings.Count(con, "TESTGUEST READY") != 1 {
+		t.Fatalf("the guest booted again (%v)", err)
+	}
+
+	// Deleted live: a snapshot-delete job.
+	if err := b.client.DeleteSnapshot(ctx, vm.ID, "with-memory"); err != nil {
+		t.Fatal(err)
+	}
+	if tags := b.imageSnapshots(t, img); len(tags) != 0 {
+		t.Fatalf("after the delete qemu-img lists %v", tags)
+	}
+	var msgs []string
+	for _, e := range b.vmEvents(t, vm.ID) {
+		msgs = append(msgs, e.Message)
+	}
+	for _, want := range []string{"snapshot with-memory taken with memory of disk0", "reverted to snapshot with-memory with memory: disk0", "snapshot with-memory deleted"} {
+		if !slices.Contains(msgs, want) {
+			t.Errorf("the VM's log lacks %q", want)
+		}
+	}
+}

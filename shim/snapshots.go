@@ -58,9 +58,13 @@ func (s *Shim) snapshot(ctx context.Context, req shimapi.SnapshotRequest) (shima
 	case req.Op == shimapi.SnapshotLoad:
 		return shimapi.Empty{}, errdefs.Invalid("op", "only a memory snapshot loads into a running guest; a disk-only one reverts while the VM is off")
 	case req.Op == shimapi.SnapshotDelete && req.Memory:
-		return shimapi.Empty{}, s.snapshotJob(ctx, "delete", req.Tag, func(job string) error {
+		if err := s.snapshotJob(ctx, "delete", req.Tag, func(job string) error {
 			return s.qmp.SnapshotDelete(ctx, job, req.Tag, req.Disks)
-		})
+		}); err != nil {
+			return shimapi.Empty{}, err
+		}
+		s.progress("snapshot %s deleted", req.Tag)
+		return shimapi.Empty{}, nil
 	case req.Op == shimapi.SnapshotDelete:
 		return shimapi.Empty{}, s.deleteSnapshot(ctx, req.Tag, req.Disks)
 	}

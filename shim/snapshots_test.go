@@ -181,6 +181,7 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 		"progress: snapshot mem taken with memory of disk0, disk1",
 		"progress: snapshot mem: loading the guest's memory and disks",
 		"progress: reverted to snapshot mem with memory: disk0, disk1",
+		"progress: snapshot mem deleted",
 		"progress: snapshot one deleted",
 		"progress: snapshot both deleted",
 	}

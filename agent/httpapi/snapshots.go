@@ -22,7 +22,7 @@ var snapshotRoutes = []Route{{
 	},
 }, {
 	Method: http.MethodPost, Path: "/v1/vms/{id}/snapshots", OperationID: "createSnapshot", Tag: "storage",
-	Summary:  "Take a snapshot of all of a VM's disks (each a qcow2 image) at one instant; a running guest is paused around it and resumed",
+	Summary:  "Take a snapshot of all of a VM's disks (each a qcow2 image) at one instant, with memory the running guest's RAM too; the guest runs on after",
 	Request:  typeOf[api.CreateSnapshotRequest](),
 	Response: typeOf[api.Snapshot](),
 	Status:   []int{http.StatusCreated},
@@ -38,7 +38,7 @@ var snapshotRoutes = []Route{{
 	},
 }, {
 	Method: http.MethodPost, Path: "/v1/vms/{id}/snapshots/{snapshot}/revert", OperationID: "revertSnapshot", Tag: "storage",
-	Summary:  "Take a VM's disks back to a snapshot, losing what was written since; the VM must be off, or force powers it off first",
+	Summary:  "Go back to a snapshot, losing what was written since: a memory snapshot loads into the running guest, which goes on where it was; any other needs the VM off, or force powers it off first",
 	Params:   []Param{{Name: "force", In: "query", Type: typeOf[bool](), Description: "power a running VM off first"}},
 	Response: typeOf[api.Snapshot](),
 	Status:   []int{http.StatusOK},
