@@ -131,6 +131,9 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 	}
 	if live {
 		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotCreate, Tag: req.Name, Disks: sn.Disks, Memory: req.Memory})
+		if err != nil {
+			a.dropPartialSnapshot(ctx, rec, req.Name)
+		}
 	} else {
 		err = a.snapshotsOffline(ctx, disks, req.Name)
 	}
@@ -340,6 +343,30 @@ func (a *Agent) loadSnapshots(rec *record) (*vmspec.Snapshots, error) {
 		return nil, errdefs.Internal("%v", err)
 	}
 	return meta, nil
+}
+
+// dropPartialSnapshot deletes tag from the disks of a running VM that hold
+// it after a live create failed: a job QEMU failed part-way may have
+// snapshotted some of them. The tag was on none before.
+func (a *Agent) dropPartialSnapshot(ctx context.Context, rec *record, tag string) {
+	bg := context.WithoutCancel(ctx)
+	tags, err := a.diskTags(bg, rec)
+	if err != nil {
+		a.log.Warn("cannot check the disks after a failed snapshot", logging.KeyVM, rec.id, "SNAPSHOT", tag, "ERROR", err.Error())
+		return
+	}
+	var held []string
+	for _, d := range rec.currentSpec().Disks() {
+		if _, ok := tags[d.Name][tag]; ok {
+			held = append(held, d.Name)
+		}
+	}
+	if len(held) == 0 {
+		return
+	}
+	if err := a.snapshotLive(bg, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: tag, Disks: held}); err != nil {
+		a.log.Warn("cannot delete what a failed snapshot left", logging.KeyVM, rec.id, "SNAPSHOT", tag, "DISKS", held, "ERROR", err.Error())
+	}
 }
 
 // snapshotCallTimeout bounds a live snapshot call: a memory snapshot's

@@ -67,11 +67,22 @@ func (b *bed) imageTags(id string) []string {
 // was: spec, log, snapshots file and the image's own snapshots.
 func (b *bed) snapshotFootprint(id string) string {
 	b.t.Helper()
+	return b.footprintOf(id) + "\n--\n" + b.snapshotState(id)
+}
+
+// snapshotState is the snapshots file, the spec and the image's own
+// snapshots.
+func (b *bed) snapshotState(id string) string {
+	b.t.Helper()
 	meta, err := os.ReadFile(b.layout.SnapshotsFile(id))
 	if err != nil && !os.IsNotExist(err) {
 		b.t.Fatal(err)
 	}
-	return b.footprintOf(id) + "\n--\n" + string(meta) + "\n--\n" + strings.Join(b.imageTags(id), ",")
+	spec, err := os.ReadFile(b.layout.SpecFile(id))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return string(spec) + "\n--\n" + string(meta) + "\n--\n" + strings.Join(b.imageTags(id), ",")
 }
 
 func snapshotNames(l api.Snapshots) (names []string, current string) {
@@ -251,8 +262,13 @@ func (f *fakeSnapshotShim) exchange(s *agenttest.Shim, method, target string, bo
 	}
 	f.requests = append(f.requests, req)
 	if f.fail {
+		// As a job QEMU failed part-way: the first disk got the snapshot.
 		f.fail = false
-		return nil, errdefs.Internal("transaction: Snapshot with name 'x' already exists")
+		img := f.b.layout.VMDir(s.ID()) + "/" + req.Disks[0] + ".qcow2"
+		if out, err := exec.Command("qemu-img", "snapshot", "-c", req.Tag, img).CombinedOutput(); err != nil {
+			return nil, errdefs.Internal("%s: %s", err, out)
+		}
+		return nil, errdefs.Internal("snapshot-save: Error while writing VM state: No space left on device")
 	}
 	op := map[string]string{shimapi.SnapshotCreate: "-c", shimapi.SnapshotDelete: "-d", shimapi.SnapshotLoad: "-a"}[req.Op]
 	for _, d := range req.Disks {
@@ -296,17 +312,26 @@ func TestSnapshotsOfARunningVM(t *testing.T) {
 	}
 	b.writePattern(vm1, 2)
 
-	before := b.snapshotFootprint(vm1)
+	// A failed live snapshot leaves the spec, the snapshots and the images
+	// as they were; the log tells of the cleanup.
+	stateBefore := b.snapshotState(vm1)
 	fake.fail = true
-	if _, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "x"}); err == nil {
+	if _, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "x", Memory: true}); err == nil {
 		t.Fatal("a snapshot the shim failed succeeded")
 	}
+	if last := fake.requests[len(fake.requests)-1]; last.Op != shimapi.SnapshotDelete || last.Tag != "x" || !slices.Equal(last.Disks, []string{"disk0"}) {
+		t.Errorf("what the failed snapshot left was not deleted: the shim was last asked %+v", last)
+	}
+	if after := b.snapshotState(vm1); after != stateBefore {
+		t.Fatalf("a failed live snapshot changed something:\n%s", after)
+	}
+	before := b.snapshotFootprint(vm1)
 	_, err = a.RevertSnapshot(t.Context(), vm1, "live", false)
 	if e := errdefs.As(err); e == nil || e.Code != errdefs.CodeFailedPrecondition || !strings.Contains(e.Message, "is running") {
 		t.Errorf("revert while running: %v, want FailedPrecondition naming the state", err)
 	}
 	if after := b.snapshotFootprint(vm1); after != before {
-		t.Fatalf("a failed or refused change changed something:\n%s", after)
+		t.Fatalf("a refused change changed something:\n%s", after)
 	}
 
 	if _, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "gone"}); err != nil {
