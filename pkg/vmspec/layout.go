@@ -52,3 +52,6 @@ func (l Layout) DepartmentsDir() string { return filepath.Join(l.StateDir, "fire
 func (l Layout) DepartmentFile(id string) string {
 	return filepath.Join(l.DepartmentsDir(), id+".json")
 }
+
+// ImagesDir is the image store: golden images that disks are cloned from.
+func (l Layout) ImagesDir() string { return filepath.Join(l.StateDir, "images") }
