@@ -39,6 +39,7 @@ func (s *Shim) deviceHost() *device.Host {
 	return &device.Host{
 		VMID:       s.cfg.VMID,
 		VMDir:      s.cfg.Layout.VMDir(s.cfg.VMID),
+		ImagesDir:  s.cfg.Layout.ImagesDir(),
 		QEMUImg:    s.cfg.QEMUImg,
 		HandToQEMU: s.handToQEMU,
 		Queues:     min(s.spec.CPUs, maxQueues),

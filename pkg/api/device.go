@@ -43,7 +43,22 @@ type DiskDevice struct {
 	SizeBytes int64  `json:"sizeBytes"`
 	// BootIndex orders the boot devices, lowest first; 0 is not bootable.
 	BootIndex int `json:"bootIndex,omitempty"`
+	// Image is the store image (GET /v1/images) the disk was made from, by
+	// its name; empty for a disk made empty.
+	Image string `json:"image,omitempty"`
+	// Clone says how it was made from Image: "linked" (a qcow2 overlay
+	// backed by the image, which must stay) or "full" (a copy).
+	Clone DiskClone `json:"clone,omitempty"`
 }
+
+// DiskClone is how a disk is made from a store image.
+type DiskClone string
+
+// The ways a disk is made from a store image.
+const (
+	CloneLinked DiskClone = "linked" // a thin qcow2 overlay backed by the image
+	CloneFull   DiskClone = "full"   // an independent copy
+)
 
 // CDROMDevice is a CD-ROM drive; an empty Path is a drive without a disc.
 type CDROMDevice struct {

@@ -20,8 +20,13 @@ type CreateVMInput struct {
 	GPUPCIAddress   string  `json:"gpuPciAddress,omitempty"`
 	ISOPath         string  `json:"isoPath,omitempty"`
 
-	DiskFormat         string      `json:"diskFormat,omitempty"` // qcow2 (default) or raw
-	Accel              string      `json:"accel,omitempty"`      // kvm or tcg; empty takes the host's setting
+	DiskFormat string `json:"diskFormat,omitempty"` // qcow2 (default) or raw
+	// DiskImage makes the first disk from a store image, by its name; the
+	// disk is then at least as large as the image (diskSizeGB may grow it).
+	DiskImage string `json:"diskImage,omitempty"`
+	// DiskClone is how: "linked" (default; a qcow2 overlay) or "full".
+	DiskClone          DiskClone   `json:"diskClone,omitempty"`
+	Accel              string      `json:"accel,omitempty"` // kvm or tcg; empty takes the host's setting
 	Boot               *DirectBoot `json:"boot,omitempty"`
 	ShutdownTimeoutSec int         `json:"shutdownTimeoutSec,omitempty" default:"120"` // ACPI grace before quit
 	Autostart          bool        `json:"autostart,omitempty"`

@@ -69,6 +69,8 @@ type Host struct {
 	VMID string
 	// VMDir is the VM's directory: its disks and its own files live there.
 	VMDir string
+	// ImagesDir is the image store, whose images may back a linked clone.
+	ImagesDir string
 	// QEMUImg is the qemu-img binary that checks a disk's backing chain.
 	QEMUImg string
 	// HandToQEMU gives files to the account QEMU runs as; nil leaves them.

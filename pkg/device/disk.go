@@ -49,13 +49,27 @@ func (d *Disk) Prepare(ctx context.Context, h *Host) error {
 	}
 	if hdr.References {
 		// Only an image that names another file needs qemu-img to prove the
-		// whole chain stays inside the VM's directory.
+		// whole chain stays inside the VM's directory, or, for a linked
+		// clone, inside the image store.
 		img := qemuimg.Tool{Binary: h.QEMUImg}
-		if _, err := img.CheckChain(ctx, p, d.spec.Format, h.VMDir); err != nil {
+		if _, err := img.CheckChainIn(ctx, p, d.spec.Format, ChainRoots(h.VMDir, h.ImagesDir, d.spec)); err != nil {
 			return fmt.Errorf("disk %s: %w", p, err)
 		}
 	}
+	// Only the disk's own image is QEMU's to write: a store image it is
+	// backed by stays the agent's, readable by all.
 	return h.hand(p)
+}
+
+// ChainRoots are the directories a disk's backing chain may use: the VM's
+// own, and the image store for a linked clone of a store image. Nothing
+// else may back a disk.
+func ChainRoots(vmDir, imagesDir string, d vmspec.Disk) []string {
+	roots := []string{vmDir}
+	if d.Image != "" && d.Clone == api.CloneLinked && imagesDir != "" {
+		roots = append(roots, imagesDir)
+	}
+	return roots
 }
 
 // Release has nothing to give back: the image stays the VM's.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/imagestore"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 )
 
@@ -364,6 +365,9 @@ func checkDisk(f string, d *Disk) error {
 	if d.SizeBytes < 1<<20 || d.SizeBytes > MaxDiskBytes || d.SizeBytes%(1<<20) != 0 {
 		return errdefs.Invalid(f+".sizeBytes", "must be a whole number of MiB between 1 MiB and %d TiB, got %d bytes", MaxDiskBytes>>40, d.SizeBytes)
 	}
+	if err := checkDiskImage(f, d); err != nil {
+		return err
+	}
 	return CheckHostPath(f+".path", d.Path)
 }
 
@@ -377,6 +381,30 @@ func checkNIC(f string, n *NIC) error {
 	}
 	if !bridgeRE.MatchString(n.Bridge) {
 		return errdefs.Invalid(f+".bridge", "must be an interface name of 1 to 15 letters, digits, '-', '_' or '.', got %q", n.Bridge)
+	}
+	return nil
+}
+
+// checkDiskImage checks the store image a disk was made from: a store
+// name (never a path), and a linked clone is a qcow2 overlay.
+func checkDiskImage(f string, d *Disk) error {
+	if d.Image == "" {
+		if d.Clone != "" {
+			return errdefs.Invalid(f+".clone", "is set only with image")
+		}
+		return nil
+	}
+	if err := imagestore.CheckName(f+".image", d.Image); err != nil {
+		return err
+	}
+	switch d.Clone {
+	case api.CloneLinked:
+		if d.Format != "qcow2" {
+			return errdefs.Invalid(f+".format", "a linked clone is a qcow2 overlay, got %q", d.Format)
+		}
+	case api.CloneFull:
+	default:
+		return errdefs.Invalid(f+".clone", "must be %q or %q, got %q", api.CloneLinked, api.CloneFull, d.Clone)
 	}
 	return nil
 }

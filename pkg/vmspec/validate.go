@@ -95,7 +95,8 @@ func createOrigins(in api.CreateVMInput) []createOrigin {
 
 // flatFields are the request fields of the devices a request's flat fields make.
 var flatFields = map[api.DeviceType]map[string]string{
-	api.DeviceDisk:  {"disk.sizeBytes": "diskSizeGB", "disk.format": "diskFormat", "disk.path": "diskFormat"},
+	api.DeviceDisk: {"disk.sizeBytes": "diskSizeGB", "disk.format": "diskFormat", "disk.path": "diskFormat",
+		"disk.image": "diskImage", "disk.clone": "diskClone"},
 	api.DeviceCDROM: {"cdrom.path": "isoPath"},
 	api.DeviceNIC:   {"nic.mac": "macAddress", "nic.bridge": "networkBridge"},
 	api.DevicePCI:   {"pci.host": "gpuPciAddress"},
@@ -187,11 +188,17 @@ func mapCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 		Autostart:          in.Autostart,
 		CreatedAt:          now().UTC().Truncate(time.Second),
 	}
+	clone := in.DiskClone
+	if in.DiskImage != "" && clone == "" {
+		clone = api.CloneLinked
+	}
 	s.AddDevice(NewDevice("disk0", Disk{
 		Path:      filepath.Join(d.Layout.VMDir(id), "disk0."+format),
 		Format:    format,
 		SizeBytes: int64(diskMiB) << 20,
 		BootIndex: 1,
+		Image:     in.DiskImage,
+		Clone:     clone,
 	}))
 	if in.ISOPath != "" {
 		s.AddDevice(NewDevice("cd0", CDROM{Path: in.ISOPath, BootIndex: 2}))
