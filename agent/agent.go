@@ -72,6 +72,8 @@ type Agent struct {
 	vms   map[string]*record
 	ports map[int]string // graphic ports taken, by VM id
 
+	img images // the image store's imports and its clone lock
+
 	ctx context.Context // the agent's lifetime, for background work
 }
 
@@ -123,6 +125,9 @@ func (a *Agent) Start(ctx context.Context) error {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return err
 		}
+	}
+	if err := a.initImages(); err != nil {
+		return err
 	}
 	if err := a.net.Start(ctx, a.cfg.Firewall); err != nil {
 		return err

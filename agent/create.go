@@ -14,7 +14,6 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
-	"github.com/infinibay/infinivirt/pkg/qemuimg"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -31,6 +30,9 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		return api.VM{}, err
 	}
 	if err := a.checkHost(ctx, in, spec); err != nil {
+		return api.VM{}, err
+	}
+	if err := a.checkDiskImages(ctx, in, spec); err != nil {
 		return api.VM{}, err
 	}
 	plan, err := a.planPlatform(in, spec)
@@ -70,11 +72,12 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		}
 	})
 	for _, d := range spec.Disks() {
-		dctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
-		err = (&qemuimg.Tool{Binary: a.cfg.QEMUImg}).Create(dctx, d.Disk.Path, d.Disk.Format, d.Disk.SizeBytes)
-		cancel()
-		if err != nil {
+		if err := a.makeDisk(ctx, d.Disk); err != nil {
 			rollback()
+			if e := errdefs.As(err); e != nil && e.Code == errdefs.CodeNotFound && d.Disk.Image != "" {
+				// Deleted since checkDiskImages saw it.
+				return api.VM{}, errdefs.Invalid("diskImage", "%s", e.Message)
+			}
 			return api.VM{}, errdefs.Internal("create disk %s: %v", d.Name, err)
 		}
 	}

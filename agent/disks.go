@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
@@ -107,7 +108,8 @@ func specView(d *vmspec.Device) api.Disk {
 // may hold the image: it is read shared.
 func (a *Agent) imageDisk(ctx context.Context, spec *vmspec.Spec, d *vmspec.Device) (api.Disk, error) {
 	out := specView(d)
-	chain, err := a.qemuImg().CheckChain(ctx, d.Disk.Path, d.Disk.Format, a.cfg.Layout.VMDir(spec.ID), qemuimg.ForceShare())
+	roots := device.ChainRoots(a.cfg.Layout.VMDir(spec.ID), a.cfg.Layout.ImagesDir(), *d.Disk)
+	chain, err := a.qemuImg().CheckChainIn(ctx, d.Disk.Path, d.Disk.Format, roots, qemuimg.ForceShare())
 	if err != nil {
 		return out, errdefs.Internal("disk %s: %v", d.Name, err)
 	}

@@ -61,6 +61,7 @@ func NewRoot(out io.Writer) *cobra.Command {
 	completeFlag(root, "output", "table", "json")
 	root.AddCommand(vmCommand(g), eventsCommand(g), healthCommand(g),
 		firewallCommand(g), departmentCommand(g), bridgeCommand(g))
+	root.AddCommand(imageCommand(g))
 	return root
 }
 

@@ -111,6 +111,8 @@ func vmCreate(g *globals) *cobra.Command {
 	f.Float64Var(&in.RAMGB, "ram-gb", 1, "RAM in GiB (0.125 = 128 MiB)")
 	f.Float64Var(&in.DiskSizeGB, "disk-gb", 10, "disk size in GiB")
 	f.StringVar(&in.DiskFormat, "disk-format", "", "qcow2 (default) or raw")
+	f.StringVar(&in.DiskImage, "disk-image", "", "make the disk from this store image (image list)")
+	f.StringVar((*string)(&in.DiskClone), "disk-clone", "", "how, with --disk-image: linked (default; a thin overlay) or full (a copy)")
 	f.StringVar(&in.MACAddress, "mac", "", "MAC address (generated when empty)")
 	f.StringVar(&in.NetworkBridge, "bridge", "", "bridge to attach the NIC to")
 	f.StringVar(&in.GraphicProtocol, "graphic-protocol", "vnc", "vnc or spice")

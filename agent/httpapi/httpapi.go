@@ -68,6 +68,7 @@ var PathParams = map[string]Param{
 	"cd":       {Name: "cd", In: "path", Type: typeOf[string](), Description: "a CD-ROM drive's name (cd0)"},
 	"disk":     {Name: "disk", In: "path", Type: typeOf[string](), Description: "a disk's device name (disk0)"},
 	"snapshot": {Name: "snapshot", In: "path", Type: typeOf[string](), Description: "a snapshot's name"},
+	"image":    {Name: "image", In: "path", Type: typeOf[string](), Description: "an image's name in the store"},
 }
 
 // Tags groups the operations; every route's Tag is one of them.
@@ -79,6 +80,7 @@ var Tags = []struct{ Name, Description string }{
 	{"firewall", "Department and VM firewalls, presets, effective rules"},
 	{"network", "Bridges, and moving a VM between them"},
 	{"storage", "A VM's disks and CD-ROM drives, and their media"},
+	{"images", "Golden images in the store, that disks are cloned from"},
 	{"health", "The agent's own state"},
 	{"meta", "The API's description"},
 }
@@ -86,7 +88,7 @@ var Tags = []struct{ Name, Description string }{
 // Routes is the route table, in the order the document lists it.
 func Routes() []Route {
 	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, imageRoutes)
 }
 
 // errsWrite are the error classes most operations that change a VM share.
