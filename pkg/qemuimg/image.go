@@ -133,7 +133,7 @@ func (t *Tool) CreateOverlay(ctx context.Context, path, backing, backingFormat s
 		return err
 	}
 	return t.createExclusive(path, func() error {
-		_, err := t.run(ctx, t.timeout(DefaultTimeout), "create", "-q", "-f", FormatQCOW2, "-F", backingFormat, "-b", backing,
+		_, err := t.run(ctx, t.timeout(DefaultTimeout), "create", "-q", "-u", "-f", FormatQCOW2, "-F", backingFormat, "-b", backing,
 			"-o", "preallocation=off", path, strconv.FormatInt(sizeBytes, 10))
 		return err
 	})
