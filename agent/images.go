@@ -55,13 +55,6 @@ func (a *Agent) imageStore() *imagestore.Store {
 // agent crash interrupted.
 func (a *Agent) initImages() error { return a.imageStore().Init() }
 
-func (a *Agent) background() context.Context {
-	if a.ctx != nil {
-		return a.ctx
-	}
-	return context.Background()
-}
-
 // ImportImage converts the file req names into the store. It answers once
 // the request is checked and the import began, with the image importing;
 // with wait, once the import ended.
@@ -87,7 +80,7 @@ func (a *Agent) ImportImage(ctx context.Context, req api.ImportImageRequest, wai
 	if err != nil {
 		return api.Image{}, err
 	}
-	job, err := a.startImageJob(req.Name, req.SourcePath, info.VirtualSize, func(ctx context.Context, progress func(float64)) error {
+	job, err := a.startImageJob(ctx, req.Name, req.SourcePath, info.VirtualSize, func(ctx context.Context, progress func(float64)) error {
 		return a.imageStore().Add(ctx, req.Name, src, format, progress)
 	}, nil)
 	if err != nil {
@@ -105,11 +98,11 @@ func (a *Agent) checkImageSource(p string) (string, error) {
 	if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
 		return "", errdefs.Invalid("sourcePath", "must be an absolute path, got %q", p)
 	}
-	real, err := filepath.EvalSymlinks(p)
+	resolved, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		return "", errdefs.Invalid("sourcePath", "%s: %v", p, errors.Unwrap(err))
 	}
-	st, err := os.Stat(real)
+	st, err := os.Stat(resolved)
 	if err != nil {
 		return "", errdefs.Invalid("sourcePath", "%s: %v", p, errors.Unwrap(err))
 	}
@@ -117,16 +110,18 @@ func (a *Agent) checkImageSource(p string) (string, error) {
 		return "", errdefs.Invalid("sourcePath", "%s is not a regular file", p)
 	}
 	if state, err := filepath.EvalSymlinks(a.cfg.Layout.StateDir); err == nil {
-		if rel, err := filepath.Rel(state, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		if rel, err := filepath.Rel(state, resolved); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
 			return "", errdefs.Invalid("sourcePath", "%s lies in the state directory %s; turn a VM's disk into an image with POST /v1/vms/{id}/disks/{disk}/image", p, a.cfg.Layout.StateDir)
 		}
 	}
-	return real, nil
+	return resolved, nil
 }
 
 // startImageJob claims name and runs fill in the background; then runs
-// after (if not nil) with fill's result.
-func (a *Agent) startImageJob(name, source string, size int64, fill func(context.Context, func(float64)) error, after func(error)) (*imageJob, error) {
+// after (if not nil) with fill's result. The job outlives the request
+// that started it, not the agent.
+func (a *Agent) startImageJob(ctx context.Context, name, source string, size int64,
+	fill func(context.Context, func(float64)) error, after func(context.Context, error)) (*imageJob, error) {
 	a.img.mu.Lock()
 	defer a.img.mu.Unlock()
 	if j, ok := a.img.jobs[name]; ok && j.view.State == api.ImageImporting {
@@ -144,8 +139,19 @@ func (a *Agent) startImageJob(name, source string, size int64, fill func(context
 		a.img.jobs = map[string]*imageJob{}
 	}
 	a.img.jobs[name] = job
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if a.ctx != nil { // an agent that stops ends its imports
+		go func() {
+			select {
+			case <-a.ctx.Done():
+				cancel()
+			case <-jctx.Done():
+			}
+		}()
+	}
 	go func() {
-		err := fill(a.background(), func(p float64) {
+		defer cancel()
+		err := fill(jctx, func(p float64) {
 			a.img.mu.Lock()
 			job.view.Progress = p
 			a.img.mu.Unlock()
@@ -164,7 +170,7 @@ func (a *Agent) startImageJob(name, source string, size int64, fill func(context
 			a.log.Info("image imported", "IMAGE", name, "SOURCE", source)
 		}
 		if after != nil {
-			after(err)
+			after(jctx, err)
 		}
 		close(job.done)
 	}()
@@ -195,20 +201,29 @@ func (a *Agent) answerImageJob(ctx context.Context, job *imageJob, wait bool) (a
 // Images lists the store's images with the disks backed by each, and the
 // imports under way or failed.
 func (a *Agent) Images(ctx context.Context) (api.Images, error) {
+	// Jobs first: one that ends meanwhile is then in the store's list.
+	var jobs []api.Image
+	a.img.mu.Lock()
+	for _, j := range a.img.jobs {
+		jobs = append(jobs, j.view)
+	}
+	a.img.mu.Unlock()
 	list, err := a.imageStore().List(ctx)
 	if err != nil {
 		return api.Images{}, errdefs.Internal("list images: %v", err)
 	}
 	users := a.imageUsers()
 	out := api.Images{Images: []api.Image{}}
+	stored := map[string]bool{}
 	for _, img := range list {
 		out.Images = append(out.Images, readyImage(img, users[img.Name]))
+		stored[img.Name] = true
 	}
-	a.img.mu.Lock()
-	for _, j := range a.img.jobs {
-		out.Images = append(out.Images, j.view)
+	for _, j := range jobs {
+		if !stored[j.Name] {
+			out.Images = append(out.Images, j)
+		}
 	}
-	a.img.mu.Unlock()
 	sort.Slice(out.Images, func(i, j int) bool { return out.Images[i].Name < out.Images[j].Name })
 	return out, nil
 }
@@ -387,17 +402,17 @@ func (a *Agent) CaptureDiskImage(ctx context.Context, id, disk, name string, wai
 		return api.Image{}, errdefs.Internal("disk %s: %v", disk, err)
 	}
 	src, format := d.Disk.Path, d.Disk.Format
-	job, err := a.startImageJob(name, fmt.Sprintf("vm %s disk %s", id, disk), chain[0].VirtualSize,
+	job, err := a.startImageJob(ctx, name, fmt.Sprintf("vm %s disk %s", id, disk), chain[0].VirtualSize,
 		func(ctx context.Context, progress func(float64)) error {
 			return a.imageStore().Add(ctx, name, src, format, progress)
 		},
-		func(err error) {
+		func(ctx context.Context, err error) {
 			defer unlock()
 			if err != nil {
 				return
 			}
 			msg := fmt.Sprintf("disk %s copied into image %s", disk, name)
-			if err := a.appendEvent(a.background(), rec, api.Event{Type: api.EventProgress, Message: msg}); err != nil {
+			if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventProgress, Message: msg}); err != nil {
 				a.log.Warn("cannot record an image capture", logging.KeyVM, id, "ERROR", err.Error())
 			}
 			a.sync.Resync(id)

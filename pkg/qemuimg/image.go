@@ -271,11 +271,11 @@ func rootOf(path string, roots []string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if _, err := confinedRef(path, "image", path, root, realRoot); err == nil {
+		_, err = confinedRef(path, "image", path, root, realRoot)
+		if err == nil {
 			return root, nil
-		} else {
-			last = err
 		}
+		last = err
 	}
 	return "", last
 }
