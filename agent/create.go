@@ -72,7 +72,11 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		}
 	})
 	for _, d := range spec.Disks() {
-		if err := a.makeDisk(ctx, d.Disk); err != nil {
+		// The reserved record already shows the disk to a delete of its image.
+		a.img.clone.Lock()
+		err := a.makeDisk(ctx, d.Disk)
+		a.img.clone.Unlock()
+		if err != nil {
 			rollback()
 			if e := errdefs.As(err); e != nil && e.Code == errdefs.CodeNotFound && d.Disk.Image != "" {
 				// Deleted since checkDiskImages saw it.

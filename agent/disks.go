@@ -226,7 +226,15 @@ func (a *Agent) AddDisk(ctx context.Context, id string, req api.AddDiskRequest) 
 	if err != nil {
 		return api.Disk{}, err
 	}
-	if err := a.qemuImg().Create(ctx, dev.Disk.Path, dev.Disk.Format, dev.Disk.SizeBytes); err != nil {
+	if req.Image != "" {
+		// Until the spec holds the disk, no delete may take its image.
+		a.img.clone.Lock()
+		defer a.img.clone.Unlock()
+		if err := a.fromImage(ctx, dev.Disk, req); err != nil {
+			return api.Disk{}, err
+		}
+	}
+	if err := a.makeDisk(ctx, dev.Disk); err != nil {
 		return api.Disk{}, errdefs.Internal("create the image of disk %s: %v", dev.Name, err)
 	}
 	removeImage := func() {

@@ -342,8 +342,37 @@ func (a *Agent) checkDiskImages(ctx context.Context, in api.CreateVMInput, spec 
 	return nil
 }
 
+// fromImage makes a disk to add a clone of the store image req names,
+// checked as a create checks diskImage (errors name image, clone, sizeGB).
+func (a *Agent) fromImage(ctx context.Context, d *vmspec.Disk, req api.AddDiskRequest) error {
+	if err := imagestore.CheckName("image", req.Image); err != nil {
+		return err
+	}
+	d.Image, d.Clone = req.Image, req.Clone
+	if d.Clone == "" {
+		d.Clone = api.CloneLinked
+	}
+	if d.Clone != api.CloneLinked && d.Clone != api.CloneFull {
+		return errdefs.Invalid("clone", "must be %q or %q, got %q", api.CloneLinked, api.CloneFull, d.Clone)
+	}
+	ctx, cancel := context.WithTimeout(ctx, imageCheckTimeout)
+	defer cancel()
+	img, err := a.imageStore().Get(ctx, req.Image)
+	if e := errdefs.As(err); e != nil && e.Code == errdefs.CodeNotFound {
+		return errdefs.Invalid("image", "no image %q in the store (GET /v1/images lists them)", req.Image)
+	}
+	if err != nil {
+		return errdefs.Internal("image %s: %v", req.Image, err)
+	}
+	if d.SizeBytes < img.VirtualSizeBytes {
+		return errdefs.Invalid("sizeGB", "the disk (%d bytes) must be at least as large as image %s (%d bytes)", d.SizeBytes, req.Image, img.VirtualSizeBytes)
+	}
+	return nil
+}
+
 // makeDisk creates a disk's image: empty and thin, or from a store image
-// as a linked clone (a thin qcow2 overlay) or a full copy.
+// as a linked clone (a thin qcow2 overlay) or a full copy. For the latter
+// the caller holds a.img.clone until the VM's spec shows the disk.
 func (a *Agent) makeDisk(ctx context.Context, d *vmspec.Disk) error {
 	tool := &qemuimg.Tool{Binary: a.cfg.QEMUImg}
 	if d.Image == "" {
@@ -351,8 +380,6 @@ func (a *Agent) makeDisk(ctx context.Context, d *vmspec.Disk) error {
 		defer cancel()
 		return tool.Create(ctx, d.Path, d.Format, d.SizeBytes)
 	}
-	a.img.clone.Lock()
-	defer a.img.clone.Unlock()
 	st := a.imageStore()
 	if d.Clone == api.CloneLinked {
 		ctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)

@@ -69,9 +69,26 @@ func TestImagesClonesAndCapture(t *testing.T) {
 	if disks, err = a.Disks(ctx, vm2); err != nil || len(disks.Disks[0].BackingChain) != 0 || disks.Disks[0].VirtualSizeBytes != 1<<30 {
 		t.Fatalf("the full copy's disks %+v, %v", disks, err)
 	}
+	// A disk added to a VM that is off, from the image; refusals name their field.
+	if _, err := a.AddDisk(ctx, vm2, api.AddDiskRequest{SizeGB: 0.0625, Image: "golden"}); err != nil {
+		t.Fatal(err)
+	}
+	for field, req := range map[string]api.AddDiskRequest{
+		"image":  {SizeGB: 0.0625, Image: "missing"},
+		"clone":  {SizeGB: 0.0625, Image: "golden", Clone: "deep"},
+		"sizeGB": {SizeGB: 0.001953125, Image: "golden"}, // 2 MiB < 4 MiB
+	} {
+		if _, err := a.AddDisk(ctx, vm2, req); !isInvalid(err, field) {
+			t.Errorf("add %+v: %v, want InvalidArgument naming %s", req, err, field)
+		}
+	}
+	if vm, _ := a.Get(vm2); len(vm.Devices) != 3 {
+		t.Errorf("refused adds changed the devices: %+v", vm.Devices)
+	}
 	list, err := a.Images(ctx)
-	if err != nil || len(list.Images) != 1 || len(list.Images[0].UsedBy) != 1 || list.Images[0].UsedBy[0].VMID != vm1 {
-		t.Fatalf("images %+v, %v; want golden used by %s only", list, err, vm1)
+	if err != nil || len(list.Images) != 1 || len(list.Images[0].UsedBy) != 2 || list.Images[0].UsedBy[0].VMID != vm1 ||
+		list.Images[0].UsedBy[1] != (api.ImageUser{VMID: vm2, VMName: "vm-2222", Disk: "disk1"}) {
+		t.Fatalf("images %+v, %v; want golden used by %s's disk0 and %s's disk1", list, err, vm1, vm2)
 	}
 	if err := a.DeleteImage(ctx, "golden"); !hasCode(err, errdefs.CodeFailedPrecondition) || !strings.Contains(err.Error(), vm1) {
 		t.Fatalf("delete while a clone exists: %v", err)

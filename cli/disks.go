@@ -42,6 +42,8 @@ func vmDiskCommand(g *globals) *cobra.Command {
 	add.Flags().StringVar(&req.Cache, "cache", "", "cache mode (not supported yet)")
 	add.Flags().StringVar(&req.Discard, "discard", "", "discard mode: unmap (the default)")
 	add.Flags().IntVar(&req.BootOrder, "boot-order", 0, "boot index, 1 first; 0 is not bootable")
+	add.Flags().StringVar(&req.Image, "image", "", "make the disk from this store image (image list) instead of empty")
+	add.Flags().StringVar((*string)(&req.Clone), "clone", "", "how, with --image: linked (default; a thin overlay) or full (a copy)")
 	completeFlag(add, "bus", string(api.DiskBusVirtioBlk), string(api.DiskBusVirtioSCSI), string(api.DiskBusSATA))
 	var deleteImage bool
 	remove := &cobra.Command{

@@ -148,6 +148,23 @@ func TestImagesLinkedClones(t *testing.T) {
 		t.Fatal("a refused delete removed the image")
 	}
 
+	// A linked clone hot-plugged into a running VM: the guest reads the
+	// image's data on its new disk.
+	added, err := b.client.AddDisk(ctx, vms[1].ID, api.AddDiskRequest{Name: "data", SizeGB: 0.125, Image: "golden"})
+	if err != nil {
+		t.Fatalf("add a linked clone live: %v", err)
+	}
+	if !added.Live || len(added.BackingChain) != 1 {
+		t.Fatalf("added %+v, want a live disk backed by golden", added)
+	}
+	b.guestSees(t, vms[1].ID, "/sys/block/vdb", true)
+	if out, rc := b.guestRun(t, vms[1].ID, "dd if=/dev/vdb bs=1M count=4 2>/dev/null | md5sum"); rc != 0 || !strings.Contains(out, want) {
+		t.Fatalf("the hot-plugged clone reads %q (rc %d), want %s", out, rc, want)
+	}
+	if img, err := b.client.Image(ctx, "golden"); err != nil || len(img.UsedBy) != 4 {
+		t.Fatalf("golden used by %+v (%v), want four disks", img.UsedBy, err)
+	}
+
 	// A disk of a running VM is not captured; of one that is off, it is,
 	// flattened: the new image holds the data and has no backing file.
 	if _, err := b.client.CaptureDiskImage(ctx, vms[0].ID, "disk0", "sealed", true); !isAPIError(err, errdefs.CodeFailedPrecondition, "") || !strings.Contains(err.Error(), "running") {

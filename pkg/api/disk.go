@@ -59,6 +59,11 @@ type AddDiskRequest struct {
 	// BootOrder is the disk's boot index (1 boots first); 0 is not
 	// bootable. A disk plugged into a running VM boots from the next start.
 	BootOrder int `json:"bootOrder,omitempty"`
+	// Image makes the disk from a store image, by its name, instead of
+	// empty; the disk is at least as large as the image.
+	Image string `json:"image,omitempty"`
+	// Clone is how, with Image: "linked" (default; a qcow2 overlay) or "full".
+	Clone DiskClone `json:"clone,omitempty"`
 }
 
 // ResizeDiskRequest is the body of PATCH /v1/vms/{id}/disks/{disk}. A
