@@ -100,7 +100,8 @@ func (a *Agent) Disks(ctx context.Context, id string) (api.Disks, error) {
 // specView is a disk as its spec entry has it, before its image is read.
 func specView(d *vmspec.Device) api.Disk {
 	return api.Disk{Name: d.Name, Path: d.Disk.Path, Format: d.Disk.Format, Bus: api.DiskBusVirtioBlk,
-		BootIndex: d.Disk.BootIndex, VirtualSizeBytes: d.Disk.SizeBytes, BackingChain: []api.BackingImage{}}
+		BootIndex: d.Disk.BootIndex, VirtualSizeBytes: d.Disk.SizeBytes, BackingChain: []api.BackingImage{},
+		Image: d.Disk.Image, Clone: d.Disk.Clone}
 }
 
 // imageDisk reads a disk's image and its backing chain with qemu-img,

@@ -63,7 +63,8 @@ func TestImagesClonesAndCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	disks, err := a.Disks(ctx, vm1)
-	if err != nil || len(disks.Disks[0].BackingChain) != 1 || disks.Disks[0].BackingChain[0].Path != a.imageStore().Path("golden") {
+	if err != nil || len(disks.Disks[0].BackingChain) != 1 || disks.Disks[0].BackingChain[0].Path != a.imageStore().Path("golden") ||
+		disks.Disks[0].Image != "golden" || disks.Disks[0].Clone != api.CloneLinked {
 		t.Fatalf("the linked clone's disks %+v, %v", disks, err)
 	}
 	if disks, err = a.Disks(ctx, vm2); err != nil || len(disks.Disks[0].BackingChain) != 0 || disks.Disks[0].VirtualSizeBytes != 1<<30 {

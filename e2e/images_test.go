@@ -154,7 +154,7 @@ func TestImagesLinkedClones(t *testing.T) {
 	if err != nil {
 		t.Fatalf("add a linked clone live: %v", err)
 	}
-	if !added.Live || len(added.BackingChain) != 1 {
+	if !added.Live || len(added.BackingChain) != 1 || added.Image != "golden" || added.Clone != api.CloneLinked {
 		t.Fatalf("added %+v, want a live disk backed by golden", added)
 	}
 	b.guestSees(t, vms[1].ID, "/sys/block/vdb", true)

@@ -30,6 +30,9 @@ type Disk struct {
 	BackingChain []BackingImage `json:"backingChain"`
 	// Live says the numbers come from the running QEMU, not qemu-img.
 	Live bool `json:"live"`
+	// Image and Clone say which store image the disk was made from, and how.
+	Image string    `json:"image,omitempty"`
+	Clone DiskClone `json:"clone,omitempty"`
 }
 
 // BackingImage is one image of a disk's backing chain.
