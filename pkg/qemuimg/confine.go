@@ -60,27 +60,44 @@ func CheckConfined(info *Info, root string) error {
 }
 
 // CheckChain checks that path lies under root and walks its backing chain,
-// checking every image with CheckConfined before opening the next. Every
+// checking every image's references before opening the next. Every
 // backing file must name its format, which is then never probed. It
 // returns the chain's Info, top image first.
 func (t *Tool) CheckChain(ctx context.Context, path, format, root string, opts ...InfoOption) ([]*Info, error) {
-	realRoot, err := resolveRoot(root)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := confinedRef(path, "image", path, root, realRoot); err != nil {
-		return nil, err
+	return t.CheckChainIn(ctx, path, format, []string{root}, opts...)
+}
+
+// CheckChainIn is CheckChain with several roots: path must lie under one
+// of them, and so must each image of its backing chain (a disk in a VM's
+// directory backed by an image of the store). Every backing file must name
+// its format, which is then never probed.
+func (t *Tool) CheckChainIn(ctx context.Context, path, format string, roots []string, opts ...InfoOption) ([]*Info, error) {
+	if len(roots) == 0 {
+		return nil, errdefs.Invalid("roots", "none given")
 	}
 	var chain []*Info
 	for {
+		root, err := rootOf(path, roots)
+		if err != nil {
+			return chain, err
+		}
 		info, err := t.Info(ctx, path, format, opts...)
 		if err != nil {
 			return chain, err
 		}
 		info.Filename = path // resolve relative references against what we opened
 		chain = append(chain, info)
-		if err := CheckConfined(info, root); err != nil {
-			return chain, err
+		// A data file belongs to its image's own root; a backing file may
+		// lie under any of the roots.
+		if info.DataFile != "" {
+			if err := CheckConfined(&Info{Filename: path, DataFile: info.DataFile}, root); err != nil {
+				return chain, err
+			}
+		}
+		if info.FullBackingFile != "" {
+			if _, err := confinedRefIn(path, info.FullBackingFile, roots); err != nil {
+				return chain, err
+			}
 		}
 		if info.BackingFile == "" {
 			return chain, nil
@@ -93,12 +110,47 @@ func (t *Tool) CheckChain(ctx context.Context, path, format, root string, opts .
 			return chain, &ConfinementError{Image: path, Kind: "backing file", Path: info.BackingFile, Root: root,
 				Reason: fmt.Sprintf("backing format %q is not qcow2 or raw; formats are never probed", info.BackingFormat)}
 		}
-		next, err := confinedRef(path, "backing file", info.BackingFile, root, realRoot)
+		next, err := confinedRefIn(path, info.BackingFile, roots)
 		if err != nil {
 			return chain, err
 		}
 		path, format = next, info.BackingFormat
 	}
+}
+
+// rootOf is the root path lies in, after following symlinks.
+func rootOf(path string, roots []string) (string, error) {
+	var last error
+	for _, root := range roots {
+		realRoot, err := resolveRoot(root)
+		if err != nil {
+			return "", err
+		}
+		_, err = confinedRef(path, "image", path, root, realRoot)
+		if err == nil {
+			return root, nil
+		}
+		last = err
+	}
+	return "", last
+}
+
+// confinedRefIn resolves a backing reference that must lead under one of
+// roots, both as written and after following symlinks.
+func confinedRefIn(image, ref string, roots []string) (string, error) {
+	var last error
+	for _, root := range roots {
+		realRoot, err := resolveRoot(root)
+		if err != nil {
+			return "", err
+		}
+		p, err := confinedRef(image, "backing file", ref, root, realRoot)
+		if err == nil {
+			return p, nil
+		}
+		last = err
+	}
+	return "", last
 }
 
 func resolveRoot(root string) (string, error) {
