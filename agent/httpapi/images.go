@@ -34,18 +34,9 @@ var imageRoutes = []Route{{
 	Status:      []int{http.StatusAccepted, http.StatusOK},
 	Errors:      []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeAlreadyExists, errdefs.CodeInternal, errdefs.CodeDeadlineExceeded},
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
-		var req api.ImportImageRequest
-		if err := decodeStrict(r, &req); err != nil {
-			unixhttp.WriteError(w, err)
-			return
-		}
-		wait, err := boolParam(r, "wait")
-		if err != nil {
-			unixhttp.WriteError(w, err)
-			return
-		}
-		img, err := s.a.ImportImage(r.Context(), req, wait)
-		respond(w, imageJobStatus(wait), img, err)
+		answerImageJob(w, r, func(req api.ImportImageRequest, wait bool) (api.Image, error) {
+			return s.a.ImportImage(r.Context(), req, wait)
+		})
 	},
 }, {
 	Method: http.MethodGet, Path: "/v1/images/{image}", OperationID: "getImage", Tag: "images",
@@ -75,18 +66,9 @@ var imageRoutes = []Route{{
 	Status:      []int{http.StatusAccepted, http.StatusOK},
 	Errors:      append([]errdefs.Code{errdefs.CodeAlreadyExists}, errsWrite...),
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
-		var req api.CaptureImageRequest
-		if err := decodeStrict(r, &req); err != nil {
-			unixhttp.WriteError(w, err)
-			return
-		}
-		wait, err := boolParam(r, "wait")
-		if err != nil {
-			unixhttp.WriteError(w, err)
-			return
-		}
-		img, err := s.a.CaptureDiskImage(r.Context(), r.PathValue("id"), r.PathValue("disk"), req.Name, wait)
-		respond(w, imageJobStatus(wait), img, err)
+		answerImageJob(w, r, func(req api.CaptureImageRequest, wait bool) (api.Image, error) {
+			return s.a.CaptureDiskImage(r.Context(), r.PathValue("id"), r.PathValue("disk"), req.Name, wait)
+		})
 	},
 }}
 
@@ -95,4 +77,22 @@ func imageJobStatus(wait bool) int {
 		return http.StatusOK
 	}
 	return http.StatusAccepted
+}
+
+// answerImageJob decodes a request that starts an image copy and its wait
+// flag, runs it, and answers as an import does: 202 while it runs, 200 once
+// it ended.
+func answerImageJob[Req any](w http.ResponseWriter, r *http.Request, run func(req Req, wait bool) (api.Image, error)) {
+	var req Req
+	if err := decodeStrict(r, &req); err != nil {
+		unixhttp.WriteError(w, err)
+		return
+	}
+	wait, err := boolParam(r, "wait")
+	if err != nil {
+		unixhttp.WriteError(w, err)
+		return
+	}
+	img, err := run(req, wait)
+	respond(w, imageJobStatus(wait), img, err)
 }
