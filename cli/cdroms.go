@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -100,19 +99,13 @@ func (g *globals) completeCDROMs(cmd *cobra.Command, args []string, s string) ([
 	case 0:
 		return g.completeVMs(cmd, args, s)
 	case 1:
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		vm, err := g.client().Get(ctx, args[0])
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		var out []string
-		for _, d := range vm.Devices {
-			if d.Type == api.DeviceCDROM && d.CDROM != nil {
-				out = append(out, d.Name+"\t"+d.CDROM.Path)
-			}
-		}
-		return out, cobra.ShellCompDirectiveNoFileComp
+		return g.deviceCompletions(args[0], api.DeviceCDROM, func(d api.Device) string {
+				if d.CDROM == nil {
+					return ""
+				}
+				return d.CDROM.Path
+			}),
+			cobra.ShellCompDirectiveNoFileComp
 	}
 	if cmd.Name() == "insert" && len(args) == 2 {
 		return []string{"iso"}, cobra.ShellCompDirectiveFilterFileExt

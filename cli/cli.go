@@ -200,17 +200,29 @@ func (g *globals) completeNICs(cmd *cobra.Command, args []string, _ string) ([]s
 	if len(args) == 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
+	return g.deviceCompletions(args[0], api.DeviceNIC, func(d api.Device) string {
+			if d.NIC == nil {
+				return ""
+			}
+			return d.NIC.Bridge
+		}),
+		cobra.ShellCompDirectiveNoFileComp
+}
+
+// deviceCompletions lists a VM's devices of one type, each with what
+// describe says of it; nothing when the agent cannot be asked.
+func (g *globals) deviceCompletions(vmID string, t api.DeviceType, describe func(api.Device) string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	vm, err := g.client().Get(ctx, args[0])
+	vm, err := g.client().Get(ctx, vmID)
 	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
+		return nil
 	}
 	var out []string
 	for _, d := range vm.Devices {
-		if d.Type == api.DeviceNIC && d.NIC != nil {
-			out = append(out, d.Name+"\t"+d.NIC.Bridge)
+		if d.Type == t {
+			out = append(out, d.Name+"\t"+describe(d))
 		}
 	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return out
 }
