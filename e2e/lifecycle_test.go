@@ -43,7 +43,7 @@ func TestCreateAndBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(devs) != len(got.Devices) {
+	if len(got.Devices) == 0 || len(devs) != len(got.Devices) {
 		t.Fatalf("PostgreSQL holds devices %+v, the VM has %+v", devs, got.Devices)
 	}
 	for i, d := range devs {
