@@ -1,0 +1,146 @@
+// Package hostusb lists the host's USB devices from sysfs. The sysfs root
+// is a parameter, so tests read fixture trees.
+package hostusb
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/infinibay/infinivirt/pkg/hwids"
+)
+
+// Device is one USB device plugged into the host.
+type Device struct {
+	// BusPort is the kernel's name for where it is plugged: bus 1, port
+	// 2 of the hub on port 1 is 1-1.2.
+	BusPort string
+	// Bus is the bus number and Port the port path on it (1.2); DevNum is
+	// the device's number on the bus, which changes at each plug.
+	Bus, DevNum         int
+	Port                string
+	VendorID, ProductID uint16
+	// VendorName and ProductName come from usb.ids, or else from the
+	// device's own manufacturer and product strings.
+	VendorName, ProductName string
+	Serial                  string
+	// Hub says it is a hub, whose own ports list their devices.
+	Hub bool
+}
+
+// devNameRE matches devices (1-1, 1-1.2); root hubs are usbN and
+// interfaces have a ':' (1-1.2:1.0).
+var devNameRE = regexp.MustCompile(`^[0-9]+-[0-9]+(\.[0-9]+)*$`)
+
+// hubClass is bDeviceClass of hubs.
+const hubClass = 0x09
+
+// List reads the USB devices under the sysfs root, naming them from ids
+// (nil: from the devices' strings only), sorted by bus and port. Root hubs
+// and interfaces are not devices to pass through and are left out. A
+// root without a USB bus lists none.
+func List(root string, ids *hwids.DB) ([]Device, error) {
+	dir := filepath.Join(root, "bus", "usb", "devices")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Device
+	for _, e := range entries {
+		if !devNameRE.MatchString(e.Name()) {
+			continue
+		}
+		d, err := readDevice(filepath.Join(dir, e.Name()), ids)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // unplugged while being read
+		}
+		if err != nil {
+			return nil, fmt.Errorf("USB device %s: %w", e.Name(), err)
+		}
+		d.BusPort = e.Name()
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Device) int {
+		if a.Bus != b.Bus {
+			return a.Bus - b.Bus
+		}
+		return slices.Compare(portNumbers(a.Port), portNumbers(b.Port))
+	})
+	return out, nil
+}
+
+// portNumbers orders port paths by number: 1.2 before 1.10.
+func portNumbers(port string) []int {
+	var out []int
+	for _, p := range strings.Split(port, ".") {
+		n, _ := strconv.Atoi(p)
+		out = append(out, n)
+	}
+	return out
+}
+
+func readDevice(dir string, ids *hwids.DB) (Device, error) {
+	var d Device
+	attr := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b)), err
+	}
+	number := func(name string, base, bits int) (uint64, error) {
+		s, err := attr(name)
+		if err != nil {
+			return 0, err
+		}
+		v, err := strconv.ParseUint(s, base, bits)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q is not a number", name, s)
+		}
+		return v, nil
+	}
+	vendor, err := number("idVendor", 16, 16)
+	if err != nil {
+		return d, err
+	}
+	product, err := number("idProduct", 16, 16)
+	if err != nil {
+		return d, err
+	}
+	bus, err := number("busnum", 10, 16)
+	if err != nil {
+		return d, err
+	}
+	devnum, err := number("devnum", 10, 16)
+	if err != nil {
+		return d, err
+	}
+	class, err := number("bDeviceClass", 16, 8)
+	if err != nil {
+		return d, err
+	}
+	if d.Port, err = attr("devpath"); err != nil {
+		return d, err
+	}
+	d.VendorID, d.ProductID, d.Bus, d.DevNum = uint16(vendor), uint16(product), int(bus), int(devnum)
+	d.Hub = class == hubClass
+	// The strings are optional: many devices have no serial.
+	for name, to := range map[string]*string{"manufacturer": &d.VendorName, "product": &d.ProductName, "serial": &d.Serial} {
+		if *to, err = attr(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return d, err
+		}
+	}
+	if n := ids.Vendor(d.VendorID); n != "" {
+		d.VendorName = n
+	}
+	if n := ids.Device(d.VendorID, d.ProductID); n != "" {
+		d.ProductName = n
+	}
+	return d, nil
+}
