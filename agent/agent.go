@@ -22,6 +22,8 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/hostpci"
+	"github.com/infinibay/infinivirt/pkg/hwids"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -57,6 +59,11 @@ type Config struct {
 	Network Network
 	// FirewallKernel enforces the firewall; nil is the host's nftables.
 	FirewallKernel FirewallKernel
+	// Sysfs is where the host's devices are listed from; empty is /sys.
+	Sysfs string
+	// PCIIDs and USBIDs are the id databases that name host devices;
+	// empty means hwids.DefaultPCIIDs and hwids.DefaultUSBIDs.
+	PCIIDs, USBIDs string
 }
 
 // Agent manages the VMs of one host.
@@ -73,6 +80,8 @@ type Agent struct {
 	ports map[int]string // graphic ports taken, by VM id
 
 	img images // the image store's imports and its clone lock
+
+	pciIDs, usbIDs *hwids.File
 
 	ctx context.Context // the agent's lifetime, for background work
 }
@@ -98,12 +107,23 @@ func New(cfg Config) *Agent {
 	if cfg.FirewallKernel == nil {
 		cfg.FirewallKernel = netpolicy.HostKernel{}
 	}
+	if cfg.Sysfs == "" {
+		cfg.Sysfs = hostpci.Sysfs
+	}
+	if cfg.PCIIDs == "" {
+		cfg.PCIIDs = hwids.DefaultPCIIDs
+	}
+	if cfg.USBIDs == "" {
+		cfg.USBIDs = hwids.DefaultUSBIDs
+	}
 	a := &Agent{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		broker: newBroker(),
 		vms:    map[string]*record{},
 		ports:  map[int]string{},
+		pciIDs: &hwids.File{Path: cfg.PCIIDs},
+		usbIDs: &hwids.File{Path: cfg.USBIDs},
 	}
 	a.sync = dbsync.New(cfg.Store, cfg.Layout, cfg.Logger, func(id string) (api.VM, bool) {
 		vm, err := a.Get(id)
@@ -247,6 +267,19 @@ func (a *Agent) allIDs() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// allSpecs returns the spec of every VM the agent holds, those being
+// created included, sorted by id.
+func (a *Agent) allSpecs() []*vmspec.Spec {
+	a.mu.Lock()
+	specs := make([]*vmspec.Spec, 0, len(a.vms))
+	for _, rec := range a.vms {
+		specs = append(specs, rec.currentSpec())
+	}
+	a.mu.Unlock()
+	sort.Slice(specs, func(i, j int) bool { return specs[i].ID < specs[j].ID })
+	return specs
 }
 
 // List returns every VM.

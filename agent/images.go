@@ -261,15 +261,8 @@ func readyImage(img imagestore.Image, users []api.ImageUser) api.Image {
 // imageUsers are the disks backed by each image (linked clones), of every
 // VM the agent holds, those being created included.
 func (a *Agent) imageUsers() map[string][]api.ImageUser {
-	a.mu.Lock()
-	specs := make([]*vmspec.Spec, 0, len(a.vms))
-	for _, rec := range a.vms {
-		specs = append(specs, rec.currentSpec())
-	}
-	a.mu.Unlock()
-	sort.Slice(specs, func(i, j int) bool { return specs[i].ID < specs[j].ID })
 	out := map[string][]api.ImageUser{}
-	for _, s := range specs {
+	for _, s := range a.allSpecs() {
 		for _, d := range s.Disks() {
 			if d.Disk.Image != "" && d.Disk.Clone == api.CloneLinked {
 				out[d.Disk.Image] = append(out[d.Disk.Image], api.ImageUser{VMID: s.ID, VMName: s.Name, Disk: d.Name})

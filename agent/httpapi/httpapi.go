@@ -81,6 +81,7 @@ var Tags = []struct{ Name, Description string }{
 	{"network", "Bridges, and moving a VM between them"},
 	{"storage", "A VM's disks and CD-ROM drives, and their media"},
 	{"images", "Golden images in the store, that disks are cloned from"},
+	{"host", "The host's PCI and USB devices that VMs can be given"},
 	{"health", "The agent's own state"},
 	{"meta", "The API's description"},
 }
@@ -88,7 +89,7 @@ var Tags = []struct{ Name, Description string }{
 // Routes is the route table, in the order the document lists it.
 func Routes() []Route {
 	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, imageRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, imageRoutes, hostRoutes)
 }
 
 // errsWrite are the error classes most operations that change a VM share.

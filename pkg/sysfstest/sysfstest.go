@@ -21,22 +21,24 @@ import (
 	"testing"
 )
 
-// Build makes the tree that the description file at path describes in a
-// new temporary directory and returns the directory.
-func Build(t testing.TB, path string) string {
+// Build makes the tree that the description files at paths describe, one
+// after the other, in a new temporary directory and returns the directory.
+func Build(t testing.TB, paths ...string) string {
 	t.Helper()
-	desc, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	root := t.TempDir()
-	for n, line := range strings.Split(string(desc), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	for _, path := range paths {
+		desc, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := make1(root, line); err != nil {
-			t.Fatalf("%s:%d: %v", path, n+1, err)
+		for n, line := range strings.Split(string(desc), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if err := make1(root, line); err != nil {
+				t.Fatalf("%s:%d: %v", path, n+1, err)
+			}
 		}
 	}
 	return root
