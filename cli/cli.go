@@ -62,6 +62,7 @@ func NewRoot(out io.Writer) *cobra.Command {
 	root.AddCommand(vmCommand(g), eventsCommand(g), healthCommand(g),
 		firewallCommand(g), departmentCommand(g), bridgeCommand(g))
 	root.AddCommand(imageCommand(g))
+	root.AddCommand(hostCommand(g))
 	return root
 }
 

@@ -8,6 +8,8 @@ packages=(
   qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
   # host plumbing
   iproute2 nftables dbus systemd util-linux
+  # names of host PCI and USB devices
+  pci.ids usb.ids
   # database aggregate tests
   postgresql
   # test guests: tiny busybox guest and the cloud-init guest
