@@ -22,9 +22,9 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
-	"github.com/infinibay/infinivirt/pkg/hostpci"
 	"github.com/infinibay/infinivirt/pkg/hwids"
 	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -108,7 +108,7 @@ func New(cfg Config) *Agent {
 		cfg.FirewallKernel = netpolicy.HostKernel{}
 	}
 	if cfg.Sysfs == "" {
-		cfg.Sysfs = hostpci.Sysfs
+		cfg.Sysfs = sysfs.Root
 	}
 	if cfg.PCIIDs == "" {
 		cfg.PCIIDs = hwids.DefaultPCIIDs

@@ -6,20 +6,16 @@ package hostpci
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/infinibay/infinivirt/pkg/hwids"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 )
-
-// Sysfs is where the kernel's sysfs is mounted.
-const Sysfs = "/sys"
 
 // VFIODriver is the driver a device must be bound to for QEMU to pass it
 // through.
@@ -50,7 +46,6 @@ type Device struct {
 	Class               Class
 	Group               string // the IOMMU group; "" when the IOMMU is off
 	Driver              string // the bound driver; "" when none is
-	subclass, classByte uint8
 }
 
 // VFIO says whether the device is bound to vfio-pci.
@@ -132,43 +127,27 @@ func List(root string, ids *hwids.DB) (Inventory, error) {
 	}
 	inv.IOMMU = len(groups) > 0
 
-	devDir := filepath.Join(root, "bus", "pci", "devices")
-	entries, err := os.ReadDir(devDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return inv, nil
-	}
+	inv.Devices, err = sysfs.BusDevices(root, "pci", addressRE, func(dir, addr string) (Device, error) {
+		return readDevice(dir, addr, ids)
+	})
 	if err != nil {
 		return Inventory{}, err
-	}
-	for _, e := range entries {
-		if !addressRE.MatchString(e.Name()) {
-			continue
-		}
-		d, err := readDevice(filepath.Join(devDir, e.Name()), ids)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // unplugged while being read
-		}
-		if err != nil {
-			return Inventory{}, fmt.Errorf("PCI device %s: %w", e.Name(), err)
-		}
-		d.Address = e.Name()
-		inv.Devices = append(inv.Devices, d)
 	}
 	slices.SortFunc(inv.Devices, func(a, b Device) int { return strings.Compare(a.Address, b.Address) })
 	return inv, nil
 }
 
-func readDevice(dir string, ids *hwids.DB) (Device, error) {
-	var d Device
-	vendor, err := readHex(dir, "vendor", 16)
+func readDevice(dir, addr string, ids *hwids.DB) (Device, error) {
+	d := Device{Address: addr}
+	vendor, err := sysfs.Uint(dir, "vendor", 16, 16)
 	if err != nil {
 		return d, err
 	}
-	device, err := readHex(dir, "device", 16)
+	device, err := sysfs.Uint(dir, "device", 16, 16)
 	if err != nil {
 		return d, err
 	}
-	class, err := readHex(dir, "class", 24)
+	class, err := sysfs.Uint(dir, "class", 16, 24)
 	if err != nil {
 		return d, err
 	}
@@ -176,10 +155,10 @@ func readDevice(dir string, ids *hwids.DB) (Device, error) {
 	d.VendorName, d.DevName = ids.Vendor(d.VendorID), ids.Device(d.VendorID, d.DeviceID)
 	d.ClassName = ids.Class(uint8(class>>16), uint8(class>>8))
 	d.Class = classOf(uint8(class>>16), uint8(class>>8))
-	if d.Driver, err = linkBase(dir, "driver"); err != nil {
+	if d.Driver, err = sysfs.LinkBase(dir, "driver"); err != nil {
 		return d, err
 	}
-	if d.Group, err = linkBase(dir, "iommu_group"); err != nil {
+	if d.Group, err = sysfs.LinkBase(dir, "iommu_group"); err != nil {
 		return d, err
 	}
 	return d, nil
@@ -201,30 +180,4 @@ func classOf(class, sub uint8) Class {
 		return ClassStorage
 	}
 	return ClassOther
-}
-
-// readHex reads a sysfs attribute such as "0x10de\n".
-func readHex(dir, name string, bits int) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		return 0, err
-	}
-	s := strings.TrimPrefix(strings.TrimSpace(string(b)), "0x")
-	v, err := strconv.ParseUint(s, 16, bits)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a hex number of %d bits", name, b, bits)
-	}
-	return v, nil
-}
-
-// linkBase is the last element of a symlink's target; "" without the link.
-func linkBase(dir, name string) (string, error) {
-	target, err := os.Readlink(filepath.Join(dir, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return filepath.Base(target), nil
 }

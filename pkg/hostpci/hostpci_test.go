@@ -10,18 +10,14 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/hwids"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 	"github.com/infinibay/infinivirt/pkg/sysfstest"
 )
 
 // testIDs is the excerpt of pci.ids the fixtures' devices are named from.
 func testIDs(t *testing.T) *hwids.DB {
 	t.Helper()
-	f, err := os.Open("../hwids/testdata/pci.ids")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	db, err := hwids.Parse(f)
+	db, err := hwids.Load("../hwids/testdata/pci.ids")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,18 +263,18 @@ func TestCheckPassthrough(t *testing.T) {
 // TestThisHost lists this machine's own PCI devices. Without an IOMMU
 // (virtual machines often have none) it must say so.
 func TestThisHost(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(Sysfs, "bus/pci")); err != nil {
+	if _, err := os.Stat(filepath.Join(sysfs.Root, "bus/pci")); err != nil {
 		t.Skipf("this machine shows no PCI bus in sysfs: %v", err)
 	}
 	ids, err := (&hwids.File{Path: hwids.DefaultPCIIDs}).DB()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv := list(t, Sysfs, ids)
+	inv := list(t, sysfs.Root, ids)
 	if len(inv.Devices) == 0 {
 		t.Fatal("no PCI devices listed")
 	}
-	groups, _ := os.ReadDir(filepath.Join(Sysfs, "kernel/iommu_groups"))
+	groups, _ := os.ReadDir(filepath.Join(sysfs.Root, "kernel/iommu_groups"))
 	if inv.IOMMU != (len(groups) > 0) {
 		t.Errorf("IOMMU %v with %d groups", inv.IOMMU, len(groups))
 	}

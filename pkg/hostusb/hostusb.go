@@ -3,17 +3,13 @@
 package hostusb
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/infinibay/infinivirt/pkg/hwids"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 )
 
 // Device is one USB device plugged into the host.
@@ -46,28 +42,11 @@ const hubClass = 0x09
 // and interfaces are not devices to pass through and are left out. A
 // root without a USB bus lists none.
 func List(root string, ids *hwids.DB) ([]Device, error) {
-	dir := filepath.Join(root, "bus", "usb", "devices")
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	out, err := sysfs.BusDevices(root, "usb", devNameRE, func(dir, name string) (Device, error) {
+		return readDevice(dir, name, ids)
+	})
 	if err != nil {
 		return nil, err
-	}
-	var out []Device
-	for _, e := range entries {
-		if !devNameRE.MatchString(e.Name()) {
-			continue
-		}
-		d, err := readDevice(filepath.Join(dir, e.Name()), ids)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // unplugged while being read
-		}
-		if err != nil {
-			return nil, fmt.Errorf("USB device %s: %w", e.Name(), err)
-		}
-		d.BusPort = e.Name()
-		out = append(out, d)
 	}
 	slices.SortFunc(out, func(a, b Device) int {
 		if a.Bus != b.Bus {
@@ -78,61 +57,36 @@ func List(root string, ids *hwids.DB) ([]Device, error) {
 	return out, nil
 }
 
-// portNumbers orders port paths by number: 1.2 before 1.10.
-func portNumbers(port string) []int {
-	var out []int
-	for _, p := range strings.Split(port, ".") {
-		n, _ := strconv.Atoi(p)
-		out = append(out, n)
-	}
-	return out
-}
-
-func readDevice(dir string, ids *hwids.DB) (Device, error) {
-	var d Device
-	attr := func(name string) (string, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		return strings.TrimSpace(string(b)), err
-	}
-	number := func(name string, base, bits int) (uint64, error) {
-		s, err := attr(name)
-		if err != nil {
-			return 0, err
-		}
-		v, err := strconv.ParseUint(s, base, bits)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %q is not a number", name, s)
-		}
-		return v, nil
-	}
-	vendor, err := number("idVendor", 16, 16)
+func readDevice(dir, name string, ids *hwids.DB) (Device, error) {
+	d := Device{BusPort: name}
+	vendor, err := sysfs.Uint(dir, "idVendor", 16, 16)
 	if err != nil {
 		return d, err
 	}
-	product, err := number("idProduct", 16, 16)
+	product, err := sysfs.Uint(dir, "idProduct", 16, 16)
 	if err != nil {
 		return d, err
 	}
-	bus, err := number("busnum", 10, 16)
+	bus, err := sysfs.Uint(dir, "busnum", 10, 16)
 	if err != nil {
 		return d, err
 	}
-	devnum, err := number("devnum", 10, 16)
+	devnum, err := sysfs.Uint(dir, "devnum", 10, 16)
 	if err != nil {
 		return d, err
 	}
-	class, err := number("bDeviceClass", 16, 8)
+	class, err := sysfs.Uint(dir, "bDeviceClass", 16, 8)
 	if err != nil {
 		return d, err
 	}
-	if d.Port, err = attr("devpath"); err != nil {
+	if d.Port, err = sysfs.Attr(dir, "devpath"); err != nil {
 		return d, err
 	}
 	d.VendorID, d.ProductID, d.Bus, d.DevNum = uint16(vendor), uint16(product), int(bus), int(devnum)
 	d.Hub = class == hubClass
 	// The strings are optional: many devices have no serial.
-	for name, to := range map[string]*string{"manufacturer": &d.VendorName, "product": &d.ProductName, "serial": &d.Serial} {
-		if *to, err = attr(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for attr, to := range map[string]*string{"manufacturer": &d.VendorName, "product": &d.ProductName, "serial": &d.Serial} {
+		if *to, err = sysfs.OptionalAttr(dir, attr); err != nil {
 			return d, err
 		}
 	}
@@ -143,4 +97,14 @@ func readDevice(dir string, ids *hwids.DB) (Device, error) {
 		d.ProductName = n
 	}
 	return d, nil
+}
+
+// portNumbers orders port paths by number: 1.2 before 1.10.
+func portNumbers(port string) []int {
+	var out []int
+	for _, p := range strings.Split(port, ".") {
+		n, _ := strconv.Atoi(p)
+		out = append(out, n)
+	}
+	return out
 }

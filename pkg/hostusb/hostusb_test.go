@@ -8,17 +8,13 @@ import (
 	"testing"
 
 	"github.com/infinibay/infinivirt/pkg/hwids"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 	"github.com/infinibay/infinivirt/pkg/sysfstest"
 )
 
 func testIDs(t *testing.T) *hwids.DB {
 	t.Helper()
-	f, err := os.Open("../hwids/testdata/usb.ids")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	db, err := hwids.Parse(f)
+	db, err := hwids.Load("../hwids/testdata/usb.ids")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +85,11 @@ func TestThisHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	devs, err := List("/sys", ids)
+	devs, err := List(sysfs.Root, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat("/sys/bus/usb/devices"); err != nil && len(devs) != 0 {
+	if _, err := os.Stat(filepath.Join(sysfs.Root, "bus/usb/devices")); err != nil && len(devs) != 0 {
 		t.Errorf("no USB bus, yet %d devices", len(devs))
 	}
 	for _, d := range devs {

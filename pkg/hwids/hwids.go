@@ -125,20 +125,14 @@ func Parse(r io.Reader) (*DB, error) {
 			case inVendor:
 				if id, name, ok := entry(body, 4); ok {
 					v := db.vendors[ven]
-					if v.devices == nil {
-						v.devices = map[uint16]string{}
-						db.vendors[ven] = v
-					}
-					v.devices[uint16(id)] = name
+					v.devices = put(v.devices, uint16(id), name)
+					db.vendors[ven] = v
 				}
 			case inClass:
 				if id, name, ok := entry(body, 2); ok {
 					c := db.classes[cls]
-					if c.subs == nil {
-						c.subs = map[uint8]string{}
-						db.classes[cls] = c
-					}
-					c.subs[uint8(id)] = name
+					c.subs = put(c.subs, uint8(id), name)
+					db.classes[cls] = c
 				}
 			}
 		}
@@ -147,6 +141,15 @@ func Parse(r io.Reader) (*DB, error) {
 		return nil, fmt.Errorf("read ids database: %w", err)
 	}
 	return db, nil
+}
+
+// put sets m[k], making m when it is nil.
+func put[K comparable](m map[K]string, k K, name string) map[K]string {
+	if m == nil {
+		m = map[K]string{}
+	}
+	m[k] = name
+	return m
 }
 
 // entry splits "hhhh  name": an id of exactly digits hex digits, white
@@ -189,15 +192,24 @@ func (f *File) DB() (*DB, error) {
 	if f.db != nil && st.ModTime().Equal(f.modTime) && st.Size() == f.size {
 		return f.db, nil
 	}
-	r, err := os.Open(f.Path)
+	db, err := Load(f.Path)
+	if err != nil {
+		return nil, err
+	}
+	f.db, f.modTime, f.size = db, st.ModTime(), st.Size()
+	return db, nil
+}
+
+// Load parses the database file at path.
+func Load(path string) (*DB, error) {
+	r, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	db, err := Parse(r)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	f.db, f.modTime, f.size = db, st.ModTime(), st.Size()
 	return db, nil
 }

@@ -13,12 +13,7 @@ import (
 
 func parseFile(t *testing.T, path string) *DB {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	db, err := Parse(f)
+	db, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
