@@ -68,13 +68,21 @@ func Uint(dir, name string, base, bits int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	v, err := parseUint(s, base, bits)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return v, nil
+}
+
+func parseUint(s string, base, bits int) (uint64, error) {
 	digits := s
 	if base == 16 {
 		digits = strings.TrimPrefix(s, "0x")
 	}
 	v, err := strconv.ParseUint(digits, base, bits)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a number of %d bits", name, s, bits)
+		return 0, fmt.Errorf("%q is not a number of %d bits", s, bits)
 	}
 	return v, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -73,4 +74,33 @@ func TestBusDevices(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != "1-1" {
 		t.Errorf("got %v, %v", got, err)
 	}
+}
+
+// FuzzParseUint: no attribute text makes the number parser panic, and
+// what it accepts is the number the text writes, in range.
+func FuzzParseUint(f *testing.F) {
+	for _, s := range []string{"0x10de", "046d", "0x030000", "12", "0x", "0x0x1", "-1", "1_000", "ffffffffffffffffff"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, hex bool) {
+		base, bits := 10, 16
+		if hex {
+			base, bits = 16, 24
+		}
+		v, err := parseUint(s, base, bits)
+		if err != nil {
+			return
+		}
+		if v >= 1<<bits {
+			t.Fatalf("%q: %d is out of range", s, v)
+		}
+		digits := strings.TrimPrefix(s, "0x")
+		if !hex {
+			digits = s
+		}
+		if strings.TrimLeft(strings.ToLower(digits), "0") != strings.TrimLeft(strconv.FormatUint(v, base), "0") {
+			t.Fatalf("%q parsed to %d", s, v)
+		}
+	})
 }
