@@ -118,21 +118,23 @@ func migrationVersions(t *testing.T, s *Store) []int64 {
 	return versions
 }
 
-func TestEmptyDatabaseMigratesToDevices(t *testing.T) {
+func TestEmptyDatabaseMigratesToTheLatest(t *testing.T) {
 	s := newStore(t)
-	if got := migrationVersions(t, s); !slices.Equal(got, []int64{1, 2}) {
-		t.Fatalf("versions applied: %v, want [1 2]", got)
+	if got := migrationVersions(t, s); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Fatalf("versions applied: %v, want [1 2 3]", got)
 	}
-	// The foreign key to the VM row cascades a purge.
-	var cascades bool
-	err := s.pool.QueryRow(ctxT(t), `SELECT count(*) = 1 FROM pg_constraint
-		WHERE conrelid = 'infinivirt.vm_devices'::regclass AND contype = 'f'
-			AND confrelid = 'infinivirt.vms'::regclass AND confdeltype = 'c'`).Scan(&cascades)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cascades {
-		t.Error("vm_devices has no foreign key to vms with ON DELETE CASCADE")
+	// The foreign keys to the VM row cascade a purge.
+	for _, table := range []string{"infinivirt.vm_devices", "infinivirt.vm_snapshots"} {
+		var cascades bool
+		err := s.pool.QueryRow(ctxT(t), `SELECT count(*) = 1 FROM pg_constraint
+			WHERE conrelid = $1::regclass AND contype = 'f'
+				AND confrelid = 'infinivirt.vms'::regclass AND confdeltype = 'c'`, table).Scan(&cascades)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cascades {
+			t.Errorf("%s has no foreign key to vms with ON DELETE CASCADE", table)
+		}
 	}
 }
 
@@ -165,8 +167,8 @@ func TestVersion1DatabaseMigratesWithItsData(t *testing.T) {
 	}
 
 	s := openStore(t, dsn)
-	if got := migrationVersions(t, s); !slices.Equal(got, []int64{1, 2}) {
-		t.Fatalf("versions applied: %v, want [1 2]", got)
+	if got := migrationVersions(t, s); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Fatalf("versions applied: %v, want [1 2 3]", got)
 	}
 	r := mustGet(t, s, vm.ID)
 	if r.Name != "old-vm" || r.Status != api.StatusRunning || r.Seq != 2 ||

@@ -134,6 +134,8 @@ func classifyPgError(pe *pgconn.PgError) *errdefs.Error {
 		return &errdefs.Error{Code: errdefs.CodeNotFound, Message: msg}
 	case pe.Code == "23505": // unique_violation
 		return &errdefs.Error{Code: errdefs.CodeAlreadyExists, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
+	case pe.Code == "23P01": // exclusion_violation: a second current snapshot
+		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: fieldOfConstraint(pe.ConstraintName), Message: msg}
 	case strings.HasPrefix(pe.Code, "22"): // data_exception: bad value or encoding
 		return &errdefs.Error{Code: errdefs.CodeInvalidArgument, Field: columnField(pe.TableName, pe.ColumnName), Message: msg}
 	}
@@ -143,10 +145,11 @@ func classifyPgError(pe *pgconn.PgError) *errdefs.Error {
 // fieldOfConstraint turns our constraint names (<table>_<column>_check)
 // into the JSON field the caller knows.
 func fieldOfConstraint(name string) string {
-	for _, table := range []string{"vm_devices", "vm_events", "vms"} {
+	for _, table := range []string{"vm_devices", "vm_events", "vm_snapshots", "vms"} {
 		if rest, ok := strings.CutPrefix(name, table+"_"); ok {
 			rest = strings.TrimSuffix(rest, "_check")
 			rest = strings.TrimSuffix(rest, "_required")
+			rest = strings.TrimSuffix(rest, "_key")
 			return columnField(table, rest)
 		}
 	}
@@ -154,10 +157,15 @@ func fieldOfConstraint(name string) string {
 }
 
 // columnField names a table's column as the caller's JSON does. The
-// database cannot tell which device broke a rule, so a device column is
-// named under "devices" without an index; UpsertVM's own checks name it.
+// database cannot tell which device or snapshot broke a rule, so their
+// columns are named under "devices" or "snapshots" without an index;
+// UpsertVM's and SyncSnapshots' own checks name it.
 func columnField(table, column string) string {
-	if table != "vm_devices" {
+	switch table {
+	case "vm_snapshots":
+		return snapshotField(column)
+	case "vm_devices":
+	default:
 		return jsonField(column)
 	}
 	switch column {
@@ -212,4 +220,21 @@ func jsonField(column string) string {
 		return "time"
 	}
 	return column
+}
+
+// snapshotField spells a vm_snapshots column the way api.Snapshot does.
+func snapshotField(column string) string {
+	switch column {
+	case "vm_id":
+		return "vmId"
+	case "created_at":
+		return "snapshots.createdAt"
+	case "size_bytes":
+		return "snapshots.sizeBytes"
+	case "is_current":
+		return "snapshots.isCurrent"
+	case "power_state":
+		return "snapshots.powerState"
+	}
+	return "snapshots." + column
 }

@@ -448,7 +448,7 @@ func TestCheckConstraintsMatchAPI(t *testing.T) {
 	s := newStore(t)
 	want := apiConstants(t)
 	quoted := regexp.MustCompile(`'([^']*)'`)
-	for _, constraint := range []string{"vms_status_check", "vm_events_status_check"} {
+	for _, constraint := range []string{"vms_status_check", "vm_events_status_check", "vm_snapshots_power_state_check"} {
 		var def string
 		err := s.pool.QueryRow(ctxT(t), `SELECT pg_get_constraintdef(oid) FROM pg_constraint
 			WHERE conname = $1 AND connamespace = 'infinivirt'::regnamespace`, constraint).Scan(&def)
