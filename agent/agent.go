@@ -125,9 +125,12 @@ func New(cfg Config) *Agent {
 		pciIDs: &hwids.File{Path: cfg.PCIIDs},
 		usbIDs: &hwids.File{Path: cfg.USBIDs},
 	}
-	a.sync = dbsync.New(cfg.Store, cfg.Layout, cfg.Logger, func(id string) (api.VM, bool) {
-		vm, err := a.Get(id)
-		return vm, err == nil
+	a.sync = dbsync.New(cfg.Store, cfg.Layout, cfg.Logger, dbsync.Views{
+		VM: func(id string) (api.VM, bool) {
+			vm, err := a.Get(id)
+			return vm, err == nil
+		},
+		Snapshots: a.snapshotsToSync,
 	})
 	a.net = netpolicy.New(netpolicy.Options{
 		Layout: cfg.Layout, Log: cfg.Logger, Kernel: cfg.FirewallKernel, Network: cfg.Network, VMs: netRegistry{a},

@@ -30,6 +30,9 @@ import (
 // with memory QEMU's snapshot-save job), loads memory snapshots
 // (snapshot-load) and deletes them, and records the change; a revert of
 // a disk-only snapshot needs the VM off.
+//
+// With a database, each change is followed by a resync of the VM, which
+// writes the list into infinivirt.vm_snapshots (agent/dbsync).
 
 // maxSnapshotDescription bounds a snapshot's description.
 const maxSnapshotDescription = 1024
@@ -49,15 +52,37 @@ func (a *Agent) Snapshots(ctx context.Context, id string) (api.Snapshots, error)
 }
 
 func (a *Agent) snapshots(ctx context.Context, rec *record) (api.Snapshots, error) {
+	return a.listSnapshots(ctx, rec, !rec.currentStatus().Terminal())
+}
+
+// snapshotsToSync is what the database mirrors: the list as the API gives
+// it. The disks are read shared, so that a read in the background never
+// holds a lock that would fail a QEMU or qemu-img starting on them.
+func (a *Agent) snapshotsToSync(ctx context.Context, id string) ([]api.Snapshot, error) {
+	rec, err := a.get(id)
+	if err != nil {
+		return nil, err
+	}
+	l, err := a.listSnapshots(ctx, rec, true)
+	return l.Snapshots, err
+}
+
+// listSnapshots lists the snapshots of the metadata that the disks hold;
+// shared reads the disks without locking them, as a running QEMU holds
+// them locked.
+func (a *Agent) listSnapshots(ctx context.Context, rec *record, shared bool) (api.Snapshots, error) {
 	meta, err := a.loadSnapshots(rec)
 	if err != nil {
 		return api.Snapshots{}, err
 	}
-	tags, err := a.diskTags(ctx, rec)
+	out := api.Snapshots{Snapshots: []api.Snapshot{}}
+	if len(meta.Snapshots) == 0 {
+		return out, nil
+	}
+	tags, err := a.readDiskTags(ctx, rec, shared)
 	if err != nil {
 		return api.Snapshots{}, err
 	}
-	out := api.Snapshots{Snapshots: []api.Snapshot{}}
 	for _, sn := range meta.Snapshots {
 		size, ok := int64(0), true
 		for _, d := range sn.Disks {
@@ -100,6 +125,7 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 		return api.Snapshot{}, err
 	}
 	defer unlock()
+	defer a.sync.Resync(rec.id) // the database follows, even a change that failed part-way
 	state := rec.currentStatus()
 	live := !state.Terminal()
 	if req.Memory && !live {
@@ -191,6 +217,7 @@ func (a *Agent) RevertSnapshot(ctx context.Context, id, name string, force bool)
 		return api.Snapshot{}, err
 	}
 	defer unlock()
+	defer a.sync.Resync(rec.id) // the database follows, even a change that failed part-way
 	meta, sn, err := a.findSnapshot(rec, name)
 	if err != nil {
 		return api.Snapshot{}, err
@@ -281,6 +308,7 @@ func (a *Agent) DeleteSnapshot(ctx context.Context, id, name string) error {
 		return err
 	}
 	defer unlock()
+	defer a.sync.Resync(rec.id) // the database follows, even a change that failed part-way
 	meta, sn, err := a.findSnapshot(rec, name)
 	if err != nil {
 		return err
@@ -457,8 +485,14 @@ func diskNames(disks []*vmspec.Device) []string {
 // name and tag. A running QEMU holds its images locked: they are read
 // shared.
 func (a *Agent) diskTags(ctx context.Context, rec *record) (map[string]map[string]qemuimg.Snapshot, error) {
+	return a.readDiskTags(ctx, rec, !rec.currentStatus().Terminal())
+}
+
+// readDiskTags is diskTags, the images read without locking them when
+// shared.
+func (a *Agent) readDiskTags(ctx context.Context, rec *record, shared bool) (map[string]map[string]qemuimg.Snapshot, error) {
 	var opts []qemuimg.InfoOption
-	if !rec.currentStatus().Terminal() {
+	if shared {
 		opts = append(opts, qemuimg.ForceShare())
 	}
 	out := map[string]map[string]qemuimg.Snapshot{}

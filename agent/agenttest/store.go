@@ -16,16 +16,20 @@ import (
 // agent.Store.
 type Store struct {
 	mu      sync.Mutex
-	vms     map[string]api.VM
-	events  map[string]map[uint64]api.Event
-	deleted map[string]bool
+	vms       map[string]api.VM
+	events    map[string]map[uint64]api.Event
+	snapshots map[string][]api.Snapshot
+	deleted   map[string]bool
 	handed  int // events passed to ApplyEvents, repeats included
 	down    bool
 }
 
 // NewStore is an empty, reachable database.
 func NewStore() *Store {
-	return &Store{vms: map[string]api.VM{}, events: map[string]map[uint64]api.Event{}, deleted: map[string]bool{}}
+	return &Store{
+		vms: map[string]api.VM{}, events: map[string]map[uint64]api.Event{},
+		snapshots: map[string][]api.Snapshot{}, deleted: map[string]bool{},
+	}
 }
 
 // SetDown makes every call fail Unavailable, as during an outage, or
@@ -108,6 +112,35 @@ func (s *Store) MarkDeleted(ctx context.Context, vmID string) error {
 	}
 	s.deleted[vmID] = true
 	return nil
+}
+
+// SyncSnapshots makes the VM's snapshots the set given. A VM without a
+// row is NotFound.
+func (s *Store) SyncSnapshots(ctx context.Context, vmID string, snaps []api.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	if _, ok := s.vms[vmID]; !ok {
+		return errdefs.NotFound("VM %s has no row", vmID)
+	}
+	s.snapshots[vmID] = slices.Clone(snaps)
+	return nil
+}
+
+// SetSnapshots puts rows in place as an earlier agent left them.
+func (s *Store) SetSnapshots(vmID string, snaps []api.Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snapshots[vmID] = slices.Clone(snaps)
+}
+
+// Snapshots are the VM's stored snapshots.
+func (s *Store) Snapshots(vmID string) []api.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.snapshots[vmID])
 }
 
 // Events are the VM's stored events, by seq.

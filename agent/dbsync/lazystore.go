@@ -99,3 +99,13 @@ func (l *LazyStore) MarkDeleted(ctx context.Context, id string) error {
 	}
 	return s.MarkDeleted(ctx, id)
 }
+
+// SyncSnapshots writes the VM's snapshots once the database is open; until
+// then it is Unavailable.
+func (l *LazyStore) SyncSnapshots(ctx context.Context, id string, snaps []api.Snapshot) error {
+	s, err := l.get()
+	if err != nil {
+		return err
+	}
+	return s.SyncSnapshots(ctx, id, snaps)
+}

@@ -1,6 +1,6 @@
-// Package dbsync carries the agent's VM inventory and events into the
-// database. The VMs' event logs are the truth; the database follows them,
-// so an outage delays rows but never loses or reorders them.
+// Package dbsync carries the agent's VM inventory, events and snapshots
+// into the database. The VMs' event logs are the truth; the database
+// follows them, so an outage delays rows but never loses or reorders them.
 package dbsync
 
 import (
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -23,6 +24,17 @@ type Store interface {
 	ApplyEvents(ctx context.Context, vmID string, events []api.Event) error
 	LastSeq(ctx context.Context, vmID string) (uint64, error)
 	MarkDeleted(ctx context.Context, vmID string) error
+	// SyncSnapshots makes the VM's snapshot rows the set given.
+	SyncSnapshots(ctx context.Context, vmID string, snaps []api.Snapshot) error
+}
+
+// Views are the agent's current view of its VMs, which a resync writes.
+type Views struct {
+	// VM is the VM's view, false once it is deleted.
+	VM func(id string) (api.VM, bool)
+	// Snapshots lists the VM's snapshots as its disks hold them; nil
+	// writes none.
+	Snapshots func(ctx context.Context, id string) ([]api.Snapshot, error)
 }
 
 // Syncer carries VM inventory and events into the database. Writes are
@@ -32,7 +44,7 @@ type Syncer struct {
 	store  Store
 	layout vmspec.Layout
 	log    *slog.Logger
-	view   func(id string) (api.VM, bool)
+	views  Views
 
 	mu      sync.Mutex
 	pending map[string][]api.Event
@@ -46,14 +58,15 @@ const (
 	storeCallTimeout  = 10 * time.Second
 	storeRetryInitial = 500 * time.Millisecond
 	storeRetryMax     = 30 * time.Second
+	// snapshotListTimeout bounds reading a VM's snapshots from its disks.
+	snapshotListTimeout = time.Minute
 )
 
-// New is a syncer into store (nil: no database, every call a no-op). view
-// is the agent's current view of a VM, false once it is deleted; the VMs'
-// logs are read where layout says.
-func New(store Store, layout vmspec.Layout, log *slog.Logger, view func(id string) (api.VM, bool)) *Syncer {
+// New is a syncer into store (nil: no database, every call a no-op) of
+// what views show; the VMs' logs are read where layout says.
+func New(store Store, layout vmspec.Layout, log *slog.Logger, views Views) *Syncer {
 	return &Syncer{
-		store: store, layout: layout, log: log, view: view,
+		store: store, layout: layout, log: log, views: views,
 		pending: map[string][]api.Event{},
 		dirty:   map[string]bool{},
 		deleted: map[string]bool{},
@@ -96,8 +109,10 @@ func (s *Syncer) Push(id string, evs []api.Event) {
 	s.kick()
 }
 
-// Resync writes the VM's inventory and replays its log after the
-// database's last seq.
+// Resync writes the VM's inventory, replays its log after the database's
+// last seq and writes its snapshots: after any change of them, and for
+// every VM when the agent starts, which removes rows of snapshots that went
+// while the agent or the database was away.
 func (s *Syncer) Resync(id string) {
 	if !s.Enabled() {
 		return
@@ -208,7 +223,7 @@ func (s *Syncer) drain(ctx context.Context) bool {
 }
 
 func (s *Syncer) replay(ctx context.Context, id string) error {
-	vm, ok := s.view(id)
+	vm, ok := s.views.VM(id)
 	if !ok {
 		return nil // deleted meanwhile
 	}
@@ -220,10 +235,36 @@ func (s *Syncer) replay(ctx context.Context, id string) error {
 		return err
 	}
 	evs, err := eventlog.ReadFile(s.layout.EventsFile(id), last)
-	if err != nil || len(evs) == 0 {
+	if err != nil {
 		return err
 	}
-	return s.call(ctx, func(c context.Context) error { return s.store.ApplyEvents(c, id, evs) })
+	if len(evs) > 0 {
+		if err := s.call(ctx, func(c context.Context) error { return s.store.ApplyEvents(c, id, evs) }); err != nil {
+			return err
+		}
+	}
+	// Last, so that a snapshot the database refuses never holds back status.
+	return s.syncSnapshots(ctx, id)
+}
+
+// syncSnapshots writes the VM's snapshots. When its disks cannot be read
+// the rows stay as they are until the next resync: that is no database
+// failure to retry.
+func (s *Syncer) syncSnapshots(ctx context.Context, id string) error {
+	if s.views.Snapshots == nil {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, snapshotListTimeout)
+	snaps, err := s.views.Snapshots(lctx, id)
+	cancel()
+	if err != nil {
+		// A VM deleted meanwhile has no snapshots to write.
+		if ctx.Err() == nil && errdefs.As(err).Code != errdefs.CodeNotFound {
+			s.log.Warn("cannot read the snapshots to write to the database", logging.KeyVM, id, "ERROR", err.Error())
+		}
+		return nil
+	}
+	return s.call(ctx, func(c context.Context) error { return s.store.SyncSnapshots(c, id, snaps) })
 }
 
 func (s *Syncer) call(ctx context.Context, fn func(context.Context) error) error {

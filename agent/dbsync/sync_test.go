@@ -73,7 +73,7 @@ func TestOutageDelaysButLosesNothing(t *testing.T) {
 	l := testLayout(t)
 	store := agenttest.NewStore()
 	store.SetDown(true)
-	s := New(store, l, quiet, view)
+	s := New(store, l, quiet, Views{VM: view})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
@@ -106,7 +106,7 @@ func TestOutageDelaysButLosesNothing(t *testing.T) {
 }
 
 func TestNoDatabase(t *testing.T) {
-	s := New(nil, testLayout(t), quiet, view)
+	s := New(nil, testLayout(t), quiet, Views{VM: view})
 	if s.Enabled() || s.State() != api.DatabaseNone {
 		t.Errorf("without a store: enabled %v, state %s", s.Enabled(), s.State())
 	}
