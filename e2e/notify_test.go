@@ -62,6 +62,18 @@ func drain(ch <-chan notification) {
 // awaitNotify returns when the first NOTIFY arrived after which the VM's row
 // satisfies ok.
 func awaitNotify(tb testing.TB, ch <-chan notification, id string, ok func(dbRow) bool) time.Time {
+	return awaitNotifyOf(tb, ch, id, shared.db.GetVM, ok)
+}
+
+// awaitSnapshotRows returns when the first NOTIFY arrived after which the
+// VM's snapshot rows satisfy ok.
+func awaitSnapshotRows(tb testing.TB, ch <-chan notification, id string, ok func([]api.Snapshot) bool) time.Time {
+	return awaitNotifyOf(tb, ch, id, shared.db.Snapshots, ok)
+}
+
+// awaitNotifyOf returns when the first NOTIFY arrived after which what
+// read gives of the VM satisfies ok.
+func awaitNotifyOf[T any](tb testing.TB, ch <-chan notification, id string, read func(context.Context, string) (T, error), ok func(T) bool) time.Time {
 	deadline := time.After(guestTimeout)
 	for {
 		select {
@@ -69,12 +81,12 @@ func awaitNotify(tb testing.TB, ch <-chan notification, id string, ok func(dbRow
 			if n.vmID != id {
 				continue
 			}
-			row, err := shared.db.GetVM(context.Background(), id)
-			if err == nil && ok(row) {
+			v, err := read(context.Background(), id)
+			if err == nil && ok(v) {
 				return n.at
 			}
 		case <-deadline:
-			tb.Fatalf("no NOTIFY for %s reached the expected row", id)
+			tb.Fatalf("no NOTIFY for %s reached the expected rows", id)
 		}
 	}
 }

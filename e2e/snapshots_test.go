@@ -78,8 +78,9 @@ func diskPath(t *testing.T, vm api.VM, name string) string {
 // A disk-only snapshot of a running VM (acceptance 3): the guest writes,
 // a snapshot is taken live, it writes again, the VM is powered off and
 // reverted, and the next boot's guest reads the first data. The list
-// agrees with `qemu-img snapshot -l`, each change is an event, and bad
-// input names its field and leaves nothing behind.
+// agrees with `qemu-img snapshot -l` and with PostgreSQL's rows, which
+// announce each change; each change is an event, and bad input names its
+// field and leaves nothing behind.
 func TestSnapshotDiskOnlyLive(t *testing.T) {
 	b := setup(t)
 	vm := b.createVM(t, "snapshots")
@@ -88,6 +89,7 @@ func TestSnapshotDiskOnlyLive(t *testing.T) {
 	img := diskPath(t, vm, "disk0")
 
 	b.writeDiskMarker(t, vm.ID, "FIRST-DATA")
+	notes := b.listen(t)
 	sn, err := b.client.CreateSnapshot(ctx, vm.ID, api.CreateSnapshotRequest{Name: "before-update", Description: "clean system"})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +97,12 @@ func TestSnapshotDiskOnlyLive(t *testing.T) {
 	if sn.PowerState != api.StatusRunning || sn.Memory || !sn.IsCurrent || !slices.Equal(sn.Disks, []string{"disk0"}) {
 		t.Fatalf("snapshot %+v", sn)
 	}
+	// PostgreSQL holds it as the API gave it, and said so.
+	awaitSnapshotRows(t, notes, vm.ID, func(rows []api.Snapshot) bool {
+		return len(rows) == 1 && rows[0].ID == sn.ID && rows[0].Name == sn.Name && rows[0].Description == sn.Description &&
+			rows[0].IsCurrent && !rows[0].Memory && rows[0].PowerState == api.StatusRunning &&
+			slices.Equal(rows[0].Disks, sn.Disks) && rows[0].CreatedAt.Equal(sn.CreatedAt.Truncate(time.Microsecond))
+	})
 	// The guest was resumed: it writes again.
 	b.writeDiskMarker(t, vm.ID, "SECOND-DATA")
 	if got := b.diskMarker(t, vm.ID); got != "SECOND-DATA" {
@@ -172,8 +180,9 @@ func TestSnapshotDiskOnlyLive(t *testing.T) {
 		t.Fatalf("after the boot the agent lists %+v (%v), qemu-img %v", l, err, b.imageSnapshots(t, img))
 	}
 
-	// Deleted live, through the CLI.
+	// Deleted live, through the CLI; its row goes.
 	b.run(t, "infinivirtctl", "vm", "snapshot", "delete", vm.ID, "before-update")
+	awaitSnapshotRows(t, notes, vm.ID, func(rows []api.Snapshot) bool { return len(rows) == 0 })
 	if tags := b.imageSnapshots(t, img); len(tags) != 0 {
 		t.Fatalf("after the delete qemu-img lists %v", tags)
 	}
