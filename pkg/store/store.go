@@ -1,6 +1,7 @@
-// Package store aggregates each host's VM inventory, status and event
-// history into PostgreSQL (schema infinivirt) for the Infinibay backend,
-// and announces every change with NOTIFY infinivirt_vm, payload the VM id.
+// Package store aggregates each host's VM inventory, devices, snapshots,
+// status and event history into PostgreSQL (schema infinivirt) for the
+// Infinibay backend, and announces every change with NOTIFY infinivirt_vm,
+// payload the VM id.
 //
 // The host's files stay the truth: the database may be down, and the agent
 // replays its event logs when it returns. So every write is idempotent, keyed
