@@ -15,13 +15,13 @@ import (
 // once per (vm, seq), so a replay adds nothing twice. It implements
 // agent.Store.
 type Store struct {
-	mu      sync.Mutex
+	mu        sync.Mutex
 	vms       map[string]api.VM
 	events    map[string]map[uint64]api.Event
 	snapshots map[string][]api.Snapshot
 	deleted   map[string]bool
-	handed  int // events passed to ApplyEvents, repeats included
-	down    bool
+	handed    int // events passed to ApplyEvents, repeats included
+	down      bool
 }
 
 // NewStore is an empty, reachable database.

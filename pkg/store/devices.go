@@ -202,9 +202,8 @@ func checkBootIndex(field string, i int) error {
 
 // syncDevicesSQL makes the VM's device rows what $3.. list, after the VM
 // row itself was upserted in the same transaction ($2: whether that changed
-// it). A device change moves the VM's updated_at, so a backend catching up
-// by updated_at sees it, and one NOTIFY goes out when anything changed.
-const syncDevicesSQL = `
+// it); a change notifies as vmRowsTail says.
+var syncDevicesSQL = `
 WITH d AS (
     SELECT * FROM unnest($3::text[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::bigint[],
                          $9::integer[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
@@ -231,18 +230,27 @@ up AS (
            EXCLUDED.boot_index, EXCLUDED.mac, EXCLUDED.bridge, EXCLUDED.pci_host, EXCLUDED.usb_vendor_id,
            EXCLUDED.usb_product_id, EXCLUDED.port, EXCLUDED.config)
     RETURNING 1
-),
+),` + vmRowsTail("vm_devices", "name <> ALL ($3::text[])", "$2::boolean")
+
+// vmRowsTail ends a statement that rewrites one VM's ($1) rows of table:
+// after its CTE up upserted the rows the VM has, it deletes those for which
+// stale holds. A change moves the VM's updated_at, so a backend catching up
+// by updated_at sees it, unless vmChanged says the statement's transaction
+// already moved it, and one NOTIFY goes out when anything changed.
+func vmRowsTail(table, stale, vmChanged string) string {
+	return `
 gone AS (
-    DELETE FROM infinivirt.vm_devices WHERE vm_id = $1::uuid AND name <> ALL ($3::text[])
+    DELETE FROM infinivirt.` + table + ` WHERE vm_id = $1::uuid AND ` + stale + `
     RETURNING 1
 ),
 touched AS (
     UPDATE infinivirt.vms SET updated_at = now()
-    WHERE id = $1::uuid AND NOT $2::boolean AND (EXISTS (SELECT FROM up) OR EXISTS (SELECT FROM gone))
+    WHERE id = $1::uuid AND NOT ` + vmChanged + ` AND (EXISTS (SELECT FROM up) OR EXISTS (SELECT FROM gone))
     RETURNING 1
 )
 SELECT pg_notify('` + NotifyChannel + `', $1::uuid::text)
-WHERE $2::boolean OR EXISTS (SELECT FROM up) OR EXISTS (SELECT FROM gone)`
+WHERE ` + vmChanged + ` OR EXISTS (SELECT FROM up) OR EXISTS (SELECT FROM gone)`
+}
 
 // Devices returns a VM's devices as its last UpsertVM gave them, in the
 // VM's order; none when the VM is unknown. A soft-deleted VM keeps its

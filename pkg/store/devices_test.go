@@ -118,10 +118,56 @@ func migrationVersions(t *testing.T, s *Store) []int64 {
 	return versions
 }
 
+// embeddedVersions are the versions of this build's migrations.
+func embeddedVersions(t *testing.T) []int64 {
+	t.Helper()
+	ms, err := loadMigrations(embeddedMigrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, m := range ms {
+		out = append(out, m.version)
+	}
+	return out
+}
+
+// migratedFrom opens this build's store on a database an agent of schema
+// version left, holding the rows inserts write ($1 is vmID) and not yet the
+// table later (schema-qualified) that a newer version adds.
+func migratedFrom(t *testing.T, version int64, later, vmID string, inserts ...string) *Store {
+	t.Helper()
+	dsn := freshDSN(t)
+	migratedTo(t, dsn, version)
+	pool, err := pgxpool.New(ctxT(t), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, q := range inserts {
+		if _, err := pool.Exec(ctxT(t), q, vmID); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var table *string
+	if err := pool.QueryRow(ctxT(t), `SELECT to_regclass($1)::text`, later).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	if table != nil {
+		t.Fatalf("a version-%d database already has %s", version, later)
+	}
+	pool.Close()
+	s := openStore(t, dsn)
+	if got, want := migrationVersions(t, s), embeddedVersions(t); !slices.Equal(got, want) {
+		t.Fatalf("versions applied: %v, want %v", got, want)
+	}
+	return s
+}
+
 func TestEmptyDatabaseMigratesToTheLatest(t *testing.T) {
 	s := newStore(t)
-	if got := migrationVersions(t, s); !slices.Equal(got, []int64{1, 2, 3}) {
-		t.Fatalf("versions applied: %v, want [1 2 3]", got)
+	if got, want := migrationVersions(t, s), embeddedVersions(t); !slices.Equal(got, want) || len(want) < 3 {
+		t.Fatalf("versions applied: %v, want %v", got, want)
 	}
 	// The foreign keys to the VM row cascade a purge.
 	for _, table := range []string{"infinivirt.vm_devices", "infinivirt.vm_snapshots"} {
@@ -139,37 +185,12 @@ func TestEmptyDatabaseMigratesToTheLatest(t *testing.T) {
 }
 
 func TestVersion1DatabaseMigratesWithItsData(t *testing.T) {
-	dsn := freshDSN(t)
-	migratedTo(t, dsn, 1)
-
-	// A version-1 agent's rows.
-	pool, err := pgxpool.New(ctxT(t), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	vm := testVM()
-	_, err = pool.Exec(ctxT(t), `INSERT INTO infinivirt.vms (id, host, name, status, reason, seq, updated_at)
-		VALUES ($1, 'host-a', 'old-vm', 'running', 'booted', 2, '2001-02-03 04:05:06+00')`, vm.ID)
-	if err == nil {
-		_, err = pool.Exec(ctxT(t), `INSERT INTO infinivirt.vm_events (vm_id, seq, at, type, status, reason)
-			VALUES ($1, 1, now(), 'status', 'starting', 'user'), ($1, 2, now(), 'status', 'running', 'booted')`, vm.ID)
-	}
-	var devicesTable *string
-	if err == nil {
-		err = pool.QueryRow(ctxT(t), `SELECT to_regclass('infinivirt.vm_devices')::text`).Scan(&devicesTable)
-	}
-	pool.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if devicesTable != nil {
-		t.Fatal("a version-1 database already has vm_devices")
-	}
-
-	s := openStore(t, dsn)
-	if got := migrationVersions(t, s); !slices.Equal(got, []int64{1, 2, 3}) {
-		t.Fatalf("versions applied: %v, want [1 2 3]", got)
-	}
+	s := migratedFrom(t, 1, "infinivirt.vm_devices", vm.ID,
+		`INSERT INTO infinivirt.vms (id, host, name, status, reason, seq, updated_at)
+			VALUES ($1, 'host-a', 'old-vm', 'running', 'booted', 2, '2001-02-03 04:05:06+00')`,
+		`INSERT INTO infinivirt.vm_events (vm_id, seq, at, type, status, reason)
+			VALUES ($1, 1, now(), 'status', 'starting', 'user'), ($1, 2, now(), 'status', 'running', 'booted')`)
 	r := mustGet(t, s, vm.ID)
 	if r.Name != "old-vm" || r.Status != api.StatusRunning || r.Seq != 2 ||
 		!r.UpdatedAt.Equal(time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)) {
@@ -384,7 +405,9 @@ func deref(p *string) any {
 	return *p
 }
 
-func TestDevicesFollowTheVMRow(t *testing.T) {
+// A VM's devices and snapshots follow its row: kept on soft delete, gone
+// with a purge, and only its own.
+func TestDevicesAndSnapshotsFollowTheVMRow(t *testing.T) {
 	s := newStore(t)
 	vm, other := testVM(), testVM()
 	vm.Devices, other.Devices = testDevices(), testDevices()[:1]
@@ -392,30 +415,34 @@ func TestDevicesFollowTheVMRow(t *testing.T) {
 		if err := s.UpsertVM(ctxT(t), v); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.SyncSnapshots(ctxT(t), v.ID, []api.Snapshot{testSnapshot(v.ID, "a", time.Now())}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A soft-deleted VM keeps its devices, as it keeps its events.
+	counts := func(v api.VM) (devices, snapshots int) {
+		return len(mustDevices(t, s, v.ID)), len(mustSnapshots(t, s, v.ID))
+	}
+	// A soft-deleted VM keeps them, as it keeps its events.
 	if err := s.MarkDeleted(ctxT(t), vm.ID); err != nil {
 		t.Fatal(err)
 	}
-	if devs := mustDevices(t, s, vm.ID); len(devs) != 3 {
-		t.Errorf("%d devices after MarkDeleted, want 3", len(devs))
+	if devs, snaps := counts(vm); devs != 3 || snaps != 1 {
+		t.Errorf("%d devices and %d snapshots after MarkDeleted, want 3 and 1", devs, snaps)
 	}
-	// A purged one loses them, and only its own.
 	if err := s.Purge(ctxT(t), vm.ID); err != nil {
 		t.Fatal(err)
 	}
-	var left int
-	if err := s.pool.QueryRow(ctxT(t), `SELECT count(*) FROM infinivirt.vm_devices WHERE vm_id = $1`, vm.ID).Scan(&left); err != nil {
-		t.Fatal(err)
+	if devs, snaps := counts(vm); devs != 0 || snaps != 0 {
+		t.Errorf("%d devices and %d snapshots left after Purge", devs, snaps)
 	}
-	if left != 0 {
-		t.Errorf("%d device rows left after Purge", left)
-	}
-	if devs := mustDevices(t, s, other.ID); len(devs) != 1 {
-		t.Errorf("the other VM has %d devices after a purge, want 1", len(devs))
+	if devs, snaps := counts(other); devs != 1 || snaps != 1 {
+		t.Errorf("the other VM has %d devices and %d snapshots after a purge, want 1 and 1", devs, snaps)
 	}
 	if _, err := s.Devices(ctxT(t), "x"); errCode(err) != errdefs.CodeInvalidArgument {
 		t.Errorf("Devices of a bad id: %v, want InvalidArgument", err)
+	}
+	if _, err := s.Snapshots(ctxT(t), "x"); errCode(err) != errdefs.CodeInvalidArgument {
+		t.Errorf("Snapshots of a bad id: %v, want InvalidArgument", err)
 	}
 }
 

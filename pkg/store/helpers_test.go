@@ -162,6 +162,21 @@ func expectQuiet(t testing.TB, s *Store, ch <-chan string) {
 	}
 }
 
+// listenedVM is a fresh store with a LISTEN active and a VM row written,
+// its NOTIFY seen.
+func listenedVM(t testing.TB) (*Store, <-chan string, api.VM) {
+	t.Helper()
+	s := newStore(t)
+	ch := listen(t, s)
+	expectNext(t, ch, ResyncAll)
+	vm := testVM()
+	if err := s.UpsertVM(ctxT(t), vm); err != nil {
+		t.Fatal(err)
+	}
+	expectNext(t, ch, vm.ID)
+	return s, ch, vm
+}
+
 func mustGet(t testing.TB, s *Store, id string) Row {
 	t.Helper()
 	r, err := s.GetVM(ctxT(t), id)

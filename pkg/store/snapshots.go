@@ -111,12 +111,11 @@ func snapshotColumnsOf(vmID string, snaps []api.Snapshot) (snapshotColumns, erro
 	return c, nil
 }
 
-// syncSnapshotsSQL makes the VM's snapshot rows what $2.. list. A change
-// moves the VM's updated_at, so a backend catching up by updated_at sees
-// it, and one NOTIFY goes out. The rows are matched by id: a snapshot
+// syncSnapshotsSQL makes the VM's snapshot rows what $2.. list; a change
+// notifies as vmRowsTail says. The rows are matched by id: a snapshot
 // deleted and taken again under its name is a new row, which the deferred
 // unique name allows in one statement.
-const syncSnapshotsSQL = `
+var syncSnapshotsSQL = `
 WITH s AS (
     SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::boolean[],
                          $8::boolean[], $9::text[], $10::text[])
@@ -138,18 +137,7 @@ up AS (
           (EXCLUDED.name, EXCLUDED.description, EXCLUDED.created_at, EXCLUDED.size_bytes, EXCLUDED.is_current,
            EXCLUDED.memory, EXCLUDED.power_state, EXCLUDED.disks)
     RETURNING 1
-),
-gone AS (
-    DELETE FROM infinivirt.vm_snapshots WHERE vm_id = $1::uuid AND id <> ALL ($2::uuid[])
-    RETURNING 1
-),
-touched AS (
-    UPDATE infinivirt.vms SET updated_at = now()
-    WHERE id = $1::uuid AND (EXISTS (SELECT FROM up) OR EXISTS (SELECT FROM gone))
-    RETURNING 1
-)
-SELECT pg_notify('` + NotifyChannel + `', $1::uuid::text)
-WHERE EXISTS (SELECT FROM up) OR EXISTS (SELECT FROM gone)`
+),` + vmRowsTail("vm_snapshots", "id <> ALL ($2::uuid[])", "false")
 
 // SyncSnapshots makes the VM's snapshot rows the snaps given, its whole
 // set: rows of snapshots not among them are deleted. A change notifies

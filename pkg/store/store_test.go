@@ -172,14 +172,7 @@ func TestUpsertVMInventory(t *testing.T) {
 }
 
 func TestApplyEventsUpdatesRowAndNotifies(t *testing.T) {
-	s := newStore(t)
-	ch := listen(t, s)
-	expectNext(t, ch, ResyncAll)
-	vm := testVM()
-	if err := s.UpsertVM(ctxT(t), vm); err != nil {
-		t.Fatal(err)
-	}
-	expectNext(t, ch, vm.ID)
+	s, ch, vm := listenedVM(t)
 
 	exit := 0
 	batch := []api.Event{
