@@ -72,6 +72,7 @@ func (c *Config) Args() ([]string, error) {
 		a.device(p.RootPort(chassis))
 		a.device(p.Device(PCIRootPortID(p.ID)))
 	}
+	c.audioArgs(&a)
 	if b := c.Boot; b != nil {
 		a.add("-kernel", b.Kernel)
 		if b.Initrd != "" {
@@ -89,15 +90,14 @@ func (c *Config) machineArgs(a *argv) {
 	a.add("-uuid", c.UUID)
 	a.add("-machine", c.machineOption())
 	a.add("-accel", string(c.accel()))
-	if c.accel() == AccelKVM {
-		a.add("-cpu", "host")
-	} else {
-		a.add("-cpu", "max")
-	}
+	a.add("-cpu", c.cpuOption())
 	// One socket with N cores: Windows client editions use at most two
 	// sockets, and QEMU's default topology would give N sockets.
 	a.add("-smp", fmt.Sprintf("%d,sockets=1,cores=%d,threads=1", c.CPUs, c.CPUs))
 	a.add("-m", strconv.Itoa(c.MemoryMiB)+"M")
+	if c.Windows {
+		a.add("-rtc", WindowsRTC)
+	}
 }
 
 func (c *Config) controlArgs(a *argv) {
@@ -191,7 +191,7 @@ func (c *Config) displayArgs(a *argv) {
 	case DisplaySPICE:
 		// Neither password nor disable-ticketing: ticketing is on with no
 		// ticket, so logins fail until the shim's set_password.
-		a.add("-spice", fmt.Sprintf("port=%d,addr=%s", d.Port, d.Listen))
+		a.add("-spice", fmt.Sprintf("port=%d,addr=%s,%s", d.Port, d.Listen, SpiceCompression))
 		a.device(Device{Driver: "qxl-vga", ID: videoDevice})
 		a.device(Device{Driver: "virtio-serial-pci", ID: VirtioSerialController})
 		a.add("-chardev", "spicevmc,id="+VDAgentChardev+",name=vdagent")

@@ -64,6 +64,19 @@ func windows11Install(f files) qemu.Config {
 	c.Disks = []qemu.Disk{{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1}}
 	c.CDROMs = []qemu.CDROM{{ID: "cd0", Path: f.ISO, BootIndex: 2}, {ID: "cd1", Path: f.AnswerISO}, {ID: "cd2", Path: f.VirtioWinISO}}
 	c.BootOnce = "cd0"
+	c.Windows, c.Audio = true, true
+	return c
+}
+
+// windowsDesktop is an installed Windows desktop seen over SPICE, with its
+// enlightenments, local-time RTC and sound through the SPICE client.
+func windowsDesktop(f files) qemu.Config {
+	c := base()
+	c.CPUs, c.MemoryMiB = 2, 512
+	c.Disks = []qemu.Disk{{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1}}
+	c.NICs = []qemu.NIC{{ID: "net0", MAC: "52:54:00:ab:cd:01", FDs: []int{tapFD0}}}
+	c.Display = qemu.Display{Protocol: qemu.DisplaySPICE, Listen: "127.0.0.1", Port: 5932}
+	c.Windows, c.Audio = true, true
 	return c
 }
 
@@ -196,7 +209,28 @@ func goldenCases() []goldenCase {
 				SerialFD:     serialFD,
 				NoShutdown:   true,
 				HotplugPorts: 2,
+				Audio:        true,
 			}
+		}},
+		{name: "windows-desktop", queues: 1, cfg: windowsDesktop},
+		{name: "windows-desktop-kvm", queues: 1, noRun: "KVM on this machine kind cannot run guests (-cpu host aborts); CI uses TCG",
+			cfg: func(f files) qemu.Config { c := windowsDesktop(f); c.Accel = qemu.AccelKVM; return c }},
+		{name: "windows-desktop-vnc", queues: 1, cfg: func(f files) qemu.Config {
+			c := windowsDesktop(f)
+			c.Display = qemu.Display{Protocol: qemu.DisplayVNC, Listen: "127.0.0.1", Port: 5933}
+			return c
+		}},
+		{name: "linux-desktop", queues: 1, cfg: func(f files) qemu.Config {
+			c := windowsDesktop(f)
+			c.Windows = false
+			return c
+		}},
+		{name: "server", queues: 1, cfg: func(f files) qemu.Config {
+			// A server: no sound card, no Windows platform, whatever the display.
+			c := windowsDesktop(f)
+			c.Windows, c.Audio = false, false
+			c.Display = qemu.Display{Protocol: qemu.DisplayVNC, Listen: "127.0.0.1", Port: 5934}
+			return c
 		}},
 	}
 }

@@ -32,7 +32,6 @@ const (
 type DisplayProtocol string
 
 // The display protocols.
-// The display protocols.
 const (
 	DisplayNone  DisplayProtocol = "none"
 	DisplayVNC   DisplayProtocol = "vnc"
@@ -100,6 +99,13 @@ type Config struct {
 	// (-incoming defer): from a memory snapshot or a peer, whose URI QMP's
 	// migrate-incoming gives later. The guest does not boot on its own.
 	IncomingDefer bool
+	// Windows gives the guest what Windows expects of a hypervisor: the
+	// Hyper-V enlightenments (HyperVFlags), the RTC in local time and no
+	// HPET.
+	Windows bool
+	// Audio adds a sound card, played through SPICE when SPICE is the
+	// display.
+	Audio bool
 }
 
 // Disk is a virtio-blk disk backed by an image file.

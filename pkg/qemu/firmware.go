@@ -91,6 +91,8 @@ func (c *Config) bootIndexOf(id string, own int) *int {
 }
 
 // machineOption is -machine's value: q35, with the pflash drives for UEFI.
+// Windows gets no HPET: with the Hyper-V timers it does not need one, and
+// an emulated HPET only costs exits (libvirt and Proxmox leave it out too).
 func (c *Config) machineOption() string {
 	m := "q35"
 	if f := c.Firmware; f != nil {
@@ -98,6 +100,9 @@ func (c *Config) machineOption() string {
 			m += ",smm=on"
 		}
 		m += ",pflash0=" + FirmwareCodeNode + ",pflash1=" + FirmwareVarsNode
+	}
+	if c.Windows {
+		m += ",hpet=off"
 	}
 	return m
 }

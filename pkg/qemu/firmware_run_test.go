@@ -209,16 +209,28 @@ type qemuRun struct {
 // killed when the test ends.
 func runWithQMP(t *testing.T, ctx context.Context, cfg *qemu.Config, extraArgs []string, files ...*os.File) *qemuRun {
 	t.Helper()
-	conn, qmpChild, err := guest.Socketpair("qmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
 	cmd, err := qemu.Command(ctx, "", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Args = append(cmd.Args, extraArgs...)
+	vm, err := startWithQMP(t, ctx, cmd, files...)
+	if err != nil {
+		t.Fatalf("QMP: %v; QEMU stderr: %s", err, vm.stderr.String())
+	}
+	return vm
+}
+
+// startWithQMP starts cmd, a QEMU whose QMP is on fd 3, with files from fd
+// 4 on, and connects QMP; the error is QMP's when QEMU did not come up.
+// QEMU is killed when the test ends.
+func startWithQMP(t *testing.T, ctx context.Context, cmd *exec.Cmd, files ...*os.File) (*qemuRun, error) {
+	t.Helper()
+	conn, qmpChild, err := guest.Socketpair("qmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
 	vm := &qemuRun{stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = vm.stderr
 	cmd.ExtraFiles = append([]*os.File{qmpChild}, files...)
@@ -236,8 +248,8 @@ func runWithQMP(t *testing.T, ctx context.Context, cfg *qemu.Config, extraArgs [
 		<-vm.exited
 	})
 	if vm.qmp, err = qmp.New(ctx, conn); err != nil {
-		t.Fatalf("QMP: %v; QEMU stderr: %s", err, vm.stderr.String())
+		return vm, err
 	}
 	t.Cleanup(func() { vm.qmp.Close() })
-	return vm
+	return vm, nil
 }

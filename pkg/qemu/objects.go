@@ -30,6 +30,8 @@ type Device struct {
 	// FreePageReporting and DeflateOnOOM are virtio-balloon's.
 	FreePageReporting bool `json:"free-page-reporting,omitempty"`
 	DeflateOnOOM      bool `json:"deflate-on-oom,omitempty"`
+	// Audiodev is the backend an audio codec plays to.
+	Audiodev string `json:"audiodev,omitempty"`
 }
 
 // Blockdev is a JSON -blockdev value, and blockdev-add's arguments: a file
