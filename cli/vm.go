@@ -59,7 +59,7 @@ func vmGet(g *globals) *cobra.Command {
 func vmCreate(g *globals) *cobra.Command {
 	var (
 		file, passwordFile string
-		noStart            bool
+		noStart, audio     bool
 		in                 api.CreateVMInput
 		boot               api.DirectBoot
 		install            installFlags
@@ -94,6 +94,9 @@ func vmCreate(g *globals) *cobra.Command {
 				f := false
 				in.Start = &f
 			}
+			if cmd.Flags().Changed("audio") {
+				in.Audio = &audio
+			}
 			if err := install.apply(&in); err != nil {
 				return err
 			}
@@ -127,6 +130,7 @@ func vmCreate(g *globals) *cobra.Command {
 	f.IntVar(&in.ShutdownTimeoutSec, "shutdown-timeout", 0, "seconds of ACPI grace before forcing off (default 120)")
 	f.BoolVar(&in.Autostart, "autostart", false, "boot with the host")
 	f.BoolVar(&noStart, "no-start", false, "define only, do not boot")
+	f.BoolVar(&audio, "audio", false, "a sound card (default: on for windows10, windows11, ubuntu and fedora; --audio=false turns it off)")
 	f.StringVar(&in.DepartmentID, "department", "", "department whose firewall the VM joins (default: default)")
 	install.register(cmd)
 	completeFlag(cmd, "os", "windows10", "windows11", "ubuntu", "fedora", "linux")

@@ -148,7 +148,7 @@ func (s *Shim) booted(ctx context.Context) {
 	s.plat.resets = newResetWindow()
 	// The watchers run on after the step that starts them.
 	ctx = context.WithoutCancel(ctx)
-	if in.BootOnce == vmspec.BootOnceISO && (in.OS == "windows10" || in.OS == "windows11") {
+	if in.BootOnce == vmspec.BootOnceISO && vmspec.IsWindows(in.OS) {
 		s.plat.stopKeys = make(chan struct{})
 		go s.pressBootKey(ctx, s.plat.stopKeys)
 	}

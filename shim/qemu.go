@@ -62,6 +62,8 @@ func qemuConfig(spec *vmspec.Spec, devs []device.Device, fds *device.FDs) *qemu.
 		SerialFD:     serialFD,
 		NoShutdown:   true,
 		HotplugPorts: 4,
+		Windows:      spec.Platform == vmspec.PlatformWindows,
+		Audio:        spec.Audio,
 	}
 	for _, d := range devs {
 		d.Configure(cfg, fds)

@@ -41,6 +41,10 @@ type CreateVMInput struct {
 	// Devices adds devices beyond those the flat fields above make (disk0,
 	// cd0, net0, pci0): for now, more NICs.
 	Devices []Device `json:"devices,omitempty"`
+	// Audio gives the VM a sound card (Intel HDA), played through SPICE
+	// when SPICE is the display. Empty takes the OS's default: on for
+	// windows10, windows11, ubuntu and fedora, off for linux.
+	Audio *bool `json:"audio,omitempty"`
 }
 
 // DirectBoot boots a kernel and initrd without firmware, as the test guest
@@ -74,6 +78,12 @@ type VM struct {
 	Firmware string         `json:"firmware"`
 	TPM      bool           `json:"tpm,omitempty"` // an emulated TPM 2.0 (swtpm)
 	Install  *InstallStatus `json:"install,omitempty"`
+	// Platform is "windows" for the platform Windows expects of a
+	// hypervisor (Hyper-V enlightenments, the RTC in local time, no HPET),
+	// empty for a plain PC; it follows os at create.
+	Platform string `json:"platform,omitempty"`
+	// Audio says whether the VM has a sound card.
+	Audio bool `json:"audio"`
 	// Devices are all of the VM's devices; the flat fields above show the
 	// first disk, CD-ROM, NIC and PCI device.
 	Devices []Device `json:"devices"`

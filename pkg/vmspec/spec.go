@@ -37,6 +37,10 @@ type Spec struct {
 	Firmware *Firmware `json:"firmware,omitempty"`
 	// Install is the VM's unattended install, while it runs and after.
 	Install *Install `json:"install,omitempty"`
+	// Platform is PlatformWindows or empty, fixed at create from the OS.
+	Platform string `json:"platform,omitempty"`
+	// Audio gives the VM a sound card.
+	Audio bool `json:"audio,omitempty"`
 
 	// loadedVersion is the version of the file Load read.
 	loadedVersion int
@@ -131,6 +135,8 @@ func (s *Spec) View() api.VM {
 		Firmware:        s.FirmwareName(),
 		TPM:             s.TPM() != nil,
 		Devices:         cloneDevices(s.Devices),
+		Platform:        s.Platform,
+		Audio:           s.Audio,
 	}
 	if d := s.SystemDisk(); d != nil {
 		v.DiskSizeGB, v.DiskFormat = float64(d.SizeBytes)/(1<<30), d.Format

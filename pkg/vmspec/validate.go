@@ -187,6 +187,11 @@ func mapCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 		ShutdownTimeoutSec: timeout,
 		Autostart:          in.Autostart,
 		CreatedAt:          now().UTC().Truncate(time.Second),
+		Platform:           DefaultPlatform(in.OS),
+		Audio:              DefaultAudio(in.OS),
+	}
+	if in.Audio != nil {
+		s.Audio = *in.Audio
 	}
 	clone := in.DiskClone
 	if in.DiskImage != "" && clone == "" {
@@ -266,6 +271,9 @@ func (s *Spec) validate(stored bool) error {
 	}
 	if !contains(OSes, s.OS) {
 		return errdefs.Invalid("os", "must be one of %s, got %q", strings.Join(OSes, ", "), s.OS)
+	}
+	if err := checkPlatform(s.Platform); err != nil {
+		return err
 	}
 	if s.CPUs < 1 || s.CPUs > MaxCPUs {
 		return errdefs.Invalid("cpus", "must be between 1 and %d, got %d", MaxCPUs, s.CPUs)

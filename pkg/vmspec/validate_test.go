@@ -110,6 +110,7 @@ func TestLoadRejectsAHandEditedSpec(t *testing.T) {
 		"a relative disk path": func(s *Spec) { s.SystemDisk().Path = "relative/disk.qcow2" },
 		"no MAC address":       func(s *Spec) { s.NICs()[0].NIC.MAC = "" },
 		"no disk format":       func(s *Spec) { s.SystemDisk().Format = "" },
+		"an unknown platform":  func(s *Spec) { s.Platform = "macos" },
 	} {
 		s, _ := FromCreateInput(validInput(), defaults)
 		s.Display.Port = 5901
