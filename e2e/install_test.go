@@ -17,6 +17,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/isoimage"
+	"github.com/infinibay/infinivirt/pkg/qemu"
 	"github.com/infinibay/infinivirt/pkg/testbed/guest"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -327,14 +328,17 @@ func TestWindows11TPMAndSecureBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.deleteVM(vm.ID) })
-	if vm.Status != api.StatusBuilding || vm.Firmware != "uefi-secure-boot" || !vm.TPM || vm.Install.TimeoutSec != 120*60 {
-		t.Fatalf("created %s (%s) firmware %q tpm %v install %+v", vm.Status, vm.Reason, vm.Firmware, vm.TPM, vm.Install)
+	if vm.Status != api.StatusBuilding || vm.Firmware != "uefi-secure-boot" || !vm.TPM || vm.Install.TimeoutSec != 120*60 ||
+		vm.Platform != vmspec.PlatformWindows || !vm.Audio {
+		t.Fatalf("created %s (%s) firmware %q tpm %v install %+v platform %q audio %v", vm.Status, vm.Reason, vm.Firmware, vm.TPM, vm.Install, vm.Platform, vm.Audio)
 	}
 	l := vmspec.DefaultLayout
 	argv := b.qemuArgv(t, vm.QEMUPID)
 	for _, want := range []string{"q35,smm=on,pflash0=fw-code,pflash1=fw-vars", "OVMF_CODE_4M.secboot.fd", l.UEFIVars(vm.ID),
 		"driver=cfi.pflash01,property=secure,value=on", `"driver":"tpm-crb"`, "emulator,id=tpm0,chardev=tpm",
-		isos.plain, isos.virtioWin, l.AnswerISO(vm.ID)} {
+		isos.plain, isos.virtioWin, l.AnswerISO(vm.ID),
+		// The Windows platform and the sound card (the test bed runs TCG).
+		"hpet=off", "hv-relaxed=on", qemu.WindowsRTC, `"driver":"intel-hda"`} {
 		if !argvHas(argv, want) {
 			t.Errorf("QEMU lacks %q: %q", want, argv)
 		}
