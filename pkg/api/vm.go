@@ -39,7 +39,11 @@ type CreateVMInput struct {
 	// empty takes the agent's setting or searches the usual places.
 	VirtioWinPath string `json:"virtioWinPath,omitempty"`
 	// Devices adds devices beyond those the flat fields above make (disk0,
-	// cd0, net0, pci0): for now, more NICs.
+	// cd0, net0, pci0): more NICs, disks and CD-ROM drives. A disk is a new
+	// thin image in the VM's directory (sizeBytes; format qcow2 or raw;
+	// bootIndex; image and clone as diskImage and diskClone), its path left
+	// empty; a drive has an optional ISO path and bootIndex. An entry
+	// without a name takes the lowest free one (disk1, cd1, net1).
 	Devices []Device `json:"devices,omitempty"`
 	// Audio gives the VM a sound card (Intel HDA), played through SPICE
 	// when SPICE is the display. Empty takes the OS's default: on for

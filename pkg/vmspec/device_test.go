@@ -233,7 +233,7 @@ func TestCreateInputDevices(t *testing.T) {
 		"devices[1].nic.bridge": func(in *api.CreateVMInput) { in.Devices[1].NIC.Bridge = "br 2" },
 		"devices[1].nic.mac":    func(in *api.CreateVMInput) { in.Devices[1].NIC.MAC = "01:00:5e:00:00:01" },
 		"devices[1].name":       func(in *api.CreateVMInput) { in.Devices[1].Name = "net0" },
-		"devices[0].type":       func(in *api.CreateVMInput) { in.Devices[0] = api.Device{Type: api.DeviceDisk, Disk: &api.DiskDevice{}} },
+		"devices[0].type":       func(in *api.CreateVMInput) { in.Devices[0] = api.Device{Type: api.DeviceUSB, USB: &api.USBDevice{}} },
 		// The later of two NICs with one MAC address is at fault.
 		"devices[0].nic.mac": func(in *api.CreateVMInput) {
 			in.MACAddress = "52:54:00:aa:00:01"

@@ -193,45 +193,33 @@ func mapCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 	if in.Audio != nil {
 		s.Audio = *in.Audio
 	}
-	clone := in.DiskClone
-	if in.DiskImage != "" && clone == "" {
-		clone = api.CloneLinked
-	}
 	s.AddDevice(NewDevice("disk0", Disk{
-		Path:      filepath.Join(d.Layout.VMDir(id), "disk0."+format),
+		Path:      d.Layout.DiskImagePath(id, "disk0", format),
 		Format:    format,
 		SizeBytes: int64(diskMiB) << 20,
 		BootIndex: 1,
 		Image:     in.DiskImage,
-		Clone:     clone,
+		Clone:     cloneOrLinked(in.DiskImage, in.DiskClone),
 	}))
 	if in.ISOPath != "" {
 		s.AddDevice(NewDevice("cd0", CDROM{Path: in.ISOPath, BootIndex: 2}))
 	}
 	s.AddDevice(NewDevice("net0", NIC{MAC: mac, Bridge: in.NetworkBridge}))
-	var named []string
-	for _, dev := range in.Devices {
-		if dev.Name != "" {
-			named = append(named, dev.Name)
-		}
+	named, err := createNames(in)
+	if err != nil {
+		return nil, err
 	}
 	for i, dev := range in.Devices {
 		f := fmt.Sprintf("devices[%d]", i)
-		if dev.Type != api.DeviceNIC || dev.NIC == nil {
-			return nil, errdefs.Invalid(f+".type", "a create request adds only nic devices with their nic section, got %q", dev.Type)
-		}
-		if dev.Disk != nil || dev.CDROM != nil || dev.PCI != nil || dev.USB != nil || dev.TPM != nil || dev.Balloon != nil || dev.Channel != nil {
-			return nil, errdefs.Invalid(f, "a nic device has only its nic section")
-		}
-		nic := *dev.NIC
-		if nic.MAC, err = normalMAC(f+".nic.mac", nic.MAC); err != nil {
-			return nil, err
-		}
 		name := dev.Name
 		if name == "" {
-			name = s.FreeName(api.DeviceNIC, named...)
+			name = s.FreeName(dev.Type, named...)
 		}
-		s.AddDevice(NewDevice(name, nic))
+		section, err := createSection(f, dev, func(format string) string { return d.Layout.DiskImagePath(id, name, format) })
+		if err != nil {
+			return nil, err
+		}
+		s.AddDevice(NewDevice(name, section))
 	}
 	if in.GPUPCIAddress != "" {
 		gpu := strings.ToLower(in.GPUPCIAddress)
@@ -241,6 +229,84 @@ func mapCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 		s.AddDevice(NewDevice("pci0", PCI{Host: gpu}))
 	}
 	return s, nil
+}
+
+// createNames checks the names the request's devices list gives: each
+// a valid device name, once, and none of those the flat fields make. It
+// returns them, for the unnamed devices to take other names.
+func createNames(in api.CreateVMInput) ([]string, error) {
+	flat := map[string]string{"disk0": "diskSizeGB", "net0": "networkBridge"}
+	if in.ISOPath != "" {
+		flat["cd0"] = "isoPath"
+	}
+	if in.GPUPCIAddress != "" {
+		flat["pci0"] = "gpuPciAddress"
+	}
+	index := map[string]int{}
+	var named []string
+	for i, dev := range in.Devices {
+		if dev.Name == "" {
+			continue
+		}
+		f := fmt.Sprintf("devices[%d].name", i)
+		if err := CheckDeviceName(f, dev.Name); err != nil {
+			return nil, err
+		}
+		if j, ok := index[dev.Name]; ok {
+			return nil, errdefs.Invalid(f, "%q is already the name of devices[%d]", dev.Name, j)
+		}
+		if field, ok := flat[dev.Name]; ok {
+			return nil, errdefs.Invalid(f, "%q is the name of the device %s makes", dev.Name, field)
+		}
+		index[dev.Name] = i
+		named = append(named, dev.Name)
+	}
+	return named, nil
+}
+
+// createSection is the spec section of an entry of a create request's
+// devices list: a NIC, or a new disk or CD-ROM drive. Other types are
+// added after create, through their own calls. imagePath is where a disk
+// of a format keeps its image.
+func createSection(f string, dev api.Device, imagePath func(format string) string) (any, error) {
+	switch dev.Type {
+	case api.DeviceNIC, api.DeviceDisk, api.DeviceCDROM:
+	default:
+		return nil, errdefs.Invalid(f+".type", "a create request adds only nic, disk and cdrom devices, got %q", dev.Type)
+	}
+	if err := checkSections(f, dev); err != nil {
+		return nil, err
+	}
+	switch dev.Type {
+	case api.DeviceNIC:
+		nic := *dev.NIC
+		var err error
+		if nic.MAC, err = normalMAC(f+".nic.mac", nic.MAC); err != nil {
+			return nil, err
+		}
+		return nic, nil
+	case api.DeviceDisk:
+		disk := *dev.Disk
+		if disk.Path != "" {
+			return nil, errdefs.Invalid(f+".disk.path", "is chosen by the agent: a new disk's image goes in the VM's directory, named by the disk; leave it empty")
+		}
+		if disk.Format == "" {
+			disk.Format = "qcow2"
+		}
+		disk.Clone = cloneOrLinked(disk.Image, disk.Clone)
+		disk.Path = imagePath(disk.Format)
+		return disk, nil
+	}
+	return *dev.CDROM, nil
+}
+
+// cloneOrLinked is how a disk is made from image: as asked, a linked clone
+// when not asked.
+func cloneOrLinked(image string, clone api.DiskClone) api.DiskClone {
+	if image != "" && clone == "" {
+		return api.CloneLinked
+	}
+	return clone
 }
 
 // normalMAC is a request's MAC address in the spec's form, generated when empty.
