@@ -49,9 +49,12 @@ const (
 	MaxNICQueues    = 256      // the kernel's limit of queues per TAP
 	MaxCDROMs       = 6        // one per port of q35's built-in AHCI controller
 	MaxHotplugPorts = 32
-	MaxBootIndex    = 99
-	maxIDLen        = 20
-	maxCmdlineLen   = 4096
+	// RootBusSlots are the slots of q35's PCIe root bus a device can take:
+	// 1 to 30 (0 is the host bridge, 31 the ICH9 functions: LPC, AHCI, SMBus).
+	RootBusSlots  = 30
+	MaxBootIndex  = 99
+	maxIDLen      = 20
+	maxCmdlineLen = 4096
 )
 
 // Config is everything that decides a VM's QEMU argv.

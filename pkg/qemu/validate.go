@@ -83,7 +83,73 @@ func (c *Config) Validate() error {
 	if c.HotplugPorts < 0 || c.HotplugPorts > MaxHotplugPorts {
 		return errdefs.Invalid("HotplugPorts", "must be between 0 and %d, got %d", MaxHotplugPorts, c.HotplugPorts)
 	}
+	if err := c.CheckRootBus(); err != nil {
+		return err
+	}
 	return c.validatePlatform(&v)
+}
+
+// rootBusUse is what Args puts on q35's PCIe root bus, one slot each, by
+// kind: a disk is there itself (the first) or by its own root port (the
+// others), as a passed-through device is; the display brings its video
+// device and controllers, and the extras the controllers they need.
+func (c *Config) rootBusUse() []slotUse {
+	controllers := 0
+	switch c.Display.protocol() {
+	case DisplayVNC:
+		controllers += 2 // VGA, xHCI for the tablet
+	case DisplaySPICE:
+		controllers += 3 // qxl-vga, virtio-serial for the agent, xHCI for the tablet
+	default:
+		if len(c.USBHosts) > 0 {
+			controllers++ // xHCI
+		}
+	}
+	if len(c.Channels) > 0 && c.Display.protocol() != DisplaySPICE {
+		controllers++ // virtio-serial
+	}
+	if c.Balloon != nil {
+		controllers++
+	}
+	return []slotUse{
+		{"reserved hot-plug ports", c.HotplugPorts},
+		{"disks", len(c.Disks)},
+		{"NICs", len(c.NICs)},
+		{"passed-through PCI devices", len(c.PCIs)},
+		{"display, balloon and controllers", controllers},
+	}
+}
+
+type slotUse struct {
+	what string
+	n    int
+}
+
+// RootBusDevices is how many slots of q35's PCIe root bus the
+// configuration takes.
+func (c *Config) RootBusDevices() int {
+	n := 0
+	for _, u := range c.rootBusUse() {
+		n += u.n
+	}
+	return n
+}
+
+// CheckRootBus refuses a configuration whose devices need more slots of
+// q35's PCIe root bus than there are (QEMU would refuse it at start).
+func (c *Config) CheckRootBus() error {
+	n := c.RootBusDevices()
+	if n <= RootBusSlots {
+		return nil
+	}
+	var parts []string
+	for _, u := range c.rootBusUse() {
+		if u.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", u.n, u.what))
+		}
+	}
+	return errdefs.Invalid("Disks", "the devices need %d slots of q35's PCIe root bus, which has %d (%s): take %d disks, NICs or PCI devices away",
+		n, RootBusSlots, strings.Join(parts, ", "), n-RootBusSlots)
 }
 
 // validator remembers what earlier fields claimed, to refuse duplicates.
