@@ -47,30 +47,11 @@ type qemuProcess struct {
 	stderr []byte // the last few KiB, for error messages
 }
 
-// qemuConfig maps the VM spec and the devices of this start to QEMU's
-// typed configuration; the files QEMU must inherit go through fds.
+// qemuConfig is the devices' QEMU configuration with the shim's own
+// channels and the platform; the files QEMU must inherit go through fds.
 func qemuConfig(spec *vmspec.Spec, devs []device.Device, fds *device.FDs) *qemu.Config {
-	cfg := &qemu.Config{
-		UUID:      spec.ID,
-		Accel:     qemu.Accel(spec.Accel),
-		CPUs:      spec.CPUs,
-		MemoryMiB: spec.MemoryMiB,
-		Display: qemu.Display{
-			Protocol: qemu.DisplayProtocol(spec.Display.Protocol), Listen: spec.Display.Listen, Port: spec.Display.Port,
-		},
-		QMPFD:        qmpFD,
-		SerialFD:     serialFD,
-		NoShutdown:   true,
-		HotplugPorts: 4,
-		Windows:      spec.Platform == vmspec.PlatformWindows,
-		Audio:        spec.Audio,
-	}
-	for _, d := range devs {
-		d.Configure(cfg, fds)
-	}
-	if b := spec.Boot; b != nil {
-		cfg.Boot = &qemu.DirectBoot{Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
-	}
+	cfg := device.QEMUConfig(spec, devs, fds)
+	cfg.QMPFD, cfg.SerialFD, cfg.NoShutdown = qmpFD, serialFD, true
 	addPlatform(cfg, spec)
 	return cfg
 }

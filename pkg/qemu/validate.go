@@ -92,7 +92,8 @@ func (c *Config) Validate() error {
 // rootBusUse is what Args puts on q35's PCIe root bus, one slot each, by
 // kind: a disk is there itself (the first) or by its own root port (the
 // others), as a passed-through device is; the display brings its video
-// device and controllers, and the extras the controllers they need.
+// device and controllers, and the extras (sound card included) the
+// controllers they need.
 func (c *Config) rootBusUse() []slotUse {
 	controllers := 0
 	switch c.Display.protocol() {
@@ -110,6 +111,9 @@ func (c *Config) rootBusUse() []slotUse {
 	}
 	if c.Balloon != nil {
 		controllers++
+	}
+	if c.Audio {
+		controllers++ // intel-hda
 	}
 	return []slotUse{
 		{"reserved hot-plug ports", c.HotplugPorts},
