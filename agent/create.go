@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -28,6 +29,9 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	})
 	if err != nil {
 		return api.VM{}, err
+	}
+	if err := device.CheckRootBus(spec); err != nil {
+		return api.VM{}, errdefs.Invalid("devices", "%s", errdefs.As(err).Message)
 	}
 	if err := a.checkHost(ctx, in, spec); err != nil {
 		return api.VM{}, err
@@ -71,7 +75,12 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 			a.log.Warn("leftover files of a failed create", logging.KeyVM, spec.ID, "ERROR", err.Error())
 		}
 	})
-	for _, d := range spec.Disks() {
+	// Each disk's image, in the spec's order; a failure takes the ones
+	// made before it with the directory.
+	for i, d := range spec.Devices {
+		if d.Type != api.DeviceDisk {
+			continue
+		}
 		// The reserved record already shows the disk to a delete of its image.
 		a.img.clone.Lock()
 		err := a.makeDisk(ctx, d.Disk)
@@ -80,7 +89,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 			rollback()
 			if e := errdefs.As(err); e != nil && e.Code == errdefs.CodeNotFound && d.Disk.Image != "" {
 				// Deleted since checkDiskImages saw it.
-				return api.VM{}, errdefs.Invalid("diskImage", "%s", e.Message)
+				return api.VM{}, errdefs.Invalid(vmspec.CreateInputField(in, fmt.Sprintf("devices[%d].disk.image", i)), "%s", e.Message)
 			}
 			return api.VM{}, errdefs.Internal("create disk %s: %v", d.Name, err)
 		}

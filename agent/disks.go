@@ -202,6 +202,11 @@ func (a *Agent) newDisk(spec *vmspec.Spec, req api.AddDiskRequest, size int64) (
 		// What a single disk can break: the number of devices.
 		return dev, errdefs.Invalid("name", "the VM cannot take another disk: %s", errdefs.As(err).Message)
 	}
+	// Hot-plugged or not, the disk takes a root port of its own at the
+	// next cold boot.
+	if err := device.CheckRootBus(ns); err != nil {
+		return dev, errdefs.FailedPrecondition("VM %s cannot take another disk: %s", spec.ID, errdefs.As(err).Message)
+	}
 	return dev, nil
 }
 

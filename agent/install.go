@@ -83,7 +83,7 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 	if osName != spec.OS {
 		return nil, errdefs.Invalid("install.os", "must match the VM's os %q, got %q", spec.OS, osName)
 	}
-	if spec.ISOPath() == "" {
+	if in.ISOPath == "" {
 		return nil, errdefs.Invalid("isoPath", "is required with install: the installer boots from the OS ISO")
 	}
 	if in.Boot != nil {
@@ -129,6 +129,9 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 		return nil, errdefs.Invalid("virtioWinPath", "is used only by a Windows install")
 	}
 	spec.Install = inst
+	if n, limit := len(spec.CDROMs()), vmspec.MaxCDROMs-installMedia(spec); n > limit {
+		return nil, errdefs.Invalid("devices", "the AHCI controller has room for %d CD-ROM drives beside the install's own media, and the request makes %d", limit, n)
+	}
 	return &installPlan{os: osName, config: cfg, kernelArgs: req.KernelArgs}, nil
 }
 
