@@ -155,4 +155,13 @@ case "$1" in */data.raw) echo "qemu-img: $1: Could not create: No space left on 
 	if _, err := a2.Create(ctx, in); err != nil {
 		t.Fatalf("23 disks: %v", err)
 	}
+	// Its bus is full: a disk added later would not boot either.
+	files := vmFiles(t, b, vm1)
+	_, err = a2.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 0.0625})
+	if e := errdefs.As(err); err == nil || e.Code != errdefs.CodeFailedPrecondition || !strings.Contains(e.Message, "root bus") {
+		t.Errorf("a 24th disk: %v", err)
+	}
+	if after := vmFiles(t, b, vm1); !slices.Equal(after, files) {
+		t.Errorf("the refused disk changed the VM's files: %q, was %q", after, files)
+	}
 }

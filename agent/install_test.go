@@ -128,6 +128,18 @@ func TestPlanPlatformNamesTheField(t *testing.T) {
 		{"install.os", errdefs.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "beos" }},
 		{"install.os", errdefs.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.OS = "fedora" }},
 		{"isoPath", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.ISOPath = "" }},
+		// A drive of the devices list is not the OS ISO.
+		{"isoPath", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) {
+			in.Devices = []api.Device{{Type: api.DeviceCDROM, CDROM: &api.CDROMDevice{Path: in.ISOPath}}}
+			in.ISOPath = ""
+		}},
+		// The OS ISO, four more drives and the two media of a Windows
+		// install take seven of the six AHCI ports.
+		{"devices", errdefs.CodeInvalidArgument, "windows10", func(in *api.CreateVMInput) {
+			for range 4 {
+				in.Devices = append(in.Devices, api.Device{Type: api.DeviceCDROM, CDROM: &api.CDROMDevice{}})
+			}
+		}},
 		{"boot", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Boot = &api.DirectBoot{Kernel: "/boot/k"} }},
 		{"install.config", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.Install.Config = nil }},
 		// Decoding install.config (unknown fields, wrong types, trailing
