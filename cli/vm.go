@@ -63,6 +63,7 @@ func vmCreate(g *globals) *cobra.Command {
 		in                 api.CreateVMInput
 		boot               api.DirectBoot
 		install            installFlags
+		devices            createDeviceFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -100,6 +101,9 @@ func vmCreate(g *globals) *cobra.Command {
 			if err := install.apply(&in); err != nil {
 				return err
 			}
+			if err := devices.apply(&in); err != nil {
+				return err
+			}
 			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
 				return c.Create(ctx, in)
 			}, vmRow)
@@ -133,6 +137,7 @@ func vmCreate(g *globals) *cobra.Command {
 	f.BoolVar(&audio, "audio", false, "a sound card (default: on for windows10, windows11, ubuntu and fedora; --audio=false turns it off)")
 	f.StringVar(&in.DepartmentID, "department", "", "department whose firewall the VM joins (default: default)")
 	install.register(cmd)
+	devices.register(cmd)
 	completeFlag(cmd, "os", "windows10", "windows11", "ubuntu", "fedora", "linux")
 	completeFlag(cmd, "graphic-protocol", "vnc", "spice")
 	completeFlag(cmd, "accel", "kvm", "tcg")
