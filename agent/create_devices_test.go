@@ -64,24 +64,6 @@ func TestCreateWithDisksAndCDROMs(t *testing.T) {
 	}
 }
 
-// requireNothingLeft fails unless a create of id left nothing: no
-// directory, no reservation, no VM.
-func requireNothingLeft(t *testing.T, a *Agent, b *bed, id string) {
-	t.Helper()
-	if _, err := os.Stat(b.layout.VMDir(id)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("VM directory left behind: %v", err)
-	}
-	a.mu.Lock()
-	vms, ports := len(a.vms), len(a.ports)
-	a.mu.Unlock()
-	if vms != 0 || ports != 0 {
-		t.Errorf("reservations left: %d VMs, %d ports", vms, ports)
-	}
-	if _, err := a.Get(id); !isNotFound(err) {
-		t.Errorf("Get after a failed create: %v", err)
-	}
-}
-
 // A create whose third disk's image cannot be made leaves nothing: the
 // images made before it go with the VM's directory. Refused before any
 // image is made: a store image that does not exist, more disks than the

@@ -76,21 +76,7 @@ func TestCreateRollsBack(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("create: %v, want an error saying %q", err, tc.want)
 			}
-			if _, err := os.Stat(b.layout.VMDir(vm1)); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("VM directory left behind: %v", err)
-			}
-			a.mu.Lock()
-			vms, ports := len(a.vms), len(a.ports)
-			a.mu.Unlock()
-			if vms != 0 || ports != 0 {
-				t.Errorf("reservations left: %d VMs, %d ports", vms, ports)
-			}
-			if b.host.Loaded(vm1) {
-				t.Error("unit left loaded")
-			}
-			if _, err := a.Get(vm1); !isNotFound(err) {
-				t.Errorf("Get after a failed create: %v", err)
-			}
+			requireNothingLeft(t, a, b, vm1)
 			// The same id and port are free again.
 			b.host.FailStart(nil)
 			b.host.OnBoot(nil)
@@ -100,6 +86,27 @@ func TestCreateRollsBack(t *testing.T) {
 				t.Fatalf("create again: %v", err)
 			}
 		})
+	}
+}
+
+// requireNothingLeft fails unless a create of id left nothing: no
+// directory, no reservation of its id or port, no unit, no VM.
+func requireNothingLeft(t *testing.T, a *Agent, b *bed, id string) {
+	t.Helper()
+	if _, err := os.Stat(b.layout.VMDir(id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("VM directory left behind: %v", err)
+	}
+	a.mu.Lock()
+	vms, ports := len(a.vms), len(a.ports)
+	a.mu.Unlock()
+	if vms != 0 || ports != 0 {
+		t.Errorf("reservations left: %d VMs, %d ports", vms, ports)
+	}
+	if b.host.Loaded(id) {
+		t.Error("unit left loaded")
+	}
+	if _, err := a.Get(id); !isNotFound(err) {
+		t.Errorf("Get after a failed create: %v", err)
 	}
 }
 

@@ -136,17 +136,6 @@ func FuzzCreateInputDevices(f *testing.F) {
 		if err := json.Unmarshal([]byte(devices), &in.Devices); err != nil {
 			return
 		}
-		s, err := FromCreateInput(in, defaults)
-		if err != nil {
-			var e *errdefs.Error
-			if !errors.As(err, &e) || e.Field == "" {
-				t.Fatalf("error without a field: %v", err)
-			}
-			return
-		}
-		s.Display.Port = 5900
-		if err := s.Validate(); err != nil {
-			t.Fatalf("accepted devices fail Validate: %v (%s)", err, devices)
-		}
+		checkCreate(t, in)
 	})
 }
