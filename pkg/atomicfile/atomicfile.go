@@ -8,13 +8,37 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
 
 // Write replaces path with data: a temp file in the same directory, fsync,
 // rename, then fsync of the directory so the rename itself is durable.
-func Write(path string, data []byte, mode os.FileMode) (err error) {
+func Write(path string, data []byte, mode os.FileMode) error {
+	return write(path, mode, os.Rename, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+// Create makes path, which must not exist, with what fill writes into the
+// open file: a temp file in the same directory, fsync, then a hard link to
+// path, which unlike a rename never replaces a file that appeared
+// meanwhile. Readers see no file or the whole of it. If path exists, the
+// error matches fs.ErrExist and path is left as it was.
+func Create(path string, mode os.FileMode, fill func(*os.File) error) error {
+	return write(path, mode, func(tmp, path string) error {
+		if err := os.Link(tmp, path); err != nil {
+			return err
+		}
+		return os.Remove(tmp)
+	}, fill)
+}
+
+// write fills a temp file beside path and gives it path's name with
+// place, which leaves no file at the temp name.
+func write(path string, mode os.FileMode, place func(tmp, path string) error, fill func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -24,13 +48,15 @@ func Write(path string, data []byte, mode os.FileMode) (err error) {
 	defer func() {
 		if err != nil {
 			f.Close()
-			err = errors.Join(err, os.Remove(tmp)) // a temp file left behind is worth knowing
+			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+				err = errors.Join(err, rmErr) // a temp file left behind is worth knowing
+			}
 		}
 	}()
 	if err = f.Chmod(mode); err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
-	if _, err = f.Write(data); err != nil {
+	if err = fill(f); err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
 	if err = f.Sync(); err != nil {
@@ -39,7 +65,7 @@ func Write(path string, data []byte, mode os.FileMode) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	if err = place(tmp, path); err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
 	return syncDir(dir)
