@@ -54,16 +54,19 @@ func TestCreateRollsBack(t *testing.T) {
 		name  string
 		setup func(*bed, *Config)
 		want  string // in the error
+		// diskFormat, if set, is the disk's format: a qcow2 disk is
+		// written without qemu-img.
+		diskFormat string
 	}{
 		{"disk", func(b *bed, c *Config) {
 			c.QEMUImg = b.script("qemu-img-fails", `echo "qemu-img: No space left on device" >&2; exit 1`)
-		}, "No space left"},
+		}, "No space left", "raw"},
 		{"unit start", func(b *bed, c *Config) {
 			b.host.FailStart(func(supervisor.UnitSpec) error { return errdefs.Unavailable("systemd: connection reset") })
-		}, "connection reset"},
+		}, "connection reset", ""},
 		{"shim startup", func(b *bed, c *Config) {
 			b.host.OnBoot(func(*agenttest.Shim) error { return errors.New("QEMU exited: could not open disk") })
-		}, "could not open disk"},
+		}, "could not open disk", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBed(t)
@@ -72,6 +75,7 @@ func TestCreateRollsBack(t *testing.T) {
 			a, _ := b.start(cfg)
 			in := createInput(vm1, true)
 			in.GraphicPort = 5999
+			in.DiskFormat = tc.diskFormat
 			_, err := a.Create(t.Context(), in)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("create: %v, want an error saying %q", err, tc.want)

@@ -16,6 +16,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/imagestore"
 	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/qcow2"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -367,17 +368,18 @@ func (a *Agent) fromImage(ctx context.Context, d *vmspec.Disk, req api.AddDiskRe
 // as a linked clone (a thin qcow2 overlay) or a full copy. For the latter
 // the caller holds a.img.clone until the VM's spec shows the disk.
 func (a *Agent) makeDisk(ctx context.Context, d *vmspec.Disk) error {
-	tool := &qemuimg.Tool{Binary: a.cfg.QEMUImg}
-	if d.Image == "" {
+	switch {
+	case d.Image == "" && d.Format == qemuimg.FormatQCOW2:
+		// Written in Go: a qemu-img run would cost more than the file.
+		return qcow2.Create(d.Path, qcow2.Image{SizeBytes: d.SizeBytes})
+	case d.Image == "":
 		ctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
 		defer cancel()
-		return tool.Create(ctx, d.Path, d.Format, d.SizeBytes)
+		return (&qemuimg.Tool{Binary: a.cfg.QEMUImg}).Create(ctx, d.Path, d.Format, d.SizeBytes)
 	}
 	st := a.imageStore()
 	if d.Clone == api.CloneLinked {
-		ctx, cancel := context.WithTimeout(ctx, diskCreateTimeout)
-		defer cancel()
-		return st.LinkedClone(ctx, d.Image, d.Path, d.SizeBytes)
+		return st.LinkedClone(d.Image, d.Path, d.SizeBytes)
 	}
 	// A copy takes as long as the image is large: the deadline is the
 	// convert's own (qemuimg.DefaultConvertTimeout).

@@ -18,9 +18,11 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/qcow2"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
 )
 
@@ -107,12 +109,24 @@ func (s *Store) Get(ctx context.Context, name string) (Image, error) {
 	if !fi.Mode().IsRegular() {
 		return Image{}, fmt.Errorf("image %s is not a regular file", p)
 	}
-	info, err := s.Tool.Info(ctx, p, Format, qemuimg.ForceShare())
+	// The store's own convert wrote the image, so its header is read
+	// directly: a create asks for an image's size, and a qemu-img run
+	// would cost more than the rest of a linked clone.
+	hdr, err := qemuimg.ReadHeader(p, Format)
 	if err != nil {
 		return Image{}, err
 	}
-	return Image{Name: name, Path: p, VirtualSizeBytes: info.VirtualSize, AllocatedBytes: info.ActualSize,
+	return Image{Name: name, Path: p, VirtualSizeBytes: hdr.VirtualSize, AllocatedBytes: allocated(fi),
 		CreatedAt: fi.ModTime().UTC()}, nil
+}
+
+// allocated is what the file takes on the host's disk, as qemu-img's
+// actual-size counts it.
+func allocated(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }
 
 // List reads every image, by name.
@@ -191,12 +205,13 @@ func (s *Store) Delete(name string) error {
 }
 
 // LinkedClone makes a thin qcow2 overlay at dst backed by the image name,
-// of sizeBytes (at least the image's size).
-func (s *Store) LinkedClone(ctx context.Context, name, dst string, sizeBytes int64) error {
+// of sizeBytes (at least the image's size). It writes the file itself,
+// with no qemu-img run, and refuses to overwrite dst.
+func (s *Store) LinkedClone(name, dst string, sizeBytes int64) error {
 	if !s.Exists(name) {
 		return errdefs.NotFound("image %s does not exist", name)
 	}
-	return s.Tool.CreateOverlay(ctx, dst, s.Path(name), Format, sizeBytes)
+	return qcow2.Create(dst, qcow2.Image{SizeBytes: sizeBytes, BackingFile: s.Path(name), BackingFormat: Format})
 }
 
 // FullClone copies the image name into a new image dst of dstFormat, then

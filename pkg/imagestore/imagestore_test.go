@@ -91,18 +91,39 @@ func TestAddListClonesDelete(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Name != "golden" || list[0].VirtualSizeBytes != 1<<20 {
 		t.Fatalf("List = %+v, %v", list, err)
 	}
+	if img, err := s.Get(ctx(t), "golden"); err != nil || img.VirtualSizeBytes != 1<<20 || img.AllocatedBytes != list[0].AllocatedBytes {
+		t.Fatalf("Get = %+v, %v", img, err)
+	}
+	info, err := s.Tool.Info(ctx(t), s.Path("golden"), imagestore.Format)
+	if err != nil || info.ActualSize != list[0].AllocatedBytes {
+		t.Errorf("qemu-img info says %+v (%v), the store %d allocated bytes", info, err, list[0].AllocatedBytes)
+	}
 	dir := t.TempDir()
-	if err := s.LinkedClone(ctx(t), "golden", filepath.Join(dir, "linked.qcow2"), 2<<20); err != nil {
+	linked := filepath.Join(dir, "linked.qcow2")
+	if err := s.LinkedClone("golden", linked, 2<<20); err != nil {
 		t.Fatal(err)
+	}
+	// The clone is thin, backed by the image with its format written
+	// down, and a disk's chain check (the VM's directory and the store)
+	// passes it.
+	chain, err := s.Tool.CheckChainIn(ctx(t), linked, "qcow2", []string{dir, s.Dir})
+	if err != nil || len(chain) != 2 {
+		t.Fatalf("CheckChainIn: %d images, %v", len(chain), err)
+	}
+	if c := chain[0]; c.VirtualSize != 2<<20 || c.BackingFile != s.Path("golden") || c.BackingFormat != "qcow2" || c.ActualSize > 1<<20 {
+		t.Errorf("linked clone %+v, want a thin 2 MiB overlay of %s (qcow2)", c, s.Path("golden"))
+	}
+	if err := s.LinkedClone("golden", linked, 2<<20); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeAlreadyExists}) {
+		t.Errorf("a clone over an existing file: %v, want AlreadyExists", err)
 	}
 	if err := s.FullClone(ctx(t), "golden", filepath.Join(dir, "full.raw"), "raw", 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Tool.Info(ctx(t), filepath.Join(dir, "full.raw"), "raw")
+	info, err = s.Tool.Info(ctx(t), filepath.Join(dir, "full.raw"), "raw")
 	if err != nil || info.VirtualSize != 2<<20 || info.BackingFile != "" {
 		t.Errorf("full clone %+v, %v", info, err)
 	}
-	if err := s.LinkedClone(ctx(t), "missing", filepath.Join(dir, "x.qcow2"), 2<<20); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) {
+	if err := s.LinkedClone("missing", filepath.Join(dir, "x.qcow2"), 2<<20); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) {
 		t.Errorf("a clone of a missing image: %v", err)
 	}
 	if err := s.Delete("golden"); err != nil {
@@ -147,7 +168,7 @@ func BenchmarkLinkedClone(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p := filepath.Join(dir, "clone"+strconv.Itoa(i)+".qcow2")
-		if err := s.LinkedClone(ctx(b), "golden", p, 1<<30); err != nil {
+		if err := s.LinkedClone("golden", p, 1<<30); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

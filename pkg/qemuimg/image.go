@@ -118,27 +118,6 @@ func (t *Tool) InspectSource(ctx context.Context, path, format string) (*Info, e
 	return info, nil
 }
 
-// CreateOverlay makes a thin qcow2 image at path backed by backing, whose
-// format is named in the overlay so that it is never probed. sizeBytes is
-// the overlay's virtual size, at least the backing file's. It refuses to
-// overwrite path.
-func (t *Tool) CreateOverlay(ctx context.Context, path, backing, backingFormat string, sizeBytes int64) error {
-	if err := checkPath("path", path); err != nil {
-		return err
-	}
-	if err := checkImage("backing", backing, "backingFormat", backingFormat); err != nil {
-		return err
-	}
-	if err := checkSize(sizeBytes); err != nil {
-		return err
-	}
-	return t.createExclusive(path, func() error {
-		_, err := t.run(ctx, t.timeout(DefaultTimeout), "create", "-q", "-u", "-f", FormatQCOW2, "-F", backingFormat, "-b", backing,
-			"-o", "preallocation=off", path, strconv.FormatInt(sizeBytes, 10))
-		return err
-	})
-}
-
 // progressRE matches what `qemu-img convert -p` prints: "    (12.34/100%)".
 var progressRE = regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`)
 
