@@ -156,10 +156,12 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 		CreatedAt: time.Now().UTC(), PowerState: state, Disks: diskNames(disks), Memory: req.Memory,
 	}
 	if live {
-		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotCreate, Tag: req.Name, Disks: sn.Disks, Memory: req.Memory})
+		var res shimapi.SnapshotResult
+		res, err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotCreate, Tag: req.Name, Disks: sn.Disks, Memory: req.Memory})
 		if err != nil {
 			a.dropPartialSnapshot(ctx, rec, req.Name)
 		}
+		sn.GuestPausedMs = float64(res.GuestPaused.Microseconds()) / 1000
 	} else {
 		err = a.snapshotsOffline(ctx, disks, req.Name)
 	}
@@ -170,7 +172,7 @@ func (a *Agent) CreateSnapshot(ctx context.Context, id string, req api.CreateSna
 		bg := context.WithoutCancel(ctx)
 		var err error
 		if live {
-			err = a.snapshotLive(bg, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: req.Name, Disks: sn.Disks, Memory: req.Memory})
+			_, err = a.snapshotLive(bg, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: req.Name, Disks: sn.Disks, Memory: req.Memory})
 		} else {
 			err = a.deleteTags(bg, disks, req.Name)
 		}
@@ -280,7 +282,7 @@ func (a *Agent) loadSnapshot(ctx context.Context, rec *record, meta *vmspec.Snap
 			return api.Snapshot{}, errdefs.FailedPrecondition("disk %s no longer holds snapshot %q", d, sn.Name)
 		}
 	}
-	if err := a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotLoad, Tag: sn.Name, Disks: sn.Disks, Memory: true}); err != nil {
+	if _, err := a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotLoad, Tag: sn.Name, Disks: sn.Disks, Memory: true}); err != nil {
 		return api.Snapshot{}, err
 	}
 	next := meta.Clone()
@@ -324,7 +326,7 @@ func (a *Agent) DeleteSnapshot(ctx context.Context, id, name string) error {
 	held := slices.DeleteFunc(slices.Clone(disks), func(d *vmspec.Device) bool { _, ok := tags[d.Name][name]; return !ok })
 	switch {
 	case live && len(held) > 0:
-		err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: name, Disks: diskNames(held), Memory: sn.Memory})
+		_, err = a.snapshotLive(ctx, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: name, Disks: diskNames(held), Memory: sn.Memory})
 	case !live:
 		err = a.deleteTags(ctx, held, name)
 	}
@@ -392,7 +394,7 @@ func (a *Agent) dropPartialSnapshot(ctx context.Context, rec *record, tag string
 	if len(held) == 0 {
 		return
 	}
-	if err := a.snapshotLive(bg, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: tag, Disks: held}); err != nil {
+	if _, err := a.snapshotLive(bg, rec.id, shimapi.SnapshotRequest{Op: shimapi.SnapshotDelete, Tag: tag, Disks: held}); err != nil {
 		a.log.Warn("cannot delete what a failed snapshot left", logging.KeyVM, rec.id, "SNAPSHOT", tag, "DISKS", held, "ERROR", err.Error())
 	}
 }
@@ -403,7 +405,7 @@ const snapshotCallTimeout = 6 * time.Minute
 
 // snapshotLive asks the running VM's shim to take, delete or load a
 // snapshot.
-func (a *Agent) snapshotLive(ctx context.Context, id string, req shimapi.SnapshotRequest) error {
+func (a *Agent) snapshotLive(ctx context.Context, id string, req shimapi.SnapshotRequest) (shimapi.SnapshotResult, error) {
 	timeout := shimCallTimeout
 	if req.Memory {
 		timeout = snapshotCallTimeout
@@ -412,8 +414,7 @@ func (a *Agent) snapshotLive(ctx context.Context, id string, req shimapi.Snapsho
 	defer cancel()
 	sh := a.shim(id)
 	defer sh.Close()
-	_, err := shimclient.Call(ctx, sh, shimapi.RouteSnapshot, req)
-	return err
+	return shimclient.Call(ctx, sh, shimapi.RouteSnapshot, req)
 }
 
 // recordSnapshotChange records msg in the log of a VM that is off; if it

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/infinibay/infinivirt/agent/agenttest"
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -303,8 +304,19 @@ func (f *fakeSnapshotShim) exchange(s *agenttest.Shim, method, target string, bo
 		}
 	}
 	verb := map[string]string{shimapi.SnapshotCreate: "taken", shimapi.SnapshotDelete: "deleted", shimapi.SnapshotLoad: "loaded"}[req.Op]
-	return nil, s.Progress("snapshot " + req.Tag + " " + verb)
+	var res shimapi.SnapshotResult
+	if req.Op == shimapi.SnapshotCreate {
+		res.GuestPaused = fakeGuestPause
+	}
+	body, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	return body, s.Progress("snapshot " + req.Tag + " " + verb)
 }
+
+// fakeGuestPause is how long the fake shim says a create paused the guest.
+const fakeGuestPause = 4250 * time.Microsecond
 
 // A running VM: its shim takes and deletes snapshots live, a failure there
 // changes nothing, a memory snapshot loads into the running VM, and a
@@ -324,7 +336,7 @@ func TestSnapshotsOfARunningVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	sn, err := a.CreateSnapshot(t.Context(), vm1, api.CreateSnapshotRequest{Name: "live"})
-	if err != nil || sn.PowerState != api.StatusRunning || !sn.IsCurrent || sn.Memory {
+	if err != nil || sn.PowerState != api.StatusRunning || !sn.IsCurrent || sn.Memory || sn.GuestPausedMs != 4.25 {
 		t.Fatalf("live snapshot: %+v %v", sn, err)
 	}
 	want := []shimapi.SnapshotRequest{{Op: shimapi.SnapshotCreate, Tag: "live", Disks: []string{"disk0"}}}
@@ -333,7 +345,7 @@ func TestSnapshotsOfARunningVM(t *testing.T) {
 	}
 	waitEvent(t, a, vm1, "snapshot live taken")
 	b.waitStored(a, vm1, "a live snapshot")
-	if l, err := a.Snapshots(t.Context(), vm1); err != nil || len(l.Snapshots) != 1 || l.Snapshots[0].Name != "live" {
+	if l, err := a.Snapshots(t.Context(), vm1); err != nil || len(l.Snapshots) != 1 || l.Snapshots[0].Name != "live" || l.Snapshots[0].GuestPausedMs != 4.25 {
 		t.Fatalf("list while running: %+v %v", l, err)
 	}
 	b.writePattern(vm1, 2)

@@ -18,12 +18,12 @@ import (
 // snapshot takes or deletes an internal snapshot of the running VM's
 // disks. The disks must be the spec's qcow2 disks; their block nodes are
 // named after them, as a cold boot and a hot-plug name them.
-func (s *Shim) snapshot(ctx context.Context, req shimapi.SnapshotRequest) (shimapi.Empty, error) {
+func (s *Shim) snapshot(ctx context.Context, req shimapi.SnapshotRequest) (shimapi.SnapshotResult, error) {
 	if err := qemuimg.CheckSnapshotName("name", req.Tag); err != nil {
-		return shimapi.Empty{}, err
+		return shimapi.SnapshotResult{}, err
 	}
 	if len(req.Disks) == 0 {
-		return shimapi.Empty{}, errdefs.Invalid("disks", "must name at least one disk")
+		return shimapi.SnapshotResult{}, errdefs.Invalid("disks", "must name at least one disk")
 	}
 	// As a disk or medium change does: the disks stay as they are, and
 	// teardown waits for the snapshot.
@@ -34,11 +34,11 @@ func (s *Shim) snapshot(ctx context.Context, req shimapi.SnapshotRequest) (shima
 		d := s.spec.Device(name)
 		if d == nil || d.Type != api.DeviceDisk || d.Disk == nil {
 			s.mu.Unlock()
-			return shimapi.Empty{}, errdefs.NotFound("VM %s has no disk %q", s.cfg.VMID, name)
+			return shimapi.SnapshotResult{}, errdefs.NotFound("VM %s has no disk %q", s.cfg.VMID, name)
 		}
 		if d.Disk.Format != qemuimg.FormatQCOW2 {
 			s.mu.Unlock()
-			return shimapi.Empty{}, errdefs.FailedPrecondition("disk %s is a %s image: only qcow2 disks hold snapshots", name, d.Disk.Format)
+			return shimapi.SnapshotResult{}, errdefs.FailedPrecondition("disk %s is a %s image: only qcow2 disks hold snapshots", name, d.Disk.Format)
 		}
 	}
 	s.mu.Unlock()
@@ -50,25 +50,27 @@ func (s *Shim) snapshot(ctx context.Context, req shimapi.SnapshotRequest) (shima
 	defer cancel()
 	switch {
 	case req.Op == shimapi.SnapshotCreate && req.Memory:
-		return shimapi.Empty{}, s.saveSnapshot(ctx, req.Tag, req.Disks)
+		paused, err := s.saveSnapshot(ctx, req.Tag, req.Disks)
+		return shimapi.SnapshotResult{GuestPaused: paused}, err
 	case req.Op == shimapi.SnapshotCreate:
-		return shimapi.Empty{}, s.snapshotDisks(ctx, req.Tag, req.Disks)
+		paused, err := s.snapshotDisks(ctx, req.Tag, req.Disks)
+		return shimapi.SnapshotResult{GuestPaused: paused}, err
 	case req.Op == shimapi.SnapshotLoad && req.Memory:
-		return shimapi.Empty{}, s.loadSnapshot(ctx, req.Tag, req.Disks)
+		return shimapi.SnapshotResult{}, s.loadSnapshot(ctx, req.Tag, req.Disks)
 	case req.Op == shimapi.SnapshotLoad:
-		return shimapi.Empty{}, errdefs.Invalid("op", "only a memory snapshot loads into a running guest; a disk-only one reverts while the VM is off")
+		return shimapi.SnapshotResult{}, errdefs.Invalid("op", "only a memory snapshot loads into a running guest; a disk-only one reverts while the VM is off")
 	case req.Op == shimapi.SnapshotDelete && req.Memory:
 		if err := s.snapshotJob(ctx, "delete", req.Tag, func(job string) error {
 			return s.qmp.SnapshotDelete(ctx, job, req.Tag, req.Disks)
 		}); err != nil {
-			return shimapi.Empty{}, err
+			return shimapi.SnapshotResult{}, err
 		}
 		s.progress("snapshot %s deleted", req.Tag)
-		return shimapi.Empty{}, nil
+		return shimapi.SnapshotResult{}, nil
 	case req.Op == shimapi.SnapshotDelete:
-		return shimapi.Empty{}, s.deleteSnapshot(ctx, req.Tag, req.Disks)
+		return shimapi.SnapshotResult{}, s.deleteSnapshot(ctx, req.Tag, req.Disks)
 	}
-	return shimapi.Empty{}, errdefs.Invalid("op", "must be %q, %q or %q, got %q", shimapi.SnapshotCreate, shimapi.SnapshotDelete, shimapi.SnapshotLoad, req.Op)
+	return shimapi.SnapshotResult{}, errdefs.Invalid("op", "must be %q, %q or %q, got %q", shimapi.SnapshotCreate, shimapi.SnapshotDelete, shimapi.SnapshotLoad, req.Op)
 }
 
 // memorySnapshotTimeout bounds a snapshot job: QEMU writes or reads all of
@@ -77,21 +79,31 @@ const memorySnapshotTimeout = 5 * time.Minute
 
 // saveSnapshot is QEMU's snapshot-save job: the guest's RAM and device
 // state into the first disk, an internal snapshot of every disk, all while
-// QEMU holds the guest stopped; a guest that ran runs on after.
-func (s *Shim) saveSnapshot(ctx context.Context, tag string, disks []string) error {
+// QEMU holds the guest stopped; a guest that ran runs on after. It returns
+// how long the guest was stopped.
+func (s *Shim) saveSnapshot(ctx context.Context, tag string, disks []string) (time.Duration, error) {
 	thaw, err := s.freezeGuestFS(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer thaw()
+	running := s.lifecycleState() == stateRunning
+	pause := s.watchPause()
+	defer pause.end()
 	s.progress("snapshot %s: saving the guest's memory into %s and snapshotting %s", tag, disks[0], strings.Join(disks, ", "))
+	began := time.Now()
 	if err := s.snapshotJob(ctx, "save", tag, func(job string) error {
 		return s.qmp.SnapshotSave(ctx, job, tag, disks[0], disks)
 	}); err != nil {
-		return err
+		return 0, err
 	}
-	s.progress("snapshot %s taken with memory of %s", tag, strings.Join(disks, ", "))
-	return nil
+	if !running {
+		s.progress("snapshot %s taken with memory of %s", tag, strings.Join(disks, ", "))
+		return 0, nil
+	}
+	paused := pause.paused(time.Since(began))
+	s.progress("snapshot %s taken with memory of %s (the guest paused %s)", tag, strings.Join(disks, ", "), paused.Round(time.Millisecond))
+	return paused, nil
 }
 
 // loadSnapshot is QEMU's snapshot-load job: the disks back to the
@@ -148,37 +160,80 @@ func (s *Shim) snapshotJob(ctx context.Context, verb, tag string, start func(job
 
 // snapshotDisks snapshots all the disks at one instant: a running guest is
 // paused around one transaction over them, and resumed even when it fails.
-func (s *Shim) snapshotDisks(ctx context.Context, tag string, disks []string) (err error) {
+// It returns how long the guest was paused.
+func (s *Shim) snapshotDisks(ctx context.Context, tag string, disks []string) (time.Duration, error) {
 	thaw, err := s.freezeGuestFS(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer thaw()
-	var pausedAt time.Time
-	if s.lifecycleState() == stateRunning {
-		if err := s.qmp.Stop(ctx); err != nil {
-			return qmpFailed(fmt.Errorf("pause the guest for snapshot %s: %w", tag, err))
+	if s.lifecycleState() != stateRunning {
+		if err := s.qmp.SnapshotInternal(ctx, disks, tag); err != nil {
+			return 0, qmpFailed(fmt.Errorf("snapshot %s of %s: %w", tag, strings.Join(disks, ", "), err))
 		}
-		pausedAt = time.Now()
-		defer func() {
-			// The caller may have gone: the guest must run again all the same.
-			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), qmpTimeout)
-			defer cancel()
-			if cerr := s.qmp.Cont(bg); cerr != nil {
-				s.log.Error("cannot resume the guest after a snapshot", "ERROR", cerr.Error())
-				err = errors.Join(err, qmpFailed(fmt.Errorf("resume the guest after snapshot %s: %w", tag, cerr)))
-			}
-		}()
-	}
-	if err := s.qmp.SnapshotInternal(ctx, disks, tag); err != nil {
-		return qmpFailed(fmt.Errorf("snapshot %s of %s: %w", tag, strings.Join(disks, ", "), err))
-	}
-	if pausedAt.IsZero() {
 		s.progress("snapshot %s taken of %s", tag, strings.Join(disks, ", "))
-	} else {
-		s.progress("snapshot %s taken of %s (the guest paused %s)", tag, strings.Join(disks, ", "), time.Since(pausedAt).Round(time.Millisecond))
+		return 0, nil
 	}
-	return nil
+	pause := s.watchPause()
+	defer pause.end()
+	began := time.Now()
+	if err := s.qmp.Stop(ctx); err != nil {
+		return 0, qmpFailed(fmt.Errorf("pause the guest for snapshot %s: %w", tag, err))
+	}
+	if err = s.qmp.SnapshotInternal(ctx, disks, tag); err != nil {
+		err = qmpFailed(fmt.Errorf("snapshot %s of %s: %w", tag, strings.Join(disks, ", "), err))
+	}
+	// The caller may have gone: the guest must run again all the same.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), qmpTimeout)
+	defer cancel()
+	if cerr := s.qmp.Cont(bg); cerr != nil {
+		s.log.Error("cannot resume the guest after a snapshot", "ERROR", cerr.Error())
+		return 0, errors.Join(err, qmpFailed(fmt.Errorf("resume the guest after snapshot %s: %w", tag, cerr)))
+	}
+	paused := pause.paused(time.Since(began))
+	if err != nil {
+		return paused, err
+	}
+	s.progress("snapshot %s taken of %s (the guest paused %s)", tag, strings.Join(disks, ", "), paused.Round(time.Millisecond))
+	return paused, nil
+}
+
+// pauseWatch follows QEMU's STOP and RESUME events, stamped by QEMU's own
+// clock, to tell how long the guest's vCPUs stood still.
+type pauseWatch struct {
+	events <-chan qmp.Event
+	end    func()
+}
+
+// watchPause starts following the events; end stops it. Start it before
+// the command that stops the guest.
+func (s *Shim) watchPause() *pauseWatch {
+	ch, end := s.qmp.Subscribe(16)
+	return &pauseWatch{events: ch, end: end}
+}
+
+// paused is the time from the first STOP to the RESUME after it, once the
+// guest runs again: QEMU sends each event before it answers the command
+// that caused it, so both are in by then. Without them (dropped, or with
+// no timestamp) it is bound, the caller's own measure around both.
+func (w *pauseWatch) paused(bound time.Duration) time.Duration {
+	var stopped time.Time
+	for {
+		select {
+		case ev, open := <-w.events:
+			if !open {
+				return bound
+			}
+			switch {
+			case ev.Name == qmp.EventStop && stopped.IsZero():
+				stopped = ev.Time
+			case ev.Name == qmp.EventResume && !stopped.IsZero() && !ev.Time.IsZero() && !ev.Time.Before(stopped):
+				return ev.Time.Sub(stopped)
+			}
+		default:
+			return bound
+		}
+	}
 }
 
 // deleteSnapshot deletes tag from every disk, going on past a failure: a

@@ -76,8 +76,10 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 		}
 		return out
 	}
+	var paused time.Duration // what the last call answered
 	snap := func(op, tag string, disks ...string) error {
-		_, err := s.snapshot(ctx, shimapi.SnapshotRequest{Op: op, Tag: tag, Disks: disks})
+		res, err := s.snapshot(ctx, shimapi.SnapshotRequest{Op: op, Tag: tag, Disks: disks})
+		paused = res.GuestPaused
 		return err
 	}
 
@@ -85,6 +87,9 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	running("after a snapshot")
+	if paused <= 0 {
+		t.Errorf("a snapshot of the running guest says it paused it %v", paused)
+	}
 	if !slices.Equal(tags("disk0"), []string{"both"}) || !slices.Equal(tags("disk1"), []string{"both"}) {
 		t.Fatalf("after a snapshot: disk0 %v, disk1 %v", tags("disk0"), tags("disk1"))
 	}
@@ -123,13 +128,17 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 	// With memory: QEMU's jobs save, load and delete it; the guest runs
 	// on after each, and its state lies in the first disk.
 	memory := func(op, tag string, disks ...string) error {
-		_, err := s.snapshot(ctx, shimapi.SnapshotRequest{Op: op, Tag: tag, Disks: disks, Memory: true})
+		res, err := s.snapshot(ctx, shimapi.SnapshotRequest{Op: op, Tag: tag, Disks: disks, Memory: true})
+		paused = res.GuestPaused
 		return err
 	}
 	if err := memory(shimapi.SnapshotCreate, "mem", "disk0", "disk1"); err != nil {
 		t.Fatal(err)
 	}
 	running("after a memory snapshot")
+	if paused <= 0 {
+		t.Errorf("a memory snapshot of the running guest says it paused it %v", paused)
+	}
 	snaps, err := tool.Snapshots(ctx, filepath.Join(dir, "disk0.qcow2"), "qcow2", qemuimg.ForceShare())
 	if err != nil || len(snaps) != 2 || snaps[1].Name != "mem" || snaps[1].VMStateSize == 0 {
 		t.Fatalf("disk0's snapshots after a memory snapshot: %+v %v", snaps, err)
@@ -152,6 +161,9 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 	running("after refused loads")
 	if err := memory(shimapi.SnapshotDelete, "mem", "disk0", "disk1"); err != nil {
 		t.Fatal(err)
+	}
+	if paused != 0 {
+		t.Errorf("a delete says it paused the guest %v", paused)
 	}
 
 	if err := snap(shimapi.SnapshotDelete, "one", "disk1"); err != nil {

@@ -29,6 +29,10 @@ type Snapshot struct {
 	PowerState Status `json:"powerState"`
 	// Disks are the names of the disks it covers, the VM's disks then.
 	Disks []string `json:"disks"`
+	// GuestPausedMs is how long taking it held the running guest paused,
+	// in milliseconds, by QEMU's clock: around the disks' snapshot, or
+	// with Memory while QEMU saved the RAM. 0 when the guest did not run.
+	GuestPausedMs float64 `json:"guestPausedMs,omitempty"`
 }
 
 // Snapshots is the answer of GET /v1/vms/{id}/snapshots, oldest first.

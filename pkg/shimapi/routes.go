@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
@@ -44,7 +45,7 @@ var (
 	RouteDiskAdd      = Route[DiskAddRequest, Empty]{Verb: "disk-add", Method: "POST", Path: "/v1/disks/add"}
 	RouteDiskRemove   = Route[DiskRemoveRequest, Empty]{Verb: "disk-remove", Method: "POST", Path: "/v1/disks/remove"}
 	RouteDiskResize   = Route[DiskResizeRequest, Empty]{Verb: "disk-resize", Method: "POST", Path: "/v1/disks/resize"}
-	RouteSnapshot     = Route[SnapshotRequest, Empty]{Verb: "snapshot", Method: "POST", Path: "/v1/snapshot"}
+	RouteSnapshot     = Route[SnapshotRequest, SnapshotResult]{Verb: "snapshot", Method: "POST", Path: "/v1/snapshot"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -151,6 +152,14 @@ type SnapshotRequest struct {
 	Tag    string   `json:"tag"`
 	Disks  []string `json:"disks"`
 	Memory bool     `json:"memory,omitempty"`
+}
+
+// SnapshotResult answers the snapshot verb.
+type SnapshotResult struct {
+	// GuestPaused is how long a create held the running guest paused,
+	// from QEMU's STOP event to its RESUME: around the disks' transaction,
+	// or the whole of a memory save. It is 0 when the guest did not run.
+	GuestPaused time.Duration `json:"guestPaused,omitempty"`
 }
 
 // Empty is an answer with nothing in it (204).
