@@ -327,3 +327,67 @@ func TestSnapshotWithMemory(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSnapshotLive takes disk-only snapshots of a running VM: how
+// long the guest was paused (QEMU's STOP to RESUME, as the snapshot
+// reports it) and the whole API call. Each is deleted again after.
+func BenchmarkSnapshotLive(b *testing.B) {
+	bd := setup(b)
+	vm := bd.createVM(b, "bench-snapshot")
+	var pauseMs, callMs []float64
+	for i := range rounds {
+		pause, call := bd.benchSnapshot(b, vm.ID, fmt.Sprintf("bench%d", i), false)
+		pauseMs, callMs = append(pauseMs, pause), append(callMs, call)
+	}
+	b.ReportMetric(median(pauseMs), "ms/pause")
+	b.ReportMetric(median(callMs), "ms/call")
+}
+
+// memoryBenchFillMiB is how much of its 512 MiB the guest fills before a
+// memory snapshot, so that QEMU saves pages that are not zero, as a
+// desktop's would be.
+const memoryBenchFillMiB = 256
+
+// BenchmarkSnapshotMemory takes memory snapshots of a running 512 MiB
+// guest that filled half its RAM: the whole API call, and how long QEMU
+// held the guest stopped for the save. Each is deleted again after.
+func BenchmarkSnapshotMemory(b *testing.B) {
+	bd := setup(b)
+	in, _ := bd.vmInput("bench-snapshot-memory")
+	in.RAMGB = 0.5
+	vm := bd.createVMFrom(b, in)
+	bd.guestMust(b, vm.ID, fmt.Sprintf("mkdir -p /mnt/fill && mount -t tmpfs -o size=%dm fill /mnt/fill && "+
+		"dd if=/dev/urandom of=/mnt/fill/chunk bs=1M count=1 2>/dev/null && "+
+		"for i in $(seq %d); do cat /mnt/fill/chunk; done > /mnt/fill/all", memoryBenchFillMiB+16, memoryBenchFillMiB))
+	var pauseMs, callMs []float64
+	for i := range 3 {
+		pause, call := bd.benchSnapshot(b, vm.ID, fmt.Sprintf("bench-mem%d", i), true)
+		pauseMs, callMs = append(pauseMs, pause), append(callMs, call)
+	}
+	b.ReportMetric(median(pauseMs), "ms/pause")
+	b.ReportMetric(median(callMs), "ms/call")
+}
+
+// benchSnapshot takes the snapshot name of the running VM, checks that the
+// guest runs on, deletes it, and returns the pause it reported and how
+// long the call took, in milliseconds.
+func (bd *bed) benchSnapshot(b *testing.B, id, name string, memory bool) (pauseMs, callMs float64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	began := time.Now()
+	sn, err := bd.client.CreateSnapshot(ctx, id, api.CreateSnapshotRequest{Name: name, Memory: memory})
+	if err != nil {
+		b.Fatal(err)
+	}
+	callMs = ms(time.Since(began))
+	if sn.GuestPausedMs <= 0 {
+		b.Fatalf("snapshot %s of the running VM reports no pause: %+v", name, sn)
+	}
+	if v, err := bd.client.Get(ctx, id); err != nil || v.Status != api.StatusRunning {
+		b.Fatalf("after snapshot %s the VM is %s (%v)", name, v.Status, err)
+	}
+	if err := bd.client.DeleteSnapshot(ctx, id, name); err != nil {
+		b.Fatal(err)
+	}
+	return sn.GuestPausedMs, callMs
+}
