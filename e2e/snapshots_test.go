@@ -94,7 +94,7 @@ func TestSnapshotDiskOnlyLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sn.PowerState != api.StatusRunning || sn.Memory || !sn.IsCurrent || !slices.Equal(sn.Disks, []string{"disk0"}) {
+	if sn.PowerState != api.StatusRunning || sn.Memory || !sn.IsCurrent || !slices.Equal(sn.Disks, []string{"disk0"}) || sn.GuestPausedMs <= 0 {
 		t.Fatalf("snapshot %+v", sn)
 	}
 	// PostgreSQL holds it as the API gave it, and said so.
@@ -274,7 +274,7 @@ func TestSnapshotWithMemory(t *testing.T) {
 	atSnapshot := b.guestUptime(t, vm.ID)
 	var sn api.Snapshot
 	out := b.run(t, "infinivirtctl", "vm", "snapshot", "create", vm.ID, "with-memory", "--memory", "-o", "json")
-	if err := json.Unmarshal([]byte(out), &sn); err != nil || !sn.Memory || sn.PowerState != api.StatusRunning {
+	if err := json.Unmarshal([]byte(out), &sn); err != nil || !sn.Memory || sn.PowerState != api.StatusRunning || sn.GuestPausedMs <= 0 {
 		t.Fatalf("vm snapshot create --memory -o json: %v\n%s", err, out)
 	}
 	l, err := b.client.Snapshots(ctx, vm.ID)
@@ -321,8 +321,8 @@ func TestSnapshotWithMemory(t *testing.T) {
 	for _, e := range b.vmEvents(t, vm.ID) {
 		msgs = append(msgs, e.Message)
 	}
-	for _, want := range []string{"snapshot with-memory taken with memory of disk0", "reverted to snapshot with-memory with memory: disk0", "snapshot with-memory deleted"} {
-		if !slices.Contains(msgs, want) {
+	for _, want := range []string{"snapshot with-memory taken with memory of disk0 (the guest paused", "reverted to snapshot with-memory with memory: disk0", "snapshot with-memory deleted"} {
+		if !slices.ContainsFunc(msgs, func(m string) bool { return strings.HasPrefix(m, want) }) {
 			t.Errorf("the VM's log lacks %q", want)
 		}
 	}
