@@ -371,23 +371,24 @@ func BenchmarkSnapshotMemory(b *testing.B) {
 // benchSnapshot takes the snapshot name of the running VM, checks that the
 // guest runs on, deletes it, and returns the pause it reported and how
 // long the call took, in milliseconds.
-func (bd *bed) benchSnapshot(b *testing.B, id, name string, memory bool) (pauseMs, callMs float64) {
+func (b *bed) benchSnapshot(t testing.TB, id, name string, memory bool) (pauseMs, callMs float64) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	began := time.Now()
-	sn, err := bd.client.CreateSnapshot(ctx, id, api.CreateSnapshotRequest{Name: name, Memory: memory})
+	sn, err := b.client.CreateSnapshot(ctx, id, api.CreateSnapshotRequest{Name: name, Memory: memory})
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	callMs = ms(time.Since(began))
 	if sn.GuestPausedMs <= 0 {
-		b.Fatalf("snapshot %s of the running VM reports no pause: %+v", name, sn)
+		t.Fatalf("snapshot %s of the running VM reports no pause: %+v", name, sn)
 	}
-	if v, err := bd.client.Get(ctx, id); err != nil || v.Status != api.StatusRunning {
-		b.Fatalf("after snapshot %s the VM is %s (%v)", name, v.Status, err)
+	if v, err := b.client.Get(ctx, id); err != nil || v.Status != api.StatusRunning {
+		t.Fatalf("after snapshot %s the VM is %s (%v)", name, v.Status, err)
 	}
-	if err := bd.client.DeleteSnapshot(ctx, id, name); err != nil {
-		b.Fatal(err)
+	if err := b.client.DeleteSnapshot(ctx, id, name); err != nil {
+		t.Fatal(err)
 	}
 	return sn.GuestPausedMs, callMs
 }
