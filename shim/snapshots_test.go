@@ -14,6 +14,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
+	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -199,5 +200,35 @@ func TestSnapshotOnRealQEMU(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("events\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestPauseWatchReadsQEMUsClock: the pause is QEMU's STOP to the RESUME
+// after it; a RESUME before any STOP does not count, and without the pair
+// the caller's own bound stands.
+func TestPauseWatchReadsQEMUsClock(t *testing.T) {
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	watch := func(evs ...qmp.Event) *pauseWatch {
+		ch := make(chan qmp.Event, len(evs))
+		for _, e := range evs {
+			ch <- e
+		}
+		return &pauseWatch{events: ch, end: func() {}}
+	}
+	const bound = time.Second
+	for _, c := range []struct {
+		name string
+		evs  []qmp.Event
+		want time.Duration
+	}{
+		{"stop and resume", []qmp.Event{{Name: qmp.EventStop, Time: at}, {Name: qmp.EventResume, Time: at.Add(1500 * time.Microsecond)}}, 1500 * time.Microsecond},
+		{"an earlier resume", []qmp.Event{{Name: qmp.EventResume, Time: at}, {Name: qmp.EventStop, Time: at.Add(time.Millisecond)}, {Name: qmp.EventResume, Time: at.Add(3 * time.Millisecond)}}, 2 * time.Millisecond},
+		{"no resume", []qmp.Event{{Name: qmp.EventStop, Time: at}}, bound},
+		{"no timestamps", []qmp.Event{{Name: qmp.EventStop}, {Name: qmp.EventResume}}, bound},
+		{"nothing", nil, bound},
+	} {
+		if got := watch(c.evs...).paused(bound); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }
