@@ -71,12 +71,13 @@ func TestCreateWithDisksAndCDROMs(t *testing.T) {
 func TestCreateWithDisksRollsBack(t *testing.T) {
 	b := newBed(t)
 	made := filepath.Join(b.dir, "made")
-	// The bed's stand-in, which fails for the third disk and logs the
-	// images it made.
+	// The bed's stand-in fails for the third disk, a raw one, and logs the
+	// qcow2 images (written without qemu-img) made before it.
 	failing := b.script("qemu-img-third-fails", `[ "$1" = create ] || exit 2
 while [ $# -gt 2 ]; do shift; done
-case "$1" in */data.raw) echo "qemu-img: $1: Could not create: No space left on device" >&2; exit 1;; esac
-: > "$1" && echo "$1" >> `+made)
+case "$1" in */data.raw) ls "$(dirname "$1")"/*.qcow2 >> `+made+`
+	echo "qemu-img: $1: Could not create: No space left on device" >&2; exit 1;; esac
+: > "$1"`)
 	cfg := b.config()
 	cfg.QEMUImg = failing
 	a, _ := b.start(cfg)
