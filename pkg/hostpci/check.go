@@ -11,12 +11,16 @@ import (
 type Want struct {
 	Field   string
 	Address string
+	// Managed: the VM's start binds the device to vfio-pci (and its stop
+	// gives it back), so any driver may hold it until then.
+	Managed bool
 }
 
 // CheckPassthrough checks that the devices of want, given to one VM
 // together, can be passed through:
 //   - the IOMMU is on;
-//   - each address is a device of the host, bound to vfio-pci;
+//   - each address is a device of the host, bound to vfio-pci unless it
+//     is managed;
 //   - every other member of its IOMMU group is passed through with it, is
 //     bound to vfio-pci (or to pci-stub, or to no driver at all: nothing
 //     on the host then uses it, as the kernel sees it too), or is a
@@ -48,8 +52,8 @@ func (inv Inventory) check(w Want, together map[string]bool, held map[string]str
 	if !ok {
 		return errdefs.Invalid(w.Field, "this host has no PCI device %s", w.Address)
 	}
-	if !d.VFIO() {
-		return errdefs.Invalid(w.Field, "%s (%s) is bound to %s, not %s: bind it to %s before passing it through",
+	if !d.VFIO() && !w.Managed {
+		return errdefs.Invalid(w.Field, "%s (%s) is bound to %s, not %s: bind it to %s first, or pass it through managed (bound at each start)",
 			d.Address, d.describe(), driverText(d.Driver), VFIODriver, VFIODriver)
 	}
 	if vm, ok := held[d.Address]; ok {

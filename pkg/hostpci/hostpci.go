@@ -92,12 +92,19 @@ func (inv Inventory) Group(group string) []string {
 	return inv.groups[group]
 }
 
-// Companions returns the other functions on the device's slot (a GPU's
-// HDMI audio function), which go with it as one multifunction device.
+// Companions returns the other functions on the device's slot that share
+// its IOMMU group (a GPU's HDMI audio function): they cannot go to
+// another VM, so they go with it as one multifunction device. Functions
+// in groups of their own (SR-IOV virtual functions, or a slot with ACS)
+// are devices of their own.
 func (inv Inventory) Companions(addr string) []Device {
+	self, ok := inv.Device(addr)
+	if !ok {
+		return nil
+	}
 	var out []Device
 	for _, d := range inv.Devices {
-		if d.Address != addr && d.Slot() == slot(addr) {
+		if d.Address != addr && d.Slot() == self.Slot() && d.Group == self.Group {
 			out = append(out, d)
 		}
 	}

@@ -165,6 +165,29 @@ func TestCompanions(t *testing.T) {
 	if got := inv.Companions("0000:00:14.0"); got != nil {
 		t.Errorf("companions of the USB controller: %v", addresses(got))
 	}
+	if got := inv.Companions("0000:09:00.0"); got != nil {
+		t.Errorf("companions of no device: %v", addresses(got))
+	}
+	shared := list(t, fixture(t, "shared-nic"), nil)
+	if got := addresses(shared.Companions("0000:02:00.1")); !reflect.DeepEqual(got, []string{"0000:02:00.0"}) {
+		t.Errorf("companions of the audio function: %v", got)
+	}
+}
+
+// TestCompanionsShareTheGroup: a function of the slot in an IOMMU group
+// of its own (ACS, SR-IOV) is a device of its own, not a companion.
+func TestCompanionsShareTheGroup(t *testing.T) {
+	root := fixture(t, "gpu-audio")
+	link := filepath.Join(root, "bus/pci/devices", audio, "iommu_group")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../../kernel/iommu_groups/3", link); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(t, root, nil).Companions(gpu); got != nil {
+		t.Errorf("companions across groups: %v", addresses(got))
+	}
 }
 
 // rebind moves a fixture device to another driver, as writing to its
@@ -188,7 +211,6 @@ func rebind(t *testing.T, root, addr, driver string) {
 }
 
 func TestCheckPassthrough(t *testing.T) {
-	const gpu, audio = "0000:01:00.0", "0000:01:00.1"
 	held := map[string]string{"0000:02:00.0": "VM 5b1c (cad)"}
 	for _, c := range []struct {
 		name    string
@@ -200,40 +222,52 @@ func TestCheckPassthrough(t *testing.T) {
 		message []string // each in the error; none: no error
 	}{
 		{name: "GPU with its audio", tree: "gpu-audio",
-			want: []Want{{"gpuPciAddress", gpu}, {"devices[1].pci.host", audio}}, held: held},
+			want: []Want{{Field: "gpuPciAddress", Address: gpu}, {Field: "devices[1].pci.host", Address: audio}}, held: held},
 		{name: "GPU alone, the rest of its group on vfio-pci or a bridge", tree: "gpu-audio",
-			want: []Want{{"gpuPciAddress", gpu}}},
-		{name: "IOMMU off", tree: "iommu-off", want: []Want{{"gpuPciAddress", gpu}},
+			want: []Want{{Field: "gpuPciAddress", Address: gpu}}},
+		{name: "IOMMU off", tree: "iommu-off", want: []Want{{Field: "gpuPciAddress", Address: gpu}},
 			field: "gpuPciAddress", message: []string{"IOMMU is off", gpu}},
-		{name: "no such device", tree: "gpu-audio", want: []Want{{"devices[2].pci.host", "0000:05:00.0"}},
+		{name: "no such device", tree: "gpu-audio", want: []Want{{Field: "devices[2].pci.host", Address: "0000:05:00.0"}},
 			field: "devices[2].pci.host", message: []string{"no PCI device 0000:05:00.0"}},
-		{name: "not on vfio-pci", tree: "shared-nic", want: []Want{{"gpuPciAddress", "0000:04:00.0"}},
+		{name: "not on vfio-pci", tree: "shared-nic", want: []Want{{Field: "gpuPciAddress", Address: "0000:04:00.0"}},
 			field: "gpuPciAddress", message: []string{"0000:04:00.0", "storage", "bound to nvme, not vfio-pci"}},
-		{name: "group shared with the host's NIC", tree: "shared-nic", want: []Want{{"gpuPciAddress", "0000:02:00.0"}},
+		{name: "group shared with the host's NIC", tree: "shared-nic", want: []Want{{Field: "gpuPciAddress", Address: "0000:02:00.0"}},
 			field: "gpuPciAddress", message: []string{"shares IOMMU group 8 with 0000:03:00.0", "nic Realtek", "bound to r8169"}},
-		{name: "the device itself held", tree: "gpu-audio", want: []Want{{"gpuPciAddress", gpu}},
+		{name: "the device itself held", tree: "gpu-audio", want: []Want{{Field: "gpuPciAddress", Address: gpu}},
 			held: map[string]string{gpu: "VM 5b1c (cad)"}, field: "gpuPciAddress",
 			message: []string{gpu + " is already passed through to VM 5b1c (cad)"}},
-		{name: "group held", tree: "gpu-audio", want: []Want{{"gpuPciAddress", gpu}},
+		{name: "group held", tree: "gpu-audio", want: []Want{{Field: "gpuPciAddress", Address: gpu}},
 			held: map[string]string{audio: "VM 5b1c (cad)"}, field: "gpuPciAddress",
 			message: []string{"shares IOMMU group 1 with " + audio + ", which is passed through to VM 5b1c (cad)"}},
 		{name: "audio left on the host", tree: "gpu-audio", setup: func(root string) { rebind(t, root, audio, "snd_hda_intel") },
-			want: []Want{{"gpuPciAddress", gpu}}, field: "gpuPciAddress",
+			want: []Want{{Field: "gpuPciAddress", Address: gpu}}, field: "gpuPciAddress",
 			message: []string{"shares IOMMU group 1 with " + audio, "audio NVIDIA Corporation", "bound to snd_hda_intel"}},
 		// Passed through together, the audio function's own check speaks.
 		{name: "audio asked for but on the host", tree: "gpu-audio", setup: func(root string) { rebind(t, root, audio, "snd_hda_intel") },
-			want: []Want{{"gpuPciAddress", gpu}, {"devices[1].pci.host", audio}}, field: "devices[1].pci.host",
+			want: []Want{{Field: "gpuPciAddress", Address: gpu}, {Field: "devices[1].pci.host", Address: audio}}, field: "devices[1].pci.host",
 			message: []string{audio, "bound to snd_hda_intel, not vfio-pci"}},
 		{name: "unbound members are safe", tree: "gpu-audio", setup: func(root string) {
 			if err := os.Remove(filepath.Join(root, "bus/pci/devices", audio, "driver")); err != nil {
 				t.Fatal(err)
 			}
-		}, want: []Want{{"gpuPciAddress", gpu}}},
+		}, want: []Want{{Field: "gpuPciAddress", Address: gpu}}},
 		{name: "unbound is not vfio-pci", tree: "gpu-audio", setup: func(root string) {
 			if err := os.Remove(filepath.Join(root, "bus/pci/devices", gpu, "driver")); err != nil {
 				t.Fatal(err)
 			}
-		}, want: []Want{{"gpuPciAddress", gpu}}, field: "gpuPciAddress", message: []string{"bound to no driver"}},
+		}, want: []Want{{Field: "gpuPciAddress", Address: gpu}}, field: "gpuPciAddress", message: []string{"bound to no driver"}},
+		// Managed devices are bound at the start: any driver may hold them now.
+		{name: "managed, on the host's drivers", tree: "gpu-audio-host",
+			want: []Want{{Field: "address", Address: gpu, Managed: true}, {Field: "address", Address: audio, Managed: true}}},
+		{name: "managed, the audio function left out", tree: "gpu-audio-host",
+			want: []Want{{Field: "address", Address: gpu, Managed: true}}, field: "address",
+			message: []string{"shares IOMMU group 1 with " + audio, "bound to snd_hda_intel"}},
+		{name: "managed never takes the host's NIC", tree: "shared-nic",
+			want:  []Want{{Field: "address", Address: "0000:02:00.0", Managed: true}, {Field: "address", Address: "0000:02:00.1", Managed: true}},
+			field: "address", message: []string{"shares IOMMU group 8 with 0000:03:00.0", "bound to r8169"}},
+		{name: "not managed, on the host's driver", tree: "gpu-audio-host",
+			want: []Want{{Field: "address", Address: gpu}}, field: "address",
+			message: []string{"bound to nouveau, not vfio-pci", "managed"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			root := fixture(t, c.tree)
@@ -285,7 +319,7 @@ func TestThisHost(t *testing.T) {
 		t.Logf("%s %04x:%04x %s %s [%s] driver %q group %q", d.Address, d.VendorID, d.DeviceID, d.VendorName, d.DevName, d.Class, d.Driver, d.Group)
 	}
 	if !inv.IOMMU {
-		err := inv.CheckPassthrough([]Want{{"gpuPciAddress", inv.Devices[0].Address}}, nil)
+		err := inv.CheckPassthrough([]Want{{Field: "gpuPciAddress", Address: inv.Devices[0].Address}}, nil)
 		if err == nil || !strings.Contains(err.Error(), "IOMMU is off") {
 			t.Errorf("a check without an IOMMU answered %v", err)
 		}

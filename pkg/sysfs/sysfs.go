@@ -3,6 +3,7 @@
 package sysfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -98,4 +99,45 @@ func LinkBase(dir, name string) (string, error) {
 		return "", err
 	}
 	return filepath.Base(target), nil
+}
+
+// Writer writes an attribute. The kernel acts on some writes (a driver's
+// unbind, the bus's drivers_probe); a test's fixture tree gets
+// sysfstest.Kernel's writer, which does what the kernel would.
+type Writer func(path string, data []byte) error
+
+// Tree is a sysfs tree: where it is, and how its attributes are written.
+// The zero Tree is the host's /sys.
+type Tree struct {
+	Root  string // "" is Root
+	Write Writer // nil writes the file
+}
+
+// Dir is the tree's root.
+func (t Tree) Dir() string {
+	if t.Root == "" {
+		return Root
+	}
+	return t.Root
+}
+
+// Path is name (bus/pci/drivers_probe) inside the tree.
+func (t Tree) Path(name string) string { return filepath.Join(t.Dir(), name) }
+
+// WriteAttr writes value to the attribute at path. A write the kernel
+// keeps waiting (an unbind waits for the device's last user) ends the
+// call when ctx does; the write itself stays with the kernel.
+func (t Tree) WriteAttr(ctx context.Context, path, value string) error {
+	write := t.Write
+	if write == nil {
+		write = func(p string, b []byte) error { return os.WriteFile(p, b, 0o200) }
+	}
+	done := make(chan error, 1)
+	go func() { done <- write(path, []byte(value)) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("write %q to %s: %w", value, path, ctx.Err())
+	}
 }
