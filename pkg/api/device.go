@@ -75,6 +75,18 @@ type NICDevice struct {
 // PCIDevice is a host PCI device, by its full address like 0000:01:00.0.
 type PCIDevice struct {
 	Host string `json:"host"`
+	// Functions are the other functions of the device's slot in its IOMMU
+	// group (a GPU's HDMI audio), passed through with it as one
+	// multifunction device, each at its own function number. The agent
+	// finds them on the host when the device is attached.
+	Functions []string `json:"functions,omitempty"`
+	// Managed binds the device and its functions to vfio-pci at each start
+	// (driver_override) and gives them back to their drivers when the VM
+	// stops, crashed or not. Otherwise they must be on vfio-pci already.
+	Managed bool `json:"managed,omitempty"`
+	// ROMFile is the option ROM QEMU shows the guest in place of the
+	// device's own, a file of the host's ROM directory.
+	ROMFile string `json:"romFile,omitempty"`
 }
 
 // USBDevice is a host USB device, by its vendor and product IDs (four hex

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
@@ -218,6 +219,9 @@ func cloneDevices(devs []Device) []Device {
 		out[i].CDROM = clonePtr(d.CDROM)
 		out[i].NIC = clonePtr(d.NIC)
 		out[i].PCI = clonePtr(d.PCI)
+		if d.PCI != nil {
+			out[i].PCI.Functions = slices.Clone(d.PCI.Functions)
+		}
 		out[i].USB = clonePtr(d.USB)
 		out[i].TPM = clonePtr(d.TPM)
 		out[i].Balloon = clonePtr(d.Balloon)
@@ -283,13 +287,9 @@ func (s *Spec) validateDevices() error {
 			}
 			macs[d.NIC.MAC] = d.Name
 		case api.DevicePCI:
-			if !fullPCIRE.MatchString(d.PCI.Host) {
-				return errdefs.Invalid(f+".pci.host", "must be a PCI address like 0000:01:00.0, got %q", d.PCI.Host)
+			if err := checkPCI(f+".pci", d.Name, d.PCI, hosts); err != nil {
+				return err
 			}
-			if other, ok := hosts[d.PCI.Host]; ok {
-				return errdefs.Invalid(f+".pci.host", "%s is already passed through as %s", d.PCI.Host, other)
-			}
-			hosts[d.PCI.Host] = d.Name
 		case api.DeviceUSB:
 			if !usbIDRE.MatchString(d.USB.VendorID) {
 				return errdefs.Invalid(f+".usb.vendorId", "must be four lower-case hex digits, got %q", d.USB.VendorID)
@@ -334,6 +334,53 @@ func (s *Spec) validateDevices() error {
 		return errdefs.Invalid("devices", "a VM has at most one balloon, got %d", count[api.DeviceBalloon])
 	}
 	return nil
+}
+
+// checkPCI checks a passed-through device: its address and its
+// functions', each passed through once across the VM's devices, on its
+// slot; a ROM file is a clean absolute path.
+func checkPCI(f, name string, p *PCI, hosts map[string]string) error {
+	taken := func(field, addr string) error {
+		if other, ok := hosts[addr]; ok {
+			return errdefs.Invalid(field, "%s is already passed through as %s", addr, other)
+		}
+		hosts[addr] = name
+		return nil
+	}
+	if !fullPCIRE.MatchString(p.Host) {
+		return errdefs.Invalid(f+".host", "must be a PCI address like 0000:01:00.0, got %q", p.Host)
+	}
+	if err := taken(f+".host", p.Host); err != nil {
+		return err
+	}
+	slot, _, _ := strings.Cut(p.Host, ".")
+	for i, fn := range p.Functions {
+		field := fmt.Sprintf("%s.functions[%d]", f, i)
+		if !fullPCIRE.MatchString(fn) {
+			return errdefs.Invalid(field, "must be a PCI address like 0000:01:00.1, got %q", fn)
+		}
+		if s, _, _ := strings.Cut(fn, "."); s != slot {
+			return errdefs.Invalid(field, "%s is not a function of %s's slot %s", fn, p.Host, slot)
+		}
+		if err := taken(field, fn); err != nil {
+			return err
+		}
+	}
+	if p.ROMFile != "" {
+		return CheckHostPath(f+".romFile", p.ROMFile)
+	}
+	return nil
+}
+
+// NormalPCIAddress is a PCI address in the spec's form: lower case, with
+// its domain (01:00.0 is 0000:01:00.0). Anything else is left as it is,
+// for validation to refuse.
+func NormalPCIAddress(addr string) string {
+	addr = strings.ToLower(addr)
+	if pciRE.MatchString(addr) && !fullPCIRE.MatchString(addr) {
+		return "0000:" + addr
+	}
+	return addr
 }
 
 // checkSections accepts an entry whose only section is its type's.

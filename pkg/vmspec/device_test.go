@@ -170,26 +170,52 @@ func TestEveryDeviceTypeValidates(t *testing.T) {
 	}
 }
 
+// TestMultifunctionPCI: a device with the other functions of its slot and
+// a ROM file is valid, and a clone's functions are its own.
+func TestMultifunctionPCI(t *testing.T) {
+	s := storedSpec(t)
+	p := s.Device("pci0").PCI
+	p.Functions, p.Managed, p.ROMFile = []string{"0000:01:00.1"}, true, "/var/lib/infinivirt/roms/gpu.rom"
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Clone()
+	c.Device("pci0").PCI.Functions[0] = "0000:01:00.2"
+	if p.Functions[0] != "0000:01:00.1" {
+		t.Error("a clone shares its functions with the original")
+	}
+	for in, want := range map[string]string{"01:00.0": "0000:01:00.0", "0000:0A:00.1": "0000:0a:00.1", "1:0.0": "1:0.0"} {
+		if got := NormalPCIAddress(in); got != want {
+			t.Errorf("NormalPCIAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestDeviceValidationNamesTheSpecField(t *testing.T) {
 	cases := map[string]func(*Spec){
-		"devices[0].disk.path":       func(s *Spec) { s.SystemDisk().Path = "disk.qcow2" },
-		"devices[0].disk.format":     func(s *Spec) { s.SystemDisk().Format = "vmdk" },
-		"devices[0].disk.sizeBytes":  func(s *Spec) { s.SystemDisk().SizeBytes = 1000 },
-		"devices[1].cdrom.path":      func(s *Spec) { s.Device("cd0").CDROM.Path = "/isos/../os.iso" },
-		"devices[1].cdrom.bootIndex": func(s *Spec) { s.Device("cd0").CDROM.BootIndex = 1 },
-		"devices[2].nic.mac":         func(s *Spec) { s.Device("net0").NIC.MAC = "52:54:00:AA:BB:CC" },
-		"devices[2].nic.bridge":      func(s *Spec) { s.Device("net0").NIC.Bridge = "" },
-		"devices[3].pci.host":        func(s *Spec) { s.Device("pci0").PCI.Host = "01:00.0" },
-		"devices[4].usb.vendorId":    func(s *Spec) { s.Device("usb0").USB.VendorID = "46d" },
-		"devices[4].usb.productId":   func(s *Spec) { s.Device("usb0").USB.ProductID = "C52B" },
-		"devices[5].tpm.stateDir":    func(s *Spec) { s.TPM().StateDir = "/var/lib/swtpm" },
-		"devices[7].channel.port":    func(s *Spec) { s.Device("channel0").Channel.Port = "a,b" },
-		"devices[1].name":            func(s *Spec) { s.Devices[1].Name = "disk0" },
-		"devices[2].name":            func(s *Spec) { s.Devices[2].Name = "Net-0" },
-		"devices[3].type":            func(s *Spec) { s.Devices[3].Type = "gpu" },
-		"devices[6].balloon":         func(s *Spec) { s.Devices[6].Balloon = nil },
-		"devices[6].usb":             func(s *Spec) { s.Devices[6].USB = &USB{} },
-		"devices":                    func(s *Spec) { s.RemoveDevice("net0") },
+		"devices[0].disk.path":        func(s *Spec) { s.SystemDisk().Path = "disk.qcow2" },
+		"devices[0].disk.format":      func(s *Spec) { s.SystemDisk().Format = "vmdk" },
+		"devices[0].disk.sizeBytes":   func(s *Spec) { s.SystemDisk().SizeBytes = 1000 },
+		"devices[1].cdrom.path":       func(s *Spec) { s.Device("cd0").CDROM.Path = "/isos/../os.iso" },
+		"devices[1].cdrom.bootIndex":  func(s *Spec) { s.Device("cd0").CDROM.BootIndex = 1 },
+		"devices[2].nic.mac":          func(s *Spec) { s.Device("net0").NIC.MAC = "52:54:00:AA:BB:CC" },
+		"devices[2].nic.bridge":       func(s *Spec) { s.Device("net0").NIC.Bridge = "" },
+		"devices[3].pci.host":         func(s *Spec) { s.Device("pci0").PCI.Host = "01:00.0" },
+		"devices[3].pci.functions[0]": func(s *Spec) { s.Device("pci0").PCI.Functions = []string{"0000:02:00.1"} },
+		"devices[3].pci.functions[1]": func(s *Spec) {
+			s.Device("pci0").PCI.Functions = []string{"0000:01:00.1", "0000:01:00.1"}
+		},
+		"devices[3].pci.romFile":   func(s *Spec) { s.Device("pci0").PCI.ROMFile = "gpu.rom" },
+		"devices[4].usb.vendorId":  func(s *Spec) { s.Device("usb0").USB.VendorID = "46d" },
+		"devices[4].usb.productId": func(s *Spec) { s.Device("usb0").USB.ProductID = "C52B" },
+		"devices[5].tpm.stateDir":  func(s *Spec) { s.TPM().StateDir = "/var/lib/swtpm" },
+		"devices[7].channel.port":  func(s *Spec) { s.Device("channel0").Channel.Port = "a,b" },
+		"devices[1].name":          func(s *Spec) { s.Devices[1].Name = "disk0" },
+		"devices[2].name":          func(s *Spec) { s.Devices[2].Name = "Net-0" },
+		"devices[3].type":          func(s *Spec) { s.Devices[3].Type = "gpu" },
+		"devices[6].balloon":       func(s *Spec) { s.Devices[6].Balloon = nil },
+		"devices[6].usb":           func(s *Spec) { s.Devices[6].USB = &USB{} },
+		"devices":                  func(s *Spec) { s.RemoveDevice("net0") },
 	}
 	for field, mutate := range cases {
 		s := storedSpec(t)

@@ -55,3 +55,7 @@ func (l Layout) DepartmentFile(id string) string {
 
 // ImagesDir is the image store: golden images that disks are cloned from.
 func (l Layout) ImagesDir() string { return filepath.Join(l.StateDir, "images") }
+
+// ROMsDir holds the option ROM files a passed-through PCI device may be
+// given; no other file is one.
+func (l Layout) ROMsDir() string { return filepath.Join(l.StateDir, "roms") }
