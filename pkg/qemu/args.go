@@ -70,7 +70,9 @@ func (c *Config) Args() ([]string, error) {
 		// on real hardware; drivers expect a PCIe endpoint there.
 		chassis++
 		a.device(p.RootPort(chassis))
-		a.device(p.Device(PCIRootPortID(p.ID)))
+		for _, d := range p.Devices(PCIRootPortID(p.ID)) {
+			a.device(d)
+		}
 	}
 	c.audioArgs(&a)
 	if b := c.Boot; b != nil {

@@ -225,3 +225,24 @@ func TestArgsIncomingDefer(t *testing.T) {
 		t.Errorf("a cold boot waits for a migration: %q", args)
 	}
 }
+
+// TestMultifunctionPCIOrder: the guest's functions follow the host's
+// order from 0, whichever function the device was named by, and function
+// 0 comes last, as a hot-plug wants it.
+func TestMultifunctionPCIOrder(t *testing.T) {
+	p := qemu.HostPCI{ID: "pci0", Host: "0000:01:00.2", Functions: []string{"0000:01:00.1"}, ROMFile: "/roms/x.rom"}
+	got := p.Devices("hotplug-0")
+	want := []qemu.Device{
+		{Driver: "vfio-pci", ID: "pci0", Bus: "hotplug-0", Host: "0000:01:00.2", Addr: "00.1", ROMFile: "/roms/x.rom"},
+		{Driver: "vfio-pci", ID: "pci0-fn1", Bus: "hotplug-0", Host: "0000:01:00.1", Addr: "00.0", Multifunction: true},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("devices\n got %+v\nwant %+v", got, want)
+	}
+	if id := p.SlotID(); id != "pci0-fn1" {
+		t.Errorf("slot id %q", id)
+	}
+	if id := (qemu.HostPCI{ID: "pci0", Host: "0000:01:00.0"}).SlotID(); id != "pci0" {
+		t.Errorf("single function's slot id %q", id)
+	}
+}

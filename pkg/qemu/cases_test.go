@@ -43,6 +43,11 @@ const (
 	tapFD0   = 5
 )
 
+// noVFIO is why the passthrough goldens do not run: they name a host
+// device at a fixed address. TestQEMUPassesAHostDeviceThrough runs one of
+// this host's own, where it has any.
+const noVFIO = "the golden's 0000:01:00.0 is no device of this host; TestQEMUPassesAHostDeviceThrough passes through one that is"
+
 // goldenCase is one feature: its golden file name and its configuration.
 type goldenCase struct {
 	name string
@@ -142,10 +147,23 @@ func goldenCases() []goldenCase {
 			c.Display = qemu.Display{Protocol: qemu.DisplaySPICE, Listen: "127.0.0.1", Port: 5930}
 			return c
 		}},
-		{name: "gpu", noRun: "no GPU bound to vfio-pci on this machine",
+		{name: "gpu", noRun: noVFIO,
 			cfg: func(files) qemu.Config {
 				c := base()
 				c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.0"}}
+				return c
+			}},
+		// A GPU and its HDMI audio function as one multifunction device.
+		{name: "gpu-audio", noRun: noVFIO,
+			cfg: func(files) qemu.Config {
+				c := base()
+				c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.0", Functions: []string{"0000:01:00.1"}}}
+				return c
+			}},
+		{name: "gpu-rom", noRun: noVFIO,
+			cfg: func(files) qemu.Config {
+				c := base()
+				c.PCIs = []qemu.HostPCI{{ID: "gpu", Host: "0000:01:00.0", ROMFile: "/var/lib/infinivirt/roms/gp104.rom"}}
 				return c
 			}},
 		{name: "direct-boot", cfg: func(f files) qemu.Config {

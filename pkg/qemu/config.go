@@ -136,6 +136,14 @@ type HostPCI struct {
 	ID string
 	// Host is the full PCI address, like "0000:01:00.0".
 	Host string
+	// Functions are other functions of Host's slot (a GPU's audio), passed
+	// through with it as one multifunction device. The guest's functions
+	// keep the host's order from 0 on, so the guest finds a function 0
+	// and a GPU at 0 keeps its audio at 1.
+	Functions []string
+	// ROMFile is the option ROM the guest sees for Host; "" keeps the
+	// device's own.
+	ROMFile string
 }
 
 // USBHost is a host USB device passed through, by vendor and product ID.

@@ -1,6 +1,9 @@
 package qemu
 
 import (
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +30,12 @@ type Device struct {
 	TPMDev    string `json:"tpmdev,omitempty"`
 	VendorID  int    `json:"vendorid,omitempty"`
 	ProductID int    `json:"productid,omitempty"`
+	// Addr and Multifunction place a function of a multifunction device
+	// (vfio-pci's companions) on its slot: "00.1".
+	Addr          string `json:"addr,omitempty"`
+	Multifunction bool   `json:"multifunction,omitempty"`
+	// ROMFile is a vfio-pci device's option ROM.
+	ROMFile string `json:"romfile,omitempty"`
 	// FreePageReporting and DeflateOnOOM are virtio-balloon's.
 	FreePageReporting bool `json:"free-page-reporting,omitempty"`
 	DeflateOnOOM      bool `json:"deflate-on-oom,omitempty"`
@@ -132,11 +141,43 @@ func (p HostPCI) RootPort(chassis int) Device {
 	return Device{Driver: "pcie-root-port", ID: PCIRootPortID(p.ID), Bus: "pcie.0", Chassis: chassis}
 }
 
-// Device is the vfio-pci device on bus (its root port, or a free
-// HotplugPortID for a hot-plug).
-func (p HostPCI) Device(bus string) Device {
-	return Device{Driver: "vfio-pci", ID: p.ID, Bus: bus, Host: p.Host}
+// PCIFunctionID is the device ID of host function fn (0 to 7) of a
+// multifunction passed-through device whose own ID is id.
+func PCIFunctionID(id string, fn int) string { return id + "-fn" + strconv.Itoa(fn) }
+
+// Devices are the vfio-pci devices on bus (its root port, or a free
+// HotplugPortID for a hot-plug), function 0 last: QEMU sees a hot-plugged
+// slot when its function 0 arrives, and takes a cold one's functions in
+// any order. Host's device has the ID, each companion PCIFunctionID of
+// its host function; function 0 of a multifunction device says
+// multifunction=on.
+func (p HostPCI) Devices(bus string) []Device {
+	main := Device{Driver: "vfio-pci", ID: p.ID, Bus: bus, Host: p.Host, ROMFile: p.ROMFile}
+	if len(p.Functions) == 0 {
+		return []Device{main}
+	}
+	all := []Device{main}
+	for _, fn := range p.Functions {
+		all = append(all, Device{Driver: "vfio-pci", ID: PCIFunctionID(p.ID, pciFunction(fn)), Bus: bus, Host: fn})
+	}
+	slices.SortFunc(all, func(a, b Device) int { return pciFunction(a.Host) - pciFunction(b.Host) })
+	for i := range all {
+		all[i].Addr, all[i].Multifunction = fmt.Sprintf("00.%d", i), i == 0
+	}
+	slices.Reverse(all)
+	return all
 }
+
+// SlotID is the ID of the device at the guest's function 0, whose
+// device_del unplugs the whole slot.
+func (p HostPCI) SlotID() string {
+	devs := p.Devices("")
+	return devs[len(devs)-1].ID
+}
+
+// pciFunction is a full PCI address's function number; Validate checked
+// the address.
+func pciFunction(addr string) int { return int(addr[len(addr)-1] - '0') }
 
 // Device is the usb-host device on the xHCI controller.
 func (u USBHost) Device() Device {

@@ -256,6 +256,22 @@ func (c *Config) validateExtras(v *validator) error {
 		if !pciRE.MatchString(p.Host) {
 			return errdefs.Invalid(f+".Host", "must be a full PCI address like 0000:01:00.0, got %q", p.Host)
 		}
+		fns := map[int]bool{pciFunction(p.Host): true}
+		for j, fn := range p.Functions {
+			field := fmt.Sprintf("%s.Functions[%d]", f, j)
+			if !pciRE.MatchString(fn) || fn[:len(fn)-2] != p.Host[:len(p.Host)-2] {
+				return errdefs.Invalid(field, "must be a full PCI address on %s's slot, got %q", p.Host, fn)
+			}
+			if fns[pciFunction(fn)] {
+				return errdefs.Invalid(field, "function %d of the slot is already passed through", pciFunction(fn))
+			}
+			fns[pciFunction(fn)] = true
+		}
+		if p.ROMFile != "" {
+			if err := checkPath(f+".ROMFile", p.ROMFile); err != nil {
+				return err
+			}
+		}
 	}
 	for i, u := range c.USBHosts {
 		f := fmt.Sprintf("USBHosts[%d]", i)

@@ -74,6 +74,15 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"PCIs[0].Host", func(c *qemu.Config) { c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "01:00.0"}} }},
 		{"PCIs[0].Host", func(c *qemu.Config) { c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.0,x-vga=on"}} }},
 		{"PCIs[0].ID", func(c *qemu.Config) { c.PCIs = []qemu.HostPCI{{ID: "gpu-0", Host: "0000:01:00.0"}} }},
+		{"PCIs[0].Functions[0]", func(c *qemu.Config) {
+			c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.0", Functions: []string{"0000:02:00.1"}}}
+		}},
+		{"PCIs[0].Functions[1]", func(c *qemu.Config) {
+			c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.1", Functions: []string{"0000:01:00.0", "0000:01:00.1"}}}
+		}},
+		{"PCIs[0].ROMFile", func(c *qemu.Config) {
+			c.PCIs = []qemu.HostPCI{{ID: "pci0", Host: "0000:01:00.0", ROMFile: "gpu.rom"}}
+		}},
 		{"USBHosts[0].VendorID", func(c *qemu.Config) { c.USBHosts = []qemu.USBHost{{ID: "usb0"}} }},
 		{"Balloon.ID", func(c *qemu.Config) { c.Balloon = &qemu.Balloon{} }},
 		{"Channels[0].FD", func(c *qemu.Config) { c.Channels = []qemu.Channel{{ID: "channel0", Port: "p", FD: c.QMPFD}} }},
