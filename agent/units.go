@@ -50,8 +50,9 @@ func (a *Agent) unitSpec(spec *vmspec.Spec, reason api.Reason) supervisor.UnitSp
 		ExecStart:         run,
 		ExecStopPost:      append([]string{a.cfg.ShimBinary, "cleanup"}, common...),
 		MemoryMax:         memoryMax(spec),
+		LimitMEMLOCK:      memlockLimit(spec),
 		StopTimeout:       time.Duration(spec.ShutdownTimeoutSec)*time.Second + quitGrace + stopMargin,
-		DeviceAllow:       deviceAllow(spec),
+		DeviceAllow:       deviceAllow(spec, a.cfg.Sysfs),
 		SuccessExitStatus: shimapi.CleanExitCodes,
 		Environment:       env,
 	}
@@ -68,7 +69,24 @@ func memoryMax(spec *vmspec.Spec) uint64 {
 	return (mib + overhead) << 20
 }
 
-func deviceAllow(spec *vmspec.Spec) []string {
+// pciMemlockMargin is what vfio locks beside the guest's memory: ROM and
+// BAR mappings, QEMU's own DMA buffers. libvirt allows the same.
+const pciMemlockMargin = 1 << 30
+
+// memlockLimit is the unit's LimitMEMLOCK: a passed-through PCI device
+// pins all of the guest's memory for DMA, and QEMU, unprivileged and
+// sandboxed (no setrlimit), can only inherit the limit. Without one the
+// default applies.
+func memlockLimit(spec *vmspec.Spec) uint64 {
+	if len(spec.PCIs()) == 0 {
+		return 0
+	}
+	return uint64(spec.MemoryMiB)<<20 + pciMemlockMargin
+}
+
+// deviceAllow lists the device nodes the VM's QEMU opens; the vfio ones
+// of each passed-through PCI device come from the host's sysfs at root.
+func deviceAllow(spec *vmspec.Spec, root string) []string {
 	devs := []string{"/dev/kvm", "/dev/net/tun"}
 	if _, err := os.Stat("/dev/vhost-net"); err == nil {
 		devs = append(devs, "/dev/vhost-net")
@@ -76,7 +94,7 @@ func deviceAllow(spec *vmspec.Spec) []string {
 	// The vfio nodes of each passed-through PCI device (the container once).
 	all, _ := device.FromSpec(spec) // a loaded spec is valid, and so is each entry
 	for _, p := range device.Of[*device.PCI](all) {
-		for _, n := range p.DeviceNodes() {
+		for _, n := range p.DeviceAllow(root) {
 			if !slices.Contains(devs, n) {
 				devs = append(devs, n)
 			}

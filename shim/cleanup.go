@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/netdev"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -32,10 +35,14 @@ type CleanupConfig struct {
 	// ServiceResult, ExitCode and ExitStatus are systemd's $SERVICE_RESULT,
 	// $EXIT_CODE and $EXIT_STATUS.
 	ServiceResult, ExitCode, ExitStatus string
+	// Sysfs is where managed PCI devices go back to their drivers; the
+	// zero Tree is the host's /sys.
+	Sysfs sysfs.Tree
 }
 
 // Cleanup removes what a shim may have left: its VM's firewall rules, the
-// TAP of each of its NICs, its runtime directory.
+// TAP of each of its NICs, managed PCI devices on vfio-pci (given back to
+// their drivers), its runtime directory.
 // If the shim itself died before recording how the VM ended, it records
 // that the shim was lost. It is idempotent and safe to run at any time.
 func Cleanup(ctx context.Context, c CleanupConfig) error {
@@ -60,7 +67,15 @@ func Cleanup(ctx context.Context, c CleanupConfig) error {
 			errs = append(errs, fmt.Errorf("remove tap %s: %w", tap, err))
 		}
 	}
-	if err := os.RemoveAll(c.Layout.RuntimeDir(c.VMID)); err != nil {
+	// After the TAPs: a device that will not leave vfio-pci must not keep
+	// the rest from going.
+	kctx, cancel = context.WithTimeout(ctx, cleanupStepTimeout)
+	err = device.RestorePCIDrivers(kctx, c.Sysfs, c.Layout.RuntimeDir(c.VMID))
+	cancel()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("give PCI devices back to their drivers: %w", err))
+	}
+	if err := removeRuntimeDir(c.Layout.RuntimeDir(c.VMID)); err != nil {
 		errs = append(errs, fmt.Errorf("remove runtime dir: %w", err))
 	}
 	if err := recordShimLost(ctx, c); err != nil {
@@ -72,6 +87,28 @@ func Cleanup(ctx context.Context, c CleanupConfig) error {
 	}
 	log.Info("cleanup done", "SERVICE_RESULT", c.ServiceResult, "EXIT_CODE", c.ExitCode, "EXIT_STATUS", c.ExitStatus)
 	return nil
+}
+
+// removeRuntimeDir removes a VM's runtime directory, unless managed PCI
+// devices are still to be given back to their drivers: their records
+// then stay, alone, for the next cleanup (and the next start keeps them,
+// as they name the host's own drivers).
+func removeRuntimeDir(dir string) error {
+	records, err := device.PCIDriverRecords(dir)
+	if err != nil || len(records) == 0 {
+		return errors.Join(err, os.RemoveAll(dir))
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if p := filepath.Join(dir, e.Name()); !slices.Contains(records, p) {
+			errs = append(errs, os.RemoveAll(p))
+		}
+	}
+	return errors.Join(append(errs, fmt.Errorf("kept %s: the drivers of %d PCI devices are still to be given back", dir, len(records)))...)
 }
 
 // taps are the TAP names of every NIC the spec names. The primary NIC's is

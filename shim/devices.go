@@ -39,6 +39,8 @@ func (s *Shim) deviceHost() *device.Host {
 	return &device.Host{
 		VMID:       s.cfg.VMID,
 		VMDir:      s.cfg.Layout.VMDir(s.cfg.VMID),
+		RuntimeDir: s.cfg.Layout.RuntimeDir(s.cfg.VMID),
+		Sysfs:      s.cfg.Sysfs,
 		ImagesDir:  s.cfg.Layout.ImagesDir(),
 		QEMUImg:    s.cfg.QEMUImg,
 		HandToQEMU: s.handToQEMU,

@@ -20,6 +20,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/qmp"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 	"github.com/infinibay/infinivirt/shim/internal/tinyhttp"
 )
@@ -50,6 +51,9 @@ type Config struct {
 	BeforeStep func(name string) error
 	// SWTPMBinary runs a VM's TPM emulator; empty is swtpm in PATH.
 	SWTPMBinary string
+	// Sysfs is where managed PCI devices change drivers; the zero Tree is
+	// the host's /sys.
+	Sysfs sysfs.Tree
 }
 
 func (c *Config) setDefaults() {

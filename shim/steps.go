@@ -139,7 +139,7 @@ func (s *Shim) prepareRuntimeDir(ctx context.Context) error {
 }
 
 func (s *Shim) removeRuntimeDir(context.Context) error {
-	return os.RemoveAll(s.cfg.Layout.RuntimeDir(s.cfg.VMID))
+	return removeRuntimeDir(s.cfg.Layout.RuntimeDir(s.cfg.VMID))
 }
 
 func (s *Shim) startQEMU(ctx context.Context) error {

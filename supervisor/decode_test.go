@@ -106,7 +106,8 @@ func TestUnitNames(t *testing.T) {
 func TestPropertiesTypes(t *testing.T) {
 	spec := UnitSpec{
 		VMID: testID, ExecStart: []string{"/usr/bin/infinivirt-shim", "run"}, ExecStopPost: []string{"/usr/bin/infinivirt-shim", "cleanup"},
-		MemoryMax: 1 << 30, DeviceAllow: []string{"/dev/kvm"}, SuccessExitStatus: []int{64, 65}, StopTimeout: 3 * time.Second,
+		MemoryMax: 1 << 30, DeviceAllow: []string{"/dev/kvm", "/dev/vfio/vfio", "char-vfio"}, SuccessExitStatus: []int{64, 65}, StopTimeout: 3 * time.Second,
+		LimitMEMLOCK: 2 << 30,
 	}
 	props, err := spec.properties()
 	if err != nil {
@@ -121,6 +122,7 @@ func TestPropertiesTypes(t *testing.T) {
 		"ExecStart": "a(sasb)", "ExecStopPost": "a(sasb)", "DevicePolicy": "s", "DeviceAllow": "a(ss)",
 		"MemoryMax": "t", "TasksMax": "t", "StandardOutput": "s", "StandardError": "s", "SyslogIdentifier": "s",
 		"Environment": "as", "Restart": "s", "SuccessExitStatus": "(aiai)", "Description": "s",
+		"LimitMEMLOCK": "t", "LimitMEMLOCKSoft": "t",
 	} {
 		if sigs[name] != want {
 			t.Errorf("%s has D-Bus type %q, want %q", name, sigs[name], want)
@@ -132,6 +134,8 @@ func TestPropertiesTypes(t *testing.T) {
 	for name, bad := range map[string]UnitSpec{
 		"execStart":            {VMID: testID},
 		"deviceAllow[0]":       {VMID: testID, ExecStart: []string{"/x"}, DeviceAllow: []string{"kvm"}},
+		"deviceAllow[1]":       {VMID: testID, ExecStart: []string{"/x"}, DeviceAllow: []string{"/dev/kvm", "/dev/a b"}},
+		"deviceAllow[2]":       {VMID: testID, ExecStart: []string{"/x"}, DeviceAllow: []string{"/dev/kvm", "char-vfio", "block-sd*"}},
 		"successExitStatus[0]": {VMID: testID, ExecStart: []string{"/x"}, SuccessExitStatus: []int{256}},
 		"execStopPost":         {VMID: testID, ExecStart: []string{"/x"}, ExecStopPost: []string{""}},
 	} {

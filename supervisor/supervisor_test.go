@@ -273,8 +273,11 @@ func TestPropertiesReadBack(t *testing.T) {
 	s := newSupervisor(t)
 	ctx := testCtx(t)
 	spec := notifierSpec()
-	spec.DeviceAllow = []string{"/dev/kvm", "/dev/net/tun"}
+	// char-vfio: this host may have no vfio driver at all, which systemd
+	// must take too.
+	spec.DeviceAllow = []string{"/dev/kvm", "/dev/net/tun", "char-vfio"}
 	spec.MemoryMax = 256 << 20
+	spec.LimitMEMLOCK = 1<<30 + 256<<20
 	spec.StopTimeout = 7 * time.Second
 	spec.Environment = []string{"EXTRA=1"}
 	mustStart(t, ctx, s, spec)
@@ -295,7 +298,7 @@ func TestPropertiesReadBack(t *testing.T) {
 		"Type": "notify", "NotifyAccess": "main", "KillMode": "mixed", "DevicePolicy": "closed",
 		"TimeoutStopUSec": uint64(7_000_000), "MemoryMax": uint64(256 << 20), "TasksMax": uint64(DefaultTasksMax),
 		"Restart": "no", "StandardOutput": "journal", "StandardError": "journal", "SyslogIdentifier": "infinivirt-shim",
-		"Slice": "infinivirt.slice",
+		"Slice": "infinivirt.slice", "LimitMEMLOCK": uint64(1<<30 + 256<<20), "LimitMEMLOCKSoft": uint64(1<<30 + 256<<20),
 	}
 	for k, v := range want {
 		if got := svc[k]; got != v {
@@ -310,7 +313,7 @@ func TestPropertiesReadBack(t *testing.T) {
 		}
 	}
 	slices.Sort(gotDevs) // systemd keeps them in its own order
-	if !slices.Equal(gotDevs, []string{"/dev/kvm rw", "/dev/net/tun rw"}) {
+	if !slices.Equal(gotDevs, []string{"/dev/kvm rw", "/dev/net/tun rw", "char-vfio rw"}) {
 		t.Errorf("DeviceAllow = %#v", svc["DeviceAllow"])
 	}
 	env, _ := svc["Environment"].([]string)

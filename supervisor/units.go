@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"syscall"
 	"time"
 
@@ -21,7 +22,14 @@ type UnitSpec struct {
 	MemoryMax    uint64   // bytes; 0 means no limit
 	TasksMax     uint64   // 0 means DefaultTasksMax
 	StopTimeout  time.Duration
-	DeviceAllow  []string // device paths the unit may open read-write; everything else is denied
+	// DeviceAllow are the device nodes the unit may open read-write, by
+	// path, or a class of them by systemd's char-<name> (every node of a
+	// driver's major in /proc/devices); everything else is denied.
+	DeviceAllow []string
+	// LimitMEMLOCK is the most memory the unit's processes may lock, soft
+	// and hard, in bytes: vfio pins all of a guest's memory. 0 keeps
+	// systemd's default.
+	LimitMEMLOCK uint64
 	// SuccessExitStatus lists non-zero exit codes that count as a clean end.
 	SuccessExitStatus []int
 	Environment       []string // K=V; VM_ID=<uuid> is always added
@@ -35,6 +43,10 @@ const (
 	// thread per vCPU and per I/O worker, the shim a few.
 	DefaultTasksMax = 4096
 )
+
+// deviceAllowRE is a DeviceAllow entry the unit accepts: an absolute path
+// without white space, or a class of character devices.
+var deviceAllowRE = regexp.MustCompile(`^(/[^\s]+|char-[a-z0-9_-]+)$`)
 
 // execCommand is one entry of an Exec*= property, D-Bus type (sasb). The
 // bool is systemd's "ignore failure" flag (the '-' prefix).
@@ -104,8 +116,8 @@ func (spec UnitSpec) properties() ([]sddbus.Property, error) {
 	}
 	devs := make([]deviceAllow, 0, len(spec.DeviceAllow))
 	for i, d := range spec.DeviceAllow {
-		if len(d) == 0 || d[0] != '/' {
-			return nil, errdefs.Invalid(fmt.Sprintf("deviceAllow[%d]", i), "%q is not an absolute device path", d)
+		if !deviceAllowRE.MatchString(d) {
+			return nil, errdefs.Invalid(fmt.Sprintf("deviceAllow[%d]", i), "%q is neither an absolute device path nor char-<name>", d)
 		}
 		devs = append(devs, deviceAllow{Path: d, Access: "rw"})
 	}
@@ -114,6 +126,11 @@ func (spec UnitSpec) properties() ([]sddbus.Property, error) {
 	}
 	if spec.MemoryMax > 0 {
 		props = append(props, prop("MemoryMax", spec.MemoryMax))
+	}
+	if spec.LimitMEMLOCK > 0 {
+		// Each half on its own: systemd sets the hard limit from
+		// LimitMEMLOCK and the soft one from LimitMEMLOCKSoft.
+		props = append(props, prop("LimitMEMLOCK", spec.LimitMEMLOCK), prop("LimitMEMLOCKSoft", spec.LimitMEMLOCK))
 	}
 	if len(spec.SuccessExitStatus) > 0 {
 		set := exitStatusSet{Signals: []int32{}}

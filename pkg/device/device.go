@@ -19,6 +19,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/qemu"
+	"github.com/infinibay/infinivirt/pkg/sysfs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -69,6 +70,12 @@ type Host struct {
 	VMID string
 	// VMDir is the VM's directory: its disks and its own files live there.
 	VMDir string
+	// RuntimeDir is the VM's volatile directory, which the unit's cleanup
+	// reads and removes: what a device must undo after a crash is
+	// recorded there.
+	RuntimeDir string
+	// Sysfs is the host's sysfs, where PCI devices change drivers.
+	Sysfs sysfs.Tree
 	// ImagesDir is the image store, whose images may back a linked clone.
 	ImagesDir string
 	// QEMUImg is the qemu-img binary that checks a disk's backing chain.
