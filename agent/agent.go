@@ -64,6 +64,9 @@ type Config struct {
 	// PCIIDs and USBIDs are the id databases that name host devices;
 	// empty means hwids.DefaultPCIIDs and hwids.DefaultUSBIDs.
 	PCIIDs, USBIDs string
+	// ROMDir holds the option ROM files PCI devices may be given, and no
+	// other file is one; empty is Layout.ROMsDir().
+	ROMDir string
 }
 
 // Agent manages the VMs of one host.
@@ -82,6 +85,8 @@ type Agent struct {
 	img images // the image store's imports and its clone lock
 
 	pciIDs, usbIDs *hwids.File
+	// pciMu is held while host PCI devices are checked and claimed.
+	pciMu sync.Mutex
 
 	ctx context.Context // the agent's lifetime, for background work
 }
@@ -115,6 +120,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.USBIDs == "" {
 		cfg.USBIDs = hwids.DefaultUSBIDs
+	}
+	if cfg.ROMDir == "" {
+		cfg.ROMDir = cfg.Layout.ROMsDir()
 	}
 	a := &Agent{
 		cfg:    cfg,

@@ -370,6 +370,12 @@ func (a *Agent) checkISO(field, p string) error {
 	if !st.Mode().IsRegular() {
 		return errdefs.Invalid(field, "%s is not a regular file", p)
 	}
+	return a.checkQEMUReads(field, p)
+}
+
+// checkQEMUReads refuses a file that QEMU's account could not read by its
+// mode bits.
+func (a *Agent) checkQEMUReads(field, p string) error {
 	if a.cfg.QEMUUser == "" {
 		return nil
 	}

@@ -52,7 +52,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	// without a context, which (already done) could win the select.
 	rec.op <- struct{}{}
 	defer func() { <-rec.op }()
-	if err := a.reserve(rec); err != nil {
+	if err := a.claimPCI(spec.ID, createPCIClaims(in, spec), func() error { return a.reserve(rec) }); err != nil {
 		return api.VM{}, err
 	}
 	undo := []func(){func() { a.unreserve(rec) }}

@@ -64,14 +64,17 @@ func (a *Agent) ids(f *hwids.File) *hwids.DB {
 	return db
 }
 
-// pciHolders maps each host PCI address passed through to the VM entry
-// holding it, for every VM the agent holds, those being created included.
+// pciHolders maps each host PCI address passed through (a device's
+// companion functions included) to the VM entry holding it, for every VM
+// the agent holds, those being created included.
 func (a *Agent) pciHolders() map[string]api.DeviceUser {
 	out := map[string]api.DeviceUser{}
 	for _, s := range a.allSpecs() {
 		for _, d := range s.PCIs() {
-			if _, taken := out[d.PCI.Host]; !taken {
-				out[d.PCI.Host] = api.DeviceUser{VMID: s.ID, VMName: s.Name, Device: d.Name}
+			for _, addr := range pciAddresses(d.PCI) {
+				if _, taken := out[addr]; !taken {
+					out[addr] = api.DeviceUser{VMID: s.ID, VMName: s.Name, Device: d.Name}
+				}
 			}
 		}
 	}

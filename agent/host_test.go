@@ -7,8 +7,9 @@ import (
 	"github.com/infinibay/infinivirt/pkg/sysfstest"
 )
 
-// TestHostPCIShowsTheVMUsingIt: a device passed through to a VM says
-// which VM and entry hold it; the others say nothing.
+// TestHostPCIShowsTheVMUsingIt: a device passed through to a VM, and the
+// audio function that went with it, say which VM and entry hold them; the
+// others say nothing.
 func TestHostPCIShowsTheVMUsingIt(t *testing.T) {
 	b := newBed(t)
 	cfg := b.config()
@@ -31,7 +32,7 @@ func TestHostPCIShowsTheVMUsingIt(t *testing.T) {
 		}
 	}
 	want := api.DeviceUser{VMID: vm1, VMName: in.Name, Device: "pci0"}
-	if len(users) != 1 || users["0000:01:00.0"] != want {
-		t.Errorf("users %+v, want only 0000:01:00.0 used by %+v", users, want)
+	if len(users) != 2 || users["0000:01:00.0"] != want || users["0000:01:00.1"] != want {
+		t.Errorf("users %+v, want only 0000:01:00.0 and 0000:01:00.1 used by %+v", users, want)
 	}
 }

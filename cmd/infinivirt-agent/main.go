@@ -42,6 +42,7 @@ func run() error {
 		shimBin, qemuBin, qemuImg, qemuUser string
 		fwMode                              string
 		virtioWin, uefiCode, uefiVars       string
+		romDir                              string
 		debug                               bool
 	)
 	flag.StringVar(&layout.StateDir, "state-dir", layout.StateDir, "persistent state: VM specs, disks, event logs")
@@ -59,6 +60,7 @@ func run() error {
 	flag.StringVar(&virtioWin, "virtio-win", "", "virtio-win driver ISO for Windows installs (empty: search the usual places)")
 	flag.StringVar(&uefiCode, "uefi-code", agent.DefaultUEFICode, "OVMF Secure Boot firmware for Windows VMs")
 	flag.StringVar(&uefiVars, "uefi-vars", agent.DefaultUEFIVars, "OVMF variable store with Microsoft's keys, copied for each Windows VM")
+	flag.StringVar(&romDir, "rom-dir", "", "the only directory PCI devices' option ROM files may come from (default <state-dir>/roms)")
 	flag.BoolVar(&debug, "debug", false, "debug logging")
 	flag.Parse()
 	if socket == "" {
@@ -93,7 +95,7 @@ func run() error {
 		Layout: layout, Accel: accel, GraphicsListen: listen,
 		ShimBinary: shimBin, QEMUBinary: qemuBin, QEMUImg: qemuImg, QEMUUser: qemuUser,
 		Firewall: fwMode, Units: sup, Logger: log,
-		VirtioWin: virtioWin, UEFICode: uefiCode, UEFIVars: uefiVars,
+		VirtioWin: virtioWin, UEFICode: uefiCode, UEFIVars: uefiVars, ROMDir: romDir,
 	}
 	if dsn != "" {
 		cfg.Store = dbsync.NewLazyStore(ctx, func(ctx context.Context) (dbsync.Store, error) {

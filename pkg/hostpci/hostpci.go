@@ -113,6 +113,10 @@ func (inv Inventory) Companions(addr string) []Device {
 
 var addressRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 
+// ValidAddress says whether addr is a full PCI address as sysfs spells
+// it: 0000:01:00.0.
+func ValidAddress(addr string) bool { return addressRE.MatchString(addr) }
+
 // List reads the PCI devices under the sysfs root, naming them from ids
 // (nil: ids only). A root without a PCI bus lists none.
 func List(root string, ids *hwids.DB) (Inventory, error) {
