@@ -23,6 +23,7 @@ func vmCommand(g *globals) *cobra.Command {
 	vm.AddCommand(vmCDROMCommand(g))
 	vm.AddCommand(vmDiskCommand(g))
 	vm.AddCommand(vmSnapshotCommand(g))
+	vm.AddCommand(vmPCICommand(g))
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
 	}

@@ -143,3 +143,25 @@ func TestHostDevicesUnreadable(t *testing.T) {
 		}
 	}
 }
+
+// TestPCIRoutes: the attach and detach routes decode strictly, and reach
+// the agent, which answers for a VM it does not have.
+func TestPCIRoutes(t *testing.T) {
+	_, h := hostFixture(t, "gpu-audio")
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		field              string
+	}{
+		{http.MethodPost, "/v1/vms/x/pci", `{"address":"01:00.0","rom":"a"}`, http.StatusBadRequest, "rom"},
+		{http.MethodPost, "/v1/vms/x/pci", `{"address":"01:00.0"}`, http.StatusNotFound, ""},
+		{http.MethodDelete, "/v1/vms/x/pci/pci0", ``, http.StatusNotFound, ""},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, strings.NewReader(c.body)))
+		var e struct{ Error errdefs.Error }
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); rec.Code != c.code || err != nil || e.Error.Field != c.field {
+			t.Errorf("%s %s %s: %d %s, want %d naming %q", c.method, c.path, c.body, rec.Code, rec.Body, c.code, c.field)
+		}
+	}
+}

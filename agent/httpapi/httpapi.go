@@ -69,6 +69,7 @@ var PathParams = map[string]Param{
 	"disk":     {Name: "disk", In: "path", Type: typeOf[string](), Description: "a disk's device name (disk0)"},
 	"snapshot": {Name: "snapshot", In: "path", Type: typeOf[string](), Description: "a snapshot's name"},
 	"image":    {Name: "image", In: "path", Type: typeOf[string](), Description: "an image's name in the store"},
+	"dev":      {Name: "dev", In: "path", Type: typeOf[string](), Description: "a PCI device's name (pci0)"},
 }
 
 // Tags groups the operations; every route's Tag is one of them.
@@ -81,7 +82,7 @@ var Tags = []struct{ Name, Description string }{
 	{"network", "Bridges, and moving a VM between them"},
 	{"storage", "A VM's disks and CD-ROM drives, and their media"},
 	{"images", "Golden images in the store, that disks are cloned from"},
-	{"host", "The host's PCI and USB devices that VMs can be given"},
+	{"host", "The host's PCI and USB devices, and passing them through to VMs"},
 	{"health", "The agent's own state"},
 	{"meta", "The API's description"},
 }
@@ -89,7 +90,7 @@ var Tags = []struct{ Name, Description string }{
 // Routes is the route table, in the order the document lists it.
 func Routes() []Route {
 	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, imageRoutes, hostRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, imageRoutes, hostRoutes, pciRoutes)
 }
 
 // errsWrite are the error classes most operations that change a VM share.
