@@ -235,21 +235,21 @@ func (a *Agent) checkROM(field, p string) (string, error) {
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(dir, p)
 	}
-	real, err := filepath.EvalSymlinks(p)
+	resolved, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		return "", errdefs.Invalid(field, "%s: %v", p, errors.Unwrap(err))
 	}
-	if rel, err := filepath.Rel(realDir, real); err != nil || !filepath.IsLocal(rel) {
-		return "", errdefs.Invalid(field, "%s is outside the ROM directory %s (its file is %s): a ROM file must be one of that directory's", p, dir, real)
+	if rel, err := filepath.Rel(realDir, resolved); err != nil || !filepath.IsLocal(rel) {
+		return "", errdefs.Invalid(field, "%s is outside the ROM directory %s (its file is %s): a ROM file must be one of that directory's", p, dir, resolved)
 	}
-	if err := vmspec.CheckHostPath(field, real); err != nil {
+	if err := vmspec.CheckHostPath(field, resolved); err != nil {
 		return "", err
 	}
-	if st, err := os.Stat(real); err != nil || !st.Mode().IsRegular() {
+	if st, err := os.Stat(resolved); err != nil || !st.Mode().IsRegular() {
 		return "", errdefs.Invalid(field, "%s is not a regular file", p)
 	}
-	if err := a.checkQEMUReads(field, real); err != nil {
+	if err := a.checkQEMUReads(field, resolved); err != nil {
 		return "", err
 	}
-	return real, nil
+	return resolved, nil
 }

@@ -41,7 +41,9 @@ func TestPCITable(t *testing.T) {
 	var out bytes.Buffer
 	w := tabwriter.NewWriter(&out, 0, 4, 2, ' ', 0)
 	pciTable(api.Device{Name: "pci0", Type: api.DevicePCI, PCI: &api.PCIDevice{Host: "0000:01:00.0", Functions: []string{"0000:01:00.1"}, Managed: true}})(w)
-	w.Flush()
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"NAME", "pci0", "0000:01:00.0", "0000:01:00.1", "true", "-"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
