@@ -234,31 +234,40 @@ func (a *Agent) RemoveCDROM(ctx context.Context, id, cd string) error {
 	if err := a.refuseWhileRunning(rec, "removed"); err != nil {
 		return err
 	}
-	spec := rec.currentSpec()
-	i := slices.IndexFunc(spec.Devices, func(d vmspec.Device) bool { return d.Name == cd })
-	if i < 0 || spec.Devices[i].Type != api.DeviceCDROM {
-		_, err := cdromOf(spec, cd)
+	d, err := cdromOf(rec.currentSpec(), cd)
+	if err != nil {
 		return err
 	}
+	msg := fmt.Sprintf("%s: CD-ROM drive removed", cd)
+	if d.Path != "" {
+		msg = fmt.Sprintf("%s: CD-ROM drive removed with %s", cd, d.Path)
+	}
+	if err := a.removeStoppedDevice(ctx, rec, cd, msg); err != nil {
+		return err
+	}
+	a.log.Info("CD-ROM drive removed", logging.KeyVM, rec.id, "CDROM", cd)
+	return nil
+}
+
+// removeStoppedDevice removes the device named name from the spec of a VM
+// that is off, and records msg in its log; if it cannot, the device goes
+// back where it was in the device order.
+func (a *Agent) removeStoppedDevice(ctx context.Context, rec *record, name, msg string) error {
+	spec := rec.currentSpec()
+	i := slices.IndexFunc(spec.Devices, func(d vmspec.Device) bool { return d.Name == name })
 	removed := spec.Devices[i]
-	change := func(s *vmspec.Spec) error { s.RemoveDevice(cd); return nil }
+	change := func(s *vmspec.Spec) error { s.RemoveDevice(name); return nil }
 	if err := a.checkSpecChange(rec, change); err != nil {
 		return err
 	}
 	if err := a.updateSpec(rec, change); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("%s: CD-ROM drive removed", cd)
-	if p := removed.CDROM.Path; p != "" {
-		msg = fmt.Sprintf("%s: CD-ROM drive removed with %s", cd, p)
-	}
-	// Undone, the drive goes back where it was in the device order.
 	undo := func(s *vmspec.Spec) error { s.Devices = slices.Insert(s.Devices, i, removed); return nil }
 	if err := a.recordChange(ctx, rec, msg, undo); err != nil {
 		return err
 	}
 	a.sync.Resync(rec.id)
-	a.log.Info("CD-ROM drive removed", logging.KeyVM, rec.id, "CDROM", cd)
 	return nil
 }
 

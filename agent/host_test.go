@@ -21,16 +21,7 @@ func TestHostPCIShowsTheVMUsingIt(t *testing.T) {
 	if _, err := a.Create(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
-	pci, err := a.HostPCI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := map[string]api.DeviceUser{}
-	for _, d := range pci.Devices {
-		if d.UsedBy != nil {
-			users[d.Address] = *d.UsedBy
-		}
-	}
+	users := pciUsers(t, a)
 	want := api.DeviceUser{VMID: vm1, VMName: in.Name, Device: "pci0"}
 	if len(users) != 2 || users["0000:01:00.0"] != want || users["0000:01:00.1"] != want {
 		t.Errorf("users %+v, want only 0000:01:00.0 and 0000:01:00.1 used by %+v", users, want)

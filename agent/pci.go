@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -172,26 +171,14 @@ func (a *Agent) DetachPCI(ctx context.Context, id, dev string) error {
 	if err := refusePCIWhileRunning(rec, "detached"); err != nil {
 		return err
 	}
-	spec := rec.currentSpec()
-	p, err := pciOf(spec, dev)
+	p, err := pciOf(rec.currentSpec(), dev)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(spec.Devices, func(d vmspec.Device) bool { return d.Name == dev })
-	removed := spec.Devices[i]
-	change := func(s *vmspec.Spec) error { s.RemoveDevice(dev); return nil }
-	if err := a.checkSpecChange(rec, change); err != nil {
-		return err
-	}
-	if err := a.updateSpec(rec, change); err != nil {
-		return err
-	}
 	msg := fmt.Sprintf("%s: PCI device %s detached", dev, strings.Join(pciAddresses(p), " with "))
-	undo := func(s *vmspec.Spec) error { s.Devices = slices.Insert(s.Devices, i, removed); return nil }
-	if err := a.recordChange(ctx, rec, msg, undo); err != nil {
+	if err := a.removeStoppedDevice(ctx, rec, dev, msg); err != nil {
 		return err
 	}
-	a.sync.Resync(rec.id)
 	a.log.Info("PCI device detached", logging.KeyVM, rec.id, "DEVICE", dev, "PCI", strings.Join(pciAddresses(p), ","))
 	return nil
 }
