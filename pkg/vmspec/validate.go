@@ -222,11 +222,7 @@ func mapCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 		s.AddDevice(NewDevice(name, section))
 	}
 	if in.GPUPCIAddress != "" {
-		gpu := strings.ToLower(in.GPUPCIAddress)
-		if pciRE.MatchString(gpu) && len(gpu) == 7 {
-			gpu = "0000:" + gpu
-		}
-		s.AddDevice(NewDevice("pci0", PCI{Host: gpu}))
+		s.AddDevice(NewDevice("pci0", PCI{Host: NormalPCIAddress(in.GPUPCIAddress)}))
 	}
 	return s, nil
 }
