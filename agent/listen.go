@@ -2,11 +2,13 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"strconv"
@@ -14,13 +16,42 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/peerconn"
 )
+
+// ServerLimits bound what an API client may hold: the time to send a
+// request, an idle connection's life, and connections per peer uid. They
+// bound reading requests only: an answer may take as long as it needs, so
+// event streams and waited operations are not cut.
+type ServerLimits struct {
+	HeaderTimeout time.Duration // the request line and headers
+	BodyTimeout   time.Duration // the body, beyond HeaderTimeout
+	IdleTimeout   time.Duration // a kept-alive connection between requests
+	// ConnsPerUID caps each peer uid's connections (see peerconn.Limit for
+	// who gets closed or refused at the cap); 0 is no cap.
+	ConnsPerUID int
+}
+
+// DefaultServerLimits are the agent's. The idle timeout outlasts the usual
+// clients' own (Go's transport keeps idle connections 90 s), so that it is
+// the client that lets an idle connection go, not the server under it. The
+// cap is well above what a backend holds (one all-VM event stream, the VMs'
+// own streams, requests in flight).
+var DefaultServerLimits = ServerLimits{
+	HeaderTimeout: 10 * time.Second,
+	BodyTimeout:   10 * time.Second,
+	IdleTimeout:   2 * time.Minute,
+	ConnsPerUID:   256,
+}
 
 // Listen opens the API socket: mode 0660, group group (when it exists), and
 // a listener that checks each peer's credentials (SO_PEERCRED) before any
-// handler sees the connection. Root, the agent's own user and members of
-// group are let in; everyone else gets a 403 and the door.
-func Listen(path, group string, log *slog.Logger) (net.Listener, error) {
+// handler sees the connection, and counts its connections against
+// connsPerUID. Root, the agent's own user and members of group are let in;
+// everyone else gets a 403 and the door.
+func Listen(path, group string, connsPerUID int, log *slog.Logger) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -44,85 +75,31 @@ func Listen(path, group string, log *slog.Logger) (net.Listener, error) {
 			return nil, err
 		}
 	}
-	return &peerCheckListener{UnixListener: ln.(*net.UnixListener), gid: gid, log: log}, nil
+	return &peerconn.Listener{
+		UnixListener: ln.(*net.UnixListener),
+		Limit:        peerconn.NewLimit(connsPerUID),
+		Check:        func(c *unix.Ucred) error { return checkPeer(c, gid) },
+		Log:          log,
+	}, nil
 }
 
-type peerCheckListener struct {
-	*net.UnixListener
-	gid int
-	log *slog.Logger
-}
-
-func (l *peerCheckListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.AcceptUnix()
-		if err != nil {
-			return nil, err
-		}
-		cred, err := peerCred(c)
-		if err == nil && l.allowed(cred) {
-			return c, nil
-		}
-		l.log.Warn("refused an API connection", "PEER_UID", credField(cred, err))
-		go refuse(c)
-	}
-}
-
-// refuse answers 403 without ever passing the connection to a handler. It
-// reads what the client sends meanwhile, so the client sees the answer
-// rather than a reset.
-func refuse(c *net.UnixConn) {
-	defer c.Close()
-	// Without a deadline a silent client would hold the connection; a
-	// client that has gone leaves nobody to answer.
-	if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
-		return
-	}
-	body := `{"error":{"code":"PermissionDenied","message":"peer is not root, the agent's user, or in the API group"}}` + "\n"
-	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-	if err := c.CloseWrite(); err != nil {
-		return
-	}
-	// Draining ends with the client's close or the deadline; either is the end.
-	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
-}
-
-func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	err = raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return cred, credErr
-}
-
-func (l *peerCheckListener) allowed(c *unix.Ucred) bool {
+func checkPeer(c *unix.Ucred, gid int) error {
 	if c.Uid == 0 || int(c.Uid) == os.Getuid() {
-		return true
+		return nil
 	}
-	if l.gid < 0 {
-		return false
+	if gid >= 0 && int(c.Gid) == gid {
+		return nil
 	}
-	if int(c.Gid) == l.gid {
-		return true
-	}
-	groups, err := processGroups(int(c.Pid))
-	if err != nil {
-		return false
-	}
-	for _, g := range groups {
-		if g == l.gid {
-			return true
+	if gid >= 0 {
+		if groups, err := processGroups(int(c.Pid)); err == nil {
+			for _, g := range groups {
+				if g == gid {
+					return nil
+				}
+			}
 		}
 	}
-	return false
+	return errdefs.PermissionDenied("peer is not root, the agent's user, or in the API group")
 }
 
 // processGroups reads a process's supplementary groups.
@@ -147,9 +124,76 @@ func processGroups(pid int) ([]int, error) {
 	return nil, errors.New("no Groups line")
 }
 
-func credField(c *unix.Ucred, err error) string {
-	if err != nil {
-		return "unknown: " + err.Error()
+// NewServer is the API's HTTP server for h, within limits. Requests end
+// with ctx.
+//
+// net/http's ReadTimeout bounds the headers and the body together; it ends
+// as soon as the body has been read to its end (net/http then lifts the
+// deadline to watch for the client leaving), so a stream or a waited
+// operation is not cut by it.
+func NewServer(ctx context.Context, h http.Handler, limits ServerLimits) *http.Server {
+	return &http.Server{
+		Handler:           markServed(h),
+		ReadHeaderTimeout: limits.HeaderTimeout,
+		ReadTimeout:       limits.HeaderTimeout + limits.BodyTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
-	return strconv.Itoa(int(c.Uid))
+}
+
+type connKey struct{}
+
+// markServed marks each request on its connection (a peerconn.Conn) as
+// served from the moment it has been read in full, its body included,
+// until its handler returns. A connection still sending its body is not
+// working yet: it is one the cap may close to make room.
+func markServed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pc, _ := r.Context().Value(connKey{}).(*peerconn.Conn)
+		if pc == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			body := &markedBody{ReadCloser: r.Body, conn: pc}
+			defer body.end()
+			r.Body = body
+			h.ServeHTTP(w, r)
+			return
+		}
+		if !pc.Begin() {
+			return // closed to make room: nobody would hear the answer
+		}
+		defer pc.End()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// markedBody begins the request on its connection when it is read to its end.
+type markedBody struct {
+	io.ReadCloser
+	conn        *peerconn.Conn
+	read, begun bool
+}
+
+func (b *markedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && !b.read {
+		b.read = true
+		if !b.conn.Begin() {
+			return n, errors.New("the connection was closed to make room for a newer one of the same peer")
+		}
+		b.begun = true
+	}
+	return n, err
+}
+
+func (b *markedBody) end() {
+	if b.begun {
+		b.conn.End()
+	}
 }

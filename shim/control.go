@@ -10,6 +10,7 @@ import (
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/peerconn"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/shim/internal/tinyhttp"
 )
@@ -27,11 +28,18 @@ func (s *Shim) serveControl(ctx context.Context) error {
 	}
 	srv := s.controlServer()
 	s.server = srv
+	// Only root reaches the socket, but a client of root's that stalls
+	// must not hold the agent's way to the VM either: see peerconn.Limit.
+	capped := &peerconn.Listener{UnixListener: ln.(*net.UnixListener), Limit: peerconn.NewLimit(controlConnsPerUID), Log: s.log}
 	// The socket outlives this step, whose ctx ends with it: requests end
 	// when their client leaves or teardown shuts the socket down.
-	go s.serve(context.WithoutCancel(ctx), srv, ln)
+	go s.serve(context.WithoutCancel(ctx), srv, capped)
 	return nil
 }
+
+// controlConnsPerUID caps a peer's connections to the control socket. The
+// agent holds one event stream and the calls in flight.
+const controlConnsPerUID = 64
 
 // serve runs the control socket until teardown shuts it down. An earlier
 // end leaves the VM running but out of the agent's reach, so it is logged.

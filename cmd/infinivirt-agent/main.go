@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -45,6 +44,7 @@ func run() error {
 		romDir                              string
 		debug                               bool
 	)
+	limits := agent.DefaultServerLimits
 	flag.StringVar(&layout.StateDir, "state-dir", layout.StateDir, "persistent state: VM specs, disks, event logs")
 	flag.StringVar(&layout.RunDir, "run-dir", layout.RunDir, "runtime directory: sockets")
 	flag.StringVar(&socket, "socket", "", "API socket (default <run-dir>/agent.sock)")
@@ -61,6 +61,7 @@ func run() error {
 	flag.StringVar(&uefiCode, "uefi-code", agent.DefaultUEFICode, "OVMF Secure Boot firmware for Windows VMs")
 	flag.StringVar(&uefiVars, "uefi-vars", agent.DefaultUEFIVars, "OVMF variable store with Microsoft's keys, copied for each Windows VM")
 	flag.StringVar(&romDir, "rom-dir", "", "the only directory PCI devices' option ROM files may come from (default <state-dir>/roms)")
+	flag.IntVar(&limits.ConnsPerUID, "conns-per-uid", limits.ConnsPerUID, "connections each peer uid may hold on the API socket (0: no cap)")
 	flag.BoolVar(&debug, "debug", false, "debug logging")
 	flag.Parse()
 	if socket == "" {
@@ -106,17 +107,13 @@ func run() error {
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	ln, err := agent.Listen(socket, group, log)
+	ln, err := agent.Listen(socket, group, limits.ConnsPerUID, log)
 	if err != nil {
 		return fmt.Errorf("API socket: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           httpapi.Handler(a),
-		ReadHeaderTimeout: 10 * time.Second,
-		// Requests end with the agent: event streams close, and a create
-		// still under way rolls back rather than being cut half-done.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
+	// Requests end with the agent: event streams close, and a create
+	// still under way rolls back rather than being cut half-done.
+	srv := agent.NewServer(ctx, httpapi.Handler(a), limits)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)

@@ -119,6 +119,11 @@ func DeadlineExceeded(format string, args ...any) *Error {
 	return &Error{Code: CodeDeadlineExceeded, Message: fmt.Sprintf(format, args...)}
 }
 
+// PermissionDenied reports a caller that may not do what it asked.
+func PermissionDenied(format string, args ...any) *Error {
+	return &Error{Code: CodePermissionDenied, Message: fmt.Sprintf(format, args...)}
+}
+
 // Internal reports a failure that is nobody's input's fault.
 func Internal(format string, args ...any) *Error {
 	return &Error{Code: CodeInternal, Message: fmt.Sprintf(format, args...)}

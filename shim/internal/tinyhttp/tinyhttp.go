@@ -22,14 +22,27 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/infinibay/infinivirt/pkg/peerconn"
 )
 
 // Limits on what a client may send.
 const (
 	maxHeaderBytes = 16 << 10
 	maxBodyBytes   = 1 << 20
-	readTimeout    = 10 * time.Second
 )
+
+// Limits bound the time a client has to send its request. There is no idle
+// timeout apart from them: a connection carries one request, and the time
+// before its first byte counts against HeaderTimeout. Nothing bounds the
+// answer, so a stream lasts as long as its handler.
+type Limits struct {
+	HeaderTimeout time.Duration // from the connection's start to the end of the headers
+	BodyTimeout   time.Duration // from the end of the headers to the end of the body
+}
+
+// DefaultLimits are a new server's.
+var DefaultLimits = Limits{HeaderTimeout: 10 * time.Second, BodyTimeout: 10 * time.Second}
 
 // Request is a parsed request.
 type Request struct {
@@ -79,7 +92,13 @@ func (w *Response) Flush() error { return w.w.Flush() }
 type HandlerFunc func(ctx context.Context, w *Response, r *Request)
 
 // Server routes "METHOD /path" patterns (exact paths) to handlers.
+//
+// When its listener hands out *peerconn.Conn, it marks each request on its
+// connection as served from the moment it is read in full, so that the
+// listener's cap tells stalled connections from working ones.
 type Server struct {
+	// Limits may be changed before Serve.
+	Limits Limits
 	routes map[string]HandlerFunc
 
 	mu     sync.Mutex
@@ -91,7 +110,7 @@ type Server struct {
 
 // New returns a server with no routes.
 func New() *Server {
-	return &Server{routes: map[string]HandlerFunc{}, conns: map[net.Conn]context.CancelFunc{}}
+	return &Server{Limits: DefaultLimits, routes: map[string]HandlerFunc{}, conns: map[net.Conn]context.CancelFunc{}}
 }
 
 // Handle registers h for a pattern like "GET /v1/status".
@@ -199,14 +218,20 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	}()
 	// Writes below fail only once the client has gone: nobody is left to
 	// tell, and the connection closes on return.
-	if err := c.SetReadDeadline(time.Now().Add(readTimeout)); err != nil {
+	if err := c.SetReadDeadline(time.Now().Add(s.Limits.HeaderTimeout)); err != nil {
 		return
 	}
 	br := bufio.NewReaderSize(c, 4096)
 	bw := bufio.NewWriterSize(c, 4096)
 	defer func() { _ = bw.Flush() }()
 	resp := &Response{w: bw}
-	req, err := ReadRequest(br)
+	req, n, err := readHead(br)
+	if err == nil && n > 0 {
+		if err = c.SetReadDeadline(time.Now().Add(s.Limits.BodyTimeout)); err != nil {
+			return
+		}
+		err = readBody(br, req, n)
+	}
 	if err != nil {
 		_ = resp.Start(400, "text/plain; charset=utf-8")
 		_, _ = resp.Write([]byte(err.Error() + "\n"))
@@ -214,6 +239,12 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	}
 	if err := c.SetReadDeadline(time.Time{}); err != nil {
 		return
+	}
+	if pc, ok := c.(*peerconn.Conn); ok {
+		if !pc.Begin() {
+			return // closed to make room: nobody would hear the answer
+		}
+		defer pc.End()
 	}
 	// The client half-closing or resetting ends the request's context.
 	go func() {
@@ -240,6 +271,19 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 
 // ReadRequest parses one HTTP/1.x request from r.
 func ReadRequest(r *bufio.Reader) (*Request, error) {
+	req, n, err := readHead(r)
+	if err == nil && n > 0 {
+		err = readBody(r, req, n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// readHead parses a request's line and headers, and returns the length of
+// the body that follows.
+func readHead(r *bufio.Reader) (*Request, int, error) {
 	total := 0
 	// Lines are read a buffer at a time, so a client that never sends a
 	// newline is refused at maxHeaderBytes instead of filling memory.
@@ -263,49 +307,54 @@ func ReadRequest(r *bufio.Reader) (*Request, error) {
 	}
 	line, err := readLine()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	parts := strings.Split(line, " ")
 	if len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/1.") || parts[0] == "" {
-		return nil, fmt.Errorf("malformed request line %q", line)
+		return nil, 0, fmt.Errorf("malformed request line %q", line)
 	}
 	u, err := url.ParseRequestURI(parts[1])
 	if err != nil {
-		return nil, fmt.Errorf("malformed target: %w", err)
+		return nil, 0, fmt.Errorf("malformed target: %w", err)
 	}
 	query, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("malformed query: %w", err)
+		return nil, 0, fmt.Errorf("malformed query: %w", err)
 	}
 	req := &Request{Method: parts[0], Path: u.Path, Query: query, Header: map[string]string{}}
 	for {
 		line, err := readLine()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if line == "" {
 			break
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("malformed header %q", line)
+			return nil, 0, fmt.Errorf("malformed header %q", line)
 		}
 		req.Header[strings.ToLower(k)] = strings.TrimSpace(v)
 	}
 	if te := req.Header["transfer-encoding"]; te != "" {
-		return nil, fmt.Errorf("transfer-encoding %q is not supported; send Content-Length", te)
+		return nil, 0, fmt.Errorf("transfer-encoding %q is not supported; send Content-Length", te)
 	}
+	n := 0
 	if cl := req.Header["content-length"]; cl != "" {
-		n, err := strconv.Atoi(cl)
+		n, err = strconv.Atoi(cl)
 		if err != nil || n < 0 || n > maxBodyBytes {
-			return nil, fmt.Errorf("bad content-length %q", cl)
-		}
-		req.Body = make([]byte, n)
-		if _, err := io.ReadFull(r, req.Body); err != nil {
-			return nil, fmt.Errorf("short body: %w", err)
+			return nil, 0, fmt.Errorf("bad content-length %q", cl)
 		}
 	}
-	return req, nil
+	return req, n, nil
+}
+
+func readBody(r *bufio.Reader, req *Request, n int) error {
+	req.Body = make([]byte, n)
+	if _, err := io.ReadFull(r, req.Body); err != nil {
+		return fmt.Errorf("short body: %w", err)
+	}
+	return nil
 }
 
 func statusText(code int) string {

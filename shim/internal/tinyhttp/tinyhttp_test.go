@@ -25,6 +25,12 @@ func serve(t *testing.T, s *Server) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, s, ln, sock)
+}
+
+// serveOn serves s on ln, bound to sock, and returns a net/http client for it.
+func serveOn(t *testing.T, s *Server, ln net.Listener, sock string) *http.Client {
+	t.Helper()
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(context.Background(), ln) }()
 	t.Cleanup(func() {
