@@ -21,6 +21,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/unixhttp"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
 // Route is one operation of the API. The table (Routes) is both what the
@@ -57,12 +58,20 @@ type Param struct {
 	In          string // "path", "query" or "header"
 	Type        reflect.Type
 	Description string
+	// Format is the value's OpenAPI format, such as uuid; empty for none.
+	Format string
+	// Check, for a path parameter, refuses a malformed value before the
+	// handler runs: a VM id that is no UUID names no VM, and saying
+	// InvalidArgument tells the caller its request, not the VM, is wrong.
+	Check func(value string) error
 }
 
 // PathParams describes every path parameter the table uses.
 var PathParams = map[string]Param{
-	"id":       {Name: "id", In: "path", Type: typeOf[string](), Description: "the VM's UUID"},
-	"dept":     {Name: "dept", In: "path", Type: typeOf[string](), Description: "a department id: 1 to 63 lower-case letters, digits or '-'"},
+	"id": {Name: "id", In: "path", Type: typeOf[string](), Description: "the VM's UUID, in lower case", Format: "uuid",
+		Check: checkVMID},
+	"dept": {Name: "dept", In: "path", Type: typeOf[string](), Description: "a department id: 1 to 63 lower-case letters, digits or '-'",
+		Check: func(v string) error { return vmspec.CheckDepartmentID("dept", v) }},
 	"preset":   {Name: "preset", In: "path", Type: typeOf[api.FirewallPreset](), Description: "a service preset"},
 	"name":     {Name: "name", In: "path", Type: typeOf[string](), Description: "a bridge name"},
 	"cd":       {Name: "cd", In: "path", Type: typeOf[string](), Description: "a CD-ROM drive's name (cd0)"},
@@ -87,10 +96,37 @@ var Tags = []struct{ Name, Description string }{
 	{"meta", "The API's description"},
 }
 
-// Routes is the route table, in the order the document lists it.
+// Routes is the route table, in the order the document lists it. A route
+// with a checked path parameter answers InvalidArgument too.
 func Routes() []Route {
-	return slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
+	routes := slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
 		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, imageRoutes, hostRoutes, pciRoutes)
+	for i, rt := range routes {
+		if len(checkedParams(rt.Path)) > 0 && !slices.Contains(rt.Errors, errdefs.CodeInvalidArgument) {
+			routes[i].Errors = slices.Concat([]errdefs.Code{errdefs.CodeInvalidArgument}, rt.Errors)
+		}
+	}
+	return routes
+}
+
+// checkedParams are the path parameters of path that have a Check.
+func checkedParams(path string) []Param {
+	var out []Param
+	for _, seg := range strings.Split(path, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			if p := PathParams[strings.TrimSuffix(name, "}")]; p.Check != nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func checkVMID(id string) error {
+	if !vmspec.ValidID(id) {
+		return errdefs.Invalid("id", "path parameter id must be a VM's UUID in lower case, got %q", id)
+	}
+	return nil
 }
 
 // errsWrite are the error classes most operations that change a VM share.
@@ -110,7 +146,16 @@ func Handler(a *agent.Agent) http.Handler {
 	mux := http.NewServeMux()
 	methods := map[string]bool{}
 	for _, rt := range Routes() {
-		mux.HandleFunc(rt.Method+" "+rt.Path, func(w http.ResponseWriter, r *http.Request) { rt.handle(s, w, r) })
+		checks := checkedParams(rt.Path)
+		mux.HandleFunc(rt.Method+" "+rt.Path, func(w http.ResponseWriter, r *http.Request) {
+			for _, p := range checks {
+				if err := p.Check(r.PathValue(p.Name)); err != nil {
+					unixhttp.WriteError(w, err)
+					return
+				}
+			}
+			rt.handle(s, w, r)
+		})
 		methods[rt.Method] = true
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -169,9 +214,13 @@ func respond(w http.ResponseWriter, code int, v any, err error) {
 	writeJSON(w, code, v)
 }
 
-// writeJSON answers code with v, indented. v is encoded before anything
-// is sent, so that a value that cannot be encoded still gets a typed error.
+// writeJSON answers code with v, indented, with no null for a list. v is
+// encoded before anything is sent, so that a value that cannot be encoded
+// still gets a typed error.
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	if v != nil {
+		v = emptyArrays(reflect.ValueOf(v)).Interface()
+	}
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		unixhttp.WriteError(w, errdefs.Internal("encode the answer: %v", err))

@@ -34,6 +34,10 @@ type document struct {
 	Paths   map[string]map[string]struct {
 		OperationID string   `json:"operationId"`
 		Tags        []string `json:"tags"`
+		Parameters  []struct {
+			Name   string         `json:"name"`
+			Schema map[string]any `json:"schema"`
+		} `json:"parameters"`
 		RequestBody *struct {
 			Content map[string]struct {
 				Schema map[string]any `json:"schema"`
@@ -142,8 +146,8 @@ func TestEnumsComeFromTheConstants(t *testing.T) {
 	}
 }
 
-// TestRequiredFollowsTheTags: a field without omitempty is required, unless
-// the server has a default for it.
+// TestRequiredFollowsTheTags: a field without omitempty is required, in a
+// request unless the server has a default for it.
 func TestRequiredFollowsTheTags(t *testing.T) {
 	doc := load(t)
 	required := func(schema string) []string {
@@ -168,11 +172,35 @@ func TestRequiredFollowsTheTags(t *testing.T) {
 	if start["default"] != true {
 		t.Errorf("start: default %v, want true", start["default"])
 	}
-	if slices.Contains(required("FirewallRule"), "priority") || !slices.Contains(required("FirewallRule"), "action") {
-		t.Errorf("FirewallRule required %v", required("FirewallRule"))
-	}
 	if !slices.Contains(required("VM"), "status") || slices.Contains(required("VM"), "install") {
 		t.Errorf("VM required %v", required("VM"))
+	}
+	// A field with a default is always in answers: a type that has one, and
+	// that answers carry, gets a schema of its own for requests, named
+	// with Input, where the field is optional.
+	for _, c := range []struct{ schema, field string }{{"FirewallRule", "priority"}, {"VMFirewall", "department"}} {
+		if !slices.Contains(required(c.schema), c.field) {
+			t.Errorf("%s: %s is not required in answers", c.schema, c.field)
+		}
+		if in := required(c.schema + "Input"); slices.Contains(in, c.field) || len(in) == 0 {
+			t.Errorf("%sInput required %v; want %s optional", c.schema, in, c.field)
+		}
+	}
+	body := func(method, path string) any {
+		return doc.Paths[path][method].RequestBody.Content["application/json"].Schema["$ref"]
+	}
+	for _, c := range []struct{ method, path, schema string }{
+		{"post", "/v1/vms", "CreateVMInput"},
+		{"put", "/v1/departments/{dept}", "DepartmentInput"},
+		{"put", "/v1/vms/{id}/firewall", "VMFirewallInput"},
+	} {
+		if got := body(c.method, c.path); got != "#/components/schemas/"+c.schema {
+			t.Errorf("%s %s takes %v, want %s", c.method, c.path, got, c.schema)
+		}
+	}
+	// A VM id is a UUID, so the document says so.
+	if p := doc.Paths["/v1/vms/{id}"]["get"].Parameters; len(p) != 1 || p[0].Schema["format"] != "uuid" {
+		t.Errorf("GET /v1/vms/{id} parameters %+v", p)
 	}
 }
 

@@ -15,9 +15,14 @@ import (
 // Filled returns a T with every exported field set to a value of its own,
 // so that a conversion that drops or mixes up a field shows in the JSON.
 func Filled[T any]() T {
-	var v T
+	return FilledValue(reflect.TypeFor[T]()).Interface().(T)
+}
+
+// FilledValue is Filled for a type known at run time.
+func FilledValue(t reflect.Type) reflect.Value {
+	v := reflect.New(t).Elem()
 	n := 0
-	fill(reflect.ValueOf(&v).Elem(), &n)
+	fill(v, &n)
 	return v
 }
 

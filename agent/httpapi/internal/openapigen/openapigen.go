@@ -31,7 +31,13 @@ const module = "github.com/infinibay/infinivirt"
 // where the source of the types is read.
 func Generate(routes []httpapi.Route, root string) ([]byte, error) {
 	g := &generator{root: root, parsed: map[string]bool{}, docs: map[string]string{},
-		enums: map[string][]enumValue{}, schemas: map[string]any{}, responses: map[string]any{}, names: map[reflect.Type]string{}}
+		enums: map[string][]enumValue{}, schemas: map[string]any{}, responses: map[string]any{}, names: map[variant]string{},
+		answered: map[reflect.Type]bool{}}
+	for _, rt := range routes {
+		if rt.Response != nil {
+			g.markAnswered(rt.Response)
+		}
+	}
 	doc, err := g.document(routes)
 	if err != nil {
 		return nil, err
@@ -56,14 +62,25 @@ type generator struct {
 	schemas map[string]any         // components.schemas
 	// responses are the error answers, by the classes they carry.
 	responses map[string]any
-	names     map[reflect.Type]string
+	names     map[variant]string
+	// answered are the structs that answers carry.
+	answered map[reflect.Type]bool
+}
+
+// variant is a type's schema in one direction: as a request sends it
+// (request true) or as an answer carries it.
+type variant struct {
+	t       reflect.Type
+	request bool
 }
 
 const info = "REST/JSON on the agent's Unix socket, /run/infinivirt/agent.sock (mode 0660, group infinivirt; " +
 	"the agent checks each peer's credentials and answers 403 PermissionDenied to anyone but root, its own user " +
 	"and the group). Try it with `curl --unix-socket /run/infinivirt/agent.sock http://local/v1/vms`. " +
 	"Every refusal is an ErrorBody: {\"error\": {\"code\", \"field\", \"message\"}}, its code one of the classes " +
-	"below and field the request field at fault; a refused request changes nothing. " +
+	"below and field the request field at fault; a refused request changes nothing. A malformed path parameter " +
+	"(a VM id that is no UUID) is InvalidArgument naming it, an unknown path NotFound, and a method the path " +
+	"does not take MethodNotAllowed with an Allow header. An answer never carries null for a list. " +
 	"This document is generated from the route table (agent/httpapi) and the pkg/api types: `go generate ./agent/httpapi`."
 
 func (g *generator) document(routes []httpapi.Route) (map[string]any, error) {
@@ -81,7 +98,7 @@ func (g *generator) document(routes []httpapi.Route) (map[string]any, error) {
 		ops[strings.ToLower(rt.Method)] = op
 	}
 	// The power verbs are path segments; their enum is still worth a schema.
-	if _, err := g.schema(reflect.TypeFor[api.PowerOp]()); err != nil {
+	if _, err := g.schema(reflect.TypeFor[api.PowerOp](), false); err != nil {
 		return nil, err
 	}
 	var tags []any
@@ -125,9 +142,12 @@ func (g *generator) operation(rt httpapi.Route) (map[string]any, error) {
 	var list []any
 	for _, p := range append(params, anySlice(rt.Params)...) {
 		p := p.(httpapi.Param)
-		s, err := g.schema(p.Type)
+		s, err := g.schema(p.Type, true)
 		if err != nil {
 			return nil, err
+		}
+		if p.Format != "" {
+			s = withSiblings(s, map[string]any{"format": p.Format})
 		}
 		list = append(list, map[string]any{"name": p.Name, "in": p.In, "required": p.In == "path",
 			"description": p.Description, "schema": s})
@@ -136,7 +156,7 @@ func (g *generator) operation(rt httpapi.Route) (map[string]any, error) {
 		op["parameters"] = list
 	}
 	if rt.Request != nil {
-		s, err := g.schema(rt.Request)
+		s, err := g.schema(rt.Request, true)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +170,7 @@ func (g *generator) operation(rt httpapi.Route) (map[string]any, error) {
 		}
 		responses[strconv.Itoa(code)] = r
 	}
-	errBody, err := g.schema(reflect.TypeFor[api.ErrorBody]())
+	errBody, err := g.schema(reflect.TypeFor[api.ErrorBody](), false)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +203,7 @@ func (g *generator) success(rt httpapi.Route, code int) (map[string]any, error) 
 	if rt.Response == nil {
 		return r, nil
 	}
-	s, err := g.schema(rt.Response)
+	s, err := g.schema(rt.Response, false)
 	if err != nil {
 		return nil, err
 	}
@@ -206,9 +226,10 @@ var (
 	prefixType = reflect.TypeFor[netip.Prefix]()
 )
 
-// schema returns the schema of t: a $ref for named structs and enums, which
-// it adds to the components on first use.
-func (g *generator) schema(t reflect.Type) (map[string]any, error) {
+// schema returns the schema of t, in a request when request is set and in
+// an answer otherwise: a $ref for named structs and enums, which it adds to
+// the components on first use.
+func (g *generator) schema(t reflect.Type, request bool) (map[string]any, error) {
 	switch t {
 	case timeType:
 		return map[string]any{"type": "string", "format": "date-time"}, nil
@@ -217,12 +238,12 @@ func (g *generator) schema(t reflect.Type) (map[string]any, error) {
 	case prefixType:
 		return map[string]any{"type": "string", "description": "an address and prefix length, 10.0.0.1/24"}, nil
 	}
-	if name, ok := g.names[t]; ok {
+	if name, ok := g.names[g.variantOf(t, request)]; ok {
 		return ref(name), nil
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
-		return g.schema(t.Elem())
+		return g.schema(t.Elem(), request)
 	case reflect.Bool:
 		return map[string]any{"type": "boolean"}, nil
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
@@ -234,7 +255,7 @@ func (g *generator) schema(t reflect.Type) (map[string]any, error) {
 	case reflect.String:
 		return g.stringSchema(t)
 	case reflect.Slice, reflect.Array:
-		items, err := g.schema(t.Elem())
+		items, err := g.schema(t.Elem(), request)
 		if err != nil {
 			return nil, err
 		}
@@ -246,7 +267,7 @@ func (g *generator) schema(t reflect.Type) (map[string]any, error) {
 		if t.Elem().Kind() == reflect.Interface {
 			return map[string]any{"type": "object"}, nil
 		}
-		v, err := g.schema(t.Elem())
+		v, err := g.schema(t.Elem(), request)
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +275,7 @@ func (g *generator) schema(t reflect.Type) (map[string]any, error) {
 	case reflect.Interface:
 		return map[string]any{}, nil
 	case reflect.Struct:
-		return g.structSchema(t)
+		return g.structSchema(t, request)
 	}
 	return nil, fmt.Errorf("%s: no schema for kind %s", t, t.Kind())
 }
@@ -281,16 +302,78 @@ func withSiblings(s, extra map[string]any) map[string]any {
 
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
 
-// register names t in the components, telling apart two types of one name.
-func (g *generator) register(t reflect.Type) string {
-	name := t.Name()
+// register names a variant in the components, telling apart two types of
+// one name. The request variant of a struct that answers also carry, when it
+// differs, is the type's name with Input added.
+func (g *generator) register(v variant) string {
+	name := v.t.Name()
+	if v.request && g.answered[v.t] {
+		name += "Input"
+	}
 	for _, other := range g.names {
 		if other == name {
-			name = filepath.Base(t.PkgPath()) + name
+			name = filepath.Base(v.t.PkgPath()) + name
 		}
 	}
-	g.names[t] = name
+	g.names[v] = name
 	return name
+}
+
+// variantOf is the variant t's schema is in: a struct whose request schema
+// differs from its answer's has two, every other type one, shared by both
+// directions.
+func (g *generator) variantOf(t reflect.Type, request bool) variant {
+	return variant{t, request && t.Kind() == reflect.Struct && g.differ(t, map[reflect.Type]bool{})}
+}
+
+// differ reports whether a struct's request schema differs from its answer
+// schema: whether it, or a struct it holds, has a field with a default
+// (required in answers, which always carry it, and not in requests).
+func (g *generator) differ(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] || t == timeType || t == addrType || t == prefixType {
+		return false
+	}
+	seen[t] = true
+	for i := range t.NumField() {
+		f := t.Field(i)
+		_, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if _, hasDefault := f.Tag.Lookup("default"); hasDefault && !strings.Contains(opts, "omitempty") {
+			return true
+		}
+		if e := elemStruct(f.Type); e != nil && g.differ(e, seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// elemStruct is the struct a type holds, through pointers, slices and maps;
+// nil when it holds none.
+func elemStruct(t reflect.Type) reflect.Type {
+	for {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+			t = t.Elem()
+		case reflect.Struct:
+			return t
+		default:
+			return nil
+		}
+	}
+}
+
+// markAnswered records the structs an answer of type t carries.
+func (g *generator) markAnswered(t reflect.Type) {
+	e := elemStruct(t)
+	if e == nil || g.answered[e] {
+		return
+	}
+	g.answered[e] = true
+	for i := range e.NumField() {
+		if f := e.Field(i); f.IsExported() || f.Anonymous {
+			g.markAnswered(f.Type)
+		}
+	}
 }
 
 func (g *generator) stringSchema(t reflect.Type) (map[string]any, error) {
@@ -322,22 +405,22 @@ func (g *generator) stringSchema(t reflect.Type) (map[string]any, error) {
 	if desc != "" {
 		s["description"] = desc
 	}
-	name := g.register(t)
+	name := g.register(variant{t: t})
 	g.schemas[name] = s
 	return ref(name), nil
 }
 
-func (g *generator) structSchema(t reflect.Type) (map[string]any, error) {
+func (g *generator) structSchema(t reflect.Type, request bool) (map[string]any, error) {
 	var name string
 	if t.Name() != "" {
 		if err := g.read(t.PkgPath()); err != nil {
 			return nil, err
 		}
-		name = g.register(t) // before the fields: a type may contain itself
+		name = g.register(g.variantOf(t, request)) // before the fields: a type may contain itself
 	}
 	props := map[string]any{}
 	var required []string
-	if err := g.fields(t, props, &required); err != nil {
+	if err := g.fields(t, request, props, &required); err != nil {
 		return nil, err
 	}
 	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
@@ -355,10 +438,13 @@ func (g *generator) structSchema(t reflect.Type) (map[string]any, error) {
 	return ref(name), nil
 }
 
-// fields adds t's JSON fields, those of embedded structs included. A field
-// is required when it has no omitempty and no server default (a default
-// tag, whose JSON value the document shows).
-func (g *generator) fields(t reflect.Type, props map[string]any, required *[]string) error {
+// fields adds t's JSON fields, those of embedded structs included, as
+// pkg/api's tag convention has them. A field without omitempty is in every
+// answer, so required there, and required in a request unless it has a
+// server default (a default tag, whose JSON value the document shows). Such
+// a field that is a pointer may be null; a nil slice or map is never sent
+// as null, see writeJSON.
+func (g *generator) fields(t reflect.Type, request bool, props map[string]any, required *[]string) error {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -367,7 +453,7 @@ func (g *generator) fields(t reflect.Type, props map[string]any, required *[]str
 		}
 		name, opts, _ := strings.Cut(tag, ",")
 		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
-			if err := g.fields(f.Type, props, required); err != nil {
+			if err := g.fields(f.Type, request, props, required); err != nil {
 				return err
 			}
 			continue
@@ -375,7 +461,7 @@ func (g *generator) fields(t reflect.Type, props map[string]any, required *[]str
 		if name == "" {
 			name = f.Name
 		}
-		s, err := g.schema(f.Type)
+		s, err := g.schema(f.Type, request)
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", t, f.Name, err)
 		}
@@ -395,8 +481,12 @@ func (g *generator) fields(t reflect.Type, props map[string]any, required *[]str
 			}
 			extra["default"] = v
 		}
+		omitempty := strings.Contains(opts, "omitempty")
+		if !omitempty && f.Type.Kind() == reflect.Pointer {
+			extra["nullable"] = true
+		}
 		props[name] = withSiblings(s, extra)
-		if !strings.Contains(opts, "omitempty") && !hasDefault {
+		if !omitempty && (!request || !hasDefault) {
 			*required = append(*required, name)
 		}
 	}
