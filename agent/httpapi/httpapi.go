@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path"
 	"reflect"
 	"slices"
 	"strconv"
@@ -175,7 +176,24 @@ func Handler(a *agent.Agent) http.Handler {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		unixhttp.WriteError(w, errdefs.MethodNotAllowed("%s %s: allowed methods are %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
 	})
-	return mux
+	// net/http's mux would redirect a path with "//" or ".." in it, with an
+	// HTML body; an API names each resource one way only.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
+			unixhttp.WriteError(w, errdefs.NotFound("no route for %s %s; the path is spelled %s", r.Method, r.URL.Path, clean))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath is p without empty, "." or ".." segments, its trailing slash kept.
+func cleanPath(p string) string {
+	clean := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
 }
 
 // maxBody bounds request bodies: a create request is well under a KiB.

@@ -88,6 +88,9 @@ func TestUnroutedAnswersAreTyped(t *testing.T) {
 		{http.MethodPatch, "/v1/vms", http.StatusMethodNotAllowed, errdefs.CodeMethodNotAllowed, "GET, POST"},
 		{http.MethodGet, "/v1/vms/x/powerOn", http.StatusMethodNotAllowed, errdefs.CodeMethodNotAllowed, "POST"},
 		{http.MethodPost, "/v1/health", http.StatusMethodNotAllowed, errdefs.CodeMethodNotAllowed, "GET"},
+		{http.MethodGet, "/v1//vms", http.StatusNotFound, errdefs.CodeNotFound, ""},
+		{http.MethodPost, "/v1/vms/../health", http.StatusNotFound, errdefs.CodeNotFound, ""},
+		{http.MethodGet, "/v1/vms/", http.StatusNotFound, errdefs.CodeNotFound, ""},
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
