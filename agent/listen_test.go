@@ -22,6 +22,7 @@ import (
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/peerconn/stalltest"
 )
 
 // quickLimits end stalled requests soon, so that the tests wait little;
@@ -80,48 +81,6 @@ func unixClient(sock string) *http.Client {
 	}}}
 }
 
-// stalled are the two ways to send half a request: headers cut short, and
-// a body cut short.
-var stalled = []string{
-	"GET /v1/vms HTTP/1.1\r\nHost: local\r\nX-Half: ",
-	"POST /v1/vms HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\":",
-}
-
-// stall opens n connections that each send half a request.
-func stall(sock string, n int) ([]net.Conn, error) {
-	var conns []net.Conn
-	for i := range n {
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			return conns, err
-		}
-		conns = append(conns, c)
-		if _, err := io.WriteString(c, stalled[i%len(stalled)]); err != nil {
-			return conns, err
-		}
-	}
-	return conns, nil
-}
-
-// waitClosed waits until the server has closed every one of conns: a read
-// ends (EOF, or a reset after a refusal or a 400) other than by the
-// client's own deadline, which is generous.
-func waitClosed(conns []net.Conn) error {
-	deadline := time.Now().Add(waitLimit)
-	for i, c := range conns {
-		if err := c.SetReadDeadline(deadline); err != nil {
-			return err
-		}
-		_, err := io.Copy(io.Discard, c)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("stalled connection %d of %d is still open after %s", i+1, len(conns), waitLimit)
-		}
-		c.Close()
-	}
-	return nil
-}
-
 // TestHelperStalledPeer is not a test: run as another user by
 // TestStalledConnectionsBesideANormalRequest, it is that user's client
 // that stalls.
@@ -131,13 +90,13 @@ func TestHelperStalledPeer(t *testing.T) {
 		t.Skip("only run as a helper process")
 	}
 	n, _ := strconv.Atoi(os.Getenv("INFINIVIRT_TEST_STALL_COUNT"))
-	conns, err := stall(sock, n)
+	conns, err := stalltest.Stall(sock, n)
 	if err != nil {
 		fmt.Println("stall failed:", err)
 		os.Exit(1)
 	}
 	fmt.Println("stalled", len(conns))
-	if err := waitClosed(conns); err != nil {
+	if err := stalltest.WaitClosed(conns, waitLimit); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
@@ -217,7 +176,7 @@ func TestStalledConnectionsBesideANormalRequest(t *testing.T) {
 	})
 	sock := apiSocket(t, h, quickLimits)
 	waitNobody := runAsNobody(t, sock, 150)
-	mine, err := stall(sock, 150)
+	mine, err := stalltest.Stall(sock, 150)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +187,7 @@ func TestStalledConnectionsBesideANormalRequest(t *testing.T) {
 			t.Fatalf("normal request %d beside stalled ones: %d %q %v", i, code, body, err)
 		}
 	}
-	if err := waitClosed(mine); err != nil {
+	if err := stalltest.WaitClosed(mine, waitLimit); err != nil {
 		t.Fatal(err)
 	}
 	if msg := waitNobody(); msg != "" {
@@ -290,11 +249,11 @@ func TestDeadlinesDoNotCutAnswers(t *testing.T) {
 	go send(c, waited, answers)
 	<-started
 	<-started
-	late, err := stall(sock, 2)
+	late, err := stalltest.Stall(sock, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := waitClosed(late); err != nil {
+	if err := stalltest.WaitClosed(late, waitLimit); err != nil {
 		t.Fatal(err)
 	}
 	close(release)

@@ -2,7 +2,6 @@ package tinyhttp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/peerconn"
+	"github.com/infinibay/infinivirt/pkg/peerconn/stalltest"
 )
 
 // waitLimit bounds the waits for the server to act; it is a deadline for a
@@ -34,42 +34,25 @@ func serveCapped(t *testing.T, s *Server, perUID int) (*http.Client, string) {
 	return serveOn(t, s, capped, sock), sock
 }
 
-// stall opens n connections that each send half a request: headers cut
-// short, or a body cut short.
+// stall opens n connections that each send half a request.
 func stall(t *testing.T, sock string, n int) []net.Conn {
 	t.Helper()
-	halves := []string{
-		"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Half: ",
-		"POST /v1/power HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"op\":",
-	}
-	var conns []net.Conn
-	for i := range n {
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
+	conns, err := stalltest.Stall(sock, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
 		}
-		t.Cleanup(func() { c.Close() })
-		if _, err := io.WriteString(c, halves[i%len(halves)]); err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return conns
 }
 
-// waitClosed waits until the server has closed every one of conns.
 func waitClosed(t *testing.T, conns []net.Conn) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for i, c := range conns {
-		if err := c.SetReadDeadline(deadline); err != nil {
-			t.Fatal(err)
-		}
-		_, err := io.Copy(io.Discard, c)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("stalled connection %d of %d is still open after %s", i+1, len(conns), waitLimit)
-		}
+	if err := stalltest.WaitClosed(conns, waitLimit); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -80,13 +63,13 @@ func waitClosed(t *testing.T, conns []net.Conn) {
 func TestStalledRequestsBesideANormalOne(t *testing.T) {
 	s := New()
 	s.Limits = quickLimits
-	s.Handle("GET /v1/status", func(_ context.Context, w *Response, _ *Request) {
+	s.Handle("GET /v1/vms", func(_ context.Context, w *Response, _ *Request) {
 		_, _ = io.WriteString(w, `"ok"`)
 	})
 	c, sock := serveCapped(t, s, 4)
 	conns := stall(t, sock, 40)
 	for i := range 3 {
-		resp, err := c.Get("http://x/v1/status")
+		resp, err := c.Get("http://x/v1/vms")
 		if err != nil {
 			t.Fatalf("normal request %d beside stalled ones: %v", i, err)
 		}
