@@ -63,9 +63,9 @@ type Limit struct {
 	peers map[uint32][]*Conn
 }
 
-// NewLimit caps each uid at max connections; max < 1 means no cap.
-func NewLimit(max int) *Limit {
-	return &Limit{max: max, peers: map[uint32][]*Conn{}}
+// NewLimit caps each uid at perUID connections; perUID < 1 means no cap.
+func NewLimit(perUID int) *Limit {
+	return &Limit{max: perUID, peers: map[uint32][]*Conn{}}
 }
 
 // Admit counts c against uid's cap and returns it wrapped: the wrapper's
