@@ -144,6 +144,9 @@ func TestHostDevicesUnreadable(t *testing.T) {
 	}
 }
 
+// unknownVM is a well-formed VM id that names no VM.
+const unknownVM = "00000000-0000-4000-8000-0000000000ff"
+
 // TestPCIRoutes: the attach and detach routes decode strictly, and reach
 // the agent, which answers for a VM it does not have.
 func TestPCIRoutes(t *testing.T) {
@@ -153,9 +156,10 @@ func TestPCIRoutes(t *testing.T) {
 		code               int
 		field              string
 	}{
-		{http.MethodPost, "/v1/vms/x/pci", `{"address":"01:00.0","rom":"a"}`, http.StatusBadRequest, "rom"},
-		{http.MethodPost, "/v1/vms/x/pci", `{"address":"01:00.0"}`, http.StatusNotFound, ""},
-		{http.MethodDelete, "/v1/vms/x/pci/pci0", ``, http.StatusNotFound, ""},
+		{http.MethodPost, "/v1/vms/" + unknownVM + "/pci", `{"address":"01:00.0","rom":"a"}`, http.StatusBadRequest, "rom"},
+		{http.MethodPost, "/v1/vms/" + unknownVM + "/pci", `{"address":"01:00.0"}`, http.StatusNotFound, ""},
+		{http.MethodDelete, "/v1/vms/" + unknownVM + "/pci/pci0", ``, http.StatusNotFound, ""},
+		{http.MethodDelete, "/v1/vms/x/pci/pci0", ``, http.StatusBadRequest, "id"},
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, strings.NewReader(c.body)))
