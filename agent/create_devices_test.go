@@ -44,7 +44,7 @@ func TestCreateWithDisksAndCDROMs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(deviceNames(vm.Devices), " "); got != "disk0 cd0 net0 disk1 data cd1 cd2" {
+	if got := strings.Join(deviceNames(vm.Devices), " "); got != "disk0 cd0 net0 disk1 data cd1 cd2 balloon0" {
 		t.Errorf("devices %s", got)
 	}
 	disks, err := a.Disks(ctx, vm1)
@@ -103,8 +103,9 @@ case "$1" in */data.raw) ls "$(dirname "$1")"/*.qcow2 >> `+made+`
 		{"devices[3].name", func(in *api.CreateVMInput) { in.Devices[3].Name = "data" }},
 		{"devices[0].disk.bootIndex", func(in *api.CreateVMInput) { in.Devices[0].Disk.BootIndex = 2 }},
 		{"devices", func(in *api.CreateVMInput) {
-			// Beside 4 hot-plug ports, VNC's two and net0: 23 disks fit, not 24.
-			for range 21 {
+			// Beside 4 hot-plug ports, VNC's two, the balloon and net0: 22
+			// disks fit, not 23.
+			for range 20 {
 				in.Devices = append(in.Devices, api.Device{Type: api.DeviceDisk, Disk: &api.DiskDevice{SizeBytes: 1 << 20}})
 			}
 		}},
@@ -123,26 +124,26 @@ case "$1" in */data.raw) ls "$(dirname "$1")"/*.qcow2 >> `+made+`
 		}
 		requireNothingLeft(t, a, b, vm1)
 	}
-	// The refusal says what fills the bus.
+	// The refusal says what fills the bus (the balloon takes a slot too).
 	in = withDevices(b, vm1)
-	for range 21 {
+	for range 20 {
 		in.Devices = append(in.Devices, api.Device{Type: api.DeviceDisk, Disk: &api.DiskDevice{SizeBytes: 1 << 20}})
 	}
-	if _, err := a.Create(ctx, in); err == nil || !strings.Contains(err.Error(), "24 disks") || !strings.Contains(err.Error(), "root bus") {
-		t.Errorf("24 disks: %v", err)
+	if _, err := a.Create(ctx, in); err == nil || !strings.Contains(err.Error(), "23 disks") || !strings.Contains(err.Error(), "root bus") {
+		t.Errorf("23 disks: %v", err)
 	}
 	// One disk fewer fits, and the same id is free again.
 	in.Devices = in.Devices[:len(in.Devices)-1]
 	cfg.QEMUImg = b.qemuImg
 	a2, _ := b.start(cfg)
 	if _, err := a2.Create(ctx, in); err != nil {
-		t.Fatalf("23 disks: %v", err)
+		t.Fatalf("22 disks: %v", err)
 	}
 	// Its bus is full: a disk added later would not boot either.
 	files := vmFiles(t, b, vm1)
 	_, err = a2.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 0.0625})
 	if e := errdefs.As(err); err == nil || e.Code != errdefs.CodeFailedPrecondition || !strings.Contains(e.Message, "root bus") {
-		t.Errorf("a 24th disk: %v", err)
+		t.Errorf("a 23rd disk: %v", err)
 	}
 	if after := vmFiles(t, b, vm1); !slices.Equal(after, files) {
 		t.Errorf("the refused disk changed the VM's files: %q, was %q", after, files)

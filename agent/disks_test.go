@@ -236,7 +236,7 @@ func TestDiskRemoveKeepsWhatTheVMNeeds(t *testing.T) {
 	if err := a.RemoveDisk(ctx, vm1, "disk2", false); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "only device") {
 		t.Errorf("remove the running VM's only boot disk: %v", err)
 	}
-	if got := deviceNames(a.mustGet(t, vm1).Devices); !slices.Equal(got, []string{"net0", "disk1", "disk2"}) {
+	if got := deviceNames(a.mustGet(t, vm1).Devices); !slices.Equal(got, []string{"net0", "balloon0", "disk1", "disk2"}) {
 		t.Fatalf("devices %v after the refusals", got)
 	}
 }

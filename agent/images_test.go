@@ -83,7 +83,7 @@ func TestImagesClonesAndCapture(t *testing.T) {
 			t.Errorf("add %+v: %v, want InvalidArgument naming %s", req, err, field)
 		}
 	}
-	if vm, _ := a.Get(vm2); len(vm.Devices) != 3 {
+	if vm, _ := a.Get(vm2); len(vm.Devices) != 4 { // disk0, net0, balloon0, disk1
 		t.Errorf("refused adds changed the devices: %+v", vm.Devices)
 	}
 	list, err := a.Images(ctx)

@@ -25,7 +25,7 @@ func TestCreateWithDisksAndCDROMs(t *testing.T) {
 		{Type: api.DeviceCDROM, CDROM: &api.CDROMDevice{Path: isos[1], BootIndex: 4}},
 	}
 	vm := b.createVMFrom(t, in)
-	wantNames := []string{"disk0", "cd0", "net0", "data", "disk1", "cd1"}
+	wantNames := []string{"disk0", "cd0", "net0", "data", "disk1", "cd1", "balloon0"}
 	if got := deviceNames(vm.Devices); !slices.Equal(got, wantNames) {
 		t.Fatalf("devices %v, want %v", got, wantNames)
 	}

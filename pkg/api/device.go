@@ -107,7 +107,12 @@ type BalloonDevice struct {
 	// FreePageReporting lets the guest hand free pages back to the host.
 	FreePageReporting bool `json:"freePageReporting,omitempty"`
 	// DeflateOnOOM gives the guest memory back before its OOM killer runs.
+	// The guest then keeps counting the balloon's pages as its own, so
+	// its MemTotal does not shrink.
 	DeflateOnOOM bool `json:"deflateOnOOM,omitempty"`
+	// TargetMiB is the memory the guest is asked to keep (PUT
+	// /v1/vms/{id}/balloon); 0 is all of the VM's memory.
+	TargetMiB int `json:"targetMiB,omitempty"`
 }
 
 // ChannelDevice is a virtio-serial port the guest sees by Port's name

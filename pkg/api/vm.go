@@ -49,6 +49,9 @@ type CreateVMInput struct {
 	// when SPICE is the display. Empty takes the OS's default: on for
 	// windows10, windows11, ubuntu and fedora, off for linux.
 	Audio *bool `json:"audio,omitempty"`
+	// Balloon gives the VM a virtio memory balloon, balloon0; false leaves
+	// it out, and the VM's memory can then not be reclaimed while it runs.
+	Balloon *bool `json:"balloon,omitempty" default:"true"`
 }
 
 // DirectBoot boots a kernel and initrd without firmware, as the test guest
@@ -91,6 +94,9 @@ type VM struct {
 	// Devices are all of the VM's devices; the flat fields above show the
 	// first disk, CD-ROM, NIC and PCI device.
 	Devices []Device `json:"devices"`
+	// Memory is what the VM's balloon says of its memory: only in GET
+	// /v1/vms/{id}, and only for a VM with a balloon.
+	Memory *VMMemory `json:"memory,omitempty"`
 
 	Status    Status    `json:"status"`
 	Reason    Reason    `json:"reason"`

@@ -38,7 +38,7 @@ func TestCreateInputDisksAndCDROMs(t *testing.T) {
 	want := []string{
 		"disk0 disk qcow2 1", "cd0 cdrom /isos/os.iso 2", "net0 nic " + s.NICs()[0].NIC.MAC + " br0",
 		"disk2 disk qcow2 0", "data disk raw 3", "cd1 cdrom /isos/tools.iso 4", "cd2 cdrom  0",
-		"net1 nic " + s.Device("net1").NIC.MAC + " br1", "disk3 disk qcow2 0", "disk1 disk raw 0",
+		"net1 nic " + s.Device("net1").NIC.MAC + " br1", "disk3 disk qcow2 0", "disk1 disk raw 0", "balloon0 balloon",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("devices\n got %q\nwant %q", got, want)

@@ -301,6 +301,12 @@ func (s *Spec) validateDevices() error {
 			if err := CheckHostPath(f+".tpm.stateDir", d.TPM.StateDir); err != nil {
 				return err
 			}
+		case api.DeviceBalloon:
+			if t := d.Balloon.TargetMiB; t != 0 {
+				if err := checkBalloonTarget(f+".balloon.targetMiB", t, s.MemoryMiB); err != nil {
+					return err
+				}
+			}
 		case api.DeviceChannel:
 			p := d.Channel.Port
 			if len(p) > maxPortName || !portNameRE.MatchString(p) {

@@ -142,7 +142,7 @@ func storedSpec(t *testing.T) *Spec {
 	dir := defaults.Layout.VMDir(s.ID)
 	s.AddDevice(NewDevice("", USB{VendorID: "046d", ProductID: "c52b"}))
 	s.AddDevice(NewDevice("", TPM{StateDir: filepath.Join(dir, "tpm")}))
-	s.AddDevice(NewDevice("", Balloon{FreePageReporting: true}))
+	s.Balloon().FreePageReporting = true // create gave it one
 	s.AddDevice(NewDevice("", Channel{Port: "org.qemu.guest_agent.0"}))
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestEveryDeviceTypeValidates(t *testing.T) {
 	for _, d := range s.Devices {
 		names = append(names, d.Name)
 	}
-	if got := strings.Join(names, " "); got != "disk0 cd0 net0 pci0 usb0 tpm0 balloon0 channel0" {
+	if got := strings.Join(names, " "); got != "disk0 cd0 net0 pci0 balloon0 usb0 tpm0 channel0" {
 		t.Errorf("names %s", got)
 	}
 	if s.Device("usb0").USB.VendorID != "046d" || s.Balloon() == nil || len(s.Channels()) != 1 || s.PCIs()[0].PCI.Host != "0000:01:00.0" {
@@ -205,17 +205,18 @@ func TestDeviceValidationNamesTheSpecField(t *testing.T) {
 		"devices[3].pci.functions[1]": func(s *Spec) {
 			s.Device("pci0").PCI.Functions = []string{"0000:01:00.1", "0000:01:00.1"}
 		},
-		"devices[3].pci.romFile":   func(s *Spec) { s.Device("pci0").PCI.ROMFile = "gpu.rom" },
-		"devices[4].usb.vendorId":  func(s *Spec) { s.Device("usb0").USB.VendorID = "46d" },
-		"devices[4].usb.productId": func(s *Spec) { s.Device("usb0").USB.ProductID = "C52B" },
-		"devices[5].tpm.stateDir":  func(s *Spec) { s.TPM().StateDir = "/var/lib/swtpm" },
-		"devices[7].channel.port":  func(s *Spec) { s.Device("channel0").Channel.Port = "a,b" },
-		"devices[1].name":          func(s *Spec) { s.Devices[1].Name = "disk0" },
-		"devices[2].name":          func(s *Spec) { s.Devices[2].Name = "Net-0" },
-		"devices[3].type":          func(s *Spec) { s.Devices[3].Type = "gpu" },
-		"devices[6].balloon":       func(s *Spec) { s.Devices[6].Balloon = nil },
-		"devices[6].usb":           func(s *Spec) { s.Devices[6].USB = &USB{} },
-		"devices":                  func(s *Spec) { s.RemoveDevice("net0") },
+		"devices[3].pci.romFile":       func(s *Spec) { s.Device("pci0").PCI.ROMFile = "gpu.rom" },
+		"devices[5].usb.vendorId":      func(s *Spec) { s.Device("usb0").USB.VendorID = "46d" },
+		"devices[5].usb.productId":     func(s *Spec) { s.Device("usb0").USB.ProductID = "C52B" },
+		"devices[6].tpm.stateDir":      func(s *Spec) { s.TPM().StateDir = "/var/lib/swtpm" },
+		"devices[7].channel.port":      func(s *Spec) { s.Device("channel0").Channel.Port = "a,b" },
+		"devices[1].name":              func(s *Spec) { s.Devices[1].Name = "disk0" },
+		"devices[2].name":              func(s *Spec) { s.Devices[2].Name = "Net-0" },
+		"devices[3].type":              func(s *Spec) { s.Devices[3].Type = "gpu" },
+		"devices[4].balloon":           func(s *Spec) { s.Devices[4].Balloon = nil },
+		"devices[4].usb":               func(s *Spec) { s.Devices[4].USB = &USB{} },
+		"devices[4].balloon.targetMiB": func(s *Spec) { s.Balloon().TargetMiB = s.MemoryMiB + 1 },
+		"devices":                      func(s *Spec) { s.RemoveDevice("net0") },
 	}
 	for field, mutate := range cases {
 		s := storedSpec(t)
@@ -226,6 +227,11 @@ func TestDeviceValidationNamesTheSpecField(t *testing.T) {
 		}
 	}
 	s := storedSpec(t)
+	s.AddDevice(NewDevice("", Balloon{}))
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "at most one balloon") {
+		t.Errorf("a second balloon: %v", err)
+	}
+	s = storedSpec(t)
 	s.AddDevice(NewDevice("", NIC{MAC: s.NICs()[0].NIC.MAC, Bridge: "br1"}))
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "devices[8].nic.mac") {
 		t.Errorf("a second NIC with the same MAC: %v", err)
@@ -250,7 +256,7 @@ func TestCreateInputDevices(t *testing.T) {
 	if strings.Join(got, " ") != "net0@br0 net1@br1 lan@br2" || s.Device("lan").NIC.MAC != "52:54:00:aa:00:01" {
 		t.Errorf("NICs %v, lan %+v", got, s.Device("lan").NIC)
 	}
-	if v := s.View(); v.NetworkBridge != "br0" || len(v.Devices) != 5 {
+	if v := s.View(); v.NetworkBridge != "br0" || len(v.Devices) != 6 {
 		t.Errorf("view: bridge %s, %d devices", v.NetworkBridge, len(v.Devices))
 	}
 

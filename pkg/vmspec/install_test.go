@@ -57,7 +57,7 @@ func TestInstallSpecNamesTheField(t *testing.T) {
 	cases := map[string]func(*Spec){
 		"firmware.code":           func(s *Spec) { s.Firmware.Code = "OVMF_CODE.fd" },
 		"firmware.vars":           func(s *Spec) { s.Firmware.Vars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" },
-		"devices[3].tpm.stateDir": func(s *Spec) { s.TPM().StateDir = "/var/lib/swtpm" },
+		"devices[4].tpm.stateDir": func(s *Spec) { s.TPM().StateDir = "/var/lib/swtpm" },
 		"install.state":           func(s *Spec) { s.Install.State = "halfway" },
 		"install.os":              func(s *Spec) { s.Install.OS = "ubuntu" },
 		"install.answerIso":       func(s *Spec) { s.Install.AnswerISO = "/tmp/answers.iso" },

@@ -77,7 +77,7 @@ type createOrigin struct {
 
 // createOrigins lists the devices a create request makes, in the spec's
 // order: disk0, cd0 (isoPath), net0, the request's own devices, pci0
-// (gpuPciAddress).
+// (gpuPciAddress), balloon0 (unless balloon is false).
 func createOrigins(in api.CreateVMInput) []createOrigin {
 	o := []createOrigin{{api.DeviceDisk, -1}}
 	if in.ISOPath != "" {
@@ -89,6 +89,9 @@ func createOrigins(in api.CreateVMInput) []createOrigin {
 	}
 	if in.GPUPCIAddress != "" {
 		o = append(o, createOrigin{api.DevicePCI, -1})
+	}
+	if wantsBalloon(in) {
+		o = append(o, createOrigin{api.DeviceBalloon, -1})
 	}
 	return o
 }
@@ -223,6 +226,9 @@ func mapCreateInput(in api.CreateVMInput, d Defaults) (*Spec, error) {
 	}
 	if in.GPUPCIAddress != "" {
 		s.AddDevice(NewDevice("pci0", PCI{Host: NormalPCIAddress(in.GPUPCIAddress)}))
+	}
+	if wantsBalloon(in) {
+		s.AddDevice(NewDevice(s.FreeName(api.DeviceBalloon), Balloon{}))
 	}
 	return s, nil
 }

@@ -41,7 +41,7 @@ func TestFromCreateInputNormalises(t *testing.T) {
 	if want := filepath.Join("/var/lib/infinivirt/vms", s.ID, "disk0.qcow2"); disk.Path != want {
 		t.Errorf("disk path %s", disk.Path)
 	}
-	if s.Device("disk0") == nil || s.Device("net0") == nil || len(s.Devices) != 2 {
+	if s.Device("disk0") == nil || s.Device("net0") == nil || s.Device("balloon0") == nil || len(s.Devices) != 3 {
 		t.Errorf("devices %+v", s.Devices)
 	}
 	if !strings.HasPrefix(s.NICs()[0].NIC.MAC, "52:54:00:") || s.Accel != "kvm" || s.ShutdownTimeoutSec != DefaultShutdownSec {
