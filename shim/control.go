@@ -88,6 +88,8 @@ func (s *Shim) controlServer() *tinyhttp.Server {
 	handle(srv, shimapi.RouteDiskRemove, s.removeDisk)
 	handle(srv, shimapi.RouteDiskResize, s.resizeDisk)
 	handle(srv, shimapi.RouteSnapshot, s.snapshot)
+	handle(srv, shimapi.RouteBalloon, s.queryBalloon)
+	handle(srv, shimapi.RouteBalloonSet, s.setBalloon)
 	return srv
 }
 

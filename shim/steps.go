@@ -32,6 +32,7 @@ func (s *Shim) Steps() StepList {
 		{"qmp-handshake", 60 * time.Second, s.connectQMP, s.closeQMP},
 		{"check-tpm", 10 * time.Second, s.checkTPM, nil},
 		{"arm-boot-once", 10 * time.Second, s.armBootOnce, nil},
+		{"arm-balloon", 10 * time.Second, s.armBalloon, nil},
 		{"set-display-password", 10 * time.Second, s.setDisplayPassword, nil},
 		{"serve-control-socket", 5 * time.Second, s.serveControl, s.stopControl},
 		{"await-firewall", firewallTimeout, s.awaitFirewall, nil},

@@ -52,7 +52,7 @@ func TestStartupStepsAreNamedAndOrdered(t *testing.T) {
 	for _, st := range New(Config{}).Steps() {
 		names = append(names, st.Name)
 	}
-	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "install-firewall", "prepare-devices", "start-swtpm", "start-qemu", "qmp-handshake", "check-tpm", "arm-boot-once", "set-display-password", "serve-control-socket", "await-firewall", "start-cpus"}
+	want := []string{"load-spec", "open-event-log", "prepare-runtime-dir", "install-firewall", "prepare-devices", "start-swtpm", "start-qemu", "qmp-handshake", "check-tpm", "arm-boot-once", "arm-balloon", "set-display-password", "serve-control-socket", "await-firewall", "start-cpus"}
 	if len(names) != len(want) {
 		t.Fatalf("steps %v", names)
 	}

@@ -27,6 +27,16 @@ func (c *Client) QueryStatus(ctx context.Context) (StatusInfo, error) {
 	return s, err
 }
 
+// QueryBalloon is the memory the guest has now as its balloon leaves it,
+// in bytes. It fails when the VM has no balloon.
+func (c *Client) QueryBalloon(ctx context.Context) (int64, error) {
+	var info struct {
+		Actual int64 `json:"actual"`
+	}
+	err := c.Execute(ctx, "query-balloon", nil, &info)
+	return info.Actual, err
+}
+
 // Cont starts or resumes the vCPUs.
 func (c *Client) Cont(ctx context.Context) error { return c.Execute(ctx, "cont", nil, nil) }
 

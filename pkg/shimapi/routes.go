@@ -46,6 +46,8 @@ var (
 	RouteDiskRemove   = Route[DiskRemoveRequest, Empty]{Verb: "disk-remove", Method: "POST", Path: "/v1/disks/remove"}
 	RouteDiskResize   = Route[DiskResizeRequest, Empty]{Verb: "disk-resize", Method: "POST", Path: "/v1/disks/resize"}
 	RouteSnapshot     = Route[SnapshotRequest, SnapshotResult]{Verb: "snapshot", Method: "POST", Path: "/v1/snapshot"}
+	RouteBalloon      = Route[BalloonQuery, api.VMMemory]{Verb: "query-balloon", Method: "GET", Path: "/v1/balloon"}
+	RouteBalloonSet   = Route[BalloonTarget, api.VMMemory]{Verb: "balloon", Method: "POST", Path: "/v1/balloon"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -63,6 +65,8 @@ var Routes = []RouteInfo{
 	RouteDiskRemove.Info(),
 	RouteDiskResize.Info(),
 	RouteSnapshot.Info(),
+	RouteBalloon.Info(),
+	RouteBalloonSet.Info(),
 }
 
 // StatusRequest asks for the shim's view of its VM.
