@@ -91,6 +91,7 @@ var Tags = []struct{ Name, Description string }{
 	{"firewall", "Department and VM firewalls, presets, effective rules"},
 	{"network", "Bridges, and moving a VM between them"},
 	{"storage", "A VM's disks and CD-ROM drives, and their media"},
+	{"memory", "A VM's memory balloon: its target, and the guest's memory as it reports it"},
 	{"images", "Golden images in the store, that disks are cloned from"},
 	{"host", "The host's PCI and USB devices, and passing them through to VMs"},
 	{"health", "The agent's own state"},
@@ -101,7 +102,7 @@ var Tags = []struct{ Name, Description string }{
 // with a checked path parameter answers InvalidArgument too.
 func Routes() []Route {
 	routes := slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, imageRoutes, hostRoutes, pciRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, balloonRoutes, imageRoutes, hostRoutes, pciRoutes)
 	for i, rt := range routes {
 		if len(checkedParams(rt.Path)) > 0 && !slices.Contains(rt.Errors, errdefs.CodeInvalidArgument) {
 			routes[i].Errors = slices.Concat([]errdefs.Code{errdefs.CodeInvalidArgument}, rt.Errors)

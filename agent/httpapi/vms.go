@@ -31,12 +31,14 @@ var vmRoutes = []Route{{
 	handle: (*server).createVM,
 }, {
 	Method: http.MethodGet, Path: "/v1/vms/{id}", OperationID: "getVM", Tag: "vms",
-	Summary:  "Get one VM",
+	Summary: "Get one VM",
+	Description: "With a balloon, memory shows the VM's memory and the balloon's target; while it runs also what the guest has now " +
+		"and the statistics its balloon driver reports, unless its shim does not answer within 2 s.",
 	Response: typeOf[api.VM](),
 	Status:   []int{http.StatusOK},
 	Errors:   []errdefs.Code{errdefs.CodeNotFound},
 	handle: func(s *server, w http.ResponseWriter, r *http.Request) {
-		vm, err := s.a.Get(r.PathValue("id"))
+		vm, err := s.a.GetLive(r.Context(), r.PathValue("id"))
 		respond(w, http.StatusOK, vm, err)
 	},
 }, {
