@@ -24,6 +24,7 @@ func vmCommand(g *globals) *cobra.Command {
 	vm.AddCommand(vmDiskCommand(g))
 	vm.AddCommand(vmSnapshotCommand(g))
 	vm.AddCommand(vmPCICommand(g))
+	vm.AddCommand(vmBalloon(g))
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
 	}
@@ -52,7 +53,7 @@ func vmGet(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return do(g, func(ctx context.Context, c *agentclient.Client) (api.VM, error) {
 				return c.Get(ctx, args[0])
-			}, vmRow)
+			}, vmDetail)
 		},
 	}
 }
@@ -61,6 +62,7 @@ func vmCreate(g *globals) *cobra.Command {
 	var (
 		file, passwordFile string
 		noStart, audio     bool
+		balloon            bool
 		in                 api.CreateVMInput
 		boot               api.DirectBoot
 		install            installFlags
@@ -99,6 +101,9 @@ func vmCreate(g *globals) *cobra.Command {
 			if cmd.Flags().Changed("audio") {
 				in.Audio = &audio
 			}
+			if cmd.Flags().Changed("balloon") {
+				in.Balloon = &balloon
+			}
 			if err := install.apply(&in); err != nil {
 				return err
 			}
@@ -136,6 +141,7 @@ func vmCreate(g *globals) *cobra.Command {
 	f.BoolVar(&in.Autostart, "autostart", false, "boot with the host")
 	f.BoolVar(&noStart, "no-start", false, "define only, do not boot")
 	f.BoolVar(&audio, "audio", false, "a sound card (default: on for windows10, windows11, ubuntu and fedora; --audio=false turns it off)")
+	f.BoolVar(&balloon, "balloon", true, "a memory balloon (--balloon=false leaves it out, and the VM's memory cannot be reclaimed while it runs)")
 	f.StringVar(&in.DepartmentID, "department", "", "department whose firewall the VM joins (default: default)")
 	install.register(cmd)
 	devices.register(cmd)
