@@ -17,11 +17,12 @@ import (
 )
 
 // modules are what the guest loads at boot, before their dependencies are
-// added: evdev and button for acpid's power button, virtio for disks, NICs
-// and serial ports, and the CD-ROM stack for answer ISOs (ahci on q35).
+// added: evdev and button for acpid's power button, virtio for disks, NICs,
+// serial ports and the memory balloon, and the CD-ROM stack for answer
+// ISOs (ahci on q35).
 var modules = []string{
 	"evdev", "button",
-	"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_scsi",
+	"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_scsi", "virtio_balloon",
 	"ahci", "ata_piix", "sr_mod", "isofs",
 }
 
