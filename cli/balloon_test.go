@@ -42,7 +42,9 @@ func TestMemoryTable(t *testing.T) {
 		var b bytes.Buffer
 		w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 		memoryTable(*m)(w)
-		w.Flush()
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
 		if lines := strings.Split(b.String(), "\n"); len(lines) < 2 || !strings.HasPrefix(lines[1], want) {
 			t.Errorf("table:\n%s\nwant a row beginning %q", b.String(), want)
 		}
