@@ -52,6 +52,11 @@ type Syncer struct {
 	deleted map[string]bool
 	wake    chan struct{}
 	down    bool // the last write failed; log the outage once
+
+	// written is the newest seq of each VM this syncer wrote, touched only
+	// by drain: a push of entries a replay already read from the log is
+	// not written twice.
+	written map[string]uint64
 }
 
 const (
@@ -70,6 +75,7 @@ func New(store Store, layout vmspec.Layout, log *slog.Logger, views Views) *Sync
 		pending: map[string][]api.Event{},
 		dirty:   map[string]bool{},
 		deleted: map[string]bool{},
+		written: map[string]uint64{},
 		wake:    make(chan struct{}, 1),
 	}
 }
@@ -194,6 +200,7 @@ func (s *Syncer) drain(ctx context.Context) bool {
 		s.mu.Unlock()
 	}
 	for id := range deleted {
+		delete(s.written, id)
 		if err := s.call(ctx, func(c context.Context) error { return s.store.MarkDeleted(c, id) }); err != nil {
 			failed(id, err)
 		}
@@ -207,9 +214,15 @@ func (s *Syncer) drain(ctx context.Context) bool {
 		if dirty[id] || deleted[id] {
 			continue
 		}
+		evs = s.unwritten(id, evs)
+		if len(evs) == 0 {
+			continue
+		}
 		if err := s.call(ctx, func(c context.Context) error { return s.store.ApplyEvents(c, id, evs) }); err != nil {
 			failed(id, err)
+			continue
 		}
+		s.noteWritten(id, evs)
 	}
 	if ok {
 		s.mu.Lock()
@@ -243,8 +256,27 @@ func (s *Syncer) replay(ctx context.Context, id string) error {
 			return err
 		}
 	}
+	s.written[id] = last
+	s.noteWritten(id, evs)
 	// Last, so that a snapshot the database refuses never holds back status.
 	return s.syncSnapshots(ctx, id)
+}
+
+// unwritten drops the entries of evs this syncer already wrote.
+func (s *Syncer) unwritten(id string, evs []api.Event) []api.Event {
+	w := s.written[id]
+	i := 0
+	for i < len(evs) && evs[i].Seq <= w {
+		i++
+	}
+	return evs[i:]
+}
+
+// noteWritten records the newest of evs, written in sequence order.
+func (s *Syncer) noteWritten(id string, evs []api.Event) {
+	if n := len(evs); n > 0 && evs[n-1].Seq > s.written[id] {
+		s.written[id] = evs[n-1].Seq
+	}
 }
 
 // syncSnapshots writes the VM's snapshots. When its disks cannot be read
