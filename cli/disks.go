@@ -25,12 +25,10 @@ func vmDiskCommand(g *globals) *cobra.Command {
 		},
 	}
 	var req api.AddDiskRequest
-	var bus string
 	add := &cobra.Command{
-		Use: "add VM --size-gb N", Short: "Add a new, empty, thin qcow2 disk (hot-plugged into a running VM)",
+		Use: "add VM --size-gb N", Short: "Add a new, empty, thin qcow2 disk (hot-plugged into a running VM, but for sata)",
 		Args: cobra.ExactArgs(1), ValidArgsFunction: g.completeVMs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req.Bus = api.DiskBus(bus)
 			return do(g, func(ctx context.Context, c *agentclient.Client) (api.Disk, error) {
 				return c.AddDisk(ctx, args[0], req)
 			}, func(d api.Disk) func(*tabwriter.Writer) { return disksTable(d) })
@@ -38,13 +36,15 @@ func vmDiskCommand(g *globals) *cobra.Command {
 	}
 	add.Flags().StringVar(&req.Name, "name", "", "the disk's name (default: the next free diskN)")
 	add.Flags().Float64Var(&req.SizeGB, "size-gb", 0, "the disk's size in GiB (a whole number of MiB)")
-	add.Flags().StringVar(&bus, "bus", "", "virtio-blk (the default; virtio-scsi and sata are not supported yet)")
-	add.Flags().StringVar(&req.Cache, "cache", "", "cache mode (not supported yet)")
-	add.Flags().StringVar(&req.Discard, "discard", "", "discard mode: unmap (the default)")
+	add.Flags().StringVar((*string)(&req.Bus), "bus", "", "virtio-blk (the default), virtio-scsi, or sata (only while the VM is off)")
+	add.Flags().StringVar((*string)(&req.Cache), "cache", "", "cache mode: writeback (the default), none, writethrough, directsync or unsafe")
+	add.Flags().StringVar((*string)(&req.Discard), "discard", "", "discard mode: unmap (the default; TRIM reaches the image) or ignore")
 	add.Flags().IntVar(&req.BootOrder, "boot-order", 0, "boot index, 1 first; 0 is not bootable")
 	add.Flags().StringVar(&req.Image, "image", "", "make the disk from this store image (image list) instead of empty")
 	add.Flags().StringVar((*string)(&req.Clone), "clone", "", "how, with --image: linked (default; a thin overlay) or full (a copy)")
-	completeFlag(add, "bus", string(api.DiskBusVirtioBlk), string(api.DiskBusVirtioSCSI), string(api.DiskBusSATA))
+	completeFlag(add, "bus", names(api.DiskBuses)...)
+	completeFlag(add, "cache", names(api.DiskCaches)...)
+	completeFlag(add, "discard", names(api.DiskDiscards)...)
 	var deleteImage bool
 	remove := &cobra.Command{
 		Use: "remove VM DISK", Short: "Remove a disk (unplugged from a running VM); its image stays unless --delete-image",
@@ -74,7 +74,7 @@ func vmDiskCommand(g *globals) *cobra.Command {
 
 func disksTable(disks ...api.Disk) func(*tabwriter.Writer) {
 	return func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tBUS\tFORMAT\tSIZE\tALLOCATED\tBOOT\tBACKING\tPATH")
+		fmt.Fprintln(w, "NAME\tBUS\tCACHE\tDISCARD\tFORMAT\tSIZE\tALLOCATED\tBOOT\tBACKING\tPATH")
 		for _, d := range disks {
 			boot, backing := "-", "-"
 			if d.BootIndex > 0 {
@@ -87,10 +87,19 @@ func disksTable(disks ...api.Disk) func(*tabwriter.Writer) {
 				}
 				backing = strings.Join(paths, " < ")
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Bus, d.Format, bytesText(d.VirtualSizeBytes),
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Bus, d.Cache, d.Discard, d.Format, bytesText(d.VirtualSizeBytes),
 				bytesText(d.AllocatedBytes), boot, backing, d.Path)
 		}
 	}
+}
+
+// names are a string enum's values, for a flag's completions.
+func names[T ~string](values []T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // bytesText is a size in the largest binary unit that keeps it above 1.

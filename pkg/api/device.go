@@ -5,7 +5,7 @@ type DeviceType string
 
 // The device types a VM can have.
 const (
-	DeviceDisk    DeviceType = "disk"    // a virtio-blk disk on an image file in the VM's directory
+	DeviceDisk    DeviceType = "disk"    // a disk (virtio-blk, virtio-scsi or sata) on an image file in the VM's directory
 	DeviceCDROM   DeviceType = "cdrom"   // an AHCI CD-ROM drive, with an ISO or empty
 	DeviceNIC     DeviceType = "nic"     // a virtio-net interface on a TAP in a bridge
 	DevicePCI     DeviceType = "pci"     // a host PCI device passed through with vfio-pci (a GPU)
@@ -43,6 +43,12 @@ type DiskDevice struct {
 	SizeBytes int64  `json:"sizeBytes"`
 	// BootIndex orders the boot devices, lowest first; 0 is not bootable.
 	BootIndex int `json:"bootIndex,omitempty"`
+	// Bus, Cache and Discard are how the guest sees the disk and how QEMU
+	// opens its image; empty is virtio-blk, writeback and unmap, what
+	// every disk was before they could be chosen.
+	Bus     DiskBus     `json:"bus,omitempty"`
+	Cache   DiskCache   `json:"cache,omitempty"`
+	Discard DiskDiscard `json:"discard,omitempty"`
 	// Image is the store image (GET /v1/images) the disk was made from, by
 	// its name; empty for a disk made empty.
 	Image string `json:"image,omitempty"`

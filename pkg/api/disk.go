@@ -3,13 +3,80 @@ package api
 // DiskBus is how a disk is attached to the guest.
 type DiskBus string
 
-// The disk buses. Only virtio-blk is built today; the others are refused
-// by name until they are.
+// The disk buses.
 const (
-	DiskBusVirtioBlk  DiskBus = "virtio-blk"
+	// DiskBusVirtioBlk is a virtio-blk PCIe device, the default.
+	DiskBusVirtioBlk DiskBus = "virtio-blk"
+	// DiskBusVirtioSCSI is a scsi-hd on the VM's virtio-scsi controller.
 	DiskBusVirtioSCSI DiskBus = "virtio-scsi"
-	DiskBusSATA       DiskBus = "sata"
+	// DiskBusSATA is an ide-hd on q35's built-in AHCI controller, for a
+	// guest without virtio drivers; it cannot be hot-plugged.
+	DiskBusSATA DiskBus = "sata"
 )
+
+// DiskBuses lists every disk bus.
+var DiskBuses = []DiskBus{DiskBusVirtioBlk, DiskBusVirtioSCSI, DiskBusSATA}
+
+// OrDefault is the bus, or virtio-blk when it is empty.
+func (b DiskBus) OrDefault() DiskBus {
+	if b == "" {
+		return DiskBusVirtioBlk
+	}
+	return b
+}
+
+// DiskCache is how QEMU caches a disk's image, with QEMU's meanings: the
+// guest sees a write cache it must flush (all but writethrough and
+// directsync), the host's page cache is bypassed (none, directsync), and
+// flushes are ignored (unsafe: only for disks whose data may be lost).
+type DiskCache string
+
+// The cache modes.
+const (
+	// DiskCacheWriteback is QEMU's default: the host's page cache, flushed when the guest flushes.
+	DiskCacheWriteback DiskCache = "writeback"
+	// DiskCacheNone bypasses the host's page cache (O_DIRECT); the guest still flushes its write cache.
+	DiskCacheNone DiskCache = "none"
+	// DiskCacheWritethrough completes each write once it is on stable storage; the guest sees no write cache.
+	DiskCacheWritethrough DiskCache = "writethrough"
+	// DiskCacheDirectSync is writethrough bypassing the host's page cache.
+	DiskCacheDirectSync DiskCache = "directsync"
+	// DiskCacheUnsafe ignores the guest's flushes: fast, and a host crash loses data.
+	DiskCacheUnsafe DiskCache = "unsafe"
+)
+
+// DiskCaches lists every cache mode.
+var DiskCaches = []DiskCache{DiskCacheWriteback, DiskCacheNone, DiskCacheWritethrough, DiskCacheDirectSync, DiskCacheUnsafe}
+
+// OrDefault is the cache mode, or writeback when it is empty.
+func (c DiskCache) OrDefault() DiskCache {
+	if c == "" {
+		return DiskCacheWriteback
+	}
+	return c
+}
+
+// DiskDiscard is what becomes of the guest's discard (TRIM, UNMAP) requests.
+type DiskDiscard string
+
+// The discard modes.
+const (
+	// DiskDiscardUnmap passes discards to the image, so a thin image stays thin; the default.
+	DiskDiscardUnmap DiskDiscard = "unmap"
+	// DiskDiscardIgnore drops them: the image keeps what it once allocated.
+	DiskDiscardIgnore DiskDiscard = "ignore"
+)
+
+// DiskDiscards lists every discard mode.
+var DiskDiscards = []DiskDiscard{DiskDiscardUnmap, DiskDiscardIgnore}
+
+// OrDefault is the discard mode, or unmap when it is empty.
+func (d DiskDiscard) OrDefault() DiskDiscard {
+	if d == "" {
+		return DiskDiscardUnmap
+	}
+	return d
+}
 
 // Disk is one of a VM's disks with its image as it is now: from qemu-img
 // while the VM is off, from QEMU (query-block) while it runs.
@@ -19,6 +86,9 @@ type Disk struct {
 	Path   string  `json:"path"`
 	Format string  `json:"format"`
 	Bus    DiskBus `json:"bus"`
+	// Cache and Discard are the modes the disk is opened with.
+	Cache   DiskCache   `json:"cache"`
+	Discard DiskDiscard `json:"discard"`
 	// BootIndex orders the boot devices, lowest first; 0 is not bootable.
 	BootIndex int `json:"bootIndex,omitempty"`
 	// VirtualSizeBytes is the size the guest sees.
@@ -53,12 +123,13 @@ type AddDiskRequest struct {
 	// Name is the new disk's device name; empty picks the next free diskN.
 	Name   string  `json:"name,omitempty"`
 	SizeGB float64 `json:"sizeGB"`
-	// Bus defaults to virtio-blk, the only one built so far.
+	// Bus defaults to virtio-blk. A running VM takes a virtio-scsi disk
+	// live (and its controller, on a free hot-plug port, when it has
+	// none yet), but not a sata one: AHCI cannot hot-plug.
 	Bus DiskBus `json:"bus,omitempty"`
-	// Cache and Discard are refused for now: every disk is opened with
-	// QEMU's default cache and passes discards through (unmap).
-	Cache   string `json:"cache,omitempty"`
-	Discard string `json:"discard,omitempty"`
+	// Cache defaults to writeback, Discard to unmap.
+	Cache   DiskCache   `json:"cache,omitempty"`
+	Discard DiskDiscard `json:"discard,omitempty"`
 	// BootOrder is the disk's boot index (1 boots first); 0 is not
 	// bootable. A disk plugged into a running VM boots from the next start.
 	BootOrder int `json:"bootOrder,omitempty"`

@@ -28,6 +28,10 @@ const (
 	// VirtioSerialController is the virtio-serial controller's device ID;
 	// ports sit on its bus VirtioSerialController+".0".
 	VirtioSerialController = "vioserial-0"
+	// SCSIController is the virtio-scsi controller's device ID; its disks
+	// sit on its bus SCSIBus.
+	SCSIController = "scsi-0"
+	SCSIBus        = SCSIController + ".0"
 )
 
 // HotplugPortID is the device ID of the i-th spare pcie-root-port, the bus
@@ -54,12 +58,14 @@ func (c *Config) Args() ([]string, error) {
 		chassis++
 		a.device(Device{Driver: "pcie-root-port", ID: HotplugPortID(i), Bus: "pcie.0", Chassis: chassis})
 	}
-	// Every disk but the first sits behind a root port of its own, as a
-	// hot-plugged one does, so that it can be unplugged live; the system
-	// disk stays on the root bus, where it always was.
-	for _, d := range c.Disks[min(1, len(c.Disks)):] {
-		chassis++
-		a.device(d.RootPort(chassis))
+	// Every virtio-blk disk but the first sits behind a root port of its
+	// own, as a hot-plugged one does, so that it can be unplugged live; the
+	// system disk stays on the root bus, where it always was.
+	for i, d := range c.Disks {
+		if i > 0 && d.bus() == BusVirtioBlk {
+			chassis++
+			a.device(d.RootPort(chassis))
+		}
 	}
 	c.diskArgs(&a)
 	c.nicArgs(&a)
@@ -75,6 +81,7 @@ func (c *Config) Args() ([]string, error) {
 		}
 	}
 	c.audioArgs(&a)
+	c.scsiArgs(&a, &chassis)
 	if b := c.Boot; b != nil {
 		a.add("-kernel", b.Kernel)
 		if b.Initrd != "" {
@@ -124,25 +131,67 @@ func (c *Config) controlArgs(a *argv) {
 	a.device(Device{Driver: "pvpanic", ID: pvpanicDevice})
 }
 
+// diskArgs adds the virtio-blk and sata disks, then the CD-ROM drives.
+// q35's built-in AHCI controller has one bus per port: the sata disks take
+// the first ports, so that the drives an install adds and removes after
+// them never move a disk.
 func (c *Config) diskArgs(a *argv) {
+	ahci := 0
 	for i, d := range c.Disks {
-		file, format := d.Blockdevs()
-		a.blockdev(file)
-		a.blockdev(format)
-		dev := d.Device(c.bootIndexOf(d.ID, d.BootIndex))
-		if i > 0 {
-			dev.Bus = DiskRootPortID(d.ID)
+		var bus string
+		switch d.bus() {
+		case BusVirtioSCSI:
+			continue // after their controller: scsiArgs
+		case BusSATA:
+			bus = fmt.Sprintf("ide.%d", ahci)
+			ahci++
+		default:
+			if i > 0 {
+				bus = DiskRootPortID(d.ID)
+			}
 		}
-		a.device(dev)
+		c.disk(a, d, bus)
 	}
-	for i, cd := range c.CDROMs {
+	for _, cd := range c.CDROMs {
 		if cd.Path != "" {
 			file, format := cd.Blockdevs()
 			a.blockdev(file)
 			a.blockdev(format)
 		}
-		// q35's built-in AHCI controller has one bus per port.
-		a.device(cd.Device(fmt.Sprintf("ide.%d", i), c.bootIndexOf(cd.ID, cd.BootIndex)))
+		a.device(cd.Device(fmt.Sprintf("ide.%d", ahci), c.bootIndexOf(cd.ID, cd.BootIndex)))
+		ahci++
+	}
+}
+
+// disk adds a disk's block nodes and its device; a non-empty bus replaces
+// the device's own.
+func (c *Config) disk(a *argv, d Disk, bus string) {
+	file, format := d.Blockdevs()
+	a.blockdev(file)
+	a.blockdev(format)
+	dev := d.Device(c.bootIndexOf(d.ID, d.BootIndex))
+	if bus != "" {
+		dev.Bus = bus
+	}
+	a.device(dev)
+}
+
+// scsiArgs adds the virtio-scsi controller, when a disk needs it, and its
+// disks. Its root port comes after every other device of the root bus, so
+// that gaining the controller moves no other device's PCI address.
+func (c *Config) scsiArgs(a *argv, chassis *int) {
+	first := true
+	for _, d := range c.Disks {
+		if d.bus() != BusVirtioSCSI {
+			continue
+		}
+		if first {
+			*chassis++
+			a.device(Device{Driver: "pcie-root-port", ID: SCSIControllerPortID, Bus: "pcie.0", Chassis: *chassis})
+			a.device(SCSIControllerDevice(SCSIControllerPortID))
+			first = false
+		}
+		c.disk(a, d, "")
 	}
 }
 

@@ -1,6 +1,10 @@
 package qemu_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
 	"github.com/infinibay/infinivirt/pkg/qemu"
 )
 
@@ -10,6 +14,8 @@ const testUUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 // fixed paths; the tests that run QEMU create real files in a temp dir.
 type files struct {
 	QCOW2, Raw, ISO, AnswerISO, Kernel, Initrd string
+	// Data are more disk images, qcow2.
+	Data [3]string
 	// OVMF's code (plain and Secure Boot builds) and the VM's vars copy.
 	OVMFCode, OVMFSecureCode, UEFIVars string
 	VirtioWinISO                       string
@@ -27,6 +33,12 @@ var goldenFiles = files{
 	OVMFSecureCode: ovmfSecureCode,
 	UEFIVars:       "/var/lib/infinivirt/vms/" + testUUID + "/uefi-vars.fd",
 	VirtioWinISO:   "/usr/share/virtio-win/virtio-win.iso",
+
+	Data: [3]string{
+		"/var/lib/infinivirt/vms/" + testUUID + "/disk2.qcow2",
+		"/var/lib/infinivirt/vms/" + testUUID + "/disk3.qcow2",
+		"/var/lib/infinivirt/vms/" + testUUID + "/disk4.qcow2",
+	},
 }
 
 // Debian's ovmf package.
@@ -56,7 +68,54 @@ type goldenCase struct {
 	queues int
 	// noRun names why QEMU cannot run this configuration here.
 	noRun string
+	// query, a QMP command without arguments, and check prove on the
+	// running QEMU what the argv meant.
+	query string
+	check func(t *testing.T, reply json.RawMessage)
 }
+
+// blockCache is query-block's view of each disk's cache, by node name.
+func blockCache(t *testing.T, reply json.RawMessage) map[string]string {
+	t.Helper()
+	var blocks []struct {
+		QDev     string
+		Inserted *struct {
+			NodeName string `json:"node-name"`
+			Cache    struct {
+				Writeback bool
+				Direct    bool
+				NoFlush   bool `json:"no-flush"`
+			}
+		}
+	}
+	if err := json.Unmarshal(reply, &blocks); err != nil {
+		t.Fatalf("query-block: %v", err)
+	}
+	out := map[string]string{}
+	for _, b := range blocks {
+		if in := b.Inserted; in != nil && b.QDev != "" {
+			c := in.Cache
+			out[in.NodeName] = fmt.Sprintf("writeback=%t direct=%t no-flush=%t", c.Writeback, c.Direct, c.NoFlush)
+		}
+	}
+	return out
+}
+
+// wantCache checks the disks' caches as query-block shows them.
+func wantCache(want map[string]string) func(t *testing.T, reply json.RawMessage) {
+	return func(t *testing.T, reply json.RawMessage) {
+		got := blockCache(t, reply)
+		for node, w := range want {
+			if got[node] != w {
+				t.Errorf("%s: cache %q, want %q (all: %v)", node, got[node], w, got)
+			}
+		}
+	}
+}
+
+// qemuDefaultCache is what QEMU opens a disk with when no mode is set:
+// writeback's switches.
+const qemuDefaultCache = "writeback=true direct=false no-flush=false"
 
 // windows11Install is a Windows 11 VM being installed: UEFI with Secure
 // Boot, a TPM on fd 5, the OS ISO booted once, the answer and virtio-win
@@ -112,6 +171,63 @@ func goldenCases() []goldenCase {
 			c.Disks = []qemu.Disk{
 				{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1},
 				{ID: "disk1", Path: f.Raw, Format: qemu.FormatRaw},
+			}
+			return c
+		}},
+		{name: "disk-virtio-scsi", query: "query-block", check: wantCache(map[string]string{"disk0": qemuDefaultCache, "disk1": qemuDefaultCache}),
+			cfg: func(f files) qemu.Config {
+				// Both on the one controller, which is on a root port of
+				// its own, not on the reserved hot-plug one.
+				c := base()
+				c.HotplugPorts = 1
+				c.Disks = []qemu.Disk{
+					{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1, Bus: qemu.BusVirtioSCSI},
+					{ID: "disk1", Path: f.Raw, Format: qemu.FormatRaw, Bus: qemu.BusVirtioSCSI},
+				}
+				return c
+			}},
+		{name: "disk-sata", query: "query-block", check: wantCache(map[string]string{"disk0": qemuDefaultCache, "disk1": qemuDefaultCache}),
+			cfg: func(f files) qemu.Config {
+				// The disks take the first AHCI ports, the CD-ROM the next.
+				c := base()
+				c.Disks = []qemu.Disk{
+					{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1, Bus: qemu.BusSATA},
+					{ID: "disk1", Path: f.Raw, Format: qemu.FormatRaw, Bus: qemu.BusSATA},
+				}
+				c.CDROMs = []qemu.CDROM{{ID: "cd0", Path: f.ISO, BootIndex: 2}}
+				return c
+			}},
+		{name: "disk-buses", queues: 1, cfg: func(f files) qemu.Config {
+			// Every bus at once: the system disk on the root bus, a
+			// virtio-blk disk behind its own port, a sata disk before the
+			// CD-ROM, and the SCSI controller last of the root bus.
+			c := base()
+			c.HotplugPorts = 2
+			c.Disks = []qemu.Disk{
+				{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1},
+				{ID: "disk1", Path: f.Raw, Format: qemu.FormatRaw, Bus: qemu.BusVirtioSCSI, BootIndex: 3},
+				{ID: "disk2", Path: f.Data[0], Format: qemu.FormatQCOW2},
+				{ID: "disk3", Path: f.Data[1], Format: qemu.FormatQCOW2, Bus: qemu.BusSATA},
+			}
+			c.CDROMs = []qemu.CDROM{{ID: "cd0", Path: f.ISO, BootIndex: 2}}
+			c.NICs = []qemu.NIC{{ID: "net0", MAC: "52:54:00:12:34:56", FDs: []int{tapFD0}}}
+			return c
+		}},
+		{name: "disk-cache", query: "query-block", check: wantCache(map[string]string{
+			"disk0": "writeback=true direct=true no-flush=false",   // none
+			"disk1": "writeback=false direct=false no-flush=false", // writethrough
+			"disk2": "writeback=false direct=true no-flush=false",  // directsync
+			"disk3": "writeback=true direct=false no-flush=true",   // unsafe
+			"disk4": "writeback=true direct=false no-flush=false",  // writeback
+		}), cfg: func(f files) qemu.Config {
+			// Each cache mode once, on each bus; disk3 drops discards.
+			c := base()
+			c.Disks = []qemu.Disk{
+				{ID: "disk0", Path: f.QCOW2, Format: qemu.FormatQCOW2, BootIndex: 1, Cache: qemu.CacheNone},
+				{ID: "disk1", Path: f.Raw, Format: qemu.FormatRaw, Bus: qemu.BusVirtioSCSI, Cache: qemu.CacheWritethrough},
+				{ID: "disk2", Path: f.Data[0], Format: qemu.FormatQCOW2, Bus: qemu.BusSATA, Cache: qemu.CacheDirectSync},
+				{ID: "disk3", Path: f.Data[1], Format: qemu.FormatQCOW2, Cache: qemu.CacheUnsafe, Discard: qemu.DiscardIgnore},
+				{ID: "disk4", Path: f.Data[2], Format: qemu.FormatQCOW2, Bus: qemu.BusVirtioSCSI, Cache: qemu.CacheWriteback},
 			}
 			return c
 		}},

@@ -28,6 +28,44 @@ const (
 	FormatRaw   = "raw"
 )
 
+// DiskBus is what a disk is attached to in the guest.
+type DiskBus string
+
+// The disk buses; empty is BusVirtioBlk.
+const (
+	// BusVirtioBlk is a virtio-blk-pci device of its own.
+	BusVirtioBlk DiskBus = "virtio-blk"
+	// BusVirtioSCSI is a scsi-hd on the VM's one virtio-scsi controller
+	// (SCSIController), which sits behind a root port of its own.
+	BusVirtioSCSI DiskBus = "virtio-scsi"
+	// BusSATA is an ide-hd on a port of q35's built-in AHCI controller,
+	// which has no hot-plug.
+	BusSATA DiskBus = "sata"
+)
+
+// CacheMode is how a disk's image is cached, as QEMU's -drive cache=
+// names the three switches it sets: the guest sees a write cache, the host's
+// page cache is bypassed (O_DIRECT), flushes are ignored.
+type CacheMode string
+
+// The cache modes; empty leaves QEMU's defaults, which are writeback's.
+const (
+	CacheWriteback    CacheMode = "writeback"    // write cache on, page cache, flushes honoured
+	CacheNone         CacheMode = "none"         // write cache on, O_DIRECT
+	CacheWritethrough CacheMode = "writethrough" // no write cache, page cache
+	CacheDirectSync   CacheMode = "directsync"   // no write cache, O_DIRECT
+	CacheUnsafe       CacheMode = "unsafe"       // write cache on, flushes ignored
+)
+
+// DiscardMode is what becomes of the guest's discard requests.
+type DiscardMode string
+
+// The discard modes; empty is DiscardUnmap for a writable disk.
+const (
+	DiscardUnmap  DiscardMode = "unmap"  // passed to the image, which stays thin
+	DiscardIgnore DiscardMode = "ignore" // dropped
+)
+
 // DisplayProtocol is the remote console a VM offers.
 type DisplayProtocol string
 
@@ -47,7 +85,7 @@ const (
 	MinMemoryMiB    = 16       // less will not boot anything
 	MaxMemoryMiB    = 16 << 20 // 16 TiB
 	MaxNICQueues    = 256      // the kernel's limit of queues per TAP
-	MaxCDROMs       = 6        // one per port of q35's built-in AHCI controller
+	MaxCDROMs       = 6        // one per port of q35's built-in AHCI controller, sata disks included
 	MaxHotplugPorts = 32
 	// RootBusSlots are the slots of q35's PCIe root bus a device can take:
 	// 1 to 30 (0 is the host bridge, 31 the ICH9 functions: LPC, AHCI, SMBus).
@@ -111,16 +149,20 @@ type Config struct {
 	Audio bool
 }
 
-// Disk is a virtio-blk disk backed by an image file.
+// Disk is a disk backed by an image file.
 type Disk struct {
 	// ID names the block node and the device, for QMP (e.g. "disk0").
 	ID     string
 	Path   string
 	Format string // FormatQCOW2 or FormatRaw
-	// ReadOnly opens the image read-only and shows the guest a read-only disk.
+	// ReadOnly opens the image read-only and shows the guest a read-only
+	// disk; a sata disk cannot be one.
 	ReadOnly bool
 	// BootIndex orders boot devices, lowest first; 0 means not bootable.
 	BootIndex int
+	Bus       DiskBus
+	Cache     CacheMode
+	Discard   DiscardMode
 }
 
 // CDROM is a read-only ISO image on an AHCI CD-ROM drive; an empty Path

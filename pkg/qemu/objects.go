@@ -41,6 +41,9 @@ type Device struct {
 	DeflateOnOOM      bool `json:"deflate-on-oom,omitempty"`
 	// Audiodev is the backend an audio codec plays to.
 	Audiodev string `json:"audiodev,omitempty"`
+	// WriteCache is "on" or "off": whether the guest sees a write cache it
+	// must flush. Empty is QEMU's default, on.
+	WriteCache string `json:"write-cache,omitempty"`
 }
 
 // Blockdev is a JSON -blockdev value, and blockdev-add's arguments: a file
@@ -51,8 +54,30 @@ type Blockdev struct {
 	Filename string `json:"filename,omitempty"`
 	File     string `json:"file,omitempty"`
 	ReadOnly bool   `json:"read-only"`
-	// Discard passes the guest's TRIM through, so thin images stay thin.
+	// Discard passes the guest's TRIM through (unmap), so thin images stay
+	// thin, or drops it (ignore).
 	Discard string `json:"discard,omitempty"`
+	// Cache is the node's part of a cache mode; nil is QEMU's default.
+	Cache *BlockdevCache `json:"cache,omitempty"`
+}
+
+// BlockdevCache is a node's cache options.
+type BlockdevCache struct {
+	// Direct opens the file with O_DIRECT, bypassing the host's page cache.
+	Direct bool `json:"direct"`
+	// NoFlush ignores flushes: the data reaches the disk when the host
+	// gets to it.
+	NoFlush bool `json:"no-flush"`
+}
+
+// cacheSwitches are what a cache mode sets, as -drive cache= does: the
+// guest's write cache, O_DIRECT, and ignored flushes.
+var cacheSwitches = map[CacheMode]struct{ writeCache, direct, noFlush bool }{
+	CacheWriteback:    {writeCache: true},
+	CacheNone:         {writeCache: true, direct: true},
+	CacheWritethrough: {},
+	CacheDirectSync:   {direct: true},
+	CacheUnsafe:       {writeCache: true, noFlush: true},
 }
 
 // TAPNetdev is a JSON -netdev value for a TAP the shim already opened, and
@@ -66,21 +91,64 @@ type TAPNetdev struct {
 }
 
 // Blockdevs are the disk's file node and the format node on it, named by
-// FileNodeName(ID) and ID.
+// FileNodeName(ID) and ID. Both carry the cache options: each node honours
+// its own no-flush.
 func (d Disk) Blockdevs() (file, format Blockdev) {
-	discard := "unmap"
-	if d.ReadOnly {
+	discard := string(DiscardUnmap)
+	switch {
+	case d.ReadOnly:
 		discard = ""
+	case d.Discard != "":
+		discard = string(d.Discard)
 	}
-	file = Blockdev{Driver: "file", NodeName: FileNodeName(d.ID), Filename: d.Path, ReadOnly: d.ReadOnly, Discard: discard}
-	format = Blockdev{Driver: d.Format, NodeName: d.ID, File: FileNodeName(d.ID), ReadOnly: d.ReadOnly, Discard: discard}
+	var cache *BlockdevCache
+	if sw, ok := cacheSwitches[d.Cache]; ok {
+		cache = &BlockdevCache{Direct: sw.direct, NoFlush: sw.noFlush}
+	}
+	file = Blockdev{Driver: "file", NodeName: FileNodeName(d.ID), Filename: d.Path, ReadOnly: d.ReadOnly, Discard: discard, Cache: cache}
+	format = Blockdev{Driver: d.Format, NodeName: d.ID, File: FileNodeName(d.ID), ReadOnly: d.ReadOnly, Discard: discard, Cache: cache}
 	return file, format
 }
 
-// Device is the disk's virtio-blk device; a hot-plug sets Bus to a free
-// HotplugPortID.
+// bus is the disk's bus, BusVirtioBlk when empty.
+func (d Disk) bus() DiskBus {
+	if d.Bus == "" {
+		return BusVirtioBlk
+	}
+	return d.Bus
+}
+
+// Device is the disk's device for its bus: a virtio-blk-pci (a hot-plug
+// sets Bus to a free HotplugPortID), a scsi-hd on the SCSI controller's
+// bus, or an ide-hd (the caller sets Bus to its AHCI port, "ide.0").
 func (d Disk) Device(bootIndex *int) Device {
-	return Device{Driver: "virtio-blk-pci", ID: d.ID, Drive: d.ID, BootIndex: bootIndex}
+	dev := Device{Driver: "virtio-blk-pci", ID: d.ID, Drive: d.ID, BootIndex: bootIndex}
+	switch d.bus() {
+	case BusVirtioSCSI:
+		dev.Driver, dev.Bus = "scsi-hd", SCSIBus
+	case BusSATA:
+		dev.Driver = "ide-hd"
+	}
+	if sw, ok := cacheSwitches[d.Cache]; ok {
+		dev.WriteCache = onOff(sw.writeCache)
+	}
+	return dev
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// SCSIControllerPortID is the root port the SCSI controller sits behind
+// at boot; hot-plugged, it takes a free HotplugPortID.
+const SCSIControllerPortID = SCSIController + "-port"
+
+// SCSIControllerDevice is the virtio-scsi controller on bus.
+func SCSIControllerDevice(bus string) Device {
+	return Device{Driver: "virtio-scsi-pci", ID: SCSIController, Bus: bus}
 }
 
 // DiskRootPortID is the root port a disk other than the first sits behind

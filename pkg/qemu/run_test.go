@@ -59,7 +59,14 @@ func TestQEMUAcceptsGoldenConfigs(t *testing.T) {
 			case qemu.DisplaySPICE:
 				displayQuery = "query-spice"
 			}
-			replies := startAndQuery(t, ctx, &cfg, network, displayQuery)
+			query := displayQuery
+			if gc.query != "" {
+				query = gc.query
+			}
+			replies := startAndQuery(t, ctx, &cfg, network, query)
+			if gc.check != nil {
+				gc.check(t, replies[gc.query])
+			}
 			var st struct{ Status string }
 			if err := json.Unmarshal(replies["query-status"], &st); err != nil || st.Status != "prelaunch" {
 				t.Errorf("query-status = %s, want prelaunch (stopped by -S before the guest ran)", replies["query-status"])
@@ -92,6 +99,12 @@ func realFiles(t *testing.T) files {
 	var tool qemuimg.Tool
 	if err := tool.Create(ctx, f.QCOW2, qemuimg.FormatQCOW2, 64<<20); err != nil {
 		t.Fatal(err)
+	}
+	for i := range f.Data {
+		f.Data[i] = filepath.Join(dir, fmt.Sprintf("disk%d.qcow2", i+2))
+		if err := tool.Create(ctx, f.Data[i], qemuimg.FormatQCOW2, 64<<20); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, p := range []string{f.Raw, f.ISO, f.AnswerISO} {
 		if err := tool.Create(ctx, p, qemuimg.FormatRaw, 1<<20); err != nil {

@@ -56,8 +56,14 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if len(c.CDROMs) > MaxCDROMs {
-		return errdefs.Invalid("CDROMs", "at most %d fit on the AHCI controller, got %d", MaxCDROMs, len(c.CDROMs))
+	sata := 0
+	for _, d := range c.Disks {
+		if d.Bus == BusSATA {
+			sata++
+		}
+	}
+	if len(c.CDROMs)+sata > MaxCDROMs {
+		return errdefs.Invalid("CDROMs", "at most %d CD-ROMs and sata disks fit on the AHCI controller, got %d and %d", MaxCDROMs, len(c.CDROMs), sata)
 	}
 	for i, cd := range c.CDROMs {
 		if err := v.cdrom(fmt.Sprintf("CDROMs[%d]", i), cd); err != nil {
@@ -90,12 +96,26 @@ func (c *Config) Validate() error {
 }
 
 // rootBusUse is what Args puts on q35's PCIe root bus, one slot each, by
-// kind: a disk is there itself (the first) or by its own root port (the
-// others), as a passed-through device is; the display brings its video
-// device and controllers, and the extras (sound card included) the
-// controllers they need.
+// kind: a virtio-blk disk is there itself (the first) or by its own root
+// port (the others), as a passed-through device is, while the virtio-scsi
+// disks share their controller's root port and the sata disks sit on the
+// built-in AHCI controller; the display brings its video device and
+// controllers, and the extras (sound card included) the controllers they
+// need.
 func (c *Config) rootBusUse() []slotUse {
-	controllers := 0
+	controllers, disks := 0, 0
+	scsi := false
+	for _, d := range c.Disks {
+		switch d.bus() {
+		case BusVirtioBlk:
+			disks++
+		case BusVirtioSCSI:
+			scsi = true
+		}
+	}
+	if scsi {
+		controllers++ // virtio-scsi, behind its root port
+	}
 	switch c.Display.protocol() {
 	case DisplayVNC:
 		controllers += 2 // VGA, xHCI for the tablet
@@ -117,7 +137,7 @@ func (c *Config) rootBusUse() []slotUse {
 	}
 	return []slotUse{
 		{"reserved hot-plug ports", c.HotplugPorts},
-		{"disks", len(c.Disks)},
+		{"disks", disks},
 		{"NICs", len(c.NICs)},
 		{"passed-through PCI devices", len(c.PCIs)},
 		{"display, balloon and controllers", controllers},
@@ -208,6 +228,21 @@ func (v *validator) disk(field string, d Disk) error {
 	}
 	if d.Format != FormatQCOW2 && d.Format != FormatRaw {
 		return errdefs.Invalid(field+".Format", "must be %q or %q (never probed), got %q", FormatQCOW2, FormatRaw, d.Format)
+	}
+	switch d.bus() {
+	case BusVirtioBlk, BusVirtioSCSI:
+	case BusSATA:
+		if d.ReadOnly {
+			return errdefs.Invalid(field+".ReadOnly", "an ide-hd cannot be read-only; use another bus")
+		}
+	default:
+		return errdefs.Invalid(field+".Bus", "must be %q, %q or %q, got %q", BusVirtioBlk, BusVirtioSCSI, BusSATA, d.Bus)
+	}
+	if _, ok := cacheSwitches[d.Cache]; !ok && d.Cache != "" {
+		return errdefs.Invalid(field+".Cache", "must be a cache mode like %q, got %q", CacheWriteback, d.Cache)
+	}
+	if d.Discard != "" && d.Discard != DiscardUnmap && d.Discard != DiscardIgnore {
+		return errdefs.Invalid(field+".Discard", "must be %q or %q, got %q", DiscardUnmap, DiscardIgnore, d.Discard)
 	}
 	return v.bootIndex(field+".BootIndex", d.BootIndex)
 }

@@ -37,6 +37,17 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"Disks[0].Format", func(c *qemu.Config) { d := disk; d.Format = ""; c.Disks = []qemu.Disk{d} }},
 		{"Disks[0].Format", func(c *qemu.Config) { d := disk; d.Format = "vmdk"; c.Disks = []qemu.Disk{d} }},
 		{"Disks[0].BootIndex", func(c *qemu.Config) { d := disk; d.BootIndex = -1; c.Disks = []qemu.Disk{d} }},
+		{"Disks[0].Bus", func(c *qemu.Config) { d := disk; d.Bus = "ide"; c.Disks = []qemu.Disk{d} }},
+		{"Disks[0].ReadOnly", func(c *qemu.Config) { d := disk; d.Bus, d.ReadOnly = qemu.BusSATA, true; c.Disks = []qemu.Disk{d} }},
+		{"Disks[0].Cache", func(c *qemu.Config) { d := disk; d.Cache = "writearound"; c.Disks = []qemu.Disk{d} }},
+		{"Disks[0].Discard", func(c *qemu.Config) { d := disk; d.Discard = "on"; c.Disks = []qemu.Disk{d} }},
+		{"CDROMs", func(c *qemu.Config) {
+			// A sata disk takes an AHCI port a CD-ROM could have had.
+			d := disk
+			d.Bus = qemu.BusSATA
+			c.Disks = []qemu.Disk{d}
+			c.CDROMs = make([]qemu.CDROM, qemu.MaxCDROMs)
+		}},
 		{"CDROMs[0].BootIndex", func(c *qemu.Config) {
 			d := disk
 			d.BootIndex = 1

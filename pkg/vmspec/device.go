@@ -39,7 +39,7 @@ type (
 // Device limits.
 const (
 	MaxDevices    = 64
-	MaxCDROMs     = 6 // one per port of q35's AHCI controller, the install's media included
+	MaxCDROMs     = 6 // one per port of q35's AHCI controller, the install's media and sata disks included
 	maxDeviceName = 20
 	maxPortName   = 64
 )
@@ -334,6 +334,9 @@ func (s *Spec) validateDevices() error {
 		return errdefs.Invalid("devices", "a VM needs a network interface")
 	case count[api.DeviceCDROM] > MaxCDROMs:
 		return errdefs.Invalid("devices", "at most %d CD-ROM drives fit on the AHCI controller, got %d", MaxCDROMs, count[api.DeviceCDROM])
+	case count[api.DeviceCDROM]+s.SATADisks() > MaxCDROMs:
+		return errdefs.Invalid("devices", "at most %d CD-ROM drives and sata disks fit on the AHCI controller, got %d drives and %d sata disks",
+			MaxCDROMs, count[api.DeviceCDROM], s.SATADisks())
 	case count[api.DeviceTPM] > 1:
 		return errdefs.Invalid("devices", "a VM has at most one TPM, got %d", count[api.DeviceTPM])
 	case count[api.DeviceBalloon] > 1:
@@ -421,7 +424,41 @@ func checkDisk(f string, d *Disk) error {
 	if err := checkDiskImage(f, d); err != nil {
 		return err
 	}
+	if err := CheckDiskModes(f+".", d.Bus, d.Cache, d.Discard); err != nil {
+		return err
+	}
 	return CheckHostPath(f+".path", d.Path)
+}
+
+// CheckDiskModes checks a disk's bus, cache and discard modes, empty being
+// each one's default; the fields are prefix+"bus", prefix+"cache" and
+// prefix+"discard".
+func CheckDiskModes(prefix string, bus api.DiskBus, cache api.DiskCache, discard api.DiskDiscard) error {
+	if err := checkMode(prefix+"bus", bus, api.DiskBuses); err != nil {
+		return err
+	}
+	if err := checkMode(prefix+"cache", cache, api.DiskCaches); err != nil {
+		return err
+	}
+	return checkMode(prefix+"discard", discard, api.DiskDiscards)
+}
+
+func checkMode[T ~string](field string, v T, valid []T) error {
+	if v == "" || slices.Contains(valid, v) {
+		return nil
+	}
+	return errdefs.Invalid(field, "must be one of %v (or empty for %s), got %q", valid, valid[0], v)
+}
+
+// SATADisks counts the disks on the AHCI controller.
+func (s *Spec) SATADisks() int {
+	n := 0
+	for _, d := range s.Disks() {
+		if d.Disk.Bus == api.DiskBusSATA {
+			n++
+		}
+	}
+	return n
 }
 
 func checkNIC(f string, n *NIC) error {

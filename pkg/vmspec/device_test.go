@@ -196,6 +196,9 @@ func TestDeviceValidationNamesTheSpecField(t *testing.T) {
 		"devices[0].disk.path":        func(s *Spec) { s.SystemDisk().Path = "disk.qcow2" },
 		"devices[0].disk.format":      func(s *Spec) { s.SystemDisk().Format = "vmdk" },
 		"devices[0].disk.sizeBytes":   func(s *Spec) { s.SystemDisk().SizeBytes = 1000 },
+		"devices[0].disk.bus":         func(s *Spec) { s.SystemDisk().Bus = "ide" },
+		"devices[0].disk.cache":       func(s *Spec) { s.SystemDisk().Cache = "write-back" },
+		"devices[0].disk.discard":     func(s *Spec) { s.SystemDisk().Discard = "on" },
 		"devices[1].cdrom.path":       func(s *Spec) { s.Device("cd0").CDROM.Path = "/isos/../os.iso" },
 		"devices[1].cdrom.bootIndex":  func(s *Spec) { s.Device("cd0").CDROM.BootIndex = 1 },
 		"devices[2].nic.mac":          func(s *Spec) { s.Device("net0").NIC.MAC = "52:54:00:AA:BB:CC" },
@@ -235,6 +238,65 @@ func TestDeviceValidationNamesTheSpecField(t *testing.T) {
 	s.AddDevice(NewDevice("", NIC{MAC: s.NICs()[0].NIC.MAC, Bridge: "br1"}))
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "devices[8].nic.mac") {
 		t.Errorf("a second NIC with the same MAC: %v", err)
+	}
+}
+
+// A disk's bus, cache and discard modes are optional: a spec written
+// before they existed holds none and loads as virtio-blk, writeback and
+// unmap; one that names them keeps them. The AHCI controller's six ports
+// hold the CD-ROM drives and the sata disks together.
+func TestDiskModes(t *testing.T) {
+	s := storedSpec(t)
+	p := filepath.Join(t.TempDir(), "spec.json")
+	if err := s.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"bus"`, `"cache"`, `"discard"`} {
+		if strings.Contains(string(raw), k) {
+			t.Errorf("a spec without disk modes writes %s:\n%s", k, raw)
+		}
+	}
+	loaded, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := loaded.SystemDisk(); d.Bus.OrDefault() != api.DiskBusVirtioBlk || d.Cache.OrDefault() != api.DiskCacheWriteback || d.Discard.OrDefault() != api.DiskDiscardUnmap {
+		t.Errorf("an old disk loads as %+v", d)
+	}
+
+	for _, bus := range api.DiskBuses {
+		for _, cache := range api.DiskCaches {
+			for _, discard := range api.DiskDiscards {
+				d := s.SystemDisk()
+				d.Bus, d.Cache, d.Discard = bus, cache, discard
+				if err := s.Validate(); err != nil {
+					t.Errorf("%s %s %s: %v", bus, cache, discard, err)
+				}
+			}
+		}
+	}
+	if err := s.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	if loaded, err = Load(p); err != nil || *loaded.SystemDisk() != *s.SystemDisk() {
+		t.Fatalf("modes after a save and a load: %+v (%v), want %+v", loaded.SystemDisk(), err, s.SystemDisk())
+	}
+
+	dir := defaults.Layout.VMDir(s.ID)
+	for i := len(s.CDROMs()); i < MaxCDROMs; i++ {
+		s.AddDevice(NewDevice("", CDROM{}))
+	}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "sata disks") || s.SATADisks() != 1 {
+		t.Errorf("six CD-ROM drives beside a sata disk: %v", err)
+	}
+	s.SystemDisk().Bus = api.DiskBusVirtioSCSI
+	s.AddDevice(NewDevice("", Disk{Path: filepath.Join(dir, "disk1.qcow2"), Format: "qcow2", SizeBytes: 1 << 20, Bus: api.DiskBusVirtioSCSI}))
+	if err := s.Validate(); err != nil {
+		t.Errorf("six CD-ROM drives beside virtio-scsi disks: %v", err)
 	}
 }
 
