@@ -78,8 +78,9 @@ func (s *Shim) queryDisks(ctx context.Context, _ shimapi.DisksRequest) (api.Disk
 			name = in.Inserted.NodeName
 		}
 		img := in.Inserted.Image
-		d := api.Disk{Name: name, Path: in.Inserted.File, Format: in.Inserted.Driver, Bus: api.DiskBusVirtioBlk,
+		d := api.Disk{Name: name, Path: in.Inserted.File, Format: in.Inserted.Driver,
 			VirtualSizeBytes: img.VirtualSize, AllocatedBytes: img.ActualSize, BackingChain: []api.BackingImage{}, Live: true}
+		d = d.WithModes(s.specDisk(name))
 		for b := img.Backing; b != nil; b = b.Backing {
 			d.BackingChain = append(d.BackingChain, api.BackingImage{Path: b.Filename, Format: b.Format, VirtualSizeBytes: b.VirtualSize})
 		}
@@ -88,9 +89,22 @@ func (s *Shim) queryDisks(ctx context.Context, _ shimapi.DisksRequest) (api.Disk
 	return out, nil
 }
 
+// specDisk is the spec's disk section of the disk named name, or an empty
+// one (every mode its default).
+func (s *Shim) specDisk(name string) api.DiskDevice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.spec.Device(name); d != nil && d.Disk != nil {
+		return *d.Disk
+	}
+	return api.DiskDevice{}
+}
+
 // addDisk hot-plugs a disk: its image checked and handed to QEMU, its file
-// and format nodes, then the device on a free hot-plug port. A failed step
-// undoes the ones before it.
+// and format nodes, then the device: a virtio-blk one on a free hot-plug
+// port, a scsi-hd on the SCSI controller (itself plugged into a free port
+// first when the VM has none). A sata disk is refused: AHCI cannot
+// hot-plug. A failed step undoes the ones before it.
 func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi.Empty, error) {
 	s.mediaMu.Lock()
 	defer s.mediaMu.Unlock()
@@ -109,42 +123,97 @@ func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi
 	}
 	ctx, cancel := context.WithTimeout(ctx, diskOpTimeout)
 	defer cancel()
-	if err := dev.Prepare(ctx, s.deviceHost()); err != nil {
-		s.release(ctx, []device.Device{dev})
-		return shimapi.Empty{}, errdefs.FailedPrecondition("disk %s: %v", dev.Name(), err)
-	}
-	port, err := s.freeHotplugPort(ctx)
+	disk := dev.(*device.Disk) // a disk entry makes a disk
+	port, err := s.diskPort(ctx, disk)
 	if err != nil {
-		s.release(ctx, []device.Device{dev})
 		return shimapi.Empty{}, err
 	}
 	cmds, err := dev.Hotplug(port)
 	if err != nil {
-		s.release(ctx, []device.Device{dev})
 		return shimapi.Empty{}, err
 	}
-	var nodes []string // added so far, to delete newest first on failure
+	if err := dev.Prepare(ctx, s.deviceHost()); err != nil {
+		s.release(ctx, []device.Device{dev})
+		return shimapi.Empty{}, errdefs.FailedPrecondition("disk %s: %v", dev.Name(), err)
+	}
+	// What was added so far, to undo newest first on failure.
+	var nodes, devices []string
 	for _, c := range cmds {
 		err := s.qmp.Execute(ctx, c.Execute, c.Arguments, nil)
 		if err == nil {
-			if b, ok := c.Arguments.(qemu.Blockdev); ok {
-				nodes = append(nodes, b.NodeName)
+			switch a := c.Arguments.(type) {
+			case qemu.Blockdev:
+				nodes = append(nodes, a.NodeName)
+			case qemu.Device:
+				devices = append(devices, a.ID)
 			}
 			continue
 		}
+		err = hotplugFailed(dev.Name(), c.Execute, err)
+		if uerr := s.unplugAll(ctx, devices); uerr != nil {
+			e := *errdefs.As(err)
+			e.Message += "; and undoing the hot-plug: " + uerr.Error()
+			err = &e
+		}
 		s.deleteNodes(ctx, nodes)
 		s.release(ctx, []device.Device{dev})
-		if e := (*qmp.Error)(nil); errors.As(err, &e) {
-			return shimapi.Empty{}, errdefs.FailedPrecondition("hot-plug disk %s: %s refused: %s", dev.Name(), c.Execute, e.Desc)
-		}
-		return shimapi.Empty{}, qmpFailed(err)
+		return shimapi.Empty{}, err
 	}
 	s.mu.Lock()
 	s.devices = append(s.devices, dev)
 	s.spec.Devices = append(s.spec.Devices, req.Device)
 	s.mu.Unlock()
-	s.progress("disk %s hot-plugged on %s (%s)", dev.Name(), port, req.Device.Disk.Path)
+	where := port
+	if disk.Bus() == api.DiskBusVirtioSCSI {
+		where = qemu.SCSIBus
+		if port != "" {
+			where += ", its controller " + qemu.SCSIController + " hot-plugged first on " + port
+		}
+	}
+	s.progress("disk %s hot-plugged on %s (%s)", dev.Name(), where, req.Device.Disk.Path)
 	return shimapi.Empty{}, nil
+}
+
+// hotplugFailed is the error of a hot-plug command that failed.
+func hotplugFailed(name, command string, err error) error {
+	if e := (*qmp.Error)(nil); errors.As(err, &e) {
+		return errdefs.FailedPrecondition("hot-plug disk %s: %s refused: %s", name, command, e.Desc)
+	}
+	return qmpFailed(err)
+}
+
+// diskPort is the hot-plug port a disk takes: a free one for virtio-blk,
+// one for the SCSI controller when a virtio-scsi disk finds none, and
+// none for a sata disk (whose hot-plug the disk refuses).
+func (s *Shim) diskPort(ctx context.Context, d *device.Disk) (string, error) {
+	switch d.Bus() {
+	case api.DiskBusSATA:
+		return "", nil
+	case api.DiskBusVirtioSCSI:
+		_, err := s.qmp.QOMList(ctx, "/machine/peripheral/"+qemu.SCSIController)
+		var e *qmp.Error
+		switch {
+		case err == nil:
+			return "", nil
+		case !errors.As(err, &e):
+			return "", qmpFailed(err)
+		}
+	}
+	return s.freeHotplugPort(ctx)
+}
+
+// unplugAll unplugs devices newest first, each waited for as a disk's
+// unplug is, with a deadline of its own: the request's may be what ended.
+func (s *Shim) unplugAll(ctx context.Context, ids []string) error {
+	ctx = context.WithoutCancel(ctx)
+	var errs []error
+	for _, id := range slices.Backward(ids) {
+		if err := s.unplug(ctx, id); err != nil {
+			s.log.Warn("unplugging a device again failed", "DEVICE", id, "ERROR", err.Error())
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // deleteNodes removes block nodes newest first, with their own deadline: the
@@ -195,6 +264,9 @@ func (s *Shim) removeDisk(ctx context.Context, req shimapi.DiskRemoveRequest) (s
 	dev := s.liveDevice(req.Name)
 	if dev == nil || dev.Type() != api.DeviceDisk {
 		return shimapi.Empty{}, errdefs.NotFound("the running VM has no disk %q", req.Name)
+	}
+	if _, err := dev.Unplug(); err != nil {
+		return shimapi.Empty{}, err // a sata disk stays
 	}
 	if err := s.unplug(ctx, dev.Name()); err != nil {
 		return shimapi.Empty{}, err

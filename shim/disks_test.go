@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/qemu"
 	"github.com/infinibay/infinivirt/pkg/qemuimg"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
@@ -134,5 +136,85 @@ func TestHotplugDisksOnRealQEMU(t *testing.T) {
 	}
 	if nodes := blockNodes(t, ctx, s); !slices.Contains(nodes, "disk1") || !slices.Contains(nodes, "disk1-file") || s.liveDevice("disk1") == nil {
 		t.Fatalf("after the refused unplug: nodes %v, device kept %t", nodes, s.liveDevice("disk1") != nil)
+	}
+}
+
+// On real QEMU: the first virtio-scsi disk plugs the controller into a
+// free port (and a failed disk unplugs it again, or says it could not),
+// later ones go onto it without a port, and each unplugs at once; a sata
+// disk neither plugs nor unplugs and leaves nothing; a scsi disk grows.
+func TestHotplugSCSIAndSATAOnRealQEMU(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, l := diskShim(t, ctx, "-device", `{"driver":"pvpanic","id":"clash"}`)
+	id := s.cfg.VMID
+	scsi := func(name string) api.Device {
+		d := newDiskImage(t, ctx, l, id, name)
+		d.Disk.Bus, d.Disk.Cache = api.DiskBusVirtioSCSI, api.DiskCacheWritethrough
+		return d
+	}
+	controller := func() bool {
+		_, err := s.qmp.QOMList(ctx, "/machine/peripheral/"+qemu.SCSIController)
+		return err == nil
+	}
+
+	// The controller went in, the disk's device_add failed, and this QEMU
+	// has no guest to release the controller: the error says both.
+	_, err := s.addDisk(ctx, shimapi.DiskAddRequest{Device: scsi("clash")})
+	if e := errdefs.As(err); e.Code != errdefs.CodeFailedPrecondition || !strings.Contains(e.Message, "device_add refused") ||
+		!strings.Contains(e.Message, "undoing the hot-plug") || !strings.Contains(e.Message, qemu.SCSIController) {
+		t.Fatalf("a scsi disk whose device_add fails: %v", err)
+	}
+	if nodes := blockNodes(t, ctx, s); slices.ContainsFunc(nodes, func(n string) bool { return strings.HasPrefix(n, "clash") }) {
+		t.Fatalf("the failed hot-plug left block nodes: %v", nodes)
+	}
+	if !controller() {
+		t.Fatal("no controller after the failed hot-plug; it was to stay, unreleased")
+	}
+
+	// The controller is there: the disks take no port.
+	for _, name := range []string{"disk1", "disk2"} {
+		if _, err := s.addDisk(ctx, shimapi.DiskAddRequest{Device: scsi(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if port, err := s.freeHotplugPort(ctx); err != nil || port != qemu.HotplugPortID(1) {
+		t.Fatalf("free port after two scsi disks: %q (%v), want hotplug-1", port, err)
+	}
+	disks, err := s.queryDisks(ctx, shimapi.DisksRequest{})
+	if err != nil || len(disks.Disks) != 2 {
+		t.Fatalf("disks %+v (%v)", disks, err)
+	}
+	for _, d := range disks.Disks {
+		if d.Bus != api.DiskBusVirtioSCSI || d.Cache != api.DiskCacheWritethrough || d.Discard != api.DiskDiscardUnmap || !d.Live {
+			t.Errorf("listed as %+v", d)
+		}
+	}
+	if _, err := s.resizeDisk(ctx, shimapi.DiskResizeRequest{Name: "disk2", SizeBytes: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.removeDisk(ctx, shimapi.DiskRemoveRequest{Name: "disk2"}); err != nil {
+		t.Fatalf("a scsi disk unplugs without the guest's help: %v", err)
+	}
+	if nodes := blockNodes(t, ctx, s); slices.Contains(nodes, "disk2") || slices.Contains(nodes, "disk2-file") || s.liveDevice("disk2") != nil || s.spec.Device("disk2") != nil {
+		t.Fatalf("after the unplug: nodes %v", nodes)
+	}
+
+	sata := newDiskImage(t, ctx, l, id, "disk3")
+	sata.Disk.Bus = api.DiskBusSATA
+	if _, err := s.addDisk(ctx, shimapi.DiskAddRequest{Device: sata}); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "AHCI") {
+		t.Fatalf("hot-plug a sata disk: %v", err)
+	}
+	if nodes := blockNodes(t, ctx, s); slices.ContainsFunc(nodes, func(n string) bool { return strings.HasPrefix(n, "disk3") }) || s.spec.Device("disk3") != nil {
+		t.Fatalf("the refused sata disk left nodes %v", nodes)
+	}
+	// One cold-plugged at start stays there.
+	dev, err := device.New(sata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.devices = append(s.devices, dev)
+	if _, err := s.removeDisk(ctx, shimapi.DiskRemoveRequest{Name: "disk3"}); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "AHCI") {
+		t.Fatalf("unplug a sata disk: %v", err)
 	}
 }

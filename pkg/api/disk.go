@@ -105,6 +105,13 @@ type Disk struct {
 	Clone DiskClone `json:"clone,omitempty"`
 }
 
+// WithModes is the view with the bus, cache and discard modes of its spec
+// entry, each one's default where the entry leaves it empty.
+func (d Disk) WithModes(dev DiskDevice) Disk {
+	d.Bus, d.Cache, d.Discard = dev.Bus.OrDefault(), dev.Cache.OrDefault(), dev.Discard.OrDefault()
+	return d
+}
+
 // BackingImage is one image of a disk's backing chain.
 type BackingImage struct {
 	Path             string `json:"path"`

@@ -78,6 +78,10 @@ func TestFromSpecMakesEveryType(t *testing.T) {
 func TestHotplugMatchesTheCommandLine(t *testing.T) {
 	spec := everyType("/vms/x")
 	spec.RemoveDevice("cd0") // AHCI: no hot-plug
+	for _, bus := range []api.DiskBus{api.DiskBusVirtioSCSI, api.DiskBusSATA} {
+		spec.AddDevice(vmspec.NewDevice("", vmspec.Disk{Path: "/vms/x/" + string(bus) + ".qcow2", Format: "qcow2", SizeBytes: 64 << 20,
+			Bus: bus, Cache: api.DiskCacheNone, Discard: api.DiskDiscardIgnore}))
+	}
 	devs, err := FromSpec(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +141,62 @@ func TestHotplugMatchesTheCommandLine(t *testing.T) {
 	unplug, _ := devs[0].Unplug()
 	if len(unplug) != 3 || unplug[0].Execute != "device_del" {
 		t.Errorf("disk unplug %+v", unplug)
+	}
+}
+
+// A disk's bus decides what it can do live: virtio-blk plugs into a port,
+// virtio-scsi onto the controller (plugged first on a port when the VM has
+// none), sata neither plugs nor unplugs.
+func TestDiskBuses(t *testing.T) {
+	disk := func(bus api.DiskBus) Device {
+		d, err := New(vmspec.NewDevice("disk1", vmspec.Disk{Path: "/vms/x/disk1.qcow2", Format: "qcow2", Bus: bus}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	executes := func(cmds []Command) string {
+		var out []string
+		for _, c := range cmds {
+			out = append(out, c.Execute+" "+mustJSON(c.Arguments))
+		}
+		return strings.Join(out, "\n")
+	}
+	nodes := `blockdev-add {"driver":"file","node-name":"disk1-file","filename":"/vms/x/disk1.qcow2","read-only":false,"discard":"unmap"}
+blockdev-add {"driver":"qcow2","node-name":"disk1","file":"disk1-file","read-only":false,"discard":"unmap"}
+`
+	for _, tc := range []struct {
+		bus     api.DiskBus
+		port    string
+		hotplug string // "" when refused
+	}{
+		{"", "hotplug-1", nodes + `device_add {"driver":"virtio-blk-pci","id":"disk1","bus":"hotplug-1","drive":"disk1"}`},
+		{api.DiskBusVirtioBlk, "hotplug-0", nodes + `device_add {"driver":"virtio-blk-pci","id":"disk1","bus":"hotplug-0","drive":"disk1"}`},
+		{api.DiskBusVirtioSCSI, "", nodes + `device_add {"driver":"scsi-hd","id":"disk1","bus":"scsi-0.0","drive":"disk1"}`},
+		{api.DiskBusVirtioSCSI, "hotplug-1", `device_add {"driver":"virtio-scsi-pci","id":"scsi-0","bus":"hotplug-1"}
+` + nodes + `device_add {"driver":"scsi-hd","id":"disk1","bus":"scsi-0.0","drive":"disk1"}`},
+		{api.DiskBusSATA, "hotplug-0", ""},
+	} {
+		d := disk(tc.bus)
+		cmds, err := d.Hotplug(tc.port)
+		_, uerr := d.Unplug()
+		if tc.hotplug == "" {
+			for _, err := range []error{err, uerr} {
+				if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeFailedPrecondition}) || !strings.Contains(err.Error(), "AHCI") {
+					t.Errorf("%s: %v, want the AHCI controller named", tc.bus, err)
+				}
+			}
+			if d.Caps().Hotplug {
+				t.Errorf("%s: caps %+v", tc.bus, d.Caps())
+			}
+			continue
+		}
+		if err != nil || uerr != nil || !d.Caps().Hotplug {
+			t.Fatalf("%s: %v, %v, caps %+v", tc.bus, err, uerr, d.Caps())
+		}
+		if got := executes(cmds); got != tc.hotplug {
+			t.Errorf("%s on %q:\n%s\nwant\n%s", tc.bus, tc.port, got, tc.hotplug)
+		}
 	}
 }
 
