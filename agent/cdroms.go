@@ -178,9 +178,8 @@ func (a *Agent) AddCDROM(ctx context.Context, id string, req api.AddCDROMRequest
 	} else if spec.Device(name) != nil {
 		return api.CDROM{}, errdefs.AlreadyExists("name", "the VM already has a device %q", name)
 	}
-	if n, limit := len(spec.CDROMs())+1, vmspec.MaxCDROMs-installMedia(spec); n > limit {
-		return api.CDROM{}, errdefs.FailedPrecondition("VM %s: the AHCI controller has room for %d CD-ROM drives beside an unfinished install's own media, and the VM has %d",
-			rec.id, limit, n-1)
+	if err := ahciFull(spec); err != nil {
+		return api.CDROM{}, err
 	}
 	change := func(s *vmspec.Spec) error {
 		s.AddDevice(vmspec.NewDevice(name, vmspec.CDROM{Path: req.ISOPath, BootIndex: req.BootIndex}))
@@ -347,17 +346,13 @@ func (a *Agent) queryBlock(ctx context.Context, id string) (api.BlockDevices, er
 	return shimclient.Call(ctx, sh, shimapi.RouteBlock, shimapi.BlockRequest{})
 }
 
-// installMedia counts the drives an unfinished install adds at start
-// beside the spec's: its answer ISO, and virtio-win's.
-func installMedia(s *vmspec.Spec) int {
-	in := s.Install
-	if !in.Active() {
-		return 0
+// ahciFull is the error of a VM whose AHCI ports are all taken.
+func ahciFull(s *vmspec.Spec) error {
+	if used := s.AHCIPortsUsed(); used >= vmspec.MaxCDROMs {
+		return errdefs.FailedPrecondition("VM %s: the AHCI controller's %d ports are all taken by its %d CD-ROM drives, %d sata disks and an unfinished install's own media",
+			s.ID, vmspec.MaxCDROMs, len(s.CDROMs()), s.SATADisks())
 	}
-	if in.VirtioWinISO != "" {
-		return 2
-	}
-	return 1
+	return nil
 }
 
 // checkISO checks an ISO the way a create checks isoPath: a clean absolute

@@ -99,9 +99,10 @@ func (a *Agent) Disks(ctx context.Context, id string) (api.Disks, error) {
 
 // specView is a disk as its spec entry has it, before its image is read.
 func specView(d *vmspec.Device) api.Disk {
-	return api.Disk{Name: d.Name, Path: d.Disk.Path, Format: d.Disk.Format, Bus: api.DiskBusVirtioBlk,
+	v := api.Disk{Name: d.Name, Path: d.Disk.Path, Format: d.Disk.Format,
 		BootIndex: d.Disk.BootIndex, VirtualSizeBytes: d.Disk.SizeBytes, BackingChain: []api.BackingImage{},
 		Image: d.Disk.Image, Clone: d.Disk.Clone}
+	return v.WithModes(*d.Disk)
 }
 
 // imageDisk reads a disk's image and its backing chain with qemu-img,
@@ -146,23 +147,19 @@ func checkAddDisk(req api.AddDiskRequest) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	switch req.Bus {
-	case "", api.DiskBusVirtioBlk:
-	case api.DiskBusVirtioSCSI, api.DiskBusSATA:
-		return 0, errdefs.Invalid("bus", "%s is not supported yet; disks are virtio-blk", req.Bus)
-	default:
-		return 0, errdefs.Invalid("bus", "must be %s, %s or %s, got %q", api.DiskBusVirtioBlk, api.DiskBusVirtioSCSI, api.DiskBusSATA, req.Bus)
-	}
-	if req.Cache != "" {
-		return 0, errdefs.Invalid("cache", "choosing a cache mode is not supported yet; disks use QEMU's default (writeback), got %q", req.Cache)
-	}
-	if req.Discard != "" && req.Discard != "unmap" {
-		return 0, errdefs.Invalid("discard", "only unmap (the guest's TRIM reaches the image) is supported yet, got %q", req.Discard)
+	if err := vmspec.CheckDiskModes("", req.Bus, req.Cache, req.Discard); err != nil {
+		return 0, err
 	}
 	if req.BootOrder < 0 || req.BootOrder > 99 {
 		return 0, errdefs.Invalid("bootOrder", "must be between 1 and 99, or 0 for not bootable, got %d", req.BootOrder)
 	}
 	return size, nil
+}
+
+// errSATALive is the error of a sata disk added to or removed from a
+// running VM: q35's AHCI controller has no hot-plug.
+func errSATALive(id, what string) error {
+	return errdefs.FailedPrecondition("a sata disk cannot be %s while VM %s runs: q35's AHCI controller has no hot-plug; power the VM off first, or use bus virtio-scsi or virtio-blk", what, id)
 }
 
 // newDisk is the spec entry of a disk to add: the request's name or the
@@ -190,8 +187,14 @@ func (a *Agent) newDisk(spec *vmspec.Spec, req api.AddDiskRequest, size int64) (
 			}
 		}
 	}
+	if req.Bus == api.DiskBusSATA {
+		if err := ahciFull(spec); err != nil {
+			return vmspec.Device{}, err
+		}
+	}
 	dev := vmspec.NewDevice(name, vmspec.Disk{
 		Path: l.DiskImagePath(spec.ID, name, qemuimg.FormatQCOW2), Format: qemuimg.FormatQCOW2, SizeBytes: size, BootIndex: req.BootOrder,
+		Bus: req.Bus, Cache: req.Cache, Discard: req.Discard,
 	})
 	if _, err := os.Lstat(dev.Disk.Path); err == nil {
 		return dev, errdefs.AlreadyExists("name", "%s already exists (the image of a removed disk is kept unless deleteImage was set)", dev.Disk.Path)
@@ -228,6 +231,10 @@ func (a *Agent) AddDisk(ctx context.Context, id string, req api.AddDiskRequest) 
 	}
 	defer unlock()
 	spec := rec.currentSpec()
+	live := shimRuns(rec)
+	if live && req.Bus == api.DiskBusSATA {
+		return api.Disk{}, errSATALive(id, "added")
+	}
 	dev, err := a.newDisk(spec, req, size)
 	if err != nil {
 		return api.Disk{}, err
@@ -248,7 +255,6 @@ func (a *Agent) AddDisk(ctx context.Context, id string, req api.AddDiskRequest) 
 			a.log.Error("removing a new disk's image failed", logging.KeyVM, id, "DEVICE", dev.Name, "ERROR", err.Error())
 		}
 	}
-	live := shimRuns(rec)
 	if live {
 		if err := diskShimCall(ctx, a, id, shimapi.RouteDiskAdd, shimapi.DiskAddRequest{Device: dev}); err != nil {
 			removeImage()
@@ -312,8 +318,11 @@ func (a *Agent) RemoveDisk(ctx context.Context, id, name string, deleteImage boo
 		return errdefs.FailedPrecondition("disk %s is VM %s's only disk; a VM needs one", name, id)
 	}
 	live := shimRuns(rec)
+	if live && dev.Disk.Bus == api.DiskBusSATA {
+		return errSATALive(id, "removed")
+	}
 	if live && spec.Disks()[0].Name == name {
-		return errdefs.FailedPrecondition("disk %s is the running VM %s's system disk, on the root bus, which cannot unplug; power the VM off to remove it", name, id)
+		return errdefs.FailedPrecondition("disk %s is the running VM %s's system disk, which stays while it runs; power the VM off to remove it", name, id)
 	}
 	if live && onlyBootDevice(spec, dev) {
 		return errdefs.FailedPrecondition("disk %s is the only device the running VM %s boots from; power it off first or give another device a boot order", name, id)

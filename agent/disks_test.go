@@ -11,6 +11,7 @@ import (
 	"github.com/infinibay/infinivirt/agent/agenttest"
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
 // realQEMUImg is the host's qemu-img, for tests that read and resize images.
@@ -141,8 +142,10 @@ func TestDiskRefusalsChangeNothing(t *testing.T) {
 	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.AddDisk(ctx, vm1, api.AddDiskRequest{Name: "data", SizeGB: 1}); err != nil {
-		t.Fatal(err)
+	for _, req := range []api.AddDiskRequest{{Name: "data", SizeGB: 1}, {Name: "sata", SizeGB: 1, Bus: api.DiskBusSATA}} {
+		if _, err := a.AddDisk(ctx, vm1, req); err != nil {
+			t.Fatal(err)
+		}
 	}
 	files, devs := vmFiles(t, b, vm1), deviceNames(a.mustGet(t, vm1).Devices)
 	for _, tc := range []struct {
@@ -155,10 +158,9 @@ func TestDiskRefusalsChangeNothing(t *testing.T) {
 		{"taken name", "name", errdefs.CodeAlreadyExists, add(a, api.AddDiskRequest{Name: "net0", SizeGB: 1})},
 		{"no size", "sizeGB", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{})},
 		{"partial MiB", "sizeGB", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1e-9})},
-		{"sata", "bus", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, Bus: api.DiskBusSATA})},
 		{"unknown bus", "bus", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, Bus: "ide"})},
-		{"cache", "cache", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, Cache: "none"})},
-		{"discard", "discard", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, Discard: "ignore"})},
+		{"unknown cache", "cache", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, Cache: "write-back"})},
+		{"unknown discard", "discard", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, Discard: "on"})},
 		{"boot order taken", "bootOrder", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, BootOrder: 1})},
 		{"boot order range", "bootOrder", errdefs.CodeInvalidArgument, add(a, api.AddDiskRequest{SizeGB: 1, BootOrder: 100})},
 		{"remove a missing disk", "disk", errdefs.CodeNotFound, func() error { return a.RemoveDisk(ctx, vm1, "disk9", true) }},
@@ -194,6 +196,13 @@ func TestDiskRefusalsChangeNothing(t *testing.T) {
 	}
 	if err := a.RemoveDisk(ctx, vm1, "data", true); errdefs.As(err).Code != errdefs.CodeUnavailable {
 		t.Errorf("remove on a shim that refuses: %v", err)
+	}
+	// AHCI cannot hot-plug: refused before the shim is asked.
+	if _, err := a.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 1, Bus: api.DiskBusSATA}); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "AHCI") {
+		t.Errorf("add a sata disk live: %v", err)
+	}
+	if err := a.RemoveDisk(ctx, vm1, "sata", true); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "AHCI") {
+		t.Errorf("remove a sata disk live: %v", err)
 	}
 	if _, err := a.ResizeDisk(ctx, vm1, "disk0", api.ResizeDiskRequest{SizeGB: 0.5, AllowShrink: true}); errdefs.As(err).Code != errdefs.CodeFailedPrecondition {
 		t.Errorf("shrink of a running VM: %v", err)
@@ -255,4 +264,51 @@ func (a *Agent) mustGet(t *testing.T, id string) api.VM {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// A stopped VM takes a disk on any bus, with its cache and discard modes,
+// and lists them; the sata disks and the CD-ROM drives share the AHCI
+// controller's six ports, and the one past them is refused leaving nothing.
+func TestDiskBusesOffline(t *testing.T) {
+	b := newBed(t)
+	cfg := b.config()
+	cfg.QEMUImg = realQEMUImg(t)
+	a, _ := b.start(cfg)
+	ctx := t.Context()
+	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 0.0625, Bus: api.DiskBusVirtioSCSI, Cache: api.DiskCacheNone, Discard: api.DiskDiscardIgnore})
+	if err != nil || d.Bus != api.DiskBusVirtioSCSI || d.Cache != api.DiskCacheNone || d.Discard != api.DiskDiscardIgnore {
+		t.Fatalf("added %+v (%v)", d, err)
+	}
+	list, err := a.Disks(ctx, vm1)
+	if err != nil || len(list.Disks) != 2 {
+		t.Fatalf("disks %+v (%v)", list, err)
+	}
+	if d0 := list.Disks[0]; d0.Bus != api.DiskBusVirtioBlk || d0.Cache != api.DiskCacheWriteback || d0.Discard != api.DiskDiscardUnmap {
+		t.Errorf("the system disk, with no modes of its own, is listed as %+v", d0)
+	}
+	if got := a.mustGet(t, vm1).Devices; got[len(got)-1].Disk.Bus != api.DiskBusVirtioSCSI {
+		t.Errorf("the spec's new entry %+v", got[len(got)-1].Disk)
+	}
+	if _, err := a.AddCDROM(ctx, vm1, api.AddCDROMRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < vmspec.MaxCDROMs; i++ {
+		if _, err := a.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 0.0625, Bus: api.DiskBusSATA}); err != nil {
+			t.Fatalf("sata disk %d beside a CD-ROM drive: %v", i, err)
+		}
+	}
+	files, devs := vmFiles(t, b, vm1), deviceNames(a.mustGet(t, vm1).Devices)
+	_, err = a.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 0.0625, Bus: api.DiskBusSATA})
+	if errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "AHCI") {
+		t.Fatalf("a sata disk past the AHCI ports: %v", err)
+	}
+	if _, err := a.AddCDROM(ctx, vm1, api.AddCDROMRequest{}); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "5 sata disks") {
+		t.Fatalf("a CD-ROM drive past the AHCI ports: %v", err)
+	}
+	if f, d := vmFiles(t, b, vm1), deviceNames(a.mustGet(t, vm1).Devices); !slices.Equal(f, files) || !slices.Equal(d, devs) {
+		t.Fatalf("refusals changed the VM: files %v → %v, devices %v → %v", files, f, devs, d)
+	}
 }

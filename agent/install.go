@@ -129,8 +129,9 @@ func (a *Agent) planPlatform(in api.CreateVMInput, spec *vmspec.Spec) (*installP
 		return nil, errdefs.Invalid("virtioWinPath", "is used only by a Windows install")
 	}
 	spec.Install = inst
-	if n, limit := len(spec.CDROMs()), vmspec.MaxCDROMs-installMedia(spec); n > limit {
-		return nil, errdefs.Invalid("devices", "the AHCI controller has room for %d CD-ROM drives beside the install's own media, and the request makes %d", limit, n)
+	if used := spec.AHCIPortsUsed(); used > vmspec.MaxCDROMs {
+		return nil, errdefs.Invalid("devices", "the AHCI controller's %d ports cannot hold the request's %d CD-ROM drives and %d sata disks beside the install's own media",
+			vmspec.MaxCDROMs, len(spec.CDROMs()), spec.SATADisks())
 	}
 	return &installPlan{os: osName, config: cfg, kernelArgs: req.KernelArgs}, nil
 }

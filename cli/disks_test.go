@@ -54,6 +54,7 @@ func TestDiskCommandsSendTheirFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"vm", "disk", "list", "vm1"},
 		{"vm", "disk", "add", "vm1", "--size-gb", "20", "--name", "data", "--boot-order", "3"},
+		{"vm", "disk", "add", "vm1", "--size-gb", "1", "--bus", "virtio-scsi", "--cache", "none", "--discard", "ignore"},
 		{"vm", "disk", "resize", "vm1", "data", "--size-gb", "40"},
 		{"vm", "disk", "resize", "vm1", "data", "--size-gb", "10", "--allow-shrink"},
 		{"vm", "disk", "remove", "vm1", "data"},
@@ -69,6 +70,7 @@ func TestDiskCommandsSendTheirFlags(t *testing.T) {
 	want := []string{
 		"GET /v1/vms/vm1/disks",
 		`POST /v1/vms/vm1/disks {"name":"data","sizeGB":20,"bootOrder":3}`,
+		`POST /v1/vms/vm1/disks {"sizeGB":1,"bus":"virtio-scsi","cache":"none","discard":"ignore"}`,
 		`PATCH /v1/vms/vm1/disks/data {"sizeGB":40}`,
 		`PATCH /v1/vms/vm1/disks/data {"sizeGB":10,"allowShrink":true}`,
 		"DELETE /v1/vms/vm1/disks/data",

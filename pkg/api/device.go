@@ -43,11 +43,12 @@ type DiskDevice struct {
 	SizeBytes int64  `json:"sizeBytes"`
 	// BootIndex orders the boot devices, lowest first; 0 is not bootable.
 	BootIndex int `json:"bootIndex,omitempty"`
-	// Bus, Cache and Discard are how the guest sees the disk and how QEMU
-	// opens its image; empty is virtio-blk, writeback and unmap, what
-	// every disk was before they could be chosen.
-	Bus     DiskBus     `json:"bus,omitempty"`
-	Cache   DiskCache   `json:"cache,omitempty"`
+	// Bus is how the guest sees the disk; empty is virtio-blk, as every
+	// disk was before a bus could be chosen.
+	Bus DiskBus `json:"bus,omitempty"`
+	// Cache is how QEMU caches the image; empty is writeback.
+	Cache DiskCache `json:"cache,omitempty"`
+	// Discard is what becomes of the guest's discards; empty is unmap.
 	Discard DiskDiscard `json:"discard,omitempty"`
 	// Image is the store image (GET /v1/images) the disk was made from, by
 	// its name; empty for a disk made empty.

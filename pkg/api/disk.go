@@ -5,25 +5,16 @@ type DiskBus string
 
 // The disk buses.
 const (
-	// DiskBusVirtioBlk is a virtio-blk PCIe device, the default.
-	DiskBusVirtioBlk DiskBus = "virtio-blk"
-	// DiskBusVirtioSCSI is a scsi-hd on the VM's virtio-scsi controller.
-	DiskBusVirtioSCSI DiskBus = "virtio-scsi"
-	// DiskBusSATA is an ide-hd on q35's built-in AHCI controller, for a
-	// guest without virtio drivers; it cannot be hot-plugged.
-	DiskBusSATA DiskBus = "sata"
+	DiskBusVirtioBlk  DiskBus = "virtio-blk"  // a virtio-blk PCIe device of its own, the default
+	DiskBusVirtioSCSI DiskBus = "virtio-scsi" // a scsi-hd on the VM's virtio-scsi controller
+	DiskBusSATA       DiskBus = "sata"        // an ide-hd on q35's AHCI controller, for guests without virtio drivers; no hot-plug
 )
 
 // DiskBuses lists every disk bus.
 var DiskBuses = []DiskBus{DiskBusVirtioBlk, DiskBusVirtioSCSI, DiskBusSATA}
 
 // OrDefault is the bus, or virtio-blk when it is empty.
-func (b DiskBus) OrDefault() DiskBus {
-	if b == "" {
-		return DiskBusVirtioBlk
-	}
-	return b
-}
+func (b DiskBus) OrDefault() DiskBus { return orDefault(b, DiskBusVirtioBlk) }
 
 // DiskCache is how QEMU caches a disk's image, with QEMU's meanings: the
 // guest sees a write cache it must flush (all but writethrough and
@@ -33,49 +24,39 @@ type DiskCache string
 
 // The cache modes.
 const (
-	// DiskCacheWriteback is QEMU's default: the host's page cache, flushed when the guest flushes.
-	DiskCacheWriteback DiskCache = "writeback"
-	// DiskCacheNone bypasses the host's page cache (O_DIRECT); the guest still flushes its write cache.
-	DiskCacheNone DiskCache = "none"
-	// DiskCacheWritethrough completes each write once it is on stable storage; the guest sees no write cache.
-	DiskCacheWritethrough DiskCache = "writethrough"
-	// DiskCacheDirectSync is writethrough bypassing the host's page cache.
-	DiskCacheDirectSync DiskCache = "directsync"
-	// DiskCacheUnsafe ignores the guest's flushes: fast, and a host crash loses data.
-	DiskCacheUnsafe DiskCache = "unsafe"
+	DiskCacheWriteback    DiskCache = "writeback"    // QEMU's default: the host's page cache, flushed when the guest flushes
+	DiskCacheNone         DiskCache = "none"         // bypasses the host's page cache (O_DIRECT); the guest still flushes its write cache
+	DiskCacheWritethrough DiskCache = "writethrough" // each write is on stable storage when it completes; the guest sees no write cache
+	DiskCacheDirectSync   DiskCache = "directsync"   // writethrough, bypassing the host's page cache
+	DiskCacheUnsafe       DiskCache = "unsafe"       // the guest's flushes are ignored: fast, and a host crash loses data
 )
 
 // DiskCaches lists every cache mode.
 var DiskCaches = []DiskCache{DiskCacheWriteback, DiskCacheNone, DiskCacheWritethrough, DiskCacheDirectSync, DiskCacheUnsafe}
 
 // OrDefault is the cache mode, or writeback when it is empty.
-func (c DiskCache) OrDefault() DiskCache {
-	if c == "" {
-		return DiskCacheWriteback
-	}
-	return c
-}
+func (c DiskCache) OrDefault() DiskCache { return orDefault(c, DiskCacheWriteback) }
 
 // DiskDiscard is what becomes of the guest's discard (TRIM, UNMAP) requests.
 type DiskDiscard string
 
 // The discard modes.
 const (
-	// DiskDiscardUnmap passes discards to the image, so a thin image stays thin; the default.
-	DiskDiscardUnmap DiskDiscard = "unmap"
-	// DiskDiscardIgnore drops them: the image keeps what it once allocated.
-	DiskDiscardIgnore DiskDiscard = "ignore"
+	DiskDiscardUnmap  DiskDiscard = "unmap"  // passed to the image, so a thin image stays thin; the default
+	DiskDiscardIgnore DiskDiscard = "ignore" // dropped: the image keeps what it once allocated
 )
 
 // DiskDiscards lists every discard mode.
 var DiskDiscards = []DiskDiscard{DiskDiscardUnmap, DiskDiscardIgnore}
 
 // OrDefault is the discard mode, or unmap when it is empty.
-func (d DiskDiscard) OrDefault() DiskDiscard {
-	if d == "" {
-		return DiskDiscardUnmap
+func (d DiskDiscard) OrDefault() DiskDiscard { return orDefault(d, DiskDiscardUnmap) }
+
+func orDefault[T ~string](v, def T) T {
+	if v == "" {
+		return def
 	}
-	return d
+	return v
 }
 
 // Disk is one of a VM's disks with its image as it is now: from qemu-img
@@ -86,8 +67,9 @@ type Disk struct {
 	Path   string  `json:"path"`
 	Format string  `json:"format"`
 	Bus    DiskBus `json:"bus"`
-	// Cache and Discard are the modes the disk is opened with.
-	Cache   DiskCache   `json:"cache"`
+	// Cache is the cache mode QEMU opens the image with.
+	Cache DiskCache `json:"cache"`
+	// Discard is what becomes of the guest's discard requests.
 	Discard DiskDiscard `json:"discard"`
 	// BootIndex orders the boot devices, lowest first; 0 is not bootable.
 	BootIndex int `json:"bootIndex,omitempty"`
@@ -134,8 +116,9 @@ type AddDiskRequest struct {
 	// live (and its controller, on a free hot-plug port, when it has
 	// none yet), but not a sata one: AHCI cannot hot-plug.
 	Bus DiskBus `json:"bus,omitempty"`
-	// Cache defaults to writeback, Discard to unmap.
-	Cache   DiskCache   `json:"cache,omitempty"`
+	// Cache defaults to writeback.
+	Cache DiskCache `json:"cache,omitempty"`
+	// Discard defaults to unmap.
 	Discard DiskDiscard `json:"discard,omitempty"`
 	// BootOrder is the disk's boot index (1 boots first); 0 is not
 	// bootable. A disk plugged into a running VM boots from the next start.

@@ -450,6 +450,20 @@ func checkMode[T ~string](field string, v T, valid []T) error {
 	return errdefs.Invalid(field, "must be one of %v (or empty for %s), got %q", valid, valid[0], v)
 }
 
+// AHCIPortsUsed counts the ports of q35's AHCI controller that a start
+// of the VM takes: one per CD-ROM drive and sata disk, and the drives an
+// unfinished install adds for its own media.
+func (s *Spec) AHCIPortsUsed() int {
+	n := len(s.CDROMs()) + s.SATADisks()
+	if in := s.Install; in.Active() {
+		n++ // the answer ISO
+		if in.VirtioWinISO != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // SATADisks counts the disks on the AHCI controller.
 func (s *Spec) SATADisks() int {
 	n := 0
