@@ -189,6 +189,62 @@ func TestBootAndPowerButton(t *testing.T) {
 	}
 }
 
+// TestGuestSeesEveryDiskBus boots the guest with a disk on each bus, each
+// of its own size and cache mode, and reads them back in the guest: the
+// virtio-blk one as vda, the virtio-scsi and sata ones as sd disks under
+// their controllers, and each one's write cache as the cache mode says.
+func TestGuestSeesEveryDiskBus(t *testing.T) {
+	needQEMU(t)
+	img := image(t)
+	ctx, cancel := context.WithTimeout(t.Context(), bootDeadline)
+	defer cancel()
+	disks := []qemu.Disk{
+		{ID: "disk0", Bus: qemu.BusVirtioBlk, Cache: qemu.CacheWritethrough},
+		{ID: "disk1", Bus: qemu.BusVirtioSCSI, Cache: qemu.CacheNone},
+		{ID: "disk2", Bus: qemu.BusSATA, Cache: qemu.CacheDirectSync},
+	}
+	for i := range disks {
+		d := &disks[i]
+		d.Path, d.Format = filepath.Join(t.TempDir(), d.ID+".qcow2"), qemu.FormatQCOW2
+		if err := (&qemuimg.Tool{}).Create(ctx, d.Path, qemuimg.FormatQCOW2, int64(i+1)<<24); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := guest.Options{Host: "tg-buses"}
+	cfg := testConfig(opts, img)
+	cfg.Disks = disks
+	m := start(t, ctx, cfg, nil)
+	if _, err := m.qmp.execute(ctx, "cont"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.console.WaitFor(ctx, opts.ReadyLine()); err != nil {
+		t.Fatal(err)
+	}
+	// The sd names follow the probe order: each disk is found by its size.
+	out, rc, err := m.console.Run(ctx, `for d in /sys/block/vd* /sys/block/sd*; do echo "$(cat $d/size) $(readlink -f $d) $(cat $d/queue/write_cache)"; done`)
+	if err != nil || rc != 0 {
+		t.Fatalf("guest: rc %d, %v: %s", rc, err, out)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		size, rest, _ := strings.Cut(line, " ")
+		got[size] = rest
+	}
+	for i, want := range []struct{ path, cache string }{
+		{"/block/vda", "write through"},
+		{"/host", "write back"}, // a SCSI host under the virtio device
+		{"/ata", "write through"},
+	} {
+		sectors := fmt.Sprint((i + 1) << 24 / 512)
+		if g := got[sectors]; !strings.Contains(g, want.path) || !strings.HasSuffix(g, want.cache) {
+			t.Errorf("%s (%s sectors): guest shows %q, want a path with %q and %q", disks[i].ID, sectors, g, want.path, want.cache)
+		}
+	}
+	if !strings.Contains(got[fmt.Sprint(2<<24/512)], "virtio") {
+		t.Errorf("the scsi disk is not under a virtio device: %v", got)
+	}
+}
+
 // TestResetBootsAgain presses reset and sees the guest come up again.
 func TestResetBootsAgain(t *testing.T) {
 	needQEMU(t)

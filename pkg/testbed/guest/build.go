@@ -18,12 +18,12 @@ import (
 
 // modules are what the guest loads at boot, before their dependencies are
 // added: evdev and button for acpid's power button, virtio for disks, NICs,
-// serial ports and the memory balloon, and the CD-ROM stack for answer
-// ISOs (ahci on q35).
+// serial ports and the memory balloon, the CD-ROM stack for answer ISOs
+// (ahci on q35), and sd_mod for the disks on virtio-scsi and AHCI (sda, sdb).
 var modules = []string{
 	"evdev", "button",
 	"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_scsi", "virtio_balloon",
-	"ahci", "ata_piix", "sr_mod", "isofs",
+	"ahci", "ata_piix", "sr_mod", "sd_mod", "isofs",
 }
 
 // applets the init script cannot do without; a busybox lacking one fails
