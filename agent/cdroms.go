@@ -348,11 +348,15 @@ func (a *Agent) queryBlock(ctx context.Context, id string) (api.BlockDevices, er
 
 // ahciFull is the error of a VM whose AHCI ports are all taken.
 func ahciFull(s *vmspec.Spec) error {
-	if used := s.AHCIPortsUsed(); used >= vmspec.MaxCDROMs {
-		return errdefs.FailedPrecondition("VM %s: the AHCI controller's %d ports are all taken by its %d CD-ROM drives, %d sata disks and an unfinished install's own media",
-			s.ID, vmspec.MaxCDROMs, len(s.CDROMs()), s.SATADisks())
+	if s.AHCIPortsUsed() < vmspec.MaxCDROMs {
+		return nil
 	}
-	return nil
+	install := ""
+	if s.Install.Active() {
+		install = ", beside an unfinished install's own media"
+	}
+	return errdefs.FailedPrecondition("VM %s: the AHCI controller's %d ports are all taken by its %d CD-ROM drives and %d sata disks%s",
+		s.ID, vmspec.MaxCDROMs, len(s.CDROMs()), s.SATADisks(), install)
 }
 
 // checkISO checks an ISO the way a create checks isoPath: a clean absolute

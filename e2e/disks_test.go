@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -258,9 +259,13 @@ func TestDiskBadInput(t *testing.T) {
 			return err
 		}, errdefs.CodeInvalidArgument, "sizeGB"},
 		{"bus", func() error {
-			_, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 1, Bus: api.DiskBusSATA})
+			_, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 1, Bus: "ide"})
 			return err
 		}, errdefs.CodeInvalidArgument, "bus"},
+		{"cache", func() error {
+			_, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 1, Cache: "write-back"})
+			return err
+		}, errdefs.CodeInvalidArgument, "cache"},
 		{"only disk", func() error { return b.client.RemoveDisk(ctx, vm.ID, "disk0", false) }, errdefs.CodeFailedPrecondition, ""},
 	} {
 		if err := tc.call(); !isAPIError(err, tc.code, tc.field) {
@@ -322,4 +327,140 @@ func BenchmarkDiskHotplug(b *testing.B) {
 	}
 	b.ReportMetric(median(callMs), "api-call-ms")
 	b.ReportMetric(median(seenMs), "guest-sees-ms")
+}
+
+// sdLine is guestSD's answer, among the kernel's messages on the console.
+var sdLine = regexp.MustCompile(`(?m)^(sd[a-z]+) (/sys/\S+)$`)
+
+// guestSD waits for the guest's sd disk of sectors 512-byte sectors and
+// returns its name and sysfs path (the path names the controller).
+func (b *bed) guestSD(t testing.TB, id string, sectors int64) (name, path string) {
+	t.Helper()
+	b.eventually(t, time.Minute, func() error {
+		out, _ := b.guestRun(t, id, fmt.Sprintf(`for d in /sys/block/sd*; do [ "$(cat $d/size 2>/dev/null)" = %d ] && echo "${d##*/} $(readlink -f $d)"; done; true`, sectors))
+		m := sdLine.FindStringSubmatch(out)
+		if m == nil {
+			return fmt.Errorf("guest: no sd disk of %d sectors yet (%q)", sectors, out)
+		}
+		name, path = m[1], m[2]
+		return nil
+	})
+	return name, path
+}
+
+// guestWrites has the guest write a marker to dev and read it back.
+func (b *bed) guestWrites(t testing.TB, id, dev, marker string) {
+	t.Helper()
+	out, rc := b.guestRun(t, id, fmt.Sprintf("printf %s | dd of=%s conv=fsync 2>/dev/null && dd if=%s bs=%d count=1 2>/dev/null", marker, dev, dev, len(marker)))
+	if rc != 0 || !strings.Contains(out, marker) {
+		t.Fatalf("guest wrote and read %s: rc %d %q, want %q", dev, rc, out, marker)
+	}
+}
+
+// A VM boots with a sata disk the guest sees on AHCI; live, a sata disk
+// is refused both ways leaving nothing behind, the first virtio-scsi disk
+// brings its controller onto a hot-plug port, and the guest sees it, writes
+// it and sees it go; the next one goes onto that controller, keeps what the
+// guest wrote, and the next boot has it on its controller beside the sata
+// disk.
+func TestDiskBuses(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := diskCtx()
+	defer cancel()
+	in, _ := b.vmInput("diskbuses")
+	off := false
+	in.Start = &off
+	vm, err := b.client.Create(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.deleteVM(vm.ID) })
+	const sataBytes, scsiBytes, keptBytes = 48 << 20, 64 << 20, 80 << 20
+	sata, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{Name: "legacy", SizeGB: sataBytes / float64(1<<30), Bus: api.DiskBusSATA, Cache: api.DiskCacheWritethrough})
+	if err != nil || sata.Bus != api.DiskBusSATA || sata.Cache != api.DiskCacheWritethrough || sata.Discard != api.DiskDiscardUnmap || sata.Live {
+		t.Fatalf("add a sata disk while off: %+v (%v)", sata, err)
+	}
+	if _, err := b.client.Power(ctx, vm.ID, api.PowerOn, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.waitConsole(t, vm.ID, "TESTGUEST READY", 1)
+	if _, path := b.guestSD(t, vm.ID, sataBytes/512); !strings.Contains(path, "/ata") {
+		t.Fatalf("the sata disk is at %s, not on AHCI", path)
+	}
+
+	// AHCI cannot hot-plug: refused, and nothing stays.
+	dir := vmspec.DefaultLayout.VMDir(vm.ID)
+	files := b.run(t, "ls", dir)
+	if _, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 0.0625, Bus: api.DiskBusSATA}); !isAPIError(err, errdefs.CodeFailedPrecondition, "") || !strings.Contains(err.Error(), "AHCI") {
+		t.Fatalf("live sata add: %v, want FailedPrecondition naming AHCI", err)
+	}
+	if err := b.client.RemoveDisk(ctx, vm.ID, "legacy", false); !isAPIError(err, errdefs.CodeFailedPrecondition, "") || !strings.Contains(err.Error(), "AHCI") {
+		t.Fatalf("live sata remove: %v, want FailedPrecondition naming AHCI", err)
+	}
+	got, err := b.client.Get(ctx, vm.ID)
+	if err != nil || len(got.Devices) != len(vm.Devices)+1 || b.run(t, "ls", dir) != files {
+		t.Fatalf("after the refused sata changes: devices %+v (%v), files %q, want %q", got.Devices, err, b.run(t, "ls", dir), files)
+	}
+	if blk, err := b.client.Block(ctx, vm.ID); err != nil || len(blk.Devices) != 2 {
+		t.Fatalf("QEMU's block devices after the refused sata changes: %+v (%v), want disk0 and legacy", blk, err)
+	}
+
+	// The first virtio-scsi disk: its controller comes too.
+	d, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{Name: "data", SizeGB: scsiBytes / float64(1<<30), Bus: api.DiskBusVirtioSCSI})
+	if err != nil || d.Bus != api.DiskBusVirtioSCSI || !d.Live {
+		t.Fatalf("live scsi add: %+v (%v)", d, err)
+	}
+	sd, path := b.guestSD(t, vm.ID, scsiBytes/512)
+	if !strings.Contains(path, "virtio") || !strings.Contains(path, "/host") {
+		t.Fatalf("the scsi disk is at %s, not on a virtio SCSI host", path)
+	}
+	b.guestWrites(t, vm.ID, "/dev/"+sd, "scsi-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := b.client.RemoveDisk(ctx, vm.ID, "data", true); err != nil {
+		t.Fatalf("live scsi remove: %v", err)
+	}
+	b.guestSees(t, vm.ID, "/sys/block/"+sd, false)
+
+	// The next one goes onto that controller, and stays.
+	if _, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{Name: "kept", SizeGB: keptBytes / float64(1<<30), Bus: api.DiskBusVirtioSCSI, Discard: api.DiskDiscardIgnore}); err != nil {
+		t.Fatal(err)
+	}
+	sd, _ = b.guestSD(t, vm.ID, keptBytes/512)
+	marker := "kept-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	b.guestWrites(t, vm.ID, "/dev/"+sd, marker)
+	inOrder(t, b.vmEvents(t, vm.ID), `^progress +disk data hot-plugged on scsi-0\.0, its controller scsi-0 hot-plugged first on hotplug-`,
+		`^progress +disk data unplugged`, `^progress +disk kept hot-plugged on scsi-0\.0 \(`)
+
+	// Cold-booted, both disks are on their controllers, with the data.
+	if _, err := b.client.Power(ctx, vm.ID, api.ForcePowerOff, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.waitStatus(t, vm.ID, api.StatusOff, "")
+	if _, err := b.client.Power(ctx, vm.ID, api.PowerOn, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.waitConsole(t, vm.ID, "TESTGUEST READY", 1)
+	if _, path := b.guestSD(t, vm.ID, sataBytes/512); !strings.Contains(path, "/ata") {
+		t.Fatalf("after a boot the sata disk is at %s", path)
+	}
+	sd, path = b.guestSD(t, vm.ID, keptBytes/512)
+	if !strings.Contains(path, "virtio") {
+		t.Fatalf("after a boot the scsi disk is at %s", path)
+	}
+	if out, _ := b.guestRun(t, vm.ID, fmt.Sprintf("dd if=/dev/%s bs=%d count=1 2>/dev/null", sd, len(marker))); !strings.Contains(out, marker) {
+		t.Fatalf("after a boot the scsi disk holds %q, want %q", out, marker)
+	}
+	list, err := b.client.Disks(ctx, vm.ID)
+	if err != nil || len(list.Disks) != 3 {
+		t.Fatalf("disks %+v (%v)", list, err)
+	}
+	for i, want := range []string{"disk0 virtio-blk writeback unmap", "legacy sata writethrough unmap", "kept virtio-scsi writeback ignore"} {
+		l := list.Disks[i]
+		if got := fmt.Sprintf("%s %s %s %s", l.Name, l.Bus, l.Cache, l.Discard); got != want || !l.Live {
+			t.Errorf("disk %d is %q (live %t), want %q", i, got, l.Live, want)
+		}
+	}
+	// The CLI shows them too.
+	if out := b.run(t, "infinivirtctl", "vm", "disk", "list", vm.ID); !strings.Contains(out, "virtio-scsi") || !strings.Contains(out, "writethrough") {
+		t.Errorf("vm disk list:\n%s", out)
+	}
 }
