@@ -38,6 +38,20 @@ func vmFiles(t *testing.T, b *bed, id string) []string {
 	return names
 }
 
+// diskBed is an agent on the fakes but for the real qemu-img (the bed's
+// stand-in only creates), with VM vm1 created and off.
+func diskBed(t *testing.T) (*bed, *Agent) {
+	t.Helper()
+	b := newBed(t)
+	cfg := b.config()
+	cfg.QEMUImg = realQEMUImg(t)
+	a, _ := b.start(cfg)
+	if _, err := a.Create(t.Context(), createInput(vm1, false)); err != nil {
+		t.Fatal(err)
+	}
+	return b, a
+}
+
 func deviceNames(devs []api.Device) []string {
 	var names []string
 	for _, d := range devs {
@@ -50,14 +64,8 @@ func deviceNames(devs []api.Device) []string {
 // with allowShrink, and goes with or without its image; every change is an
 // event, and the database follows.
 func TestDiskChangesOffline(t *testing.T) {
-	b := newBed(t)
-	cfg := b.config()
-	cfg.QEMUImg = realQEMUImg(t)
-	a, _ := b.start(cfg)
+	b, a := diskBed(t)
 	ctx := t.Context()
-	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
-		t.Fatal(err)
-	}
 	d, err := a.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 0.0625, BootOrder: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -134,14 +142,8 @@ func isInvalid(err error, field string) bool {
 // Refused requests name the field and change nothing: no image, no spec
 // entry. A running VM's change that its shim refuses is undone too.
 func TestDiskRefusalsChangeNothing(t *testing.T) {
-	b := newBed(t)
-	cfg := b.config()
-	cfg.QEMUImg = realQEMUImg(t) // the bed's stand-in only creates
-	a, _ := b.start(cfg)
+	b, a := diskBed(t)
 	ctx := t.Context()
-	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
-		t.Fatal(err)
-	}
 	for _, req := range []api.AddDiskRequest{{Name: "data", SizeGB: 1}, {Name: "sata", SizeGB: 1, Bus: api.DiskBusSATA}} {
 		if _, err := a.AddDisk(ctx, vm1, req); err != nil {
 			t.Fatal(err)
@@ -213,16 +215,10 @@ func TestDiskRefusalsChangeNothing(t *testing.T) {
 }
 
 // The VM's last disk stays whether it runs or not; a running VM keeps its
-// system disk (on the root bus, it cannot unplug) and its only boot device.
+// system disk and its only boot device.
 func TestDiskRemoveKeepsWhatTheVMNeeds(t *testing.T) {
-	b := newBed(t)
-	cfg := b.config()
-	cfg.QEMUImg = realQEMUImg(t) // the bed's stand-in only creates
-	a, _ := b.start(cfg)
+	_, a := diskBed(t)
 	ctx := t.Context()
-	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
-		t.Fatal(err)
-	}
 	if err := a.RemoveDisk(ctx, vm1, "disk0", false); errdefs.As(err).Code != errdefs.CodeFailedPrecondition || !strings.Contains(err.Error(), "only disk") {
 		t.Errorf("remove the last disk: %v", err)
 	}
@@ -270,14 +266,8 @@ func (a *Agent) mustGet(t *testing.T, id string) api.VM {
 // and lists them; the sata disks and the CD-ROM drives share the AHCI
 // controller's six ports, and the one past them is refused leaving nothing.
 func TestDiskBusesOffline(t *testing.T) {
-	b := newBed(t)
-	cfg := b.config()
-	cfg.QEMUImg = realQEMUImg(t)
-	a, _ := b.start(cfg)
+	b, a := diskBed(t)
 	ctx := t.Context()
-	if _, err := a.Create(ctx, createInput(vm1, false)); err != nil {
-		t.Fatal(err)
-	}
 	d, err := a.AddDisk(ctx, vm1, api.AddDiskRequest{SizeGB: 0.0625, Bus: api.DiskBusVirtioSCSI, Cache: api.DiskCacheNone, Discard: api.DiskDiscardIgnore})
 	if err != nil || d.Bus != api.DiskBusVirtioSCSI || d.Cache != api.DiskCacheNone || d.Discard != api.DiskDiscardIgnore {
 		t.Fatalf("added %+v (%v)", d, err)

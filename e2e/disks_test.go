@@ -148,13 +148,12 @@ func TestDiskGrowLive(t *testing.T) {
 	inOrder(t, b.vmEvents(t, vm.ID), `^progress +disk disk0 grown to 1610612736 bytes`)
 }
 
-// While the VM is off the spec changes and qemu-img does the image's part;
-// the next boot plugs the disk in under the same name.
-func TestDiskChangesWhileOff(t *testing.T) {
-	b := setup(t)
+// createOff creates a test guest that stays off, deleted when the test ends.
+func (b *bed) createOff(t *testing.T, name string) api.VM {
+	t.Helper()
 	ctx, cancel := diskCtx()
 	defer cancel()
-	in, _ := b.vmInput("diskoff")
+	in, _ := b.vmInput(name)
 	off := false
 	in.Start = &off
 	vm, err := b.client.Create(ctx, in)
@@ -162,6 +161,16 @@ func TestDiskChangesWhileOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.deleteVM(vm.ID) })
+	return vm
+}
+
+// While the VM is off the spec changes and qemu-img does the image's part;
+// the next boot plugs the disk in under the same name.
+func TestDiskChangesWhileOff(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := diskCtx()
+	defer cancel()
+	vm := b.createOff(t, "diskoff")
 	d, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{SizeGB: 0.0625})
 	if err != nil || d.Name != "disk1" || d.Live || d.VirtualSizeBytes != 64<<20 {
 		t.Fatalf("add disk while off: %+v (%v)", d, err)
@@ -367,14 +376,7 @@ func TestDiskBuses(t *testing.T) {
 	b := setup(t)
 	ctx, cancel := diskCtx()
 	defer cancel()
-	in, _ := b.vmInput("diskbuses")
-	off := false
-	in.Start = &off
-	vm, err := b.client.Create(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.deleteVM(vm.ID) })
+	vm := b.createOff(t, "diskbuses")
 	const sataBytes, scsiBytes, keptBytes = 48 << 20, 64 << 20, 80 << 20
 	sata, err := b.client.AddDisk(ctx, vm.ID, api.AddDiskRequest{Name: "legacy", SizeGB: sataBytes / float64(1<<30), Bus: api.DiskBusSATA, Cache: api.DiskCacheWritethrough})
 	if err != nil || sata.Bus != api.DiskBusSATA || sata.Cache != api.DiskCacheWritethrough || sata.Discard != api.DiskDiscardUnmap || sata.Live {
