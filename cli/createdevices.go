@@ -22,7 +22,8 @@ type createDeviceFlags struct {
 func (f *createDeviceFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringArrayVar(&f.disks, "disk", nil,
-		"another disk, repeatable: size=SIZE (10G, 512M; a bare number is GiB)[,format=qcow2|raw][,name=NAME][,boot=N][,image=IMAGE[,clone=linked|full]]")
+		"another disk, repeatable: size=SIZE (10G, 512M; a bare number is GiB)[,format=qcow2|raw][,name=NAME][,boot=N][,image=IMAGE[,clone=linked|full]]"+
+			"[,bus=virtio-blk|virtio-scsi|sata][,cache=writeback|none|writethrough|directsync|unsafe][,discard=unmap|ignore]")
 	fs.StringArrayVar(&f.cdroms, "cdrom", nil,
 		"another CD-ROM drive, repeatable: [path=ISO][,name=NAME][,boot=N]; '' is an empty drive")
 }
@@ -30,7 +31,7 @@ func (f *createDeviceFlags) register(cmd *cobra.Command) {
 // apply adds the flags' devices to in, disks first.
 func (f *createDeviceFlags) apply(in *api.CreateVMInput) error {
 	for _, v := range f.disks {
-		o, err := parseOptions("disk", v, "size", "format", "name", "boot", "image", "clone")
+		o, err := parseOptions("disk", v, "size", "format", "name", "boot", "image", "clone", "bus", "cache", "discard")
 		if err != nil {
 			return err
 		}
@@ -47,6 +48,7 @@ func (f *createDeviceFlags) apply(in *api.CreateVMInput) error {
 		}
 		in.Devices = append(in.Devices, api.Device{Name: o["name"], Type: api.DeviceDisk, Disk: &api.DiskDevice{
 			SizeBytes: size, Format: o["format"], BootIndex: boot, Image: o["image"], Clone: api.DiskClone(o["clone"]),
+			Bus: api.DiskBus(o["bus"]), Cache: api.DiskCache(o["cache"]), Discard: api.DiskDiscard(o["discard"]),
 		}})
 	}
 	for _, v := range f.cdroms {

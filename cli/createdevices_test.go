@@ -21,7 +21,7 @@ func TestCreateSendsDisksAndCDROMs(t *testing.T) {
 		root.SetArgs(append([]string{"--socket", f.sock, "-o", "json", "vm", "create", "--name", "x", "--bridge", "br0"}, args...))
 		return root.Execute()
 	}
-	if err := run("--cdrom", "path=/isos/tools.iso,boot=4", "--disk", "size=10G", "--disk", "size=512MiB,format=raw,name=data,boot=3",
+	if err := run("--cdrom", "path=/isos/tools.iso,boot=4", "--disk", "size=10G", "--disk", "size=512MiB,format=raw,name=data,boot=3,bus=sata,cache=none,discard=ignore",
 		"--disk", "size=1.5,image=golden,clone=full", "--cdrom", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestCreateSendsDisksAndCDROMs(t *testing.T) {
 	}
 	devs, _ := json.Marshal(in.Devices)
 	want := `[{"type":"disk","disk":{"path":"","format":"","sizeBytes":10737418240}},` +
-		`{"name":"data","type":"disk","disk":{"path":"","format":"raw","sizeBytes":536870912,"bootIndex":3}},` +
+		`{"name":"data","type":"disk","disk":{"path":"","format":"raw","sizeBytes":536870912,"bootIndex":3,"bus":"sata","cache":"none","discard":"ignore"}},` +
 		`{"type":"disk","disk":{"path":"","format":"","sizeBytes":1610612736,"image":"golden","clone":"full"}},` +
 		`{"type":"cdrom","cdrom":{"path":"/isos/tools.iso","bootIndex":4}},` +
 		`{"type":"cdrom","cdrom":{}}]`
@@ -50,7 +50,7 @@ func TestCreateSendsDisksAndCDROMs(t *testing.T) {
 		{"--disk", "format=raw"},
 		{"--disk", "size=10X"},
 		{"--disk", "size=-1G"},
-		{"--disk", "size=1G,bus=sata"},
+		{"--disk", "size=1G,speed=fast"},
 		{"--disk", "size=1G,size=2G"},
 		{"--disk", "size=1G,boot=first"},
 		{"--cdrom", "/isos/tools.iso"},
