@@ -210,7 +210,7 @@ func (c *Config) nicArgs(a *argv) {
 // the controllers they need when the display did not add them.
 func (c *Config) extraArgs(a *argv) {
 	if len(c.USBHosts) > 0 && c.Display.protocol() == DisplayNone {
-		a.device(Device{Driver: "qemu-xhci", ID: USBController})
+		a.device(xhciController())
 	}
 	for _, u := range c.USBHosts {
 		a.device(u.Device())
@@ -251,8 +251,31 @@ func (c *Config) displayArgs(a *argv) {
 		return
 	}
 	// An absolute pointer keeps the remote mouse in step with the guest's.
-	a.device(Device{Driver: "qemu-xhci", ID: USBController})
+	a.device(xhciController())
 	a.device(Device{Driver: "usb-tablet", ID: tabletDevice, Bus: USBController + ".0"})
+	if d.protocol() == DisplaySPICE {
+		// The client's USB devices reach the guest through these.
+		for i := range USBRedirChannels {
+			id := fmt.Sprintf("usbredir%d", i)
+			a.add("-chardev", "spicevmc,id="+id+",name=usbredir")
+			a.device(Device{Driver: "usb-redir", ID: id + "-dev", Bus: USBController + ".0", Chardev: id})
+		}
+	}
+}
+
+// USBRedirChannels is how many of a SPICE client's USB devices can be
+// redirected at once, as many as Proxmox offers.
+const USBRedirChannels = 2
+
+// xhciPorts is the xHCI controller's USB 2 and USB 3 port count each:
+// the tablet and the redirection channels take USB 2 ports, and QEMU's
+// default of 4 would leave room for one passed-through device.
+const xhciPorts = 15
+
+// xhciController is the one USB controller; every USB device sits on its
+// bus USBController+".0".
+func xhciController() Device {
+	return Device{Driver: "qemu-xhci", ID: USBController, P2: xhciPorts, P3: xhciPorts}
 }
 
 // argv collects arguments and the first JSON encoding error.

@@ -318,12 +318,17 @@ func goldenCases() []goldenCase {
 			c.Balloon = &qemu.Balloon{ID: "balloon0", FreePageReporting: true, DeflateOnOOM: true}
 			return c
 		}},
-		{name: "usb-host", noRun: "no host USB device to pass through here",
-			cfg: func(files) qemu.Config {
-				c := base()
-				c.USBHosts = []qemu.USBHost{{ID: "usb0", VendorID: 0x046d, ProductID: 0xc52b}}
-				return c
-			}},
+		// QEMU accepts a usb-host whose device is not plugged in and waits
+		// for it, so these run on a host with no USB device too.
+		{name: "usb-host", cfg: func(files) qemu.Config {
+			c := base()
+			c.USBHosts = []qemu.USBHost{
+				{ID: "usb0", VendorID: 0x046d, ProductID: 0xc52b},
+				{ID: "usb1", VendorID: 0x0781, ProductID: 0x5583, HostBus: 1, HostPort: "1.2"},
+				{ID: "usb2", HostBus: 2, HostPort: "3"},
+			}
+			return c
+		}},
 		{name: "channel", noRun: "needs the host end of a socket on fd 5; the shim's tests pass one",
 			cfg: func(files) qemu.Config {
 				c := base()

@@ -188,10 +188,14 @@ type HostPCI struct {
 	ROMFile string
 }
 
-// USBHost is a host USB device passed through, by vendor and product ID.
+// USBHost is a host USB device passed through, by vendor and product ID,
+// by where it is plugged (HostBus and HostPort, such as 1 and "1.2"), or
+// by both.
 type USBHost struct {
 	ID                  string
 	VendorID, ProductID uint16
+	HostBus             int
+	HostPort            string
 }
 
 // Balloon is a virtio memory balloon.

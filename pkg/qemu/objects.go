@@ -30,6 +30,12 @@ type Device struct {
 	TPMDev    string `json:"tpmdev,omitempty"`
 	VendorID  int    `json:"vendorid,omitempty"`
 	ProductID int    `json:"productid,omitempty"`
+	// HostBus and HostPort pin usb-host to where a device is plugged.
+	HostBus  int    `json:"hostbus,omitempty"`
+	HostPort string `json:"hostport,omitempty"`
+	// P2 and P3 are an xHCI controller's USB 2 and USB 3 port counts.
+	P2 int `json:"p2,omitempty"`
+	P3 int `json:"p3,omitempty"`
 	// Addr and Multifunction place a function of a multifunction device
 	// (vfio-pci's companions) on its slot: "00.1".
 	Addr          string `json:"addr,omitempty"`
@@ -247,9 +253,12 @@ func (p HostPCI) SlotID() string {
 // the address.
 func pciFunction(addr string) int { return int(addr[len(addr)-1] - '0') }
 
-// Device is the usb-host device on the xHCI controller.
+// Device is the usb-host device on the xHCI controller. QEMU takes the
+// first host device that matches every filter set, and takes it again
+// when it comes back after an unplug.
 func (u USBHost) Device() Device {
-	return Device{Driver: "usb-host", ID: u.ID, Bus: USBController + ".0", VendorID: int(u.VendorID), ProductID: int(u.ProductID)}
+	return Device{Driver: "usb-host", ID: u.ID, Bus: USBController + ".0", VendorID: int(u.VendorID), ProductID: int(u.ProductID),
+		HostBus: u.HostBus, HostPort: u.HostPort}
 }
 
 // Device is the virtio balloon.

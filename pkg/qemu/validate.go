@@ -313,8 +313,11 @@ func (c *Config) validateExtras(v *validator) error {
 		if err := v.id(f+".ID", u.ID); err != nil {
 			return err
 		}
-		if u.VendorID == 0 {
-			return errdefs.Invalid(f+".VendorID", "is required")
+		if u.VendorID == 0 && u.HostBus == 0 {
+			return errdefs.Invalid(f+".VendorID", "is required unless HostBus and HostPort are set")
+		}
+		if (u.HostBus == 0) != (u.HostPort == "") {
+			return errdefs.Invalid(f+".HostPort", "HostBus and HostPort go together")
 		}
 	}
 	if b := c.Balloon; b != nil {
