@@ -87,6 +87,8 @@ type Agent struct {
 	pciIDs, usbIDs *hwids.File
 	// pciMu is held while host PCI devices are checked and claimed.
 	pciMu sync.Mutex
+	// usbMu is held while host USB devices are checked and claimed.
+	usbMu sync.Mutex
 
 	ctx context.Context // the agent's lifetime, for background work
 }

@@ -43,12 +43,14 @@ func (a *Agent) HostUSB() (api.HostUSB, error) {
 	if err != nil {
 		return api.HostUSB{}, errdefs.Internal("read the host's USB devices: %v", err)
 	}
+	holders := a.usbHolders("")
 	out := api.HostUSB{Devices: make([]api.HostUSBDevice, len(devs))}
 	for i, d := range devs {
 		out.Devices[i] = api.HostUSBDevice{
 			BusPort: d.BusPort, Bus: d.Bus, Port: d.Port, DeviceNumber: d.DevNum,
 			VendorID: fmt.Sprintf("%04x", d.VendorID), ProductID: fmt.Sprintf("%04x", d.ProductID),
 			Vendor: d.VendorName, Product: d.ProductName, Serial: d.Serial, Hub: d.Hub,
+			UsedBy: usbUser(d, holders),
 		}
 	}
 	return out, nil

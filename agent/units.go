@@ -84,12 +84,22 @@ func memlockLimit(spec *vmspec.Spec) uint64 {
 	return uint64(spec.MemoryMiB)<<20 + pciMemlockMargin
 }
 
+// usbDeviceClass is systemd's DeviceAllow name for the nodes under
+// /dev/bus/usb.
+const usbDeviceClass = "char-usb_device"
+
 // deviceAllow lists the device nodes the VM's QEMU opens; the vfio ones
 // of each passed-through PCI device come from the host's sysfs at root.
 func deviceAllow(spec *vmspec.Spec, root string) []string {
 	devs := []string{"/dev/kvm", "/dev/net/tun"}
 	if _, err := os.Stat("/dev/vhost-net"); err == nil {
 		devs = append(devs, "/dev/vhost-net")
+	}
+	// Every USB device node, as systemd fixes DeviceAllow at the start: a
+	// device attached live, or plugged in later, has a node that did not
+	// exist then. Only a VM with a USB controller can take one.
+	if spec.HasUSBController() {
+		devs = append(devs, usbDeviceClass)
 	}
 	// The vfio nodes of each passed-through PCI device (the container once).
 	all, _ := device.FromSpec(spec) // a loaded spec is valid, and so is each entry

@@ -96,11 +96,18 @@ type PCIDevice struct {
 	ROMFile string `json:"romFile,omitempty"`
 }
 
-// USBDevice is a host USB device, by its vendor and product IDs (four hex
-// digits each).
+// USBDevice is a host USB device: by its vendor and product IDs (four
+// hex digits each), any device of that model; by BusPort, whatever is
+// plugged there; by both, that model there. A serial pins the model to
+// the one device with that serial number, wherever it is plugged at the
+// VM's start (BusPort records where it was found).
 type USBDevice struct {
-	VendorID  string `json:"vendorId"`
-	ProductID string `json:"productId"`
+	VendorID  string `json:"vendorId,omitempty"`
+	ProductID string `json:"productId,omitempty"`
+	Serial    string `json:"serial,omitempty"`
+	// BusPort is where the device is plugged, as GET /v1/host/usb names
+	// it: 1-1.2.
+	BusPort string `json:"busPort,omitempty"`
 }
 
 // TPMDevice is an emulated TPM 2.0 whose state lives in StateDir, inside

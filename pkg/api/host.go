@@ -96,4 +96,6 @@ type HostUSBDevice struct {
 	Serial string `json:"serial,omitempty"`
 	// Hub says it is a hub: the devices on its ports are listed apart.
 	Hub bool `json:"hub"`
+	// UsedBy is the VM whose USB entry takes the device, if any.
+	UsedBy *DeviceUser `json:"usedBy,omitempty"`
 }

@@ -3,6 +3,7 @@
 package hostusb
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -108,3 +109,31 @@ func portNumbers(port string) []int {
 	}
 	return out
 }
+
+// Filter picks host devices the way a USB passthrough entry does: each
+// field set must match; VendorID 0 and empty strings match anything.
+type Filter struct {
+	VendorID, ProductID uint16
+	Serial, BusPort     string
+}
+
+// Match reports whether d passes the filter.
+func (f Filter) Match(d Device) bool {
+	return (f.VendorID == 0 || f.VendorID == d.VendorID && f.ProductID == d.ProductID) &&
+		(f.Serial == "" || f.Serial == d.Serial) && (f.BusPort == "" || f.BusPort == d.BusPort)
+}
+
+// Overlaps reports whether some device could pass both filters: the two
+// entries would fight over it.
+func (f Filter) Overlaps(g Filter) bool {
+	idsMeet := f.VendorID == 0 || g.VendorID == 0 || f.VendorID == g.VendorID && f.ProductID == g.ProductID
+	serialsMeet := f.Serial == "" || g.Serial == "" || f.Serial == g.Serial
+	portsMeet := f.BusPort == "" || g.BusPort == "" || f.BusPort == g.BusPort
+	return idsMeet && serialsMeet && portsMeet
+}
+
+// NodeDir holds the host's USB device nodes, one per device.
+const NodeDir = "/dev/bus/usb"
+
+// Node is the device node QEMU opens for d: /dev/bus/usb/001/004.
+func (d Device) Node() string { return fmt.Sprintf("%s/%03d/%03d", NodeDir, d.Bus, d.DevNum) }

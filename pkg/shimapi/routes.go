@@ -48,6 +48,8 @@ var (
 	RouteSnapshot     = Route[SnapshotRequest, SnapshotResult]{Verb: "snapshot", Method: "POST", Path: "/v1/snapshot"}
 	RouteBalloon      = Route[BalloonQuery, api.VMMemory]{Verb: "query-balloon", Method: "GET", Path: "/v1/balloon"}
 	RouteBalloonSet   = Route[BalloonTarget, api.VMMemory]{Verb: "balloon", Method: "POST", Path: "/v1/balloon"}
+	RouteUSBAdd       = Route[USBAddRequest, Empty]{Verb: "usb-add", Method: "POST", Path: "/v1/usb/add"}
+	RouteUSBRemove    = Route[USBRemoveRequest, Empty]{Verb: "usb-remove", Method: "POST", Path: "/v1/usb/remove"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -67,6 +69,8 @@ var Routes = []RouteInfo{
 	RouteSnapshot.Info(),
 	RouteBalloon.Info(),
 	RouteBalloonSet.Info(),
+	RouteUSBAdd.Info(),
+	RouteUSBRemove.Info(),
 }
 
 // StatusRequest asks for the shim's view of its VM.

@@ -50,6 +50,7 @@ var (
 	deviceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	fullPCIRE    = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 	usbIDRE      = regexp.MustCompile(`^[0-9a-f]{4}$`)
+	usbBusPortRE = regexp.MustCompile(`^[1-9][0-9]{0,2}-[1-9][0-9]?(\.[1-9][0-9]?){0,6}$`)
 	portNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 )
 
@@ -291,11 +292,8 @@ func (s *Spec) validateDevices() error {
 				return err
 			}
 		case api.DeviceUSB:
-			if !usbIDRE.MatchString(d.USB.VendorID) {
-				return errdefs.Invalid(f+".usb.vendorId", "must be four lower-case hex digits, got %q", d.USB.VendorID)
-			}
-			if !usbIDRE.MatchString(d.USB.ProductID) {
-				return errdefs.Invalid(f+".usb.productId", "must be four lower-case hex digits, got %q", d.USB.ProductID)
+			if err := CheckUSB(f+".usb.", d.USB); err != nil {
+				return err
 			}
 		case api.DeviceTPM:
 			if err := CheckHostPath(f+".tpm.stateDir", d.TPM.StateDir); err != nil {
@@ -511,4 +509,40 @@ func checkDiskImage(f string, d *Disk) error {
 		return errdefs.Invalid(f+".clone", "must be %q or %q, got %q", api.CloneLinked, api.CloneFull, d.Clone)
 	}
 	return nil
+}
+
+// CheckUSB checks a USB entry, its fields named with prefix ("usb." in a
+// spec, "" in an attach): both IDs, or a bus-port, or both; a serial only
+// with the IDs.
+func CheckUSB(prefix string, u *USB) error {
+	if u.VendorID != "" || u.ProductID != "" || u.BusPort == "" {
+		if !usbIDRE.MatchString(u.VendorID) {
+			return errdefs.Invalid(prefix+"vendorId", "must be four lower-case hex digits (046d), got %q; or give busPort alone", u.VendorID)
+		}
+		if !usbIDRE.MatchString(u.ProductID) {
+			return errdefs.Invalid(prefix+"productId", "must be four lower-case hex digits (c52b), got %q", u.ProductID)
+		}
+	}
+	if u.BusPort != "" && !usbBusPortRE.MatchString(u.BusPort) {
+		return errdefs.Invalid(prefix+"busPort", "must be a bus and port path as GET /v1/host/usb lists them (1-1.2), got %q", u.BusPort)
+	}
+	if u.Serial != "" && (len(u.Serial) > 126 || strings.ContainsFunc(u.Serial, func(r rune) bool { return r < ' ' || r == 0x7f })) {
+		return errdefs.Invalid(prefix+"serial", "must be at most 126 printable characters, got %q", u.Serial)
+	}
+	return nil
+}
+
+// USBBusPort splits a checked bus-port (1-1.2) into its bus (1) and port
+// path (1.2).
+func USBBusPort(busPort string) (int, string) {
+	b, port, _ := strings.Cut(busPort, "-")
+	bus, _ := strconv.Atoi(b)
+	return bus, port
+}
+
+// HasUSBController reports whether the VM boots with the xHCI controller
+// that USB devices plug into: a display adds it for the tablet, a USB
+// device for itself. Without one a running VM cannot take USB devices.
+func (s *Spec) HasUSBController() bool {
+	return (s.Display.Protocol != "" && s.Display.Protocol != "none") || len(s.USBs()) > 0
 }

@@ -1,0 +1,100 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/device"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
+	"github.com/infinibay/infinivirt/pkg/qemu"
+	"github.com/infinibay/infinivirt/pkg/qmp"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+)
+
+// Live USB changes hold mediaMu, as the disks' do, and keep the shim's
+// devices and spec as QEMU has them.
+
+// addUSB plugs a host USB device into the xHCI controller. QEMU's
+// usb-host takes a device that is not plugged in yet and waits for it.
+func (s *Shim) addUSB(ctx context.Context, req shimapi.USBAddRequest) (shimapi.Empty, error) {
+	s.mediaMu.Lock()
+	defer s.mediaMu.Unlock()
+	if err := s.liveDevices(); err != nil {
+		return shimapi.Empty{}, err
+	}
+	if req.Device.Type != api.DeviceUSB || req.Device.USB == nil {
+		return shimapi.Empty{}, errdefs.Invalid("device", "must be a USB device, got a %q device", req.Device.Type)
+	}
+	if s.liveDevice(req.Device.Name) != nil {
+		return shimapi.Empty{}, errdefs.AlreadyExists("name", "the VM already has a device %s", req.Device.Name)
+	}
+	dev, err := device.New(req.Device)
+	if err != nil {
+		return shimapi.Empty{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, diskOpTimeout)
+	defer cancel()
+	if err := s.checkUSBController(ctx); err != nil {
+		return shimapi.Empty{}, err
+	}
+	if err := dev.Prepare(ctx, s.deviceHost()); err != nil {
+		return shimapi.Empty{}, errdefs.FailedPrecondition("USB device %s: %v", dev.Name(), err)
+	}
+	cmds, err := dev.Hotplug("")
+	if err != nil {
+		return shimapi.Empty{}, err
+	}
+	for _, c := range cmds {
+		if err := s.qmp.Execute(ctx, c.Execute, c.Arguments, nil); err != nil {
+			if e := (*qmp.Error)(nil); errors.As(err, &e) {
+				return shimapi.Empty{}, errdefs.FailedPrecondition("plug USB device %s: %s refused: %s", dev.Name(), c.Execute, e.Desc)
+			}
+			return shimapi.Empty{}, qmpFailed(err)
+		}
+	}
+	s.mu.Lock()
+	s.devices = append(s.devices, dev)
+	s.spec.Devices = append(s.spec.Devices, req.Device)
+	s.mu.Unlock()
+	s.progress("USB device %s plugged in", dev.Name())
+	return shimapi.Empty{}, nil
+}
+
+// checkUSBController answers FailedPrecondition when QEMU has no xHCI
+// controller: one is added at boot only, for a display or a USB device.
+func (s *Shim) checkUSBController(ctx context.Context) error {
+	_, err := s.qmp.QOMList(ctx, "/machine/peripheral/"+qemu.USBController)
+	var e *qmp.Error
+	switch {
+	case errors.As(err, &e):
+		return errdefs.FailedPrecondition("the VM has no USB controller: it gets one at boot when it has a display or a USB device; attach the device while the VM is off, then start it")
+	case err != nil:
+		return qmpFailed(err)
+	}
+	return nil
+}
+
+// removeUSB unplugs a USB device: device_del, until DEVICE_DELETED.
+func (s *Shim) removeUSB(ctx context.Context, req shimapi.USBRemoveRequest) (shimapi.Empty, error) {
+	s.mediaMu.Lock()
+	defer s.mediaMu.Unlock()
+	if err := s.liveDevices(); err != nil {
+		return shimapi.Empty{}, err
+	}
+	dev := s.liveDevice(req.Name)
+	if dev == nil || dev.Type() != api.DeviceUSB {
+		return shimapi.Empty{}, errdefs.NotFound("the running VM has no USB device %q", req.Name)
+	}
+	if err := s.unplug(ctx, dev.Name()); err != nil {
+		return shimapi.Empty{}, err
+	}
+	s.mu.Lock()
+	s.devices = slices.DeleteFunc(s.devices, func(d device.Device) bool { return d == dev })
+	s.spec.RemoveDevice(dev.Name())
+	s.mu.Unlock()
+	s.release(ctx, []device.Device{dev})
+	s.progress("USB device %s unplugged", dev.Name())
+	return shimapi.Empty{}, nil
+}
