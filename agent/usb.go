@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/device"
@@ -10,18 +9,14 @@ import (
 	"github.com/infinibay/infinivirt/pkg/hostusb"
 	"github.com/infinibay/infinivirt/pkg/logging"
 	"github.com/infinibay/infinivirt/pkg/shimapi"
-	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
 // A VM's host USB devices are attached and detached running or off: live
-// on the xHCI controller through the shim, and in the spec either way.
+// on the xHCI controller through the shim (diskShimCall's deadline covers
+// an unplug's wait), and in the spec either way.
 // Every claim is checked against the other VMs' entries under usbMu, so
 // two VMs never take one device at once.
-
-// usbShimTimeout bounds a live USB change: a few QMP commands and an
-// unplug's wait.
-const usbShimTimeout = 30 * time.Second
 
 // usbHolder is a VM's USB entry and the host devices it stands for.
 type usbHolder struct {
@@ -124,13 +119,13 @@ func (a *Agent) AttachUSB(ctx context.Context, id string, req api.AttachUSBReque
 		return api.Device{}, errdefs.Invalid("name", "the VM cannot take another USB device: %s", errdefs.As(err).Message)
 	}
 	if live {
-		if err := usbShimCall(ctx, a, id, shimapi.RouteUSBAdd, shimapi.USBAddRequest{Device: dev}); err != nil {
+		if err := diskShimCall(ctx, a, id, shimapi.RouteUSBAdd, shimapi.USBAddRequest{Device: dev}); err != nil {
 			return api.Device{}, err
 		}
 	}
 	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.AddDevice(dev); return nil }); err != nil {
 		if live {
-			if uerr := usbShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteUSBRemove, shimapi.USBRemoveRequest{Name: name}); uerr != nil {
+			if uerr := diskShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteUSBRemove, shimapi.USBRemoveRequest{Name: name}); uerr != nil {
 				return api.Device{}, errdefs.Internal("%v; and unplugging USB device %s again failed: %v", err, name, uerr)
 			}
 		}
@@ -197,13 +192,13 @@ func (a *Agent) DetachUSB(ctx context.Context, id, dev string) error {
 	kept := vmspec.NewDevice(dev, *u)
 	live := shimRuns(rec)
 	if live {
-		if err := usbShimCall(ctx, a, id, shimapi.RouteUSBRemove, shimapi.USBRemoveRequest{Name: dev}); err != nil {
+		if err := diskShimCall(ctx, a, id, shimapi.RouteUSBRemove, shimapi.USBRemoveRequest{Name: dev}); err != nil {
 			return err
 		}
 	}
 	if err := a.updateSpec(rec, func(s *vmspec.Spec) error { s.RemoveDevice(dev); return nil }); err != nil {
 		if live {
-			if perr := usbShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteUSBAdd, shimapi.USBAddRequest{Device: kept}); perr != nil {
+			if perr := diskShimCall(context.WithoutCancel(ctx), a, id, shimapi.RouteUSBAdd, shimapi.USBAddRequest{Device: kept}); perr != nil {
 				return errdefs.Internal("%v; and plugging USB device %s back failed: %v", err, dev, perr)
 			}
 		}
@@ -231,16 +226,6 @@ func usbOf(s *vmspec.Spec, dev string) (*api.USBDevice, error) {
 		return nil, e
 	}
 	return d.USB, nil
-}
-
-// usbShimCall asks the VM's shim for a live USB change.
-func usbShimCall[Req any](ctx context.Context, a *Agent, id string, route shimapi.Route[Req, shimapi.Empty], req Req) error {
-	ctx, cancel := context.WithTimeout(ctx, usbShimTimeout)
-	defer cancel()
-	sh := a.shim(id)
-	defer sh.Close()
-	_, err := shimclient.Call(ctx, sh, route, req)
-	return err
 }
 
 // usbUser is the VM entry that holds host device d, if any.
