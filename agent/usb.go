@@ -237,4 +237,3 @@ func usbUser(d hostusb.Device, holders []usbHolder) *api.DeviceUser {
 	}
 	return nil
 }
-

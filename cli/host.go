@@ -52,26 +52,30 @@ func hostPCITable(h api.HostPCI) func(*tabwriter.Writer) {
 		}
 		fmt.Fprintln(w, "ADDRESS\tCLASS\tID\tNAME\tDRIVER\tGROUP\tUSED BY")
 		for _, d := range h.Devices {
-			used := "-"
-			if u := d.UsedBy; u != nil {
-				used = u.VMID + "/" + u.Device
-			}
 			fmt.Fprintf(w, "%s\t%s\t%s:%s\t%s\t%s\t%s\t%s\n", d.Address, d.Class, d.VendorID, d.DeviceID,
-				orDash(strings.TrimSpace(d.Vendor+" "+d.Device)), orDash(d.Driver), orDash(d.IOMMUGroup), used)
+				orDash(strings.TrimSpace(d.Vendor+" "+d.Device)), orDash(d.Driver), orDash(d.IOMMUGroup), usedBy(d.UsedBy))
 		}
 	}
 }
 
 func hostUSBTable(h api.HostUSB) func(*tabwriter.Writer) {
 	return func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "BUS-PORT\tDEVICE\tID\tNAME\tSERIAL")
+		fmt.Fprintln(w, "BUS-PORT\tDEVICE\tID\tNAME\tSERIAL\tUSED BY")
 		for _, d := range h.Devices {
 			name := strings.TrimSpace(d.Vendor + " " + d.Product)
 			if d.Hub {
 				name += " (hub)"
 			}
-			fmt.Fprintf(w, "%s\t%03d:%03d\t%s:%s\t%s\t%s\n", d.BusPort, d.Bus, d.DeviceNumber, d.VendorID, d.ProductID,
-				orDash(strings.TrimSpace(name)), orDash(d.Serial))
+			fmt.Fprintf(w, "%s\t%03d:%03d\t%s:%s\t%s\t%s\t%s\n", d.BusPort, d.Bus, d.DeviceNumber, d.VendorID, d.ProductID,
+				orDash(strings.TrimSpace(name)), orDash(d.Serial), usedBy(d.UsedBy))
 		}
 	}
+}
+
+// usedBy names the VM entry holding a host device: vm/device, or -.
+func usedBy(u *api.DeviceUser) string {
+	if u == nil {
+		return "-"
+	}
+	return u.VMID + "/" + u.Device
 }

@@ -25,6 +25,7 @@ func vmCommand(g *globals) *cobra.Command {
 	vm.AddCommand(vmSnapshotCommand(g))
 	vm.AddCommand(vmPCICommand(g))
 	vm.AddCommand(vmBalloon(g))
+	vm.AddCommand(vmUSBCommand(g))
 	for _, op := range api.PowerOps {
 		vm.AddCommand(vmPower(g, op))
 	}

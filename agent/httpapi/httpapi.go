@@ -79,7 +79,7 @@ var PathParams = map[string]Param{
 	"disk":     {Name: "disk", In: "path", Type: typeOf[string](), Description: "a disk's device name (disk0)"},
 	"snapshot": {Name: "snapshot", In: "path", Type: typeOf[string](), Description: "a snapshot's name"},
 	"image":    {Name: "image", In: "path", Type: typeOf[string](), Description: "an image's name in the store"},
-	"dev":      {Name: "dev", In: "path", Type: typeOf[string](), Description: "a PCI device's name (pci0)"},
+	"dev":      {Name: "dev", In: "path", Type: typeOf[string](), Description: "a PCI or USB device's name (pci0, usb0)"},
 }
 
 // Tags groups the operations; every route's Tag is one of them.
@@ -102,7 +102,7 @@ var Tags = []struct{ Name, Description string }{
 // with a checked path parameter answers InvalidArgument too.
 func Routes() []Route {
 	routes := slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
-		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, balloonRoutes, imageRoutes, hostRoutes, pciRoutes)
+		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, balloonRoutes, imageRoutes, hostRoutes, pciRoutes, usbRoutes)
 	for i, rt := range routes {
 		if len(checkedParams(rt.Path)) > 0 && !slices.Contains(rt.Errors, errdefs.CodeInvalidArgument) {
 			routes[i].Errors = slices.Concat([]errdefs.Code{errdefs.CodeInvalidArgument}, rt.Errors)

@@ -210,7 +210,7 @@ func (c *Config) nicArgs(a *argv) {
 // the controllers they need when the display did not add them.
 func (c *Config) extraArgs(a *argv) {
 	if len(c.USBHosts) > 0 && c.Display.protocol() == DisplayNone {
-		a.device(xhciController())
+		a.device(c.xhciController())
 	}
 	for _, u := range c.USBHosts {
 		a.device(u.Device())
@@ -251,7 +251,7 @@ func (c *Config) displayArgs(a *argv) {
 		return
 	}
 	// An absolute pointer keeps the remote mouse in step with the guest's.
-	a.device(xhciController())
+	a.device(c.xhciController())
 	a.device(Device{Driver: "usb-tablet", ID: tabletDevice, Bus: USBController + ".0"})
 	if d.protocol() == DisplaySPICE {
 		// The client's USB devices reach the guest through these.
@@ -267,15 +267,21 @@ func (c *Config) displayArgs(a *argv) {
 // redirected at once, as many as Proxmox offers.
 const USBRedirChannels = 2
 
-// xhciPorts is the xHCI controller's USB 2 and USB 3 port count each:
-// the tablet and the redirection channels take USB 2 ports, and QEMU's
-// default of 4 would leave room for one passed-through device.
+// xhciPorts is the xHCI controller's USB 2 and USB 3 port count each
+// when the VM has USB devices of its own: the tablet and the redirection
+// channels take USB 2 ports too, and QEMU's default of 4 leaves room for
+// one or two. Without any the controller keeps QEMU's default, as VMs
+// made before USB passthrough have it.
 const xhciPorts = 15
 
 // xhciController is the one USB controller; every USB device sits on its
 // bus USBController+".0".
-func xhciController() Device {
-	return Device{Driver: "qemu-xhci", ID: USBController, P2: xhciPorts, P3: xhciPorts}
+func (c *Config) xhciController() Device {
+	d := Device{Driver: "qemu-xhci", ID: USBController}
+	if len(c.USBHosts) > 0 {
+		d.P2, d.P3 = xhciPorts, xhciPorts
+	}
+	return d
 }
 
 // argv collects arguments and the first JSON encoding error.
