@@ -90,6 +90,7 @@ func (s *Shim) controlServer() *tinyhttp.Server {
 	handle(srv, shimapi.RouteSnapshot, s.snapshot)
 	handle(srv, shimapi.RouteBalloon, s.queryBalloon)
 	handle(srv, shimapi.RouteBalloonSet, s.setBalloon)
+	handle(srv, shimapi.RouteUSB, s.queryUSB)
 	handle(srv, shimapi.RouteUSBAdd, s.addUSB)
 	handle(srv, shimapi.RouteUSBRemove, s.removeUSB)
 	return srv

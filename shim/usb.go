@@ -98,3 +98,43 @@ func (s *Shim) removeUSB(ctx context.Context, req shimapi.USBRemoveRequest) (shi
 	s.progress("USB device %s unplugged", dev.Name())
 	return shimapi.Empty{}, nil
 }
+
+// queryUSB reads each USB device of the running VM from QEMU's object
+// tree, and QEMU's own listing of its USB bus.
+func (s *Shim) queryUSB(ctx context.Context, _ shimapi.USBRequest) (shimapi.USBState, error) {
+	if err := s.liveDevices(); err != nil {
+		return shimapi.USBState{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	out := shimapi.USBState{Devices: []shimapi.USBDeviceState{}}
+	s.mu.Lock()
+	var names []string
+	for _, d := range s.devices {
+		if d.Type() == api.DeviceUSB {
+			names = append(names, d.Name())
+		}
+	}
+	s.mu.Unlock()
+	for _, n := range names {
+		st := shimapi.USBDeviceState{Name: n}
+		path := "/machine/peripheral/" + n
+		if err := s.qmp.QOMGet(ctx, path, "type", &st.Driver); err != nil {
+			var e *qmp.Error
+			if errors.As(err, &e) {
+				continue // not in QEMU (yet)
+			}
+			return out, qmpFailed(err)
+		}
+		if err := s.qmp.QOMGet(ctx, path, "attached", &st.Attached); err != nil {
+			return out, qmpFailed(err)
+		}
+		out.Devices = append(out.Devices, st)
+	}
+	info, err := s.qmp.HumanMonitor(ctx, "info usb")
+	if err != nil {
+		return out, qmpFailed(err)
+	}
+	out.InfoUSB = info
+	return out, nil
+}

@@ -97,3 +97,20 @@ func (c *Client) QueryBlock(ctx context.Context) ([]BlockInfo, error) {
 	err := c.Execute(ctx, "query-block", nil, &infos)
 	return infos, err
 }
+
+// QOMGet reads property prop of the QOM object at path into out.
+func (c *Client) QOMGet(ctx context.Context, path, prop string, out any) error {
+	return c.Execute(ctx, "qom-get", struct {
+		Path     string `json:"path"`
+		Property string `json:"property"`
+	}{path, prop}, out)
+}
+
+// HumanMonitor runs an HMP command (info usb) and answers its text.
+func (c *Client) HumanMonitor(ctx context.Context, command string) (string, error) {
+	var out string
+	err := c.Execute(ctx, "human-monitor-command", struct {
+		CommandLine string `json:"command-line"`
+	}{command}, &out)
+	return out, err
+}

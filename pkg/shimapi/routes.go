@@ -48,6 +48,7 @@ var (
 	RouteSnapshot     = Route[SnapshotRequest, SnapshotResult]{Verb: "snapshot", Method: "POST", Path: "/v1/snapshot"}
 	RouteBalloon      = Route[BalloonQuery, api.VMMemory]{Verb: "query-balloon", Method: "GET", Path: "/v1/balloon"}
 	RouteBalloonSet   = Route[BalloonTarget, api.VMMemory]{Verb: "balloon", Method: "POST", Path: "/v1/balloon"}
+	RouteUSB          = Route[USBRequest, USBState]{Verb: "query-usb", Method: "GET", Path: "/v1/usb"}
 	RouteUSBAdd       = Route[USBAddRequest, Empty]{Verb: "usb-add", Method: "POST", Path: "/v1/usb/add"}
 	RouteUSBRemove    = Route[USBRemoveRequest, Empty]{Verb: "usb-remove", Method: "POST", Path: "/v1/usb/remove"}
 )
@@ -69,6 +70,7 @@ var Routes = []RouteInfo{
 	RouteSnapshot.Info(),
 	RouteBalloon.Info(),
 	RouteBalloonSet.Info(),
+	RouteUSB.Info(),
 	RouteUSBAdd.Info(),
 	RouteUSBRemove.Info(),
 }

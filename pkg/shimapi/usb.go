@@ -15,3 +15,22 @@ type USBAddRequest struct {
 type USBRemoveRequest struct {
 	Name string `json:"name"`
 }
+
+// USBRequest asks for the running VM's USB devices as QEMU has them.
+type USBRequest struct{}
+
+// USBState is the running VM's passed-through USB devices as QEMU has
+// them, and QEMU's own listing of its USB bus (HMP info usb), as text.
+type USBState struct {
+	Devices []USBDeviceState `json:"devices"`
+	InfoUSB string           `json:"infoUsb"`
+}
+
+// USBDeviceState is one usb-host device of the running QEMU.
+type USBDeviceState struct {
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	// Attached says a host device is attached to it, so the guest sees it;
+	// false while no matching device is plugged into the host.
+	Attached bool `json:"attached"`
+}
