@@ -49,3 +49,22 @@ func TestUnitOfAPassthroughVM(t *testing.T) {
 		t.Errorf("managed: DeviceAllow %v", got)
 	}
 }
+
+// TestDeviceAllowUSBNodes: a VM with a USB controller (a display, or a
+// USB device) may open every USB device node, as a device attached live
+// has a node the unit's start could not list; a headless VM without USB
+// devices may open none.
+func TestDeviceAllowUSBNodes(t *testing.T) {
+	s := &vmspec.Spec{}
+	if got := deviceAllow(s, t.TempDir()); slices.Contains(got, usbDeviceClass) {
+		t.Errorf("headless, no USB: %v", got)
+	}
+	s.AddDevice(vmspec.NewDevice("usb0", vmspec.USB{BusPort: "1-2"}))
+	if got := deviceAllow(s, t.TempDir()); !slices.Contains(got, usbDeviceClass) {
+		t.Errorf("a USB device: %v", got)
+	}
+	s = &vmspec.Spec{Display: vmspec.Display{Protocol: "vnc"}}
+	if got := deviceAllow(s, t.TempDir()); !slices.Contains(got, usbDeviceClass) {
+		t.Errorf("a display: %v", got)
+	}
+}

@@ -110,7 +110,11 @@ func (a *Agent) AttachUSB(ctx context.Context, id string, req api.AttachUSBReque
 		}
 	}
 	if h := usbConflict(device.USBFilter(u), devs, a.usbHolders(id)); h != nil {
-		return api.Device{}, errdefs.FailedPrecondition("the USB device is VM %s's (%s) as %s; detach it there first", h.VMID, h.VMName, h.Device)
+		field := "busPort"
+		if u.VendorID != "" {
+			field = "vendorId"
+		}
+		return api.Device{}, errdefs.Invalid(field, "the USB device %s is already passed through to VM %s (%s) as %s; detach it there first", describeUSB(u), h.VMID, h.VMName, h.Device)
 	}
 	dev := vmspec.NewDevice(name, u)
 	ns := spec.Clone()

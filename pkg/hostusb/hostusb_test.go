@@ -99,3 +99,27 @@ func TestThisHost(t *testing.T) {
 		t.Logf("%s bus %d dev %d %04x:%04x %s %s", d.BusPort, d.Bus, d.DevNum, d.VendorID, d.ProductID, d.VendorName, d.ProductName)
 	}
 }
+
+func TestFilter(t *testing.T) {
+	drive := Device{BusPort: "1-1.2", Bus: 1, DevNum: 5, VendorID: 0x0781, ProductID: 0x5567, Serial: "S1"}
+	for f, want := range map[Filter]bool{
+		{VendorID: 0x0781, ProductID: 0x5567}:               true,
+		{VendorID: 0x0781, ProductID: 0x5568}:               false,
+		{BusPort: "1-1.2"}:                                  true,
+		{BusPort: "1-1"}:                                    false,
+		{VendorID: 0x0781, ProductID: 0x5567, Serial: "S1"}: true,
+		{VendorID: 0x0781, ProductID: 0x5567, Serial: "S2"}: false,
+	} {
+		if got := f.Match(drive); got != want {
+			t.Errorf("%+v matches the drive: %t", f, got)
+		}
+	}
+	model := Filter{VendorID: 0x0781, ProductID: 0x5567}
+	if !model.Overlaps(Filter{VendorID: 0x0781, ProductID: 0x5567, Serial: "S1"}) || model.Overlaps(Filter{VendorID: 0x046d, ProductID: 0xc52b}) ||
+		(Filter{BusPort: "1-1"}).Overlaps(Filter{BusPort: "1-2"}) {
+		t.Error("Overlaps")
+	}
+	if n := drive.Node(); n != "/dev/bus/usb/001/005" {
+		t.Errorf("node %s", n)
+	}
+}

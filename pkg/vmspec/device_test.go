@@ -220,6 +220,8 @@ func TestDeviceValidationNamesTheSpecField(t *testing.T) {
 		"devices[4].usb":               func(s *Spec) { s.Devices[4].USB = &USB{} },
 		"devices[4].balloon.targetMiB": func(s *Spec) { s.Balloon().TargetMiB = s.MemoryMiB + 1 },
 		"devices":                      func(s *Spec) { s.RemoveDevice("net0") },
+		"devices[5].usb.busPort":       func(s *Spec) { s.Device("usb0").USB.BusPort = "1-1." },
+		"devices[5].usb.serial":        func(s *Spec) { s.Device("usb0").USB.Serial = "a\nb" },
 	}
 	for field, mutate := range cases {
 		s := storedSpec(t)
@@ -347,5 +349,33 @@ func TestCreateInputDevices(t *testing.T) {
 		if !errors.As(err, &e) || e.Field != field {
 			t.Errorf("%s: got %v", field, err)
 		}
+	}
+}
+
+// TestUSBEntries: a USB entry is both IDs, a bus-port, or both; a serial
+// goes with the IDs.
+func TestUSBEntries(t *testing.T) {
+	for _, u := range []USB{
+		{VendorID: "046d", ProductID: "c52b"},
+		{VendorID: "046d", ProductID: "c52b", Serial: "4C53 0001"},
+		{BusPort: "1-1.2"},
+		{BusPort: "12-3.4.5", VendorID: "0781", ProductID: "5567"},
+	} {
+		if err := CheckUSB("", &u); err != nil {
+			t.Errorf("%+v: %v", u, err)
+		}
+	}
+	for field, u := range map[string]USB{
+		"vendorId":  {},
+		"productId": {VendorID: "046d", BusPort: "1-2"},
+		"busPort":   {BusPort: "1-0"},
+		"serial":    {VendorID: "046d", ProductID: "c52b", Serial: strings.Repeat("x", 127)},
+	} {
+		if e := errdefs.As(CheckUSB("", &u)); e == nil || e.Field != field {
+			t.Errorf("%+v: %v, want %s refused", u, e, field)
+		}
+	}
+	if bus, port := USBBusPort("3-1.4"); bus != 3 || port != "1.4" {
+		t.Errorf("USBBusPort: %d %q", bus, port)
 	}
 }
