@@ -53,6 +53,34 @@ func (s *Shim) liveDevice(name string) device.Device {
 	return nil
 }
 
+// newLiveDevice is the device of entry d, to add to the running VM as a
+// device of type t: refused unless QEMU runs, d is of that type, and the
+// VM has no device of its name.
+func (s *Shim) newLiveDevice(d api.Device, t api.DeviceType) (device.Device, error) {
+	if err := s.liveDevices(); err != nil {
+		return nil, err
+	}
+	if d.Type != t {
+		return nil, errdefs.Invalid("device", "must be a %s device, got a %q device", t, d.Type)
+	}
+	if s.liveDevice(d.Name) != nil {
+		return nil, errdefs.AlreadyExists("name", "the VM already has a device %s", d.Name)
+	}
+	return device.New(d)
+}
+
+// liveDeviceOf is the running VM's device of type t named name.
+func (s *Shim) liveDeviceOf(name string, t api.DeviceType) (device.Device, error) {
+	if err := s.liveDevices(); err != nil {
+		return nil, err
+	}
+	dev := s.liveDevice(name)
+	if dev == nil || dev.Type() != t {
+		return nil, errdefs.NotFound("the running VM has no %s device %q", t, name)
+	}
+	return dev, nil
+}
+
 // queryDisks lists the disks QEMU has open with their images' sizes and
 // backing chains; CD-ROMs are left out.
 func (s *Shim) queryDisks(ctx context.Context, _ shimapi.DisksRequest) (api.Disks, error) {
@@ -108,16 +136,7 @@ func (s *Shim) specDisk(name string) api.DiskDevice {
 func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi.Empty, error) {
 	s.mediaMu.Lock()
 	defer s.mediaMu.Unlock()
-	if err := s.liveDevices(); err != nil {
-		return shimapi.Empty{}, err
-	}
-	if req.Device.Type != api.DeviceDisk || req.Device.Disk == nil {
-		return shimapi.Empty{}, errdefs.Invalid("device", "must be a disk, got a %q device", req.Device.Type)
-	}
-	if s.liveDevice(req.Device.Name) != nil {
-		return shimapi.Empty{}, errdefs.AlreadyExists("name", "the VM already has a device %s", req.Device.Name)
-	}
-	dev, err := device.New(req.Device)
+	dev, err := s.newLiveDevice(req.Device, api.DeviceDisk)
 	if err != nil {
 		return shimapi.Empty{}, err
 	}
@@ -258,12 +277,9 @@ func (s *Shim) freeHotplugPort(ctx context.Context) (string, error) {
 func (s *Shim) removeDisk(ctx context.Context, req shimapi.DiskRemoveRequest) (shimapi.Empty, error) {
 	s.mediaMu.Lock()
 	defer s.mediaMu.Unlock()
-	if err := s.liveDevices(); err != nil {
+	dev, err := s.liveDeviceOf(req.Name, api.DeviceDisk)
+	if err != nil {
 		return shimapi.Empty{}, err
-	}
-	dev := s.liveDevice(req.Name)
-	if dev == nil || dev.Type() != api.DeviceDisk {
-		return shimapi.Empty{}, errdefs.NotFound("the running VM has no disk %q", req.Name)
 	}
 	if _, err := dev.Unplug(); err != nil {
 		return shimapi.Empty{}, err // a sata disk stays

@@ -21,16 +21,7 @@ import (
 func (s *Shim) addUSB(ctx context.Context, req shimapi.USBAddRequest) (shimapi.Empty, error) {
 	s.mediaMu.Lock()
 	defer s.mediaMu.Unlock()
-	if err := s.liveDevices(); err != nil {
-		return shimapi.Empty{}, err
-	}
-	if req.Device.Type != api.DeviceUSB || req.Device.USB == nil {
-		return shimapi.Empty{}, errdefs.Invalid("device", "must be a USB device, got a %q device", req.Device.Type)
-	}
-	if s.liveDevice(req.Device.Name) != nil {
-		return shimapi.Empty{}, errdefs.AlreadyExists("name", "the VM already has a device %s", req.Device.Name)
-	}
-	dev, err := device.New(req.Device)
+	dev, err := s.newLiveDevice(req.Device, api.DeviceUSB)
 	if err != nil {
 		return shimapi.Empty{}, err
 	}
@@ -80,12 +71,9 @@ func (s *Shim) checkUSBController(ctx context.Context) error {
 func (s *Shim) removeUSB(ctx context.Context, req shimapi.USBRemoveRequest) (shimapi.Empty, error) {
 	s.mediaMu.Lock()
 	defer s.mediaMu.Unlock()
-	if err := s.liveDevices(); err != nil {
+	dev, err := s.liveDeviceOf(req.Name, api.DeviceUSB)
+	if err != nil {
 		return shimapi.Empty{}, err
-	}
-	dev := s.liveDevice(req.Name)
-	if dev == nil || dev.Type() != api.DeviceUSB {
-		return shimapi.Empty{}, errdefs.NotFound("the running VM has no USB device %q", req.Name)
 	}
 	if err := s.unplug(ctx, dev.Name()); err != nil {
 		return shimapi.Empty{}, err
