@@ -31,7 +31,12 @@ func vmPCICommand(g *globals) *cobra.Command {
 	attach.Flags().StringVar(&req.ROMFile, "rom", "", "an option ROM from the agent's ROM directory, by name or path")
 	detach := &cobra.Command{
 		Use: "detach VM DEVICE", Short: "Take a PCI device, with its companion functions, off a VM that is off",
-		Args: cobra.ExactArgs(2), ValidArgsFunction: g.completePCIs,
+		Args: cobra.ExactArgs(2), ValidArgsFunction: g.completeDevices(api.DevicePCI, func(d api.Device) string {
+			if d.PCI == nil {
+				return ""
+			}
+			return d.PCI.Host
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := g.ctx()
 			defer cancel()
@@ -51,18 +56,16 @@ func pciTable(d api.Device) func(*tabwriter.Writer) {
 	}
 }
 
-// completePCIs offers VM ids first, then the PCI devices of that VM.
-func (g *globals) completePCIs(cmd *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
-	if len(args) == 0 {
-		return g.completeVMs(cmd, args, s)
+// completeDevices offers VM ids first, then that VM's devices of type t,
+// each described by describe.
+func (g *globals) completeDevices(t api.DeviceType, describe func(api.Device) string) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
+		if len(args) == 0 {
+			return g.completeVMs(cmd, args, s)
+		}
+		if len(args) == 1 {
+			return g.deviceCompletions(args[0], t, describe), cobra.ShellCompDirectiveNoFileComp
+		}
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	if len(args) == 1 {
-		return g.deviceCompletions(args[0], api.DevicePCI, func(d api.Device) string {
-			if d.PCI == nil {
-				return ""
-			}
-			return d.PCI.Host
-		}), cobra.ShellCompDirectiveNoFileComp
-	}
-	return nil, cobra.ShellCompDirectiveNoFileComp
 }

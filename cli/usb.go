@@ -39,7 +39,12 @@ func vmUSBCommand(g *globals) *cobra.Command {
 	attach.Flags().StringVar(&req.Name, "name", "", "the device's name (default: the lowest free usbN)")
 	detach := &cobra.Command{
 		Use: "detach VM DEVICE", Short: "Take a USB device off a VM, unplugging it at once while it runs",
-		Args: cobra.ExactArgs(2), ValidArgsFunction: g.completeUSBs,
+		Args: cobra.ExactArgs(2), ValidArgsFunction: g.completeDevices(api.DeviceUSB, func(d api.Device) string {
+			if d.USB == nil {
+				return ""
+			}
+			return d.USB.VendorID + ":" + d.USB.ProductID
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := g.ctx()
 			defer cancel()
@@ -61,20 +66,4 @@ func usbTable(d api.Device) func(*tabwriter.Writer) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Name, id, orDash(u.Serial), orDash(u.BusPort))
 		}
 	}
-}
-
-// completeUSBs offers VM ids first, then the USB devices of that VM.
-func (g *globals) completeUSBs(cmd *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
-	if len(args) == 0 {
-		return g.completeVMs(cmd, args, s)
-	}
-	if len(args) == 1 {
-		return g.deviceCompletions(args[0], api.DeviceUSB, func(d api.Device) string {
-			if d.USB == nil {
-				return ""
-			}
-			return d.USB.VendorID + ":" + d.USB.ProductID
-		}), cobra.ShellCompDirectiveNoFileComp
-	}
-	return nil, cobra.ShellCompDirectiveNoFileComp
 }

@@ -81,6 +81,30 @@ func (s *Shim) liveDeviceOf(name string, t api.DeviceType) (device.Device, error
 	return dev, nil
 }
 
+// plugRefused is the error of command c of a hot-plug (what) that failed.
+func plugRefused(what string, c device.Command, err error) error {
+	if e := (*qmp.Error)(nil); errors.As(err, &e) {
+		return errdefs.FailedPrecondition("%s: %s refused: %s", what, c.Execute, e.Desc)
+	}
+	return qmpFailed(err)
+}
+
+// keepLive records a device QEMU now has, with its spec entry.
+func (s *Shim) keepLive(dev device.Device, entry api.Device) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.devices = append(s.devices, dev)
+	s.spec.Devices = append(s.spec.Devices, entry)
+}
+
+// dropLive forgets a device QEMU no longer has, with its spec entry.
+func (s *Shim) dropLive(dev device.Device) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.devices = slices.DeleteFunc(s.devices, func(d device.Device) bool { return d == dev })
+	s.spec.RemoveDevice(dev.Name())
+}
+
 // queryDisks lists the disks QEMU has open with their images' sizes and
 // backing chains; CD-ROMs are left out.
 func (s *Shim) queryDisks(ctx context.Context, _ shimapi.DisksRequest) (api.Disks, error) {
@@ -168,7 +192,7 @@ func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi
 			}
 			continue
 		}
-		err = hotplugFailed(dev.Name(), c.Execute, err)
+		err = plugRefused("hot-plug disk "+dev.Name(), c, err)
 		if uerr := s.unplugAll(ctx, devices); uerr != nil {
 			e := *errdefs.As(err)
 			e.Message += "; and undoing the hot-plug: " + uerr.Error()
@@ -178,10 +202,7 @@ func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi
 		s.release(ctx, []device.Device{dev})
 		return shimapi.Empty{}, err
 	}
-	s.mu.Lock()
-	s.devices = append(s.devices, dev)
-	s.spec.Devices = append(s.spec.Devices, req.Device)
-	s.mu.Unlock()
+	s.keepLive(dev, req.Device)
 	where := port
 	if disk.Bus() == api.DiskBusVirtioSCSI {
 		where = qemu.SCSIBus
@@ -191,14 +212,6 @@ func (s *Shim) addDisk(ctx context.Context, req shimapi.DiskAddRequest) (shimapi
 	}
 	s.progress("disk %s hot-plugged on %s (%s)", dev.Name(), where, req.Device.Disk.Path)
 	return shimapi.Empty{}, nil
-}
-
-// hotplugFailed is the error of a hot-plug command that failed.
-func hotplugFailed(name, command string, err error) error {
-	if e := (*qmp.Error)(nil); errors.As(err, &e) {
-		return errdefs.FailedPrecondition("hot-plug disk %s: %s refused: %s", name, command, e.Desc)
-	}
-	return qmpFailed(err)
 }
 
 // diskPort is the hot-plug port a disk takes: a free one for virtio-blk,
@@ -288,10 +301,7 @@ func (s *Shim) removeDisk(ctx context.Context, req shimapi.DiskRemoveRequest) (s
 		return shimapi.Empty{}, err
 	}
 	s.deleteNodes(ctx, []string{qemu.FileNodeName(dev.Name()), dev.Name()})
-	s.mu.Lock()
-	s.devices = slices.DeleteFunc(s.devices, func(d device.Device) bool { return d == dev })
-	s.spec.RemoveDevice(dev.Name())
-	s.mu.Unlock()
+	s.dropLive(dev)
 	s.release(ctx, []device.Device{dev})
 	s.progress("disk %s unplugged", dev.Name())
 	return shimapi.Empty{}, nil

@@ -3,7 +3,6 @@ package shim
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/device"
@@ -39,16 +38,10 @@ func (s *Shim) addUSB(ctx context.Context, req shimapi.USBAddRequest) (shimapi.E
 	}
 	for _, c := range cmds {
 		if err := s.qmp.Execute(ctx, c.Execute, c.Arguments, nil); err != nil {
-			if e := (*qmp.Error)(nil); errors.As(err, &e) {
-				return shimapi.Empty{}, errdefs.FailedPrecondition("plug USB device %s: %s refused: %s", dev.Name(), c.Execute, e.Desc)
-			}
-			return shimapi.Empty{}, qmpFailed(err)
+			return shimapi.Empty{}, plugRefused("plug USB device "+dev.Name(), c, err)
 		}
 	}
-	s.mu.Lock()
-	s.devices = append(s.devices, dev)
-	s.spec.Devices = append(s.spec.Devices, req.Device)
-	s.mu.Unlock()
+	s.keepLive(dev, req.Device)
 	s.progress("USB device %s plugged in", dev.Name())
 	return shimapi.Empty{}, nil
 }
@@ -78,10 +71,7 @@ func (s *Shim) removeUSB(ctx context.Context, req shimapi.USBRemoveRequest) (shi
 	if err := s.unplug(ctx, dev.Name()); err != nil {
 		return shimapi.Empty{}, err
 	}
-	s.mu.Lock()
-	s.devices = slices.DeleteFunc(s.devices, func(d device.Device) bool { return d == dev })
-	s.spec.RemoveDevice(dev.Name())
-	s.mu.Unlock()
+	s.dropLive(dev)
 	s.release(ctx, []device.Device{dev})
 	s.progress("USB device %s unplugged", dev.Name())
 	return shimapi.Empty{}, nil
