@@ -5,7 +5,9 @@
 // The running shim is the writer. While no shim runs, the agent and the
 // shim's cleanup take the lock briefly to record what the shim could not.
 // Readers never lock: appends are whole lines, and a torn last line is
-// ignored until it is complete.
+// ignored until it is complete. A line cut short by someone else never
+// swallows the next entry: the writer starts that entry on a line of its
+// own, and readers salvage an entry glued onto a torn line.
 //
 // It is one of the project's own packages, with no compatibility promise
 // to outside importers; a backend uses pkg/api and pkg/agentclient.
@@ -137,6 +139,13 @@ func (l *Log) Append(e api.Event) (api.Event, error) {
 		return e, fmt.Errorf("eventlog: %w", err)
 	}
 	line = append(line, '\n')
+	torn, err := l.tornTailLocked()
+	if err != nil {
+		return e, err
+	}
+	if torn {
+		line = append([]byte{'\n'}, line...)
+	}
 	if _, err := l.f.Write(line); err != nil {
 		return e, l.undoLocked(fmt.Errorf("eventlog: append: %w", err))
 	}
@@ -160,6 +169,28 @@ func (l *Log) Append(e api.Event) (api.Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// tornTailLocked reports whether the file now ends inside a line. The file
+// may have changed under the writer (cut short by hand or by a crashed
+// tool); it then also resyncs the size an undo cuts back to.
+func (l *Log) tornTailLocked() (bool, error) {
+	st, err := l.f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("eventlog: %w", err)
+	}
+	if st.Size() == l.size {
+		return false, nil
+	}
+	l.size = st.Size()
+	if l.size == 0 {
+		return false, nil
+	}
+	last := make([]byte, 1)
+	if _, err := l.f.ReadAt(last, l.size-1); err != nil {
+		return false, fmt.Errorf("eventlog: %w", err)
+	}
+	return last[0] != '\n', nil
 }
 
 // undoLocked cuts the file back to its last whole entry after a failed
@@ -297,7 +328,8 @@ func Last(path string, keep func(api.Event) bool) (api.Event, bool, error) {
 
 // decodeAll parses complete lines and returns them with the byte length they
 // cover. Lines that do not parse, or whose seq does not grow, are skipped:
-// the log is ours, but a damaged line must not hide the ones after it.
+// the log is ours, but a damaged line must not hide the ones after it, nor
+// the entry an older writer glued onto its torn end.
 func decodeAll(r io.Reader) ([]api.Event, int64, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
@@ -309,8 +341,7 @@ func decodeAll(r io.Reader) ([]api.Event, int64, error) {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' {
 			off += int64(len(line))
-			var e api.Event
-			if json.Unmarshal(line, &e) == nil && e.Seq > last {
+			if e, ok := decodeLine(line, last); ok {
 				events = append(events, e)
 				last = e.Seq
 			}
@@ -321,5 +352,26 @@ func decodeAll(r io.Reader) ([]api.Event, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
+	}
+}
+
+// entryStart is how every entry's line begins (Seq is Event's first field).
+// Inside a JSON string a quote is escaped, so it cannot occur there.
+var entryStart = []byte(`{"seq":`)
+
+// decodeLine parses one line as an entry after seq last. A line that does
+// not parse may be a torn entry with a whole one glued to its end: the
+// first whole entry that starts later in the line is taken.
+func decodeLine(line []byte, last uint64) (api.Event, bool) {
+	for start := 0; ; {
+		var e api.Event
+		if json.Unmarshal(line[start:], &e) == nil {
+			return e, e.Seq > last
+		}
+		next := bytes.Index(line[start+1:], entryStart)
+		if next < 0 {
+			return api.Event{}, false
+		}
+		start += 1 + next
 	}
 }

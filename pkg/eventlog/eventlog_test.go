@@ -85,6 +85,59 @@ func TestTornTailIsIgnoredAndRepaired(t *testing.T) {
 	}
 }
 
+// A log cut inside its last line under a running writer: the next entry
+// must land on a line of its own, not glued to the torn one.
+func TestCutUnderWriterKeepsNextEntry(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	l := open(t, p)
+	defer l.Close()
+	mustAppend(t, l, api.Event{Type: api.EventStatus, Status: api.StatusRunning})
+	mustAppend(t, l, api.Event{Type: api.EventStatus, Status: api.StatusSuspended})
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, st.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	e, err := l.Append(api.Event{Type: api.EventStatus, Status: api.StatusOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFile(p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Seq != 1 || got[1].Seq != e.Seq || got[1].Status != api.StatusOff {
+		t.Fatalf("after a cut under the writer: %+v", got)
+	}
+	if e, _ := l.Append(api.Event{Type: api.EventProgress}); e.Seq != 4 {
+		t.Fatalf("seq after the cut = %d", e.Seq)
+	}
+	if got, _ := ReadFile(p, 0); len(got) != 3 {
+		t.Fatalf("entries after the cut: %+v", got)
+	}
+}
+
+// A whole entry glued onto a torn line (written by a writer that did not
+// check its tail) is read, and so is everything after it.
+func TestReaderSalvagesEntryGluedToTornLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "events.jsonl")
+	log := `{"seq":1,"type":"status","status":"running"}` + "\n" +
+		`{"seq":2,"type":"sta` + `{"seq":3,"type":"status","status":"off","message":"{\"seq\":9}"}` + "\n" +
+		`{"seq":4,"type":"progress"}` + "\n"
+	if err := os.WriteFile(p, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFile(p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[1].Seq != 3 || got[1].Status != api.StatusOff || got[2].Seq != 4 {
+		t.Fatalf("glued entry not salvaged: %+v", got)
+	}
+}
+
 func TestSubscribeHasNoGap(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "events.jsonl")
 	l := open(t, p)
@@ -157,6 +210,7 @@ func TestCompactionKeepsNewestAndSeq(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"seq":1,"type":"status","status":"running"}` + "\n" + `{"seq":2}` + "\n"))
 	f.Add([]byte("garbage\n{\"seq\":5}\n{\"seq\":3}\n{\"seq\""))
+	f.Add([]byte(`{"seq":1}` + "\n" + `{"seq":2,"ty{"seq":3,"type":"status"}` + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		events, n, err := decodeAll(strings.NewReader(string(b)))
 		if err != nil {
