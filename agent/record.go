@@ -69,10 +69,7 @@ func (r *record) applyLocked(evs []api.Event) []api.Event {
 			continue
 		}
 		r.status, r.reason, r.message, r.updatedAt = e.Status, e.Reason, e.Message, e.Time
-		r.qemuPID = e.QEMUPID
-		if e.Status.Terminal() {
-			r.qemuPID = 0
-		}
+		r.qemuPID = e.RunningPID()
 	}
 	return fresh
 }

@@ -82,7 +82,7 @@ func (s *Store) ApplyEvents(ctx context.Context, vmID string, evs []api.Event) e
 		s.handed++
 		s.events[vmID][e.Seq] = e
 		if e.IsStatus() && e.Seq > vm.Seq {
-			vm.Status, vm.Reason, vm.Message, vm.Seq, vm.QEMUPID = e.Status, e.Reason, e.Message, e.Seq, e.QEMUPID
+			vm.Status, vm.Reason, vm.Message, vm.Seq, vm.QEMUPID = e.Status, e.Reason, e.Message, e.Seq, e.RunningPID()
 		}
 	}
 	s.vms[vmID] = vm

@@ -30,3 +30,12 @@ type Event struct {
 
 // IsStatus reports whether the event is a status change.
 func (e Event) IsStatus() bool { return e.Type == EventStatus }
+
+// RunningPID is the QEMU pid a VM has after this status event: none once it
+// is off or failed. The event itself keeps the pid of the QEMU that ended.
+func (e Event) RunningPID() int {
+	if e.Status.Terminal() {
+		return 0
+	}
+	return e.QEMUPID
+}

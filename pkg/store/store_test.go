@@ -275,6 +275,48 @@ func TestOutOfOrderBatchesNeverMoveSeqBackwards(t *testing.T) {
 	}
 }
 
+// A final status clears the row's QEMU pid, as the API's view does, while
+// the event keeps the pid of the QEMU that ended.
+func TestFinalStatusClearsPID(t *testing.T) {
+	s := newStore(t)
+	vm := testVM()
+	if err := s.UpsertVM(ctxT(t), vm); err != nil {
+		t.Fatal(err)
+	}
+	for i, final := range []api.Status{api.StatusOff, api.StatusError} {
+		seq := uint64(2*i + 1)
+		running := statusEvent(vm.ID, seq, api.StatusRunning, api.ReasonBooted)
+		running.QEMUPID = 4242
+		if err := s.ApplyEvents(ctxT(t), vm.ID, []api.Event{running}); err != nil {
+			t.Fatal(err)
+		}
+		if r := mustGet(t, s, vm.ID); r.QEMUPID != 4242 {
+			t.Fatalf("running row has pid %d, want 4242", r.QEMUPID)
+		}
+		ended := statusEvent(vm.ID, seq+1, final, api.ReasonCrashed)
+		ended.QEMUPID = 4242
+		if err := s.ApplyEvents(ctxT(t), vm.ID, []api.Event{ended}); err != nil {
+			t.Fatal(err)
+		}
+		if r := mustGet(t, s, vm.ID); r.Status != final || r.QEMUPID != 0 {
+			t.Errorf("row after %s: status %s, pid %d; want no pid", final, r.Status, r.QEMUPID)
+		}
+		if evs, _ := s.Events(ctxT(t), vm.ID, seq, 0); len(evs) != 1 || evs[0].QEMUPID != 4242 {
+			t.Errorf("the %s event lost its pid: %+v", final, evs)
+		}
+	}
+
+	// A new row written off takes no pid either.
+	fresh := testVM()
+	fresh.Status, fresh.QEMUPID, fresh.Seq = api.StatusOff, 4343, 3
+	if err := s.UpsertVM(ctxT(t), fresh); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustGet(t, s, fresh.ID); r.QEMUPID != 0 {
+		t.Errorf("new off row has pid %d", r.QEMUPID)
+	}
+}
+
 func TestStatusCheckRejectsGarbage(t *testing.T) {
 	s := newStore(t)
 	vm := testVM()

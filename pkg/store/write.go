@@ -65,7 +65,7 @@ func (s *Store) UpsertVM(ctx context.Context, vm api.VM) error {
 	args := []any{id, cleanText(s.opts.Host, 255), cleanText(vm.Name, 255), cleanText(vm.OS, 64),
 		vm.CPUCores, ramMiB, diskBytes, cleanText(vm.MACAddress, 64), cleanText(vm.NetworkBridge, 64),
 		cleanText(vm.GraphicProtocol, 32), cleanText(vm.GraphicListen, 255), vm.GraphicPort,
-		string(status), nullText(string(vm.Reason)), nullText(vm.Message), int64(vm.Seq), nullPID(vm.QEMUPID)}
+		string(status), nullText(string(vm.Reason)), nullText(vm.Message), int64(vm.Seq), nullPID(api.Event{Status: status, QEMUPID: vm.QEMUPID}.RunningPID())}
 	devices, err := deviceColumnsOf(vm.Devices)
 	if err != nil {
 		return s.wrap("UpsertVM", id, err)
@@ -158,7 +158,7 @@ func (s *Store) ApplyEvents(ctx context.Context, vmID string, events []api.Event
 				cols.reason, cols.message, cols.qemuPID, cols.exitCode, cols.signal)
 			if newest != nil {
 				b.Queue(applyStatusSQL, id, string(newest.Status), nullText(string(newest.Reason)),
-					nullText(newest.Message), nullPID(newest.QEMUPID), int64(newest.Seq))
+					nullText(newest.Message), nullPID(newest.RunningPID()), int64(newest.Seq))
 			}
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return err
