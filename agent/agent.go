@@ -64,6 +64,9 @@ type Config struct {
 	// PCIIDs and USBIDs are the id databases that name host devices;
 	// empty means hwids.DefaultPCIIDs and hwids.DefaultUSBIDs.
 	PCIIDs, USBIDs string
+	// ISODirs are the only directories CD-ROM media and install ISOs may
+	// come from, links followed; empty is Layout.ISOsDir() alone.
+	ISODirs []string
 	// ROMDir holds the option ROM files PCI devices may be given, and no
 	// other file is one; empty is Layout.ROMsDir().
 	ROMDir string
@@ -122,6 +125,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.USBIDs == "" {
 		cfg.USBIDs = hwids.DefaultUSBIDs
+	}
+	if len(cfg.ISODirs) == 0 {
+		cfg.ISODirs = []string{cfg.Layout.ISOsDir()}
 	}
 	if cfg.ROMDir == "" {
 		cfg.ROMDir = cfg.Layout.ROMsDir()

@@ -69,6 +69,7 @@ func (b *bed) script(name, body string) string {
 func (b *bed) config() Config {
 	return Config{
 		Layout:   b.layout,
+		ISODirs:  []string{b.dir},
 		Accel:    "tcg",
 		Firewall: "off",
 		QEMUImg:  b.qemuImg,

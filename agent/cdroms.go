@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -81,10 +80,11 @@ func (a *Agent) InsertMedium(ctx context.Context, id, cd, isoPath string) (api.C
 	if err != nil {
 		return api.CDROM{}, err
 	}
-	if err := a.checkISO("isoPath", isoPath); err != nil {
+	resolved, err := a.checkMedium("isoPath", isoPath)
+	if err != nil {
 		return api.CDROM{}, err
 	}
-	return a.setMedium(ctx, rec, cd, isoPath)
+	return a.setMedium(ctx, rec, cd, resolved)
 }
 
 // EjectMedium empties the VM's CD-ROM drive cd, live while it runs. An
@@ -159,7 +159,7 @@ func (a *Agent) AddCDROM(ctx context.Context, id string, req api.AddCDROMRequest
 		return api.CDROM{}, err
 	}
 	if req.ISOPath != "" {
-		if err := a.checkISO("isoPath", req.ISOPath); err != nil {
+		if req.ISOPath, err = a.checkMedium("isoPath", req.ISOPath); err != nil {
 			return api.CDROM{}, err
 		}
 	}
@@ -357,28 +357,6 @@ func ahciFull(s *vmspec.Spec) error {
 	}
 	return errdefs.FailedPrecondition("VM %s: the AHCI controller's %d ports are all taken by its %d CD-ROM drives and %d sata disks%s",
 		s.ID, vmspec.MaxCDROMs, len(s.CDROMs()), s.SATADisks(), install)
-}
-
-// checkISO checks an ISO the way a create checks isoPath: a clean absolute
-// path to a regular file. QEMU opens it as its own account, not root, so
-// the account must also be able to read it. Nothing under the state
-// directory is a client's medium: the shim would hand a VM's own files
-// (its spec, its log) to QEMU's account.
-func (a *Agent) checkISO(field, p string) error {
-	if err := vmspec.CheckHostPath(field, p); err != nil {
-		return err
-	}
-	if state := a.cfg.Layout.StateDir; p == state || strings.HasPrefix(p, state+"/") {
-		return errdefs.Invalid(field, "%s lies in the agent's state directory %s; media live elsewhere", p, state)
-	}
-	st, err := os.Stat(p)
-	if err != nil {
-		return errdefs.Invalid(field, "%s: %v", p, errors.Unwrap(err))
-	}
-	if !st.Mode().IsRegular() {
-		return errdefs.Invalid(field, "%s is not a regular file", p)
-	}
-	return a.checkQEMUReads(field, p)
 }
 
 // checkQEMUReads refuses a file that QEMU's account could not read by its

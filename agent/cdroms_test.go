@@ -315,14 +315,14 @@ func TestReadableBy(t *testing.T) {
 	if readableBy(filepath.Join(sub, "missing.iso"), u) {
 		t.Error("a missing file is readable")
 	}
-	a := &Agent{cfg: Config{QEMUUser: "nobody", Layout: vmspec.Layout{StateDir: filepath.Join(dir, "state")}}}
-	if err := a.checkISO("isoPath", open); errdefs.As(err) == nil || errdefs.As(err).Field != "isoPath" {
-		t.Errorf("checkISO of an ISO QEMU cannot read: %v", err)
+	a := &Agent{cfg: Config{QEMUUser: "nobody", Layout: vmspec.Layout{StateDir: filepath.Join(dir, "state")}, ISODirs: []string{dir}}}
+	if _, err := a.checkMedium("isoPath", open); errdefs.As(err) == nil || errdefs.As(err).Field != "isoPath" {
+		t.Errorf("checkMedium of an ISO QEMU cannot read: %v", err)
 	}
 	if err := os.Chmod(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.checkISO("isoPath", open); err != nil {
-		t.Errorf("checkISO of a readable ISO: %v", err)
+	if _, err := a.checkMedium("isoPath", open); err != nil {
+		t.Errorf("checkMedium of a readable ISO: %v", err)
 	}
 }

@@ -141,7 +141,14 @@ func (a *Agent) checkHost(ctx context.Context, in api.CreateVMInput, spec *vmspe
 				return errdefs.Invalid(vmspec.CreateInputField(in, fmt.Sprintf("devices[%d].nic.bridge", i)), "%v", err)
 			}
 		case api.DeviceCDROM:
-			files[vmspec.CreateInputField(in, fmt.Sprintf("devices[%d].cdrom.path", i))] = d.CDROM.Path
+			if d.CDROM.Path == "" {
+				continue
+			}
+			resolved, err := a.checkMedium(vmspec.CreateInputField(in, fmt.Sprintf("devices[%d].cdrom.path", i)), d.CDROM.Path)
+			if err != nil {
+				return err
+			}
+			d.CDROM.Path = resolved
 		}
 	}
 	if b := spec.Boot; b != nil {

@@ -196,10 +196,11 @@ func checkKernelArgs(os, args string) error {
 // setting, or the first of the usual places.
 func (a *Agent) findVirtioWin(requested string) (string, error) {
 	if requested != "" {
-		if err := vmspec.CheckHostPath("virtioWinPath", requested); err != nil {
+		resolved, err := a.checkMedium("virtioWinPath", requested)
+		if err != nil {
 			return "", err
 		}
-		p, err := unattended.FindVirtioWin(requested, nil)
+		p, err := unattended.FindVirtioWin(resolved, nil)
 		if err != nil {
 			return "", errdefs.Invalid("virtioWinPath", "%s", errdefs.As(err).Message)
 		}

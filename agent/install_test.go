@@ -33,6 +33,7 @@ func installAgent(t testing.TB) (*Agent, string) {
 		UEFICode:  filepath.Join(dir, "code.fd"),
 		UEFIVars:  filepath.Join(dir, "vars.fd"),
 		VirtioWin: filepath.Join(dir, "virtio-win.iso"),
+		ISODirs:   []string{dir},
 	})
 	return a, dir
 }
@@ -160,6 +161,9 @@ func TestPlanPlatformNamesTheField(t *testing.T) {
 		{"install.kernelArgs", errdefs.CodeInvalidArgument, "ubuntu", func(in *api.CreateVMInput) { in.Install.KernelArgs = "a --- b" }},
 		{"virtioWinPath", errdefs.CodeInvalidArgument, "fedora", func(in *api.CreateVMInput) { in.VirtioWinPath = "/isos/virtio-win.iso" }},
 		{"virtioWinPath", errdefs.CodeInvalidArgument, "windows10", func(in *api.CreateVMInput) { in.VirtioWinPath = "/nonexistent/virtio-win.iso" }},
+		// Only the ISO directories hold ISOs.
+		{"virtioWinPath", errdefs.CodeInvalidArgument, "windows10", func(in *api.CreateVMInput) { in.VirtioWinPath = "/proc/self/environ" }},
+		{"virtioWinPath", errdefs.CodeInvalidArgument, "windows10", func(in *api.CreateVMInput) { in.VirtioWinPath = "/etc/passwd" }},
 		{"", errdefs.CodeFailedPrecondition, "windows10", func(in *api.CreateVMInput) { a.cfg.VirtioWin = "/nonexistent/virtio-win.iso" }},
 		{"", errdefs.CodeFailedPrecondition, "windows11", func(in *api.CreateVMInput) { in.Install = nil; a.cfg.UEFICode = "/nonexistent/code.fd" }},
 	}

@@ -2,9 +2,7 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -214,29 +212,8 @@ func refusePCIWhileRunning(rec *record, what string) error {
 // keeps the resolved path, so a link changed later cannot point QEMU
 // elsewhere.
 func (a *Agent) checkROM(field, p string) (string, error) {
-	dir := a.cfg.ROMDir
-	realDir, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return "", errdefs.Invalid(field, "the agent's ROM directory %s cannot be read (%v): ROM files must be put there", dir, errors.Unwrap(err))
-	}
 	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
+		p = filepath.Join(a.cfg.ROMDir, p)
 	}
-	resolved, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		return "", errdefs.Invalid(field, "%s: %v", p, errors.Unwrap(err))
-	}
-	if rel, err := filepath.Rel(realDir, resolved); err != nil || !filepath.IsLocal(rel) {
-		return "", errdefs.Invalid(field, "%s is outside the ROM directory %s (its file is %s): a ROM file must be one of that directory's", p, dir, resolved)
-	}
-	if err := vmspec.CheckHostPath(field, resolved); err != nil {
-		return "", err
-	}
-	if st, err := os.Stat(resolved); err != nil || !st.Mode().IsRegular() {
-		return "", errdefs.Invalid(field, "%s is not a regular file", p)
-	}
-	if err := a.checkQEMUReads(field, resolved); err != nil {
-		return "", err
-	}
-	return resolved, nil
+	return a.fileInDirs(field, p, "ROM", []string{a.cfg.ROMDir})
 }

@@ -110,7 +110,7 @@ func startBed() (b *bed, skip string, err error) {
 	if b.pg, err = postgres.Start(ctx, postgres.Options{}); err != nil {
 		return nil, "", fmt.Errorf("postgres: %w", err)
 	}
-	env := fmt.Sprintf("INFINIVIRT_QEMU_ACCEL=tcg\nINFINIVIRT_DATABASE_URL=%s\n", b.pg.DSN())
+	env := fmt.Sprintf("INFINIVIRT_QEMU_ACCEL=tcg\nINFINIVIRT_DATABASE_URL=%s\nINFINIVIRT_ISO_DIRS=%s\n", b.pg.DSN(), imagesDir)
 	if raceEnabled {
 		env += "GORACE=halt_on_error=1\n"
 	}

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +43,7 @@ func run() error {
 		fwMode                              string
 		virtioWin, uefiCode, uefiVars       string
 		romDir                              string
+		isoDirs                             dirList
 		debug                               bool
 	)
 	limits := agent.DefaultServerLimits
@@ -62,8 +64,17 @@ func run() error {
 	flag.StringVar(&uefiVars, "uefi-vars", agent.DefaultUEFIVars, "OVMF variable store with Microsoft's keys, copied for each Windows VM")
 	flag.StringVar(&romDir, "rom-dir", "", "the only directory PCI devices' option ROM files may come from (default <state-dir>/roms)")
 	flag.IntVar(&limits.ConnsPerUID, "conns-per-uid", limits.ConnsPerUID, "connections each peer uid may hold on the API socket (0: no cap)")
+	flag.Var(&isoDirs, "iso-dir", "a directory CD-ROM media and install ISOs may come from, and no other file is one; repeat it for more (env INFINIVIRT_ISO_DIRS, colon-separated; default <state-dir>/isos)")
 	flag.BoolVar(&debug, "debug", false, "debug logging")
 	flag.Parse()
+	if len(isoDirs) == 0 {
+		isoDirs = filepath.SplitList(os.Getenv("INFINIVIRT_ISO_DIRS"))
+	}
+	for _, d := range isoDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("--iso-dir must be an absolute path, got %q", d)
+		}
+	}
 	if socket == "" {
 		socket = layout.AgentSocket()
 	}
@@ -97,6 +108,7 @@ func run() error {
 		ShimBinary: shimBin, QEMUBinary: qemuBin, QEMUImg: qemuImg, QEMUUser: qemuUser,
 		Firewall: fwMode, Units: sup, Logger: log,
 		VirtioWin: virtioWin, UEFICode: uefiCode, UEFIVars: uefiVars, ROMDir: romDir,
+		ISODirs: isoDirs,
 	}
 	if dsn != "" {
 		cfg.Store = dbsync.NewLazyStore(ctx, func(ctx context.Context) (dbsync.Store, error) {
@@ -140,6 +152,16 @@ func run() error {
 // shutdownGrace bounds the wait for requests under way when the agent stops
 // (their rollbacks included); the agent's unit allows 30 s to stop.
 const shutdownGrace = 20 * time.Second
+
+// dirList is a flag given once per directory.
+type dirList []string
+
+func (l *dirList) String() string { return strings.Join(*l, ":") }
+
+func (l *dirList) Set(v string) error {
+	*l = append(*l, filepath.Clean(v))
+	return nil
+}
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

@@ -56,6 +56,10 @@ func (l Layout) DepartmentFile(id string) string {
 // ImagesDir is the image store: golden images that disks are cloned from.
 func (l Layout) ImagesDir() string { return filepath.Join(l.StateDir, "images") }
 
+// ISOsDir is the agent's own ISO directory, the default one CD-ROM media
+// and install ISOs may come from.
+func (l Layout) ISOsDir() string { return filepath.Join(l.StateDir, "isos") }
+
 // ROMsDir holds the option ROM files a passed-through PCI device may be
 // given; no other file is one.
 func (l Layout) ROMsDir() string { return filepath.Join(l.StateDir, "roms") }
