@@ -248,23 +248,29 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 		return err
 	}
 	defer unlock()
-	active, err := a.unitActive(ctx, id)
+	state, err := a.unitActiveState(ctx, id)
 	if err != nil {
 		return err
 	}
-	if active {
-		if !force {
-			return errdefs.FailedPrecondition("VM %s is %s; power it off first, or delete with force", id, rec.currentStatus())
-		}
-		// A unit that ended meanwhile (NotFound) is what these aim at.
-		if err := a.cfg.Units.Kill(ctx, id, syscall.SIGKILL); err != nil && !isNotFound(err) {
+	switch {
+	case !isActive(state):
+	case state == "deactivating" && rec.currentStatus().Terminal():
+		// The VM is off and its unit is finishing (the shim's cleanup):
+		// nothing to refuse, only to wait out.
+		if err := a.waitUnitGone(ctx, id, unitGoneWait); err != nil {
 			return err
 		}
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := a.cfg.Units.Stop(sctx, id)
-		cancel()
-		if err != nil && !isNotFound(err) {
-			return err
+	case !force:
+		return errdefs.FailedPrecondition("VM %s is %s; power it off first, or delete with force", id, rec.currentStatus())
+	default:
+		// A forced delete is the user's forced power-off, then the delete:
+		// the VM's history ends off/killed, not as a lost shim. Only a
+		// shim that cannot do it gets its unit killed.
+		if err := a.forceOff(ctx, rec); err != nil {
+			a.log.Warn("forced power-off before a delete failed; killing the unit", logging.KeyVM, id, "ERROR", err.Error())
+			if err := a.killUnit(ctx, id); err != nil {
+				return err
+			}
 		}
 	}
 	// Files must not go from under a unit that still runs.
@@ -286,6 +292,20 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 		a.log.Warn("leftover VM files", logging.KeyVM, id, "ERROR", err.Error())
 	}
 	a.log.Info("VM deleted", logging.KeyVM, id)
+	return nil
+}
+
+// killUnit kills the VM's unit and waits for it to stop. A unit that ended
+// meanwhile (NotFound) is what it aims at.
+func (a *Agent) killUnit(ctx context.Context, id string) error {
+	if err := a.cfg.Units.Kill(ctx, id, syscall.SIGKILL); err != nil && !isNotFound(err) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := a.cfg.Units.Stop(ctx, id); err != nil && !isNotFound(err) {
+		return err
+	}
 	return nil
 }
 

@@ -15,7 +15,8 @@ import (
 const shimCallTimeout = 15 * time.Second
 
 // Power carries out a power verb. With wait, it returns once the VM reached
-// the state the verb aims at (or ctx ended); without, once it was accepted.
+// the state the verb aims at and, when that is off, its unit has finished
+// too (or ctx ended); without, once it was accepted.
 func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool) (api.VM, error) {
 	if !op.Valid() {
 		return api.VM{}, errdefs.Invalid("op", "must be one of %v, got %q", api.PowerOps, op)
@@ -38,7 +39,38 @@ func (a *Agent) Power(ctx context.Context, id string, op api.PowerOp, wait bool)
 	if !wait {
 		return rec.view(), nil
 	}
-	return a.waitFor(ctx, rec, goal(op, since))
+	return a.settle(ctx, rec, goal(op, since))
+}
+
+// settle waits for the VM to reach ok. A VM that ended is settled only once
+// its unit has finished as well (the shim's cleanup runs after the off
+// entry), so that what the caller does next (a delete, a power-on) finds no
+// unit still stopping.
+func (a *Agent) settle(ctx context.Context, rec *record, ok func(api.VM) bool) (api.VM, error) {
+	v, err := a.waitFor(ctx, rec, ok)
+	if err != nil || !v.Status.Terminal() {
+		return v, err
+	}
+	if err := a.waitUnitGone(ctx, rec.id, unitGoneWait); err != nil {
+		return rec.view(), err
+	}
+	return rec.view(), nil
+}
+
+// forceOffWait bounds a forced delete's power-off before it kills the unit.
+const forceOffWait = 30 * time.Second
+
+// forceOff powers a VM off by force for the user, as forcePowerOff does, so
+// that it is recorded as off/killed, and waits until its unit finished.
+// The caller holds the record's lock.
+func (a *Agent) forceOff(ctx context.Context, rec *record) error {
+	if err := a.power(ctx, rec, api.ForcePowerOff); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, forceOffWait)
+	defer cancel()
+	_, err := a.settle(ctx, rec, goal(api.ForcePowerOff, 0))
+	return err
 }
 
 func (a *Agent) power(ctx context.Context, rec *record, op api.PowerOp) error {

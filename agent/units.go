@@ -138,16 +138,22 @@ func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) e
 
 // unitActive reports whether a shim runs (or is starting or stopping) the VM.
 func (a *Agent) unitActive(ctx context.Context, id string) (bool, error) {
+	state, err := a.unitActiveState(ctx, id)
+	return isActive(state), err
+}
+
+// unitActiveState is the ActiveState of the VM's unit, "" when it has none.
+func (a *Agent) unitActiveState(ctx context.Context, id string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st, err := a.cfg.Units.State(ctx, id)
 	if isNotFound(err) {
-		return false, nil // transient units are unloaded once they stop cleanly
+		return "", nil // transient units are unloaded once they stop cleanly
 	}
 	if err != nil {
-		return false, err
+		return "", err
 	}
-	return isActive(st.ActiveState), nil
+	return st.ActiveState, nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, &errdefs.Error{Code: errdefs.CodeNotFound}) }

@@ -229,3 +229,62 @@ func TestAgentRestartTouchesNoVM(t *testing.T) {
 	}
 	b.waitDB(t, vms[0].ID, api.StatusOff, api.ReasonUser)
 }
+
+// A forced delete of a running VM is the user's forced power-off, then the
+// delete: the history ends off/killed, never as a crash or a lost shim.
+func TestForcedDeleteIsAForcedPowerOff(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "force-delete")
+	b.waitDB(t, vm.ID, api.StatusRunning, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := b.client.Delete(ctx, vm.ID, true); err != nil {
+		t.Fatalf("forced delete: %v", err)
+	}
+	var last api.Event
+	b.eventually(t, time.Minute, func() error {
+		row, err := b.db.GetVM(ctx, vm.ID)
+		if err != nil {
+			return err
+		}
+		if row.DeletedAt == nil || !row.Status.Terminal() {
+			return errorf("row %s (%s), deleted at %v: want it ended and deleted", row.Status, row.Reason, row.DeletedAt)
+		}
+		events, err := b.db.Events(ctx, vm.ID, 0, 0)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if e.IsStatus() {
+				last = e
+			}
+		}
+		return nil
+	})
+	if last.Status != api.StatusOff || last.Reason != api.ReasonKilled {
+		t.Fatalf("last recorded state before the delete: %s (%s) %q, want off (killed)", last.Status, last.Reason, last.Message)
+	}
+}
+
+// A waited forced power-off returns once the unit has finished, so a plain
+// delete right after it succeeds.
+func TestDeleteRightAfterWaitedPowerOff(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "off-then-delete")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, op := range []api.PowerOp{api.ForcePowerOff, api.PowerOn, api.ForcePowerOff} {
+		if _, err := b.client.Power(ctx, vm.ID, op, true, guestTimeout); err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		if op == api.PowerOn {
+			continue
+		}
+		if state := b.unitProperty(t, vm.ID, "ActiveState"); state == "active" || state == "deactivating" {
+			t.Fatalf("after a waited %s the unit is still %s", op, state)
+		}
+	}
+	if err := b.client.Delete(ctx, vm.ID, false); err != nil {
+		t.Fatalf("delete right after a waited forcePowerOff: %v", err)
+	}
+}
