@@ -44,8 +44,9 @@ type Config struct {
 	Units    Units
 	Store    Store // nil: no database
 	Logger   *slog.Logger
-	// AttachTimeout bounds re-attaching to every running shim at start.
-	AttachTimeout time.Duration
+	// HealthInterval is how often each running VM's shim is asked whether
+	// it and its QEMU still answer; 0 is defaultHealthInterval.
+	HealthInterval time.Duration
 	// VirtioWin is the virtio-win ISO Windows installs attach; empty
 	// searches unattended.DefaultVirtioWinPaths.
 	VirtioWin string
@@ -101,8 +102,8 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.AttachTimeout == 0 {
-		cfg.AttachTimeout = 30 * time.Second
+	if cfg.HealthInterval == 0 {
+		cfg.HealthInterval = defaultHealthInterval
 	}
 	if cfg.GraphicsListen == "" {
 		cfg.GraphicsListen = "127.0.0.1"
@@ -180,6 +181,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	go a.watchUnits(ctx)
 	a.reattach(ctx)
+	go a.watchHealth(ctx)
 	a.settleInstalls()
 	a.net.Resync(ctx)
 	// In the background: each boot may take minutes (unitStartLimit), and

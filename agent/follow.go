@@ -6,10 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/logging"
@@ -78,8 +75,9 @@ func (a *Agent) followLoop(rec *record) {
 	}
 }
 
-// reattach follows every running shim after an agent start: all at once,
-// under one deadline, touching no VM.
+// reattach follows every running shim after an agent start, touching no
+// VM. It does not wait for any shim to answer: one that hangs must not keep
+// the API down, and the health checks show it as not responding.
 func (a *Agent) reattach(ctx context.Context) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	units, err := a.cfg.Units.List(lctx)
@@ -94,30 +92,16 @@ func (a *Agent) reattach(ctx context.Context) {
 			active[u.VMID] = true
 		}
 	}
-	actx, cancel := context.WithTimeout(ctx, a.cfg.AttachTimeout)
-	defer cancel()
-	g, gctx := errgroup.WithContext(actx)
-	g.SetLimit(64)
-	var attached, failed atomic.Int32
+	followed := 0
 	for _, rec := range a.records() {
 		if !active[rec.id] {
 			a.shimGone(ctx, rec, nil)
 			continue
 		}
-		g.Go(func() error {
-			// One status call proves the shim answers before following it.
-			if _, err := a.shim(rec.id).Status(gctx); err != nil {
-				failed.Add(1)
-				a.log.Warn("running shim does not answer yet", logging.KeyVM, rec.id, "ERROR", err.Error())
-			} else {
-				attached.Add(1)
-			}
-			a.follow(rec)
-			return nil
-		})
+		a.follow(rec)
+		followed++
 	}
-	_ = g.Wait() // each attach logs its own failure and returns nil
-	a.log.Info("re-attached to running shims", "ATTACHED", attached.Load(), "UNANSWERED", failed.Load())
+	a.log.Info("following running shims", "COUNT", followed)
 }
 
 // watchUnits turns unit state into VM state: crash detection is unit state.

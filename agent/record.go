@@ -29,6 +29,8 @@ type record struct {
 	updatedAt   time.Time
 	following   bool // a goroutine follows the shim's event stream
 	followAgain bool // follow was called while it did: look again when done
+	health      health
+	probing     bool // a health check is under way
 }
 
 func newRecord(spec *vmspec.Spec) *record {
@@ -112,5 +114,6 @@ func (r *record) view() api.VM {
 	v := r.spec.View()
 	v.Status, v.Reason, v.Message = r.status, r.reason, r.message
 	v.Seq, v.QEMUPID, v.UpdatedAt = r.seq, r.qemuPID, r.updatedAt
+	r.respondingLocked(&v)
 	return v
 }

@@ -244,7 +244,7 @@ func (s *Shim) liveStatus(ctx context.Context) shimapi.Status {
 	if info, err := s.qmp.QueryStatus(ctx); err == nil {
 		st.QMPStatus = info.Status
 	} else {
-		st.QMPStatus = "unknown: " + err.Error()
+		st.QMPStatus, st.QMPError = "unknown", err.Error()
 	}
 	return st
 }

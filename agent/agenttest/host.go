@@ -340,9 +340,50 @@ type Shim struct {
 	log     *eventlog.Log
 	qemuPID int
 
-	mu     sync.Mutex
-	last   api.Event
-	exited bool
+	mu       sync.Mutex
+	last     api.Event
+	exited   bool
+	hung     chan struct{} // closed when a hang ends; nil while the shim answers
+	qmpError string
+}
+
+// Hang makes the shim's status calls wait, as a stopped process's do,
+// until their caller gives up or the returned function ends the hang.
+func (s *Shim) Hang() (resume func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hung := make(chan struct{})
+	s.hung = hung
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		s.hung = nil
+		s.mu.Unlock()
+		close(hung)
+	})
+}
+
+// StallQEMU makes the shim report that its QEMU does not answer QMP, with
+// err as the reason; "" makes QEMU answer again.
+func (s *Shim) StallQEMU(err string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.qmpError = err
+}
+
+// wait blocks while the shim hangs, until ctx ends.
+func (s *Shim) wait(ctx context.Context) error {
+	s.mu.Lock()
+	hung := s.hung
+	s.mu.Unlock()
+	if hung == nil {
+		return nil
+	}
+	select {
+	case <-hung:
+		return nil
+	case <-ctx.Done():
+		return errdefs.DeadlineExceeded("shim of VM %s: %v", s.id, ctx.Err())
+	}
 }
 
 // ID is the VM the shim runs.
@@ -433,10 +474,14 @@ func (s *Shim) alive() bool {
 func (s *Shim) status() shimapi.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return shimapi.Status{
+	st := shimapi.Status{
 		VMID: s.id, Status: s.last.Status, Reason: s.last.Reason, Message: s.last.Message,
 		QMPStatus: "running", QEMUPID: s.last.QEMUPID, Seq: s.last.Seq, StartedAt: s.last.Time,
 	}
+	if s.qmpError != "" {
+		st.QMPStatus, st.QMPError = "unknown", s.qmpError
+	}
+	return st
 }
 
 // power is the shim's answer to a power verb, simplified: each verb takes
@@ -478,6 +523,9 @@ func (c *ShimClient) shim() (*Shim, error) {
 func (c *ShimClient) Status(ctx context.Context) (shimapi.Status, error) {
 	s, err := c.shim()
 	if err != nil {
+		return shimapi.Status{}, err
+	}
+	if err := s.wait(ctx); err != nil {
 		return shimapi.Status{}, err
 	}
 	return s.status(), nil

@@ -105,4 +105,19 @@ type VM struct {
 	QEMUPID   int       `json:"qemuPid,omitempty"`
 	Unit      string    `json:"unit"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	// Responding says whether the VM's shim and its QEMU answer the agent's
+	// periodic checks; absent while no shim runs and before the first
+	// check of a run.
+	Responding    *bool          `json:"responding,omitempty"`
+	NotResponding *NotResponding `json:"notResponding,omitempty"`
+}
+
+// NotResponding says which part of a running VM stopped answering, and
+// since when, as libvirt's "domain is not responding".
+type NotResponding struct {
+	Since time.Time `json:"since"`
+	// Component is "shim" (its control socket does not answer) or "qemu"
+	// (QMP does not answer the shim).
+	Component string `json:"component"`
+	Error     string `json:"error"`
 }

@@ -21,7 +21,8 @@ type Status struct {
 	Status    api.Status `json:"status"`
 	Reason    api.Reason `json:"reason"`
 	Message   string     `json:"message,omitempty"`
-	QMPStatus string     `json:"qmpStatus"` // QEMU's own run state, as query-status says
+	QMPStatus string     `json:"qmpStatus"`          // QEMU's own run state, as query-status says
+	QMPError  string     `json:"qmpError,omitempty"` // why query-status did not answer; QMPStatus is then "unknown"
 	QEMUPID   int        `json:"qemuPid"`
 	Seq       uint64     `json:"seq"` // the last event's sequence number
 	StartedAt time.Time  `json:"startedAt"`
