@@ -338,6 +338,28 @@ func (a *Agent) apply(rec *record, evs []api.Event) {
 	a.watchInstall(rec, fresh)
 }
 
+// commit makes a created VM visible. The entries its create recorded
+// before (created, starting, running) go to the event streams now, and the
+// database replays them from the log, so that every consumer sees the VM
+// from its first entry.
+func (a *Agent) commit(rec *record) {
+	rec.mu.Lock()
+	evs, err := eventlog.ReadFile(a.cfg.Layout.EventsFile(rec.id), 0)
+	if err != nil {
+		a.log.Warn("event log unreadable; a new VM's first entries reach only the database", logging.KeyVM, rec.id, "ERROR", err.Error())
+	}
+	early := evs[:0]
+	for _, e := range evs {
+		if e.Seq <= rec.seq {
+			early = append(early, e)
+		}
+	}
+	rec.committed = true
+	a.broker.publish(early)
+	rec.mu.Unlock()
+	a.sync.Resync(rec.id)
+}
+
 // catchUp applies whatever the VM's log holds beyond what the agent saw.
 func (a *Agent) catchUp(rec *record) {
 	evs, err := eventlog.ReadFile(a.cfg.Layout.EventsFile(rec.id), rec.lastSeq())

@@ -122,8 +122,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 			return api.VM{}, err
 		}
 	}
-	rec.setCommitted(true)
-	a.sync.Resync(rec.id)
+	a.commit(rec)
 	a.log.Info("VM created", logging.KeyVM, spec.ID, "NAME", spec.Name)
 	return rec.view(), nil
 }

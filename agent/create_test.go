@@ -5,11 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/infinibay/infinivirt/pkg/api"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 	"github.com/infinibay/infinivirt/supervisor"
@@ -118,5 +121,36 @@ func TestDeleteKeepsTheVMWhenItsUnitCannotBeRemoved(t *testing.T) {
 	}
 	if _, err := a.Get(spec.ID); err != nil {
 		t.Errorf("VM after the refused delete: %v", err)
+	}
+}
+
+// TestCreateHandsOnEveryEntry subscribes to every VM's events before a
+// create: the stream and the database get the create's entries from seq 1,
+// each once and in order, the ones recorded before it committed included.
+func TestCreateHandsOnEveryEntry(t *testing.T) {
+	b := newBed(t)
+	a, _ := b.start(b.config())
+	sub := a.broker.subscribe("")
+	defer a.broker.unsubscribe(sub)
+	if _, err := a.Create(t.Context(), createInput(vm1, true)); err != nil {
+		t.Fatal(err)
+	}
+	v := waitVM(t, a, vm1, "running", status(api.StatusRunning, api.ReasonBooted))
+	var got []uint64
+	timeout := time.After(waitLimit)
+	for len(got) < int(v.Seq) {
+		select {
+		case e := <-sub.ch:
+			got = append(got, e.Seq)
+		case <-timeout:
+			t.Fatalf("the all-VM stream got only %v of 1..%d", got, v.Seq)
+		}
+	}
+	if !slices.Equal(got, seqs(1, v.Seq)) {
+		t.Errorf("the all-VM stream got %v, want 1..%d", got, v.Seq)
+	}
+	waitStored(t, b.store, vm1, func(evs []api.Event) bool { return uint64(len(evs)) == v.Seq })
+	if stored := b.store.Seqs(vm1); !slices.Equal(stored, seqs(1, v.Seq)) {
+		t.Errorf("the database holds %v, want 1..%d", stored, v.Seq)
 	}
 }

@@ -199,10 +199,8 @@ func TestCatchUpAppliesEachEntryOnce(t *testing.T) {
 	if _, err := a.Create(t.Context(), createInput(vm1, false)); err != nil {
 		t.Fatal(err)
 	}
-	// The row starts at the create's entry (seq 1); later entries are events.
-	if !agenttest.WaitFor(waitLimit, func() bool { _, ok := b.store.VM(vm1); return ok }) {
-		t.Fatal("the VM never reached the database")
-	}
+	// The row and the history start at the create's entry (seq 1).
+	waitStored(t, b.store, vm1, func(evs []api.Event) bool { return len(evs) == 1 && evs[0].Seq == 1 })
 	handed := b.store.Handed()
 
 	sub := a.broker.subscribe(vm1)
@@ -234,7 +232,7 @@ func TestCatchUpAppliesEachEntryOnce(t *testing.T) {
 	if v, _ := a.Get(vm1); v.Seq != 6 {
 		t.Errorf("the VM's seq is %d, want 6", v.Seq)
 	}
-	waitStored(t, b.store, vm1, func(evs []api.Event) bool { return len(evs) == 5 })
+	waitStored(t, b.store, vm1, func(evs []api.Event) bool { return len(evs) == 6 })
 	if n := b.store.Handed() - handed; n != 5 {
 		t.Errorf("the database was handed %d entries, want each of the 5 once", n)
 	}
@@ -248,8 +246,8 @@ func TestCatchUpAppliesEachEntryOnce(t *testing.T) {
 	if v, _ := a.Get(vm1); v.Seq != 9 {
 		t.Errorf("after restart the VM's seq is %d, want 9", v.Seq)
 	}
-	waitStored(t, b.store, vm1, func(evs []api.Event) bool { return len(evs) == 8 })
-	if !slices.Equal(b.store.Seqs(vm1), seqs(2, 9)) {
+	waitStored(t, b.store, vm1, func(evs []api.Event) bool { return len(evs) == 9 })
+	if !slices.Equal(b.store.Seqs(vm1), seqs(1, 9)) {
 		t.Errorf("stored %v", b.store.Seqs(vm1))
 	}
 	if n := b.store.Handed() - handed; n != 3 {

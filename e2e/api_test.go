@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -71,6 +72,8 @@ func TestEventStreamResumesFromASequence(t *testing.T) {
 	if len(replay) != len(seen)-1 || replay[0].Seq != from+1 {
 		t.Fatalf("replay after %d gave %d events starting at %d, want %d", from, len(replay), replay[0].Seq, len(seen)-1)
 	}
+	// PostgreSQL has the same history, from the create's entry on.
+	b.waitHistory(t, vm.ID, seen[len(seen)-1].Seq)
 }
 
 func TestCLI(t *testing.T) {
@@ -192,7 +195,12 @@ func TestWithoutDatabase(t *testing.T) {
 		}
 	}
 	restartAgent(strings.Join(kept, "\n") + "\n")
-	defer restartAgent(env + "\n")
+	withDB := false
+	defer func() {
+		if !withDB {
+			restartAgent(env + "\n")
+		}
+	}()
 
 	h, err := b.client.Health(ctx)
 	if err != nil || h.Database != api.DatabaseNone {
@@ -207,4 +215,32 @@ func TestWithoutDatabase(t *testing.T) {
 	if _, err := b.db.GetVM(ctx, vm.ID); err == nil {
 		t.Fatal("the VM reached PostgreSQL although no database was configured")
 	}
+
+	// The database enabled later gets the VM's whole history, not only its row.
+	restartAgent(env + "\n")
+	withDB = true
+	row := b.waitDB(t, vm.ID, api.StatusOff, api.ReasonUser)
+	b.waitHistory(t, vm.ID, row.Seq)
+}
+
+// waitHistory waits until PostgreSQL holds every entry of the VM's log from
+// seq 1 to last, each once, the first being its create.
+func (b *bed) waitHistory(t *testing.T, id string, last uint64) {
+	t.Helper()
+	b.eventually(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		evs, err := b.db.Events(ctx, id, 0, 1000)
+		if err != nil {
+			return err
+		}
+		var seqs []uint64
+		for _, e := range evs {
+			seqs = append(seqs, e.Seq)
+		}
+		if uint64(len(evs)) < last || evs[0].Seq != 1 || evs[0].Reason != api.ReasonCreated || evs[last-1].Seq != last {
+			return fmt.Errorf("vm_events holds seqs %v, want 1..%d from the create on", seqs, last)
+		}
+		return nil
+	})
 }

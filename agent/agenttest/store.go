@@ -89,7 +89,8 @@ func (s *Store) ApplyEvents(ctx context.Context, vmID string, evs []api.Event) e
 	return nil
 }
 
-// LastSeq is the highest seq stored for the VM: its events' or its row's.
+// LastSeq is the highest seq of the VM's stored events; the row's seq does
+// not count, as in the real store.
 func (s *Store) LastSeq(ctx context.Context, vmID string) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,7 +101,7 @@ func (s *Store) LastSeq(ctx context.Context, vmID string) (uint64, error) {
 	for seq := range s.events[vmID] {
 		last = max(last, seq)
 	}
-	return max(last, s.vms[vmID].Seq), nil
+	return last, nil
 }
 
 // MarkDeleted soft-deletes the VM: its row and events stay.

@@ -142,6 +142,9 @@ func TestLazyStore(t *testing.T) {
 	if err := lazy.UpsertVM(t.Context(), api.VM{ID: vmID, Seq: 3}); err != nil {
 		t.Fatal(err)
 	}
+	if err := lazy.ApplyEvents(t.Context(), vmID, []api.Event{{Seq: 3, Type: api.EventProgress}}); err != nil {
+		t.Fatal(err)
+	}
 	if seq, err := lazy.LastSeq(t.Context(), vmID); err != nil || seq != 3 {
 		t.Errorf("LastSeq through the lazy store: %d, %v", seq, err)
 	}

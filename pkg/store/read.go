@@ -113,9 +113,11 @@ func (s *Store) ListVMs(ctx context.Context, opts ListOptions) ([]Row, error) {
 	return out, err
 }
 
-// LastSeq is the highest event seq stored for the VM (or the row's seq, if
-// higher), so the agent resumes the shim's event log after it. 0 when the VM
-// or its events are unknown.
+// LastSeq is the highest seq of the VM's stored history, so the agent
+// resumes the shim's event log after it. The row's own seq does not count:
+// a row written before its history (a new VM, a database enabled on a host
+// with VMs) still gets every entry. 0 when the VM or its events are
+// unknown.
 func (s *Store) LastSeq(ctx context.Context, vmID string) (uint64, error) {
 	id, err := parseID("vmId", vmID)
 	if err != nil {
@@ -123,9 +125,7 @@ func (s *Store) LastSeq(ctx context.Context, vmID string) (uint64, error) {
 	}
 	var seq int64
 	err = s.do(ctx, "LastSeq", id, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, `SELECT coalesce(greatest(
-				(SELECT max(seq) FROM infinivirt.vm_events WHERE vm_id = $1),
-				(SELECT seq FROM infinivirt.vms WHERE id = $1)), 0)`, id).Scan(&seq)
+		return s.pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM infinivirt.vm_events WHERE vm_id = $1`, id).Scan(&seq)
 	})
 	return uint64(seq), err
 }

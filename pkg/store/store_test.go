@@ -169,6 +169,10 @@ func TestUpsertVMInventory(t *testing.T) {
 	if r.Status != api.StatusRunning || r.Seq != 7 || r.QEMUPID != 4242 {
 		t.Errorf("UpsertVM moved status/seq: %+v", r)
 	}
+	// A row at seq 7 with no history: the history is still to be written.
+	if seq, err := s.LastSeq(ctxT(t), vm.ID); err != nil || seq != 0 {
+		t.Errorf("LastSeq of a row without events = %d, %v; want 0", seq, err)
+	}
 }
 
 func TestApplyEventsUpdatesRowAndNotifies(t *testing.T) {
