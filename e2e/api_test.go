@@ -76,6 +76,58 @@ func TestEventStreamResumesFromASequence(t *testing.T) {
 	b.waitHistory(t, vm.ID, seen[len(seen)-1].Seq)
 }
 
+// A reader of every VM's events that disconnects and resumes from the
+// cursor it last had gets each of a VM's entries once: first its create's,
+// replayed from its log by a per-VM cursor, then, from the host-wide cursor
+// the replay ended with, those of a start made while the reader was away.
+func TestAllVMStreamResumesAfterADisconnect(t *testing.T) {
+	b := setup(t)
+	in, _ := b.vmInput("allstream")
+	f := false
+	in.Start = &f
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	vm, err := b.client.Create(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.deleteVM(vm.ID) })
+
+	var seen []uint64
+	cursor := ""
+	read := func(after string, until func() bool) {
+		t.Helper()
+		rctx, stop := context.WithTimeout(ctx, guestTimeout)
+		defer stop()
+		err := b.client.AllEvents(rctx, after, func(c string, e api.Event) error {
+			cursor = c
+			if e.VMID == vm.ID {
+				seen = append(seen, e.Seq)
+			}
+			if until() {
+				stop()
+			}
+			return nil
+		})
+		if err != nil && rctx.Err() == nil || !until() {
+			t.Fatalf("the stream after %s: %v; the VM's entries %v", after, err, seen)
+		}
+	}
+	hostCursor := func() bool { return cursor != "" && !strings.Contains(cursor, ":") }
+	read(vm.ID+":0", func() bool { return len(seen) > 0 && seen[len(seen)-1] >= vm.Seq && hostCursor() })
+
+	started, err := b.client.Power(ctx, vm.ID, api.PowerOn, true, guestTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(cursor, func() bool { return seen[len(seen)-1] >= started.Seq })
+	for i, s := range seen {
+		if s != uint64(i+1) {
+			t.Fatalf("the VM's entries on the stream are %v, want 1..%d once each", seen, started.Seq)
+		}
+	}
+}
+
 func TestCLI(t *testing.T) {
 	b := setup(t)
 	vm := b.createVM(t, "cli")

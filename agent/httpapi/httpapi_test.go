@@ -200,3 +200,32 @@ func FuzzCreateRequest(f *testing.F) {
 		}
 	})
 }
+
+// The stream of every VM refuses a cursor it cannot honour, naming after,
+// and prefers Last-Event-ID, which a reconnecting event source sends.
+func TestAllEventsCursorRefusals(t *testing.T) {
+	a := agent.New(agent.Config{})
+	h := Handler(a)
+	current := agent.Cursor{Epoch: a.StreamEpoch(), N: 0}.String()
+	for _, tc := range []struct {
+		after, lastEventID string
+		code               errdefs.Code
+	}{
+		{"garbage", "", errdefs.CodeInvalidArgument},
+		{"zz-3", "", errdefs.CodeFailedPrecondition},
+		{current, "zz-3", errdefs.CodeFailedPrecondition},
+		{a.StreamEpoch() + "-1", "", errdefs.CodeInvalidArgument},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/v1/events?after="+tc.after, nil)
+		if tc.lastEventID != "" {
+			req.Header.Set("Last-Event-ID", tc.lastEventID)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var body api.ErrorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == nil ||
+			body.Error.Code != tc.code || rec.Code != tc.code.HTTPStatus() || !strings.Contains(body.Error.Error(), "after") {
+			t.Errorf("after=%q Last-Event-ID=%q: %d %s, want %s naming after", tc.after, tc.lastEventID, rec.Code, rec.Body, tc.code)
+		}
+	}
+}

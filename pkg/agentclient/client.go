@@ -96,14 +96,31 @@ func (c *Client) Block(ctx context.Context, id string) (api.BlockDevices, error)
 // VM was deleted, or this reader fell behind and should call again with
 // the last sequence it saw.
 func (c *Client) Events(ctx context.Context, id string, after uint64, fn func(api.Event) error) error {
-	path := "/v1/events"
-	if id != "" {
-		path = "/v1/vms/" + url.PathEscape(id) + "/events"
-		if after > 0 {
-			path += "?after=" + strconv.FormatUint(after, 10)
-		}
+	if id == "" {
+		return c.AllEvents(ctx, "", func(_ string, e api.Event) error { return fn(e) })
 	}
-	return c.c.StreamEvents(ctx, path, "data: ", fn)
+	path := "/v1/vms/" + url.PathEscape(id) + "/events"
+	if after > 0 {
+		path += "?after=" + strconv.FormatUint(after, 10)
+	}
+	return c.c.StreamEvents(ctx, path, "data: ", func(_ string, e api.Event) error { return fn(e) })
+}
+
+// AllEvents streams every VM's events to fn, with the cursor to resume
+// from once fn has taken each, first replaying what followed after (a
+// cursor; empty: from now on). A stream the agent ended returns nil; call
+// again with the last cursor.
+func (c *Client) AllEvents(ctx context.Context, after string, fn func(cursor string, e api.Event) error) error {
+	path := "/v1/events"
+	if after != "" {
+		path += "?after=" + url.QueryEscape(after)
+	}
+	return c.c.StreamEvents(ctx, path, "data: ", func(id string, e api.Event) error {
+		if id == "" {
+			id = after
+		}
+		return fn(id, e)
+	})
 }
 
 // RawRequest sends a raw body and returns the status code and body, whatever

@@ -2,6 +2,7 @@ package unixhttp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,8 +14,9 @@ import (
 // StreamEvents GETs path and hands each event of the streamed answer to fn,
 // in order, until the stream ends, ctx ends or fn fails. prefix is what
 // precedes an event's JSON on its line ("data: " for server-sent events,
-// "" for JSON lines); other lines are skipped.
-func (c *Client) StreamEvents(ctx context.Context, path, prefix string, fn func(api.Event) error) error {
+// "" for JSON lines); other lines are skipped. fn also gets the last id a
+// server-sent "id: " line gave, as an event source keeps it.
+func (c *Client) StreamEvents(ctx context.Context, path, prefix string, fn func(id string, e api.Event) error) error {
 	resp, err := c.Send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
@@ -22,8 +24,13 @@ func (c *Client) StreamEvents(ctx context.Context, path, prefix string, fn func(
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	id := ""
 	for sc.Scan() {
 		line := sc.Bytes()
+		if v, ok := bytes.CutPrefix(line, []byte("id: ")); ok {
+			id = string(v)
+			continue
+		}
 		if len(line) < len(prefix) || string(line[:len(prefix)]) != prefix {
 			continue
 		}
@@ -31,7 +38,7 @@ func (c *Client) StreamEvents(ctx context.Context, path, prefix string, fn func(
 		if err := json.Unmarshal(line[len(prefix):], &e); err != nil {
 			return fmt.Errorf("%s: event stream: %w", c.Socket, err)
 		}
-		if err := fn(e); err != nil {
+		if err := fn(id, e); err != nil {
 			return err
 		}
 	}
