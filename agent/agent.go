@@ -181,6 +181,7 @@ func New(cfg Config) *Agent {
 // once the agent is ready to serve; background work lasts until ctx ends.
 func (a *Agent) Start(ctx context.Context) error {
 	a.ctx = ctx
+	a.logCapacity()
 	for _, dir := range []string{a.cfg.Layout.VMsDir(), filepath.Join(a.cfg.Layout.RunDir, "vms")} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return err

@@ -117,6 +117,17 @@ func (a *Agent) memoryBudget() (memoryBudget, error) {
 	return b, nil
 }
 
+// logCapacity says what VMs may have of the host, or that it cannot be read.
+func (a *Agent) logCapacity() {
+	b, err := a.memoryBudget()
+	if err != nil {
+		a.log.Warn("host memory unreadable: creates and starts are refused", "ERROR", err.Error())
+		return
+	}
+	a.log.Info("host capacity", "CPUS", a.cfg.Resources.CPUs(), "MEMORY_MIB", b.hostMiB, "RESERVE_MIB", b.reserveMiB,
+		"OVERCOMMIT", b.overcommit, "VM_MEMORY_MIB", b.limitMiB)
+}
+
 func (b memoryBudget) String() string {
 	return fmt.Sprintf("the host's %d MiB at overcommit %s less a %d MiB reserve allow %d MiB",
 		b.hostMiB, ratio(b.overcommit), b.reserveMiB, b.limitMiB)
