@@ -71,6 +71,15 @@ type Config struct {
 	// ROMDir holds the option ROM files PCI devices may be given, and no
 	// other file is one; empty is Layout.ROMsDir().
 	ROMDir string
+	// Resources is the host's memory and CPUs the capacity checks read;
+	// nil is HostResources.
+	Resources Resources
+	// MemoryOvercommit is how many times the host's memory the VMs that
+	// run may hold together; 0 is DefaultMemoryOvercommit.
+	MemoryOvercommit float64
+	// MemoryReserveMiB is the host memory no VM may have; negative is
+	// DefaultMemoryReserve of the host's.
+	MemoryReserveMiB int
 }
 
 // Agent manages the VMs of one host.
@@ -93,6 +102,10 @@ type Agent struct {
 	pciMu sync.Mutex
 	// usbMu is held while host USB devices are checked and claimed.
 	usbMu sync.Mutex
+	// capMu is held while a start's memory is checked and held; taken
+	// before mu, never after.
+	capMu    sync.Mutex
+	starting map[string]int // memory held by starts under way, MiB by VM id
 
 	ctx context.Context // the agent's lifetime, for background work
 }
@@ -133,14 +146,21 @@ func New(cfg Config) *Agent {
 	if cfg.ROMDir == "" {
 		cfg.ROMDir = cfg.Layout.ROMsDir()
 	}
+	if cfg.Resources == nil {
+		cfg.Resources = HostResources{}
+	}
+	if cfg.MemoryOvercommit == 0 {
+		cfg.MemoryOvercommit = DefaultMemoryOvercommit
+	}
 	a := &Agent{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		broker: newBroker(),
-		vms:    map[string]*record{},
-		ports:  map[int]string{},
-		pciIDs: &hwids.File{Path: cfg.PCIIDs},
-		usbIDs: &hwids.File{Path: cfg.USBIDs},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		broker:   newBroker(),
+		vms:      map[string]*record{},
+		ports:    map[int]string{},
+		starting: map[string]int{},
+		pciIDs:   &hwids.File{Path: cfg.PCIIDs},
+		usbIDs:   &hwids.File{Path: cfg.USBIDs},
 	}
 	a.sync = dbsync.New(cfg.Store, cfg.Layout, cfg.Logger, dbsync.Views{
 		VM: func(id string) (api.VM, bool) {
@@ -161,6 +181,7 @@ func New(cfg Config) *Agent {
 // once the agent is ready to serve; background work lasts until ctx ends.
 func (a *Agent) Start(ctx context.Context) error {
 	a.ctx = ctx
+	a.logCapacity()
 	for _, dir := range []string{a.cfg.Layout.VMsDir(), filepath.Join(a.cfg.Layout.RunDir, "vms")} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return err

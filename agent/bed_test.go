@@ -78,6 +78,8 @@ func (b *bed) config() Config {
 		Network:  b.net,
 		Shims:    func(id string) Shim { return b.host.Dial(id) },
 		Logger:   logging.New("agent-test", os.Stderr, slog.LevelInfo),
+		// A roomy host, whatever the one the tests run on has.
+		Resources: fakeResources{memoryMiB: 1 << 20, cpus: 64},
 	}
 }
 

@@ -33,6 +33,16 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	if err := device.CheckRootBus(spec); err != nil {
 		return api.VM{}, errdefs.Invalid("devices", "%s", errdefs.As(err).Message)
 	}
+	if err := a.checkFits(spec); err != nil {
+		return api.VM{}, err
+	}
+	if in.Start == nil || *in.Start {
+		// Refused before any file is made; startUnit checks again, holding
+		// the memory, as other VMs may start meanwhile.
+		if err := a.checkRoom(spec); err != nil {
+			return api.VM{}, err
+		}
+	}
 	if err := a.checkHost(ctx, in, spec); err != nil {
 		return api.VM{}, err
 	}

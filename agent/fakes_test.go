@@ -254,3 +254,12 @@ func TestCatchUpAppliesEachEntryOnce(t *testing.T) {
 		t.Errorf("the replay handed %d entries, want the 3 new ones", n)
 	}
 }
+
+// fakeResources is a host of a given size.
+type fakeResources struct {
+	memoryMiB, cpus int
+	err             error // from MemoryMiB
+}
+
+func (r fakeResources) MemoryMiB() (int, error) { return r.memoryMiB, r.err }
+func (r fakeResources) CPUs() int               { return r.cpus }

@@ -116,6 +116,13 @@ func deviceAllow(spec *vmspec.Spec, root string) []string {
 // startUnit starts the VM's unit and waits until the guest CPUs run (the
 // shim's READY=1), then follows its events.
 func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) error {
+	// Before anything changes: a start the host has no room for leaves
+	// the VM as it was.
+	release, err := a.admit(rec)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(ctx, unitStartLimit)
 	defer cancel()
 	if err := a.beginInstallRun(ctx, rec); err != nil {
@@ -123,7 +130,7 @@ func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) e
 	}
 	// Start resets a failed unit left from the last run by itself.
 	before := rec.lastSeq()
-	err := a.cfg.Units.Start(ctx, a.unitSpec(rec.currentSpec(), reason))
+	err = a.cfg.Units.Start(ctx, a.unitSpec(rec.currentSpec(), reason))
 	a.catchUp(rec)
 	if err != nil {
 		// A shim that ran and failed recorded why: that is the useful message.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -24,17 +25,23 @@ var powerSummaries = map[api.PowerOp]string{
 func powerRoutes() []Route {
 	var out []Route
 	for _, op := range api.PowerOps {
+		errs, desc := errsWrite, "Answers 202 once the VM accepted the verb; with wait=true, 200 once the VM got there."
+		if op == api.PowerOn {
+			// Only a power-on takes memory: a restart keeps the VM's.
+			errs = slices.Concat(errsWrite, []errdefs.Code{errdefs.CodeResourceExhausted})
+			desc += " A start the running VMs leave no memory for is refused with ResourceExhausted, saying what is short."
+		}
 		out = append(out, Route{
 			Method: http.MethodPost, Path: "/v1/vms/{id}/" + string(op), OperationID: string(op), Tag: "power",
 			Summary:     powerSummaries[op],
-			Description: "Answers 202 once the VM accepted the verb; with wait=true, 200 once the VM got there.",
+			Description: desc,
 			Params: []Param{
 				{Name: "wait", In: "query", Type: typeOf[bool](), Description: "answer once the VM got there"},
 				{Name: "timeout", In: "query", Type: typeOf[string](), Description: "bound on the request, a duration like 90s"},
 			},
 			Response: typeOf[api.VM](),
 			Status:   []int{http.StatusAccepted, http.StatusOK},
-			Errors:   errsWrite,
+			Errors:   errs,
 			handle:   func(s *server, w http.ResponseWriter, r *http.Request) { s.power(w, r, op) },
 		})
 	}

@@ -22,12 +22,14 @@ var vmRoutes = []Route{{
 	Method: http.MethodPost, Path: "/v1/vms", OperationID: "createVM", Tag: "vms",
 	Summary: "Create a VM, and boot it unless start is false",
 	Description: "A create either completes (directory, disk, spec, unit, TAP) or leaves nothing behind. " +
+		"A VM with more vCPUs than the host has CPUs, or more memory than VMs may have, is refused with ResourceExhausted, " +
+		"as is a start the running VMs leave no memory for. " +
 		"With install, the VM boots the OS installer once with an answer medium, and is building until it is done.",
 	Request:  typeOf[api.CreateVMInput](),
 	Response: typeOf[api.VM](),
 	Status:   []int{http.StatusCreated},
 	Errors: []errdefs.Code{errdefs.CodeInvalidArgument, errdefs.CodeAlreadyExists, errdefs.CodeFailedPrecondition,
-		errdefs.CodeInternal, errdefs.CodeUnavailable, errdefs.CodeDeadlineExceeded},
+		errdefs.CodeResourceExhausted, errdefs.CodeInternal, errdefs.CodeUnavailable, errdefs.CodeDeadlineExceeded},
 	handle: (*server).createVM,
 }, {
 	Method: http.MethodGet, Path: "/v1/vms/{id}", OperationID: "getVM", Tag: "vms",

@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +46,8 @@ func run() error {
 		virtioWin, uefiCode, uefiVars       string
 		romDir                              string
 		isoDirs                             dirList
+		overcommit                          float64
+		reserveMiB                          int
 		debug                               bool
 	)
 	limits := agent.DefaultServerLimits
@@ -65,8 +69,25 @@ func run() error {
 	flag.StringVar(&romDir, "rom-dir", "", "the only directory PCI devices' option ROM files may come from (default <state-dir>/roms)")
 	flag.IntVar(&limits.ConnsPerUID, "conns-per-uid", limits.ConnsPerUID, "connections each peer uid may hold on the API socket (0: no cap)")
 	flag.Var(&isoDirs, "iso-dir", "a directory CD-ROM media and install ISOs may come from, and no other file is one; repeat it for more (env INFINIVIRT_ISO_DIRS, colon-separated; default <state-dir>/isos)")
+	overcommit = agent.DefaultMemoryOvercommit
+	if v := os.Getenv("INFINIVIRT_MEMORY_OVERCOMMIT"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("INFINIVIRT_MEMORY_OVERCOMMIT must be a ratio such as 1.0 or 1.5, got %q", v)
+		}
+		overcommit = f
+	}
+	flag.Float64Var(&overcommit, "memory-overcommit", overcommit,
+		"how many times the host's memory the running VMs may hold together (env INFINIVIRT_MEMORY_OVERCOMMIT)")
+	flag.IntVar(&reserveMiB, "memory-reserve-mib", -1, "host memory, MiB, no VM may have (-1: 1 GiB, or a tenth of a host under 10 GiB)")
 	flag.BoolVar(&debug, "debug", false, "debug logging")
 	flag.Parse()
+	if !(overcommit > 0) || math.IsInf(overcommit, 0) {
+		return fmt.Errorf("--memory-overcommit must be a ratio above 0, such as 1.0 or 1.5, got %v", overcommit)
+	}
+	if reserveMiB < -1 {
+		return fmt.Errorf("--memory-reserve-mib must be -1 (the default) or a size in MiB, got %d", reserveMiB)
+	}
 	if len(isoDirs) == 0 {
 		isoDirs = filepath.SplitList(os.Getenv("INFINIVIRT_ISO_DIRS"))
 	}
@@ -108,7 +129,7 @@ func run() error {
 		ShimBinary: shimBin, QEMUBinary: qemuBin, QEMUImg: qemuImg, QEMUUser: qemuUser,
 		Firewall: fwMode, Units: sup, Logger: log,
 		VirtioWin: virtioWin, UEFICode: uefiCode, UEFIVars: uefiVars, ROMDir: romDir,
-		ISODirs: isoDirs,
+		ISODirs: isoDirs, MemoryOvercommit: overcommit, MemoryReserveMiB: reserveMiB,
 	}
 	if dsn != "" {
 		cfg.Store = dbsync.NewLazyStore(ctx, func(ctx context.Context) (dbsync.Store, error) {

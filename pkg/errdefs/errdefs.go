@@ -1,7 +1,7 @@
 // Package errdefs holds the typed error classes every Infinivirt library
 // returns: NotFound, AlreadyExists, InvalidArgument (naming the field at
-// fault), FailedPrecondition, Unavailable, DeadlineExceeded,
-// PermissionDenied, MethodNotAllowed and Internal. It is a leaf: libraries
+// fault), FailedPrecondition, ResourceExhausted, Unavailable,
+// DeadlineExceeded, PermissionDenied, MethodNotAllowed and Internal. It is a leaf: libraries
 // use it without importing the REST types, and the API maps the classes to
 // status codes.
 //
@@ -28,6 +28,7 @@ const (
 	CodeNotFound           Code = "NotFound"
 	CodeAlreadyExists      Code = "AlreadyExists"
 	CodeFailedPrecondition Code = "FailedPrecondition"
+	CodeResourceExhausted  Code = "ResourceExhausted" // the host lacks the memory or CPUs asked for
 	CodeUnavailable        Code = "Unavailable"
 	CodeDeadlineExceeded   Code = "DeadlineExceeded"
 	CodePermissionDenied   Code = "PermissionDenied"
@@ -37,7 +38,7 @@ const (
 
 // Codes lists every class, for documents and exhaustive tests.
 var Codes = []Code{
-	CodeInvalidArgument, CodeNotFound, CodeAlreadyExists, CodeFailedPrecondition,
+	CodeInvalidArgument, CodeNotFound, CodeAlreadyExists, CodeFailedPrecondition, CodeResourceExhausted,
 	CodeUnavailable, CodeDeadlineExceeded, CodePermissionDenied, CodeMethodNotAllowed, CodeInternal,
 }
 
@@ -71,6 +72,8 @@ func (c Code) HTTPStatus() int {
 		return 404
 	case CodeAlreadyExists, CodeFailedPrecondition:
 		return 409
+	case CodeResourceExhausted:
+		return 429
 	case CodeUnavailable:
 		return 503
 	case CodeDeadlineExceeded:
@@ -107,6 +110,12 @@ func AlreadyExists(field, format string, args ...any) *Error {
 // FailedPrecondition reports a request that the object's state does not allow, such as "VM must be off".
 func FailedPrecondition(format string, args ...any) *Error {
 	return &Error{Code: CodeFailedPrecondition, Message: fmt.Sprintf(format, args...)}
+}
+
+// Exhausted reports a request the host lacks the resources for, saying
+// what is short; field names the field asking for them, or is empty.
+func Exhausted(field, format string, args ...any) *Error {
+	return &Error{Code: CodeResourceExhausted, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // Unavailable reports a dependency that cannot be reached right now.
