@@ -68,7 +68,7 @@ func parseMemTotal(r io.Reader) (int, error) {
 			continue
 		}
 		kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-		if err != nil {
+		if err != nil || kb < 0 {
 			return 0, fmt.Errorf("meminfo: MemTotal %q", rest)
 		}
 		return kb >> 10, nil
@@ -78,6 +78,9 @@ func parseMemTotal(r io.Reader) (int, error) {
 	}
 	return 0, fmt.Errorf("meminfo has no MemTotal")
 }
+
+// maxCPUs is beyond any kernel's CPU count (its NR_CPUS is at most 8192).
+const maxCPUs = 1 << 16
 
 // countCPUList counts the CPUs of a kernel CPU list such as "0-3,6,8-9".
 func countCPUList(list string) (int, error) {
@@ -89,10 +92,13 @@ func countCPUList(list string) (int, error) {
 		}
 		a, err1 := strconv.Atoi(lo)
 		b, err2 := strconv.Atoi(hi)
-		if err1 != nil || err2 != nil || b < a {
+		if err1 != nil || err2 != nil || a < 0 || b < a || b >= maxCPUs {
 			return 0, fmt.Errorf("CPU list %q", list)
 		}
 		n += b - a + 1
+	}
+	if n > maxCPUs {
+		return 0, fmt.Errorf("CPU list %q names CPUs twice", list)
 	}
 	return n, nil
 }

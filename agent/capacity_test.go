@@ -249,3 +249,19 @@ func TestHostResourcesParse(t *testing.T) {
 		t.Errorf("the host has %d CPUs", n)
 	}
 }
+
+// The host's CPU list and meminfo are read as outside input: whatever they
+// hold is a count that makes sense or an error.
+func FuzzHostResourcesParse(f *testing.F) {
+	for _, s := range []string{"0-3,6,8-9", "0", "MemTotal: 1024 kB", "MemTotal: -5 kB", "0-9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := countCPUList(s); err == nil && (n < 1 || n > maxCPUs) {
+			t.Fatalf("CPU list %q counted %d", s, n)
+		}
+		if mib, err := parseMemTotal(strings.NewReader(s)); err == nil && mib < 0 {
+			t.Fatalf("meminfo %q read as %d MiB", s, mib)
+		}
+	})
+}
