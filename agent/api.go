@@ -14,7 +14,7 @@ import (
 // Health reports how many VMs the agent holds, whether its database is in
 // use and reachable, and the host's accelerator.
 func (a *Agent) Health() api.Health {
-	return api.Health{VMs: len(a.records()), Database: a.sync.State(), Accel: a.cfg.Accel}
+	return api.Health{VMs: len(a.records()), Database: a.sync.State(), DatabaseLag: a.sync.Lag(), Accel: a.cfg.Accel}
 }
 
 // Console returns the tail of a VM's serial console, as its shim keeps it.

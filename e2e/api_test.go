@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -209,11 +210,24 @@ func TestDatabaseOutageConverges(t *testing.T) {
 	if _, err := b.client.Power(ctx, vm.ID, api.PowerOff, true, guestTimeout); err != nil {
 		t.Fatal(err)
 	}
+	// Health and the metrics show the database behind, since when.
+	b.eventually(t, time.Minute, func() error {
+		return b.databaseLag(ctx, func(h api.Health, metrics string) bool {
+			return h.Database == api.DatabaseUnavailable && h.DatabaseLag != nil && h.DatabaseLag.Since != nil &&
+				h.DatabaseLag.PendingVMs >= 1 && strings.Contains(metrics, "\ninfinivirt_database_up 0\n")
+		})
+	})
 	if err := b.pg.StartServer(); err != nil {
 		t.Fatal(err)
 	}
 	restarted = true
 	row := b.waitDB(t, vm.ID, api.StatusOff, api.ReasonUser)
+	b.eventually(t, time.Minute, func() error {
+		return b.databaseLag(ctx, func(h api.Health, metrics string) bool {
+			return h.Database == api.DatabaseOK && h.DatabaseLag != nil && h.DatabaseLag.Since == nil &&
+				h.DatabaseLag.PendingVMs == 0 && strings.Contains(metrics, "\ninfinivirt_database_lag_seconds 0\n")
+		})
+	})
 	evs, err := b.db.Events(ctx, vm.ID, 0, 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +239,23 @@ func TestDatabaseOutageConverges(t *testing.T) {
 	if !sawSuspended || evs[len(evs)-1].Seq != row.Seq && evs[len(evs)-1].Seq < row.Seq {
 		t.Fatalf("history after the outage misses transitions: %+v", evs)
 	}
+}
+
+// databaseLag checks what health and the metrics say of the database.
+func (b *bed) databaseLag(ctx context.Context, ok func(api.Health, string) bool) error {
+	h, err := b.client.Health(ctx)
+	if err != nil {
+		return err
+	}
+	code, metrics, err := b.client.RawRequest(ctx, http.MethodGet, "/v1/metrics", nil)
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("metrics: %d %v", code, err)
+	}
+	if !ok(h, string(metrics)) {
+		lag, _ := json.Marshal(h)
+		return fmt.Errorf("health %s, metrics:\n%s", lag, metrics)
+	}
+	return nil
 }
 
 // The embedded default: no database configured, everything else the same.

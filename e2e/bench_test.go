@@ -191,3 +191,29 @@ func percentile(v []float64, p float64) float64 {
 	i := int(float64(len(s))*p/100+0.5) - 1
 	return s[max(0, min(i, len(s)-1))]
 }
+
+// BenchmarkDatabaseCatchUp measures, after outages of 5 and 30 s while a
+// VM changed, from PostgreSQL answering again to the VM's row showing the
+// change: the catch-up the backoff allows.
+func BenchmarkDatabaseCatchUp(b *testing.B) {
+	bd := setup(b)
+	vm := bd.createVM(b, "bench-catchup")
+	bd.waitDB(b, vm.ID, api.StatusRunning, "")
+	ops := []api.PowerOp{api.Suspend, api.Resume}
+	want := []api.Status{api.StatusSuspended, api.StatusRunning}
+	for i, outage := range []time.Duration{5 * time.Second, 30 * time.Second} {
+		if err := bd.pg.StopServer(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bd.client.Power(context.Background(), vm.ID, ops[i], true, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(outage)
+		if err := bd.pg.StartServer(); err != nil {
+			b.Fatal(err)
+		}
+		back := time.Now()
+		bd.waitDB(b, vm.ID, want[i], "")
+		b.ReportMetric(ms(time.Since(back)), fmt.Sprintf("catch-up-ms/after-%gs", outage.Seconds()))
+	}
+}

@@ -23,8 +23,8 @@ type LazyStore struct {
 func NewLazyStore(ctx context.Context, open func(context.Context) (Store, error), log *slog.Logger) *LazyStore {
 	l := &LazyStore{ready: make(chan struct{})}
 	go func() {
-		delay := time.Second
-		for {
+		delay := storeRetryInitial
+		for attempt := 0; ; attempt++ {
 			octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			s, err := open(octx)
 			cancel()
@@ -36,13 +36,15 @@ func NewLazyStore(ctx context.Context, open func(context.Context) (Store, error)
 				log.Info("database connected")
 				return
 			}
-			log.Warn("database unavailable; VMs keep running and rows will catch up", "ERROR", err.Error())
+			if attempt == 0 {
+				log.Warn("database unavailable; VMs keep running and rows will catch up", "ERROR", err.Error())
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(delay):
 			}
-			delay = min(delay*2, 30*time.Second)
+			delay = min(delay*2, storeRetryMax)
 		}
 	}()
 	return l

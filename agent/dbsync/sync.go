@@ -52,6 +52,9 @@ type Syncer struct {
 	deleted map[string]bool
 	wake    chan struct{}
 	down    bool // the last write failed; log the outage once
+	// behind is when the database fell behind the logs: the first failed
+	// write of an outage; zero while it keeps up.
+	behind time.Time
 
 	// written is the newest seq of each VM this syncer wrote, touched only
 	// by drain: a push of entries a replay already read from the log is
@@ -62,7 +65,10 @@ type Syncer struct {
 const (
 	storeCallTimeout  = 10 * time.Second
 	storeRetryInitial = 500 * time.Millisecond
-	storeRetryMax     = 30 * time.Second
+	// storeRetryMax keeps the catch-up prompt: a database back from an
+	// outage is written within this of its return, however long it was
+	// away. A retry of a database that refuses connections costs little.
+	storeRetryMax = 2 * time.Second
 	// snapshotListTimeout bounds reading a VM's snapshots from its disks.
 	snapshotListTimeout = time.Minute
 )
@@ -95,6 +101,30 @@ func (s *Syncer) State() api.DatabaseState {
 		return api.DatabaseUnavailable
 	}
 	return api.DatabaseOK
+}
+
+// Lag says how far the database is behind the VMs' logs; nil without one.
+func (s *Syncer) Lag() *api.DatabaseLag {
+	if !s.Enabled() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vms := map[string]bool{}
+	for _, m := range []map[string]bool{s.dirty, s.deleted} {
+		for id := range m {
+			vms[id] = true
+		}
+	}
+	for id := range s.pending {
+		vms[id] = true
+	}
+	lag := &api.DatabaseLag{PendingVMs: len(vms)}
+	if !s.behind.IsZero() {
+		since := s.behind.UTC()
+		lag.Since, lag.Seconds = &since, time.Since(s.behind).Seconds()
+	}
+	return lag
 }
 
 func (s *Syncer) kick() {
@@ -191,6 +221,9 @@ func (s *Syncer) drain(ctx context.Context) bool {
 			s.log.Warn("database write failed; will replay from the event logs", logging.KeyVM, id, "ERROR", err.Error())
 		}
 		s.down = true
+		if s.behind.IsZero() {
+			s.behind = time.Now()
+		}
 		switch {
 		case deleted[id]:
 			s.deleted[id] = true
@@ -227,9 +260,10 @@ func (s *Syncer) drain(ctx context.Context) bool {
 	if ok {
 		s.mu.Lock()
 		if s.down {
-			s.log.Info("database writes caught up")
+			s.log.Info("database writes caught up", "BEHIND_SECONDS", time.Since(s.behind).Seconds())
 		}
 		s.down = false
+		s.behind = time.Time{}
 		s.mu.Unlock()
 	}
 	return ok

@@ -149,3 +149,44 @@ func TestLazyStore(t *testing.T) {
 		t.Errorf("LastSeq through the lazy store: %d, %v", seq, err)
 	}
 }
+
+// The lag shows an outage from its first failed write, with the VMs it
+// holds back, and clears once the retries alone have caught up.
+func TestLagShowsAnOutage(t *testing.T) {
+	l := testLayout(t)
+	store := agenttest.NewStore()
+	s := New(store, l, quiet, Views{VM: view})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	if lag := s.Lag(); lag == nil || lag.Since != nil || lag.PendingVMs != 0 || lag.Seconds != 0 {
+		t.Fatalf("lag before any write: %+v", lag)
+	}
+	store.SetDown(true)
+	before := time.Now()
+	logEntries(t, l, 2)
+	s.Resync(vmID)
+	var lag *api.DatabaseLag
+	if !agenttest.WaitFor(waitLimit, func() bool { lag = s.Lag(); return lag.Since != nil && lag.PendingVMs == 1 }) {
+		t.Fatalf("the outage never showed in the lag: %+v", lag)
+	}
+	if lag.Since.Before(before.Add(-time.Second)) || lag.Seconds < 0 {
+		t.Errorf("lag %+v: since before the outage began at %s", lag, before)
+	}
+	store.SetDown(false) // no new change: the retry writes it
+	if !agenttest.WaitFor(waitLimit, func() bool { lag = s.Lag(); return lag.Since == nil && lag.PendingVMs == 0 }) {
+		t.Fatalf("the lag never cleared: %+v", lag)
+	}
+	if got := store.Seqs(vmID); !slices.Equal(got, seqRange(1, 2)) {
+		t.Errorf("stored %v, want 1..2", got)
+	}
+	if storeRetryMax > 2*time.Second {
+		t.Errorf("a database back from an outage waits up to %s for its catch-up", storeRetryMax)
+	}
+}
+
+func TestNoDatabaseHasNoLag(t *testing.T) {
+	if lag := New(nil, testLayout(t), quiet, Views{VM: view}).Lag(); lag != nil {
+		t.Errorf("lag without a database: %+v", lag)
+	}
+}

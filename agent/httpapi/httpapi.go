@@ -101,7 +101,7 @@ var Tags = []struct{ Name, Description string }{
 // Routes is the route table, in the order the document lists it. A route
 // with a checked path parameter answers InvalidArgument too.
 func Routes() []Route {
-	routes := slices.Concat(metaRoutes, healthRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
+	routes := slices.Concat(metaRoutes, healthRoutes, metricsRoutes, vmRoutes, powerRoutes(), consoleRoutes, eventRoutes,
 		firewallRoutes, bridgeRoutes, cdromRoutes, diskRoutes, snapshotRoutes, balloonRoutes, imageRoutes, hostRoutes, pciRoutes, usbRoutes)
 	for i, rt := range routes {
 		if len(checkedParams(rt.Path)) > 0 && !slices.Contains(rt.Errors, errdefs.CodeInvalidArgument) {
