@@ -17,16 +17,9 @@ import (
 
 func TestEventStreamResumesFromASequence(t *testing.T) {
 	b := setup(t)
-	in, _ := b.vmInput("events")
-	f := false
-	in.Start = &f
+	vm := b.createOff(t, "events")
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
-	vm, err := b.client.Create(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.deleteVM(vm.ID) })
 
 	got := make(chan api.Event, 100)
 	sctx, stop := context.WithCancel(ctx)
@@ -60,7 +53,7 @@ func TestEventStreamResumesFromASequence(t *testing.T) {
 	var replay []api.Event
 	rctx, rstop := context.WithTimeout(ctx, 5*time.Second)
 	defer rstop()
-	err = b.client.Events(rctx, vm.ID, from, func(e api.Event) error {
+	err := b.client.Events(rctx, vm.ID, from, func(e api.Event) error {
 		replay = append(replay, e)
 		if e.Seq == seen[len(seen)-1].Seq {
 			rstop()
@@ -83,16 +76,9 @@ func TestEventStreamResumesFromASequence(t *testing.T) {
 // the replay ended with, those of a start made while the reader was away.
 func TestAllVMStreamResumesAfterADisconnect(t *testing.T) {
 	b := setup(t)
-	in, _ := b.vmInput("allstream")
-	f := false
-	in.Start = &f
+	vm := b.createOff(t, "allstream")
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
-	vm, err := b.client.Create(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.deleteVM(vm.ID) })
 
 	var seen []uint64
 	cursor := ""
