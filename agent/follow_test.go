@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -27,5 +29,34 @@ func TestAutostartMarkerFailureIsLogged(t *testing.T) {
 	a.autostart(t.Context())
 	if !strings.Contains(logs.String(), "cannot mark autostart done") {
 		t.Fatalf("log %q does not report the marker", logs.String())
+	}
+}
+
+// An event log emptied under a running shim, then an agent restart: the
+// live shim's status wins over what is left of the log, the log says it
+// again, and power operations work as on any running VM.
+func TestEmptiedLogOfARunningVM(t *testing.T) {
+	b := newBed(t)
+	a, stop := b.start(b.config())
+	if _, err := a.Create(t.Context(), createInput(vm1, true)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := os.Truncate(b.layout.EventsFile(vm1), 0); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = b.start(b.config())
+	v := waitVM(t, a, vm1, "running again", status(api.StatusRunning, api.ReasonBooted))
+	if v.QEMUPID == 0 {
+		t.Error("the restated status lost QEMU's pid")
+	}
+	if evs, _ := eventlog.ReadFile(b.layout.EventsFile(vm1), 0); len(evs) == 0 || evs[len(evs)-1].Status != api.StatusRunning {
+		t.Errorf("the log was not repaired: %+v", evs)
+	}
+	if _, err := a.Power(t.Context(), vm1, api.Suspend, true); err != nil {
+		t.Fatalf("suspend after the repair: %v", err)
+	}
+	if _, err := a.Power(t.Context(), vm1, api.Resume, true); err != nil {
+		t.Fatalf("resume after the repair: %v", err)
 	}
 }

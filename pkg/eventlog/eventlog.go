@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,7 +55,10 @@ type Log struct {
 	f       *os.File
 	size    int64
 	lastSeq uint64
-	subs    map[*Subscription]struct{}
+	// lastStatus is the newest status entry this log holds or held: what
+	// a reader is told again when the file lost entries under the writer.
+	lastStatus api.Event
+	subs       map[*Subscription]struct{}
 	closed  bool
 }
 
@@ -111,6 +115,11 @@ func (l *Log) reopen() error {
 	if n := len(events); n > 0 && events[n-1].Seq > l.lastSeq {
 		l.lastSeq = events[n-1].Seq
 	}
+	for _, e := range events {
+		if e.IsStatus() && e.Seq > l.lastStatus.Seq {
+			l.lastStatus = e
+		}
+	}
 	return nil
 }
 
@@ -129,6 +138,10 @@ func (l *Log) Append(e api.Event) (api.Event, error) {
 	if l.closed {
 		return e, errors.New("eventlog: closed")
 	}
+	return l.appendLocked(e)
+}
+
+func (l *Log) appendLocked(e api.Event) (api.Event, error) {
 	e.Seq = l.lastSeq + 1
 	e.VMID = l.vmID
 	if e.Time.IsZero() {
@@ -153,6 +166,9 @@ func (l *Log) Append(e api.Event) (api.Event, error) {
 		return e, l.undoLocked(fmt.Errorf("eventlog: sync: %w", err))
 	}
 	l.lastSeq = e.Seq
+	if e.IsStatus() {
+		l.lastStatus = e
+	}
 	l.size += int64(len(line))
 	for s := range l.subs {
 		select {
@@ -169,6 +185,30 @@ func (l *Log) Append(e api.Event) (api.Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// restateLocked records the last status again when the file lost entries
+// the writer made (emptied, cut short, removed or replaced under it), so
+// that readers learn the VM's state from the live writer rather than from
+// what is left, and the file says it again.
+func (l *Log) restateLocked() (api.Event, error) {
+	if st, err := os.Stat(l.path); err != nil || !sameFile(st, l.f) {
+		if err := l.reopen(); err != nil {
+			return api.Event{}, err
+		}
+	}
+	e := l.lastStatus
+	e.Time = time.Time{}
+	e.Message = "restated: the log had lost entries up to " + strconv.FormatUint(l.lastSeq, 10)
+	if l.lastStatus.Message != "" {
+		e.Message += "; was: " + l.lastStatus.Message
+	}
+	return l.appendLocked(e)
+}
+
+func sameFile(st os.FileInfo, f *os.File) bool {
+	fst, err := f.Stat()
+	return err == nil && os.SameFile(st, fst)
 }
 
 // tornTailLocked reports whether the file now ends inside a line. The file
@@ -262,6 +302,13 @@ func (l *Log) Subscribe(seq uint64) ([]api.Event, *Subscription, error) {
 	backlog, err := ReadFile(l.path, seq)
 	if err != nil {
 		return nil, nil, err
+	}
+	if n := len(backlog); seq < l.lastSeq && (n == 0 || backlog[n-1].Seq < l.lastSeq) && l.lastStatus.Seq > 0 {
+		e, err := l.restateLocked()
+		if err != nil {
+			return nil, nil, err
+		}
+		backlog = append(backlog, e)
 	}
 	s := &Subscription{ch: make(chan api.Event, subBuffer), l: l}
 	l.subs[s] = struct{}{}

@@ -259,3 +259,63 @@ func mustAppend(t *testing.T, l *Log, e api.Event) {
 		t.Fatal(err)
 	}
 }
+
+// A file that lost entries under its writer (emptied, removed, or cut
+// before its last status) makes a reader that subscribes get the last
+// status again from the writer, as a new entry the file holds too; an
+// intact file restates nothing.
+func TestLostEntriesAreRestated(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(path string) error
+	}{
+		{"emptied", func(p string) error { return os.Truncate(p, 0) }},
+		{"removed", os.Remove},
+		{"cut before its last status", func(p string) error {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			first := strings.Index(string(b), "\n") + 1
+			return os.WriteFile(p, b[:first], 0o600)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "events.jsonl")
+			l := open(t, p)
+			defer l.Close()
+			mustAppend(t, l, api.Event{Type: api.EventProgress, Message: "starting"})
+			mustAppend(t, l, api.Event{Type: api.EventStatus, Status: api.StatusRunning, Reason: api.ReasonBooted, QEMUPID: 42})
+			mustAppend(t, l, api.Event{Type: api.EventProgress, Message: "after"})
+			intact, sub, err := l.Subscribe(1)
+			if err != nil || len(intact) != 2 {
+				t.Fatalf("an intact log after 1: %+v, %v", intact, err)
+			}
+			sub.Cancel()
+
+			if err := tc.lose(p); err != nil {
+				t.Fatal(err)
+			}
+			backlog, sub, err := l.Subscribe(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub.Cancel()
+			last := backlog[len(backlog)-1]
+			if last.Seq != 4 || last.Status != api.StatusRunning || last.Reason != api.ReasonBooted || last.QEMUPID != 42 ||
+				!strings.HasPrefix(last.Message, "restated") {
+				t.Fatalf("backlog after the loss ends %+v, want running (booted) restated as #4", last)
+			}
+			onDisk, _ := ReadFile(p, 0)
+			if n := len(onDisk); n == 0 || onDisk[n-1].Seq != 4 {
+				t.Fatalf("the file holds %+v, want the restatement last", onDisk)
+			}
+			if e, err := l.Append(api.Event{Type: api.EventProgress}); err != nil || e.Seq != 5 {
+				t.Fatalf("next entry %+v, %v; want #5", e, err)
+			}
+			if got, _ := ReadFile(p, 4); len(got) != 1 || got[0].Seq != 5 {
+				t.Fatalf("the file after the restatement holds %+v", got)
+			}
+		})
+	}
+}
