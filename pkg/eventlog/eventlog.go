@@ -59,7 +59,7 @@ type Log struct {
 	// a reader is told again when the file lost entries under the writer.
 	lastStatus api.Event
 	subs       map[*Subscription]struct{}
-	closed  bool
+	closed     bool
 }
 
 // Open takes the log's lock, waiting until ctx ends if someone else holds it,
