@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -288,5 +289,37 @@ func TestDeleteRightAfterWaitedPowerOff(t *testing.T) {
 	}
 	if err := b.client.Delete(ctx, vm.ID, false); err != nil {
 		t.Fatalf("delete right after a waited forcePowerOff: %v", err)
+	}
+}
+
+// An event log emptied under a running VM, then an agent restart: the API
+// reads the VM as the live shim has it, the log says it again, and suspend
+// and resume work.
+func TestEmptiedEventLogOfARunningVM(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "emptied-log")
+	b.run(t, "truncate", "-s", "0", vmspec.DefaultLayout.EventsFile(vm.ID))
+	b.run(t, "systemctl", "restart", "infinivirt-agent.service")
+	b.eventually(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		v, err := b.client.Get(ctx, vm.ID)
+		if err != nil {
+			return err
+		}
+		if v.Status != api.StatusRunning || v.Reason != api.ReasonBooted || v.QEMUPID == 0 {
+			return fmt.Errorf("the VM reads %s (%s) pid %d", v.Status, v.Reason, v.QEMUPID)
+		}
+		return nil
+	})
+	if log := b.run(t, "cat", vmspec.DefaultLayout.EventsFile(vm.ID)); !strings.Contains(log, "restated") {
+		t.Errorf("the log was not repaired:\n%s", log)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	for _, op := range []api.PowerOp{api.Suspend, api.Resume} {
+		if _, err := b.client.Power(ctx, vm.ID, op, true, time.Minute); err != nil {
+			t.Fatalf("%s after the repair: %v", op, err)
+		}
 	}
 }
