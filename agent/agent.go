@@ -193,7 +193,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := a.net.Start(ctx, a.cfg.Firewall); err != nil {
 		return err
 	}
-	if err := a.load(); err != nil {
+	if err := a.load(ctx); err != nil {
 		return err
 	}
 	go a.sync.Run(ctx)
@@ -212,7 +212,8 @@ func (a *Agent) Start(ctx context.Context) error {
 }
 
 // load reads every VM directory: the spec, and the status its log ends with.
-func (a *Agent) load() error {
+// A create an agent's end cut short is rolled back first.
+func (a *Agent) load(ctx context.Context) error {
 	a.sweepDeleted()
 	entries, err := os.ReadDir(a.cfg.Layout.VMsDir())
 	if err != nil {
@@ -223,6 +224,9 @@ func (a *Agent) load() error {
 			continue
 		}
 		id := e.Name()
+		if a.sweepUncommitted(ctx, id) {
+			continue
+		}
 		spec, err := vmspec.Load(a.cfg.Layout.SpecFile(id))
 		if err != nil {
 			a.log.Error("skipping a VM whose spec does not load", logging.KeyVM, id, "ERROR", err.Error())
@@ -250,6 +254,43 @@ func (a *Agent) load() error {
 	}
 	a.log.Info("loaded VMs", "COUNT", len(a.vms))
 	return nil
+}
+
+// sweepUncommitted rolls back what a create left when the agent ended in
+// it: the directory of a VM whose create never committed (its marker is
+// there, or it has no spec at all), with its unit if it got one. Only
+// VM directories are touched, and a directory without a spec whose unit
+// runs is left alone: that VM lives, whatever happened to its spec. It
+// reports whether the directory is gone.
+func (a *Agent) sweepUncommitted(ctx context.Context, id string) bool {
+	_, markErr := os.Stat(a.cfg.Layout.CreatingMarker(id))
+	_, specErr := os.Stat(a.cfg.Layout.SpecFile(id))
+	marked, noSpec := markErr == nil, errors.Is(specErr, os.ErrNotExist)
+	if !vmspec.ValidID(id) || !marked && !noSpec {
+		return false
+	}
+	if !marked {
+		if state, err := a.unitActiveState(ctx, id); err != nil || isActive(state) {
+			a.log.Warn("a VM directory without a spec, whose unit runs or cannot be read, is left as it is",
+				logging.KeyVM, id, "UNIT", state)
+			return false
+		}
+	}
+	if err := a.removeUnit(ctx, id); err != nil {
+		a.log.Error("cannot remove the unit of a create the agent's end cut short; the next start tries again",
+			logging.KeyVM, id, "ERROR", err.Error())
+		return true
+	}
+	tomb := filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-"+id)
+	if err := os.Rename(a.cfg.Layout.VMDir(id), tomb); err != nil {
+		a.log.Error("cannot remove what a create the agent's end cut short left", logging.KeyVM, id, "ERROR", err.Error())
+		return true
+	}
+	if err := os.RemoveAll(tomb); err != nil {
+		a.log.Warn("leftover VM files", logging.KeyVM, id, "ERROR", err.Error())
+	}
+	a.log.Warn("rolled back a create the agent's end cut short", logging.KeyVM, id, "HAD_SPEC", !noSpec)
+	return true
 }
 
 // sweepDeleted finishes deletions that a crash interrupted.

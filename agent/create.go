@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/atomicfile"
 	"github.com/infinibay/infinivirt/pkg/device"
 	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/logging"
@@ -85,6 +86,12 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 			a.log.Warn("leftover files of a failed create", logging.KeyVM, spec.ID, "ERROR", err.Error())
 		}
 	})
+	// Durable before anything else is made: an agent killed from here to
+	// the commit leaves a create the next start rolls back.
+	if err := atomicfile.Write(a.cfg.Layout.CreatingMarker(spec.ID), nil, 0o600); err != nil {
+		rollback()
+		return api.VM{}, errdefs.Internal("mark the VM's create: %v", err)
+	}
 	// Each disk's image, in the spec's order; a failure takes the ones
 	// made before it with the directory.
 	for i, d := range spec.Devices {
@@ -131,6 +138,11 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 			rollback()
 			return api.VM{}, err
 		}
+	}
+	if err := os.Remove(a.cfg.Layout.CreatingMarker(spec.ID)); err != nil {
+		undo = append(undo, func() { _ = a.removeUnit(context.WithoutCancel(ctx), rec.id) })
+		rollback()
+		return api.VM{}, errdefs.Internal("commit the VM's create: %v", err)
 	}
 	a.commit(rec)
 	a.log.Info("VM created", logging.KeyVM, spec.ID, "NAME", spec.Name)

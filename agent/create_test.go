@@ -154,3 +154,82 @@ func TestCreateHandsOnEveryEntry(t *testing.T) {
 		t.Errorf("the database holds %v, want 1..%d", stored, v.Seq)
 	}
 }
+
+// An agent that ends inside a create, at any point from the VM's first
+// file to its commit, leaves what the next start rolls back: the unit if
+// it got one, the directory. The retry of the same create then works. A
+// directory without a spec from before the marker existed goes too, unless
+// its unit runs; anything that is not a VM's directory is never touched.
+func TestCreateCutShortIsRolledBackAtStart(t *testing.T) {
+	b := newBed(t)
+	a, stop := b.start(b.config())
+	// Cut after the unit started: a whole create whose marker is put back.
+	if _, err := a.Create(t.Context(), createInput(vm1, true)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := os.WriteFile(b.layout.CreatingMarker(vm1), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Cut after the first disk: a marker, an image, no spec.
+	if err := os.MkdirAll(b.layout.VMDir(vm2), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{b.layout.CreatingMarker(vm2), filepath.Join(b.layout.VMDir(vm2), "disk0.qcow2")} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An older agent's leftover: an image, no spec, no marker, no unit.
+	if err := os.MkdirAll(b.layout.VMDir(vm3), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.layout.VMDir(vm3), "disk0.qcow2"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(b.layout.VMsDir(), "not-a-vm")
+	if err := os.MkdirAll(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	a, _ = b.start(b.config())
+	for _, id := range []string{vm1, vm2, vm3} {
+		requireNothingLeft(t, a, b, id)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("a directory that is no VM's went: %v", err)
+	}
+	for _, id := range []string{vm1, vm2, vm3} {
+		vm, err := a.Create(t.Context(), createInput(id, id == vm1))
+		if err != nil {
+			t.Fatalf("the retried create of %s: %v", id[:4], err)
+		}
+		if _, err := os.Stat(b.layout.CreatingMarker(id)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a committed create keeps its marker: %v", err)
+		}
+		if id == vm1 && vm.Status != api.StatusRunning {
+			t.Errorf("the retried create of vm1 is %s", vm.Status)
+		}
+	}
+}
+
+// A VM directory without a spec whose unit runs is a live VM, not a
+// leftover: it stays.
+func TestSpeclessDirectoryOfARunningUnitStays(t *testing.T) {
+	b := newBed(t)
+	a, stop := b.start(b.config())
+	if _, err := a.Create(t.Context(), createInput(vm1, true)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := os.Remove(b.layout.SpecFile(vm1)); err != nil {
+		t.Fatal(err)
+	}
+	b.start(b.config())
+	if _, err := os.Stat(b.layout.EventsFile(vm1)); err != nil {
+		t.Errorf("the running VM's files went: %v", err)
+	}
+	if !b.host.Loaded(vm1) {
+		t.Error("the running VM's unit went")
+	}
+}

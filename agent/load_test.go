@@ -34,7 +34,7 @@ func TestLoadRewritesAV1Spec(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := New(Config{Layout: l, Accel: "tcg"})
-	if err := a.load(); err != nil {
+	if err := a.load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := a.get(id)

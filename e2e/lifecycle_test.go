@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -321,5 +322,44 @@ func TestEmptiedEventLogOfARunningVM(t *testing.T) {
 		if _, err := b.client.Power(ctx, vm.ID, op, true, time.Minute); err != nil {
 			t.Fatalf("%s after the repair: %v", op, err)
 		}
+	}
+}
+
+// The agent killed at several points of a create, then the same create
+// retried: the VM is either made whole by the retry, or was committed
+// before the kill and is there; never wedged, unlisted but "already exists".
+func TestAgentKilledDuringCreate(t *testing.T) {
+	b := setup(t)
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		in, _ := b.vmInput(fmt.Sprintf("killed-create-%d", delay.Milliseconds()))
+		t.Cleanup(func() { b.deleteVM(in.InternalName) })
+		ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+		first := make(chan error, 1)
+		go func() { _, err := b.client.Create(ctx, in); first <- err }()
+		time.Sleep(delay)
+		b.run(t, "systemctl", "kill", "--signal=SIGKILL", "infinivirt-agent.service")
+		firstErr := <-first
+		b.eventually(t, time.Minute, func() error {
+			hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer hcancel()
+			_, err := b.client.Health(hctx)
+			return err
+		})
+		_, err := b.client.Create(ctx, in)
+		switch {
+		case err == nil:
+		case errors.Is(err, &errdefs.Error{Code: errdefs.CodeAlreadyExists}):
+			if _, gerr := b.client.Get(ctx, in.InternalName); gerr != nil {
+				t.Fatalf("killed %s into a create (which said %v): the retry says %v, yet the VM is not there: %v", delay, firstErr, err, gerr)
+			}
+		default:
+			t.Fatalf("killed %s into a create (which said %v): the retry failed: %v", delay, firstErr, err)
+		}
+		v, err := b.client.Get(ctx, in.InternalName)
+		if err != nil || v.Status != api.StatusRunning {
+			t.Fatalf("killed %s into a create: the VM after the retry is %+v, %v", delay, v, err)
+		}
+		b.deleteVM(in.InternalName)
+		cancel()
 	}
 }

@@ -27,6 +27,10 @@ func (l Layout) VMDir(id string) string { return filepath.Join(l.VMsDir(), id) }
 // SpecFile is the VM's spec.json.
 func (l Layout) SpecFile(id string) string { return filepath.Join(l.VMDir(id), "spec.json") }
 
+// CreatingMarker is in the VM's directory from its first file until its
+// create commits: an agent that finds it at start rolls the create back.
+func (l Layout) CreatingMarker(id string) string { return filepath.Join(l.VMDir(id), ".creating") }
+
 // EventsFile is the VM's append-only event log (JSON lines).
 func (l Layout) EventsFile(id string) string { return filepath.Join(l.VMDir(id), "events.jsonl") }
 
