@@ -24,6 +24,8 @@ import (
 	"github.com/infinibay/infinivirt/pkg/eventlog"
 	"github.com/infinibay/infinivirt/pkg/hwids"
 	"github.com/infinibay/infinivirt/pkg/logging"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
+	"github.com/infinibay/infinivirt/pkg/shimclient"
 	"github.com/infinibay/infinivirt/pkg/sysfs"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
@@ -224,13 +226,17 @@ func (a *Agent) load(ctx context.Context) error {
 			continue
 		}
 		id := e.Name()
+		if !vmspec.ValidID(id) {
+			a.log.Warn("a directory among the VMs' that is no VM's is left alone", "PATH", filepath.Join(a.cfg.Layout.VMsDir(), id))
+			continue
+		}
 		if a.sweepUncommitted(ctx, id) {
 			continue
 		}
 		spec, err := vmspec.Load(a.cfg.Layout.SpecFile(id))
+		specProblem := ""
 		if err != nil {
-			a.log.Error("skipping a VM whose spec does not load", logging.KeyVM, id, "ERROR", err.Error())
-			continue
+			spec, specProblem = a.recoverSpec(ctx, id, err)
 		}
 		if spec.Upgraded() {
 			// The file is rewritten in this build's version now, not at the
@@ -244,29 +250,75 @@ func (a *Agent) load(ctx context.Context) error {
 		}
 		rec := newRecord(spec)
 		rec.committed = true
+		rec.specProblem = specProblem
 		evs, err := eventlog.ReadFile(a.cfg.Layout.EventsFile(id), 0)
 		if err != nil {
 			a.log.Error("event log unreadable", logging.KeyVM, id, "ERROR", err.Error())
 		}
 		rec.applyLocked(evs)
 		a.vms[id] = rec
-		a.ports[spec.Display.Port] = id
+		if spec.Display.Port != 0 {
+			a.ports[spec.Display.Port] = id
+		}
 	}
 	a.log.Info("loaded VMs", "COUNT", len(a.vms))
 	return nil
 }
 
+// specRecoverTimeout bounds asking a running shim for its spec at start.
+const specRecoverTimeout = 3 * time.Second
+
+// recoverSpec stands in for a spec.json that does not load. A VM whose
+// unit runs gets it back from its shim, which holds the spec it started
+// with, and the file is rewritten. Otherwise the VM is kept with a stand-in
+// spec and the problem returned, so that it stays listed (as error,
+// spec-unreadable) and can be powered off and deleted.
+func (a *Agent) recoverSpec(ctx context.Context, id string, loadErr error) (*vmspec.Spec, string) {
+	problem := fmt.Sprintf("spec.json does not load: %v", loadErr)
+	if state, err := a.unitActiveState(ctx, id); err == nil && isActive(state) {
+		spec, err := a.specFromShim(ctx, id)
+		if err == nil {
+			a.log.Warn("spec.json did not load; rewritten from the spec the VM's shim runs it with",
+				logging.KeyVM, id, "ERROR", loadErr.Error())
+			return spec, ""
+		}
+		problem += fmt.Sprintf("; its shim did not give it back: %v", err)
+	}
+	a.log.Error("a VM whose spec cannot be read is kept as spec-unreadable: it can be powered off and deleted",
+		logging.KeyVM, id, "ERROR", problem)
+	return &vmspec.Spec{ID: id, Name: id}, problem
+}
+
+func (a *Agent) specFromShim(ctx context.Context, id string) (*vmspec.Spec, error) {
+	ctx, cancel := context.WithTimeout(ctx, specRecoverTimeout)
+	defer cancel()
+	sh := a.shim(id)
+	defer sh.Close()
+	cp, err := shimclient.Call(ctx, sh, shimapi.RouteSpec, shimapi.SpecRequest{})
+	if err != nil {
+		return nil, err
+	}
+	spec, err := vmspec.Parse(cp.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if spec.ID != id {
+		return nil, fmt.Errorf("the shim runs VM %s", spec.ID)
+	}
+	return spec, spec.Save(a.cfg.Layout.SpecFile(id))
+}
+
 // sweepUncommitted rolls back what a create left when the agent ended in
 // it: the directory of a VM whose create never committed (its marker is
-// there, or it has no spec at all), with its unit if it got one. Only
-// VM directories are touched, and a directory without a spec whose unit
-// runs is left alone: that VM lives, whatever happened to its spec. It
-// reports whether the directory is gone.
+// there, or it has no spec at all), with its unit if it got one. A
+// directory without a spec whose unit runs is left alone: that VM lives,
+// and its spec comes back from its shim. It reports whether the directory
+// is gone (or is being removed).
 func (a *Agent) sweepUncommitted(ctx context.Context, id string) bool {
 	_, markErr := os.Stat(a.cfg.Layout.CreatingMarker(id))
 	_, specErr := os.Stat(a.cfg.Layout.SpecFile(id))
 	marked, noSpec := markErr == nil, errors.Is(specErr, os.ErrNotExist)
-	if !vmspec.ValidID(id) || !marked && !noSpec {
+	if !marked && !noSpec {
 		return false
 	}
 	if !marked {

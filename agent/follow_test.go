@@ -2,14 +2,20 @@ package agent
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/infinibay/infinivirt/agent/agenttest"
 	"github.com/infinibay/infinivirt/pkg/api"
+	"github.com/infinibay/infinivirt/pkg/errdefs"
 	"github.com/infinibay/infinivirt/pkg/eventlog"
+	"github.com/infinibay/infinivirt/pkg/shimapi"
 	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
@@ -58,5 +64,65 @@ func TestEmptiedLogOfARunningVM(t *testing.T) {
 	}
 	if _, err := a.Power(t.Context(), vm1, api.Resume, true); err != nil {
 		t.Fatalf("resume after the repair: %v", err)
+	}
+}
+
+// A running VM's spec.json truncated, then an agent restart: the spec
+// comes back from the VM's shim and the file is rewritten. Where the shim
+// cannot give it, the VM stays listed as error (spec-unreadable), a start
+// or a change is refused saying why, and force-off and delete work.
+func TestTruncatedSpecOfARunningVM(t *testing.T) {
+	for _, shimAnswers := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shim answers %v", shimAnswers), func(t *testing.T) {
+			b := newBed(t)
+			a, stop := b.start(b.config())
+			if _, err := a.Create(t.Context(), createInput(vm1, true)); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			saved, err := os.ReadFile(b.layout.SpecFile(vm1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(b.layout.SpecFile(vm1), saved[:len(saved)/2], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if shimAnswers {
+				b.host.OnExchange(func(_ *agenttest.Shim, method, target string, _ []byte) ([]byte, error) {
+					if method != shimapi.RouteSpec.Method || target != shimapi.RouteSpec.Path {
+						return nil, errdefs.NotFound("no verb %s %s", method, target)
+					}
+					return json.Marshal(shimapi.SpecCopy{Spec: saved})
+				})
+			}
+			a, _ = b.start(b.config())
+			v, err := a.Get(vm1)
+			if err != nil {
+				t.Fatalf("the VM is not listed: %v", err)
+			}
+			if shimAnswers {
+				if v.Status != api.StatusRunning || v.Name != "vm-1111" {
+					t.Errorf("the recovered VM reads %s (%s) named %q", v.Status, v.Reason, v.Name)
+				}
+				if spec, err := vmspec.Load(b.layout.SpecFile(vm1)); err != nil || spec.ID != vm1 {
+					t.Errorf("spec.json was not rewritten: %v", err)
+				}
+				return
+			}
+			if v.Status != api.StatusError || v.Reason != api.ReasonSpecUnreadable || !strings.Contains(v.Message, "spec.json") {
+				t.Errorf("the VM reads %s (%s) %q, want error (spec-unreadable)", v.Status, v.Reason, v.Message)
+			}
+			if _, err := a.Power(t.Context(), vm1, api.ForcePowerOff, true); err != nil {
+				t.Fatalf("force-off: %v", err)
+			}
+			if _, err := a.Power(t.Context(), vm1, api.PowerOn, false); !errors.Is(err, &errdefs.Error{Code: errdefs.CodeFailedPrecondition}) ||
+				!strings.Contains(err.Error(), "spec.json") {
+				t.Errorf("a start of a VM without its spec: %v, want FailedPrecondition saying why", err)
+			}
+			if err := a.Delete(t.Context(), vm1, false); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			requireNothingLeft(t, a, b, vm1)
+		})
 	}
 }

@@ -346,6 +346,9 @@ func (v installVM) AppendEvent(ctx context.Context, e api.Event) error {
 // updateSpec saves a changed copy of the VM's spec and makes it current.
 // The caller holds the VM's operation lock, so no other writer races it.
 func (a *Agent) updateSpec(rec *record, change func(*vmspec.Spec) error) error {
+	if err := rec.specReadable(); err != nil {
+		return err
+	}
 	rec.mu.Lock()
 	ns := rec.spec.Clone()
 	rec.mu.Unlock()

@@ -31,6 +31,9 @@ type record struct {
 	followAgain bool // follow was called while it did: look again when done
 	health      health
 	probing     bool // a health check is under way
+	// specProblem says why the VM's spec could not be read; its spec is
+	// then a stand-in with only the id, and the view says spec-unreadable.
+	specProblem string
 }
 
 func newRecord(spec *vmspec.Spec) *record {
@@ -84,6 +87,16 @@ func (r *record) currentSpec() *vmspec.Spec {
 	return r.spec
 }
 
+// specReadable refuses what needs the VM's spec when it could not be read.
+func (r *record) specReadable() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.specProblem != "" {
+		return errdefs.FailedPrecondition("VM %s: %s; it can be powered off and deleted, nothing else", r.id, r.specProblem)
+	}
+	return nil
+}
+
 func (r *record) isCommitted() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -114,6 +127,9 @@ func (r *record) view() api.VM {
 	v := r.spec.View()
 	v.Status, v.Reason, v.Message = r.status, r.reason, r.message
 	v.Seq, v.QEMUPID, v.UpdatedAt = r.seq, r.qemuPID, r.updatedAt
+	if r.specProblem != "" {
+		v.Status, v.Reason, v.Message = api.StatusError, api.ReasonSpecUnreadable, r.specProblem
+	}
 	r.respondingLocked(&v)
 	return v
 }

@@ -116,6 +116,9 @@ func deviceAllow(spec *vmspec.Spec, root string) []string {
 // startUnit starts the VM's unit and waits until the guest CPUs run (the
 // shim's READY=1), then follows its events.
 func (a *Agent) startUnit(ctx context.Context, rec *record, reason api.Reason) error {
+	if err := rec.specReadable(); err != nil {
+		return err
+	}
 	// Before anything changes: a start the host has no room for leaves
 	// the VM as it was.
 	release, err := a.admit(rec)

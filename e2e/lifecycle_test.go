@@ -363,3 +363,34 @@ func TestAgentKilledDuringCreate(t *testing.T) {
 		cancel()
 	}
 }
+
+// A running VM's spec.json truncated, then an agent restart: the agent
+// gets the spec back from the VM's shim and rewrites the file, and the VM
+// reads running and powers off as any other.
+func TestTruncatedSpecOfARunningVM(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "truncated-spec")
+	specFile := vmspec.DefaultLayout.SpecFile(vm.ID)
+	b.run(t, "truncate", "-s", "100", specFile)
+	b.run(t, "systemctl", "restart", "infinivirt-agent.service")
+	b.eventually(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		v, err := b.client.Get(ctx, vm.ID)
+		if err != nil {
+			return err
+		}
+		if v.Status != api.StatusRunning || v.Name != vm.Name {
+			return fmt.Errorf("the VM reads %s (%s) %q named %q", v.Status, v.Reason, v.Message, v.Name)
+		}
+		return nil
+	})
+	if _, err := vmspec.Parse([]byte(b.run(t, "cat", specFile))); err != nil {
+		t.Errorf("spec.json was not rewritten: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	if _, err := b.client.Power(ctx, vm.ID, api.PowerOff, true, guestTimeout); err != nil {
+		t.Fatalf("power-off after the recovery: %v", err)
+	}
+}

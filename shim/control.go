@@ -93,7 +93,18 @@ func (s *Shim) controlServer() *tinyhttp.Server {
 	handle(srv, shimapi.RouteUSB, s.queryUSB)
 	handle(srv, shimapi.RouteUSBAdd, s.addUSB)
 	handle(srv, shimapi.RouteUSBRemove, s.removeUSB)
+	handle(srv, shimapi.RouteSpec, s.specCopy)
 	return srv
+}
+
+// specCopy answers the spec this shim runs the VM with, from which the
+// agent recovers a spec.json that was lost or damaged under a running VM.
+func (s *Shim) specCopy(context.Context, shimapi.SpecRequest) (shimapi.SpecCopy, error) {
+	b, err := json.Marshal(s.spec)
+	if err != nil {
+		return shimapi.SpecCopy{}, errdefs.Internal("spec: %v", err)
+	}
+	return shimapi.SpecCopy{Spec: b}, nil
 }
 
 // queryBlock lists the VM's block devices from QMP query-block.

@@ -21,21 +21,22 @@ type Reason string
 
 // The reasons; a status change's event carries one.
 const (
-	ReasonCreated       Reason = "created"        // defined, never started
-	ReasonBooted        Reason = "booted"         // guest CPUs started
-	ReasonUser          Reason = "user"           // an operator asked (API, CLI or systemctl)
-	ReasonGuestShutdown Reason = "guest-shutdown" // the guest powered itself off
-	ReasonReset         Reason = "reset"          // hardware reset
-	ReasonRestarted     Reason = "restarted"      // ACPI power-off followed by a fresh start
-	ReasonCrashed       Reason = "crashed"        // QEMU died without a clean shutdown
-	ReasonKilled        Reason = "killed"         // forced off
-	ReasonPanicked      Reason = "panicked"       // the guest kernel panicked
-	ReasonWatchdog      Reason = "watchdog"       // the guest watchdog fired
-	ReasonIOError       Reason = "io-error"       // a disk error paused the guest
-	ReasonHostShutdown  Reason = "host-shutdown"  // the host is going down
-	ReasonShimLost      Reason = "shim-lost"      // the shim died; systemd took QEMU with it
-	ReasonStartFailed   Reason = "start-failed"   // the shim could not bring the VM up
-	ReasonAutostart     Reason = "autostart"      // booted by the agent after a host boot
+	ReasonCreated        Reason = "created"         // defined, never started
+	ReasonBooted         Reason = "booted"          // guest CPUs started
+	ReasonUser           Reason = "user"            // an operator asked (API, CLI or systemctl)
+	ReasonGuestShutdown  Reason = "guest-shutdown"  // the guest powered itself off
+	ReasonReset          Reason = "reset"           // hardware reset
+	ReasonRestarted      Reason = "restarted"       // ACPI power-off followed by a fresh start
+	ReasonCrashed        Reason = "crashed"         // QEMU died without a clean shutdown
+	ReasonKilled         Reason = "killed"          // forced off
+	ReasonPanicked       Reason = "panicked"        // the guest kernel panicked
+	ReasonWatchdog       Reason = "watchdog"        // the guest watchdog fired
+	ReasonIOError        Reason = "io-error"        // a disk error paused the guest
+	ReasonHostShutdown   Reason = "host-shutdown"   // the host is going down
+	ReasonShimLost       Reason = "shim-lost"       // the shim died; systemd took QEMU with it
+	ReasonStartFailed    Reason = "start-failed"    // the shim could not bring the VM up
+	ReasonAutostart      Reason = "autostart"       // booted by the agent after a host boot
+	ReasonSpecUnreadable Reason = "spec-unreadable" // the VM's spec.json cannot be read, nor recovered from its shim
 
 	// Unattended installs.
 	ReasonInstalling       Reason = "installing"         // building: the unattended installer runs

@@ -51,6 +51,7 @@ var (
 	RouteUSB          = Route[USBRequest, USBState]{Verb: "query-usb", Method: "GET", Path: "/v1/usb"}
 	RouteUSBAdd       = Route[USBAddRequest, Empty]{Verb: "usb-add", Method: "POST", Path: "/v1/usb/add"}
 	RouteUSBRemove    = Route[USBRemoveRequest, Empty]{Verb: "usb-remove", Method: "POST", Path: "/v1/usb/remove"}
+	RouteSpec         = Route[SpecRequest, SpecCopy]{Verb: "spec", Method: "GET", Path: "/v1/spec"}
 )
 
 // Routes is the whole protocol, one entry per verb. The shim serves exactly
@@ -73,6 +74,7 @@ var Routes = []RouteInfo{
 	RouteUSB.Info(),
 	RouteUSBAdd.Info(),
 	RouteUSBRemove.Info(),
+	RouteSpec.Info(),
 }
 
 // StatusRequest asks for the shim's view of its VM.

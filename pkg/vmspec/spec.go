@@ -60,31 +60,40 @@ func Load(path string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("spec %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Parse reads a spec in any version this build knows, and validates it.
+func Parse(b []byte) (*Spec, error) {
 	var head struct {
 		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(b, &head); err != nil {
-		return nil, fmt.Errorf("spec %s: %w", path, err)
+		return nil, err
 	}
 	var s *Spec
 	switch head.Version {
 	case 1:
 		var v1 specV1
 		if err := json.Unmarshal(b, &v1); err != nil {
-			return nil, fmt.Errorf("spec %s: %w", path, err)
+			return nil, err
 		}
 		s = v1.convert()
 	case CurrentVersion:
 		s = new(Spec)
 		if err := json.Unmarshal(b, s); err != nil {
-			return nil, fmt.Errorf("spec %s: %w", path, err)
+			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("spec %s: version %d, this build reads 1 to %d", path, head.Version, CurrentVersion)
+		return nil, fmt.Errorf("version %d, this build reads 1 to %d", head.Version, CurrentVersion)
 	}
 	s.loadedVersion = head.Version
 	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("spec %s: %w", path, err)
+		return nil, err
 	}
 	return s, nil
 }
