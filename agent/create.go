@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -79,7 +80,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 		if errors.Is(err, os.ErrExist) {
 			return api.VM{}, errdefs.AlreadyExists("internalName", "VM %s already exists on disk", spec.ID)
 		}
-		return api.VM{}, errdefs.Internal("create VM directory: %v", err)
+		return api.VM{}, a.stateWriteError("create VM directory", err)
 	}
 	undo = append(undo, func() {
 		if err := os.RemoveAll(dir); err != nil {
@@ -90,7 +91,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	// the commit leaves a create the next start rolls back.
 	if err := atomicfile.Write(a.cfg.Layout.CreatingMarker(spec.ID), nil, 0o600); err != nil {
 		rollback()
-		return api.VM{}, errdefs.Internal("mark the VM's create: %v", err)
+		return api.VM{}, a.stateWriteError("mark the VM's create", err)
 	}
 	// Each disk's image, in the spec's order; a failure takes the ones
 	// made before it with the directory.
@@ -108,7 +109,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 				// Deleted since checkDiskImages saw it.
 				return api.VM{}, errdefs.Invalid(vmspec.CreateInputField(in, fmt.Sprintf("devices[%d].disk.image", i)), "%s", e.Message)
 			}
-			return api.VM{}, errdefs.Internal("create disk %s: %v", d.Name, err)
+			return api.VM{}, a.stateWriteError("create disk "+d.Name, err)
 		}
 	}
 	if err := a.preparePlatform(ctx, spec, plan); err != nil {
@@ -117,7 +118,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	}
 	if err := spec.Save(a.cfg.Layout.SpecFile(spec.ID)); err != nil {
 		rollback()
-		return api.VM{}, errdefs.Internal("save spec: %v", err)
+		return api.VM{}, a.stateWriteError("save spec", err)
 	}
 	if err := a.net.JoinDepartment(spec.ID, dept.ID); err != nil {
 		rollback()
@@ -125,7 +126,7 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	}
 	if err := a.appendEvent(ctx, rec, api.Event{Type: api.EventStatus, Status: api.StatusOff, Reason: api.ReasonCreated}); err != nil {
 		rollback()
-		return api.VM{}, errdefs.Internal("start event log: %v", err)
+		return api.VM{}, a.stateWriteError("start event log", err)
 	}
 	if in.Start == nil || *in.Start {
 		if err := a.startUnit(ctx, rec, api.ReasonUser); err != nil {
@@ -147,6 +148,17 @@ func (a *Agent) Create(ctx context.Context, in api.CreateVMInput) (api.VM, error
 	a.commit(rec)
 	a.log.Info("VM created", logging.KeyVM, spec.ID, "NAME", spec.Name)
 	return rec.view(), nil
+}
+
+// stateWriteError is the error of a write to the state directory: when its
+// file system is full, ResourceExhausted saying so, as a retry can succeed
+// once space is freed; otherwise Internal.
+func (a *Agent) stateWriteError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), "No space left on device") { // qemu-img says it only in words
+		return errdefs.Exhausted("", "%s: the file system of the state directory %s is full: %v", what, a.cfg.Layout.StateDir, err)
+	}
+	return errdefs.Internal("%s: %v", what, err)
 }
 
 // checkHost looks at the host for what the request names: the bridges, the

@@ -233,3 +233,41 @@ func TestSpeclessDirectoryOfARunningUnitStays(t *testing.T) {
 		t.Error("the running VM's unit went")
 	}
 }
+
+// A create on a full state directory answers ResourceExhausted saying what
+// is full, leaves nothing, and works once space is freed.
+func TestCreateOnAFullStateDirectory(t *testing.T) {
+	b := newBed(t)
+	if err := os.MkdirAll(b.layout.StateDir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", b.layout.StateDir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs as the state directory (%v): needs root", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(b.layout.StateDir, syscall.MNT_DETACH) })
+	a, _ := b.start(b.config())
+	filler := filepath.Join(b.layout.StateDir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err = f.Write(make([]byte, 64<<10)); err == nil; _, err = f.Write(make([]byte, 4096)) {
+	}
+	f.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling the state directory: %v", err)
+	}
+	in := createInput(vm1, false)
+	in.DiskFormat = "qcow2"
+	_, err = a.Create(t.Context(), in)
+	if !errors.Is(err, &errdefs.Error{Code: errdefs.CodeResourceExhausted}) || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("a create on a full state directory: %v, want ResourceExhausted saying it is full", err)
+	}
+	requireNothingLeft(t, a, b, vm1)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Create(t.Context(), in); err != nil {
+		t.Fatalf("the create once space is freed: %v", err)
+	}
+}
