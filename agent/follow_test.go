@@ -80,11 +80,20 @@ func TestTruncatedSpecOfARunningVM(t *testing.T) {
 				t.Fatal(err)
 			}
 			stop()
-			saved, err := os.ReadFile(b.layout.SpecFile(vm1))
+			onDisk, err := os.ReadFile(b.layout.SpecFile(vm1))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(b.layout.SpecFile(vm1), saved[:len(saved)/2], 0o600); err != nil {
+			// What the shim holds: the spec it loaded, secrets included.
+			spec, err := vmspec.Load(b.layout.SpecFile(vm1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			saved, err := json.Marshal(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(b.layout.SpecFile(vm1), onDisk[:len(onDisk)/2], 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if shimAnswers {

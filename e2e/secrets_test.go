@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/infinibay/infinivirt/pkg/vmspec"
 )
 
 func TestDisplayPasswordStaysSecret(t *testing.T) {
@@ -27,6 +29,13 @@ func TestDisplayPasswordStaysSecret(t *testing.T) {
 	}
 	if strings.Contains(cmdline, vncPassword) {
 		t.Fatal("the display password is in QEMU's command line")
+	}
+	spec := b.run(t, "cat", vmspec.DefaultLayout.SpecFile(vm.ID))
+	if !strings.Contains(spec, vm.ID) || strings.Contains(spec, vncPassword) {
+		t.Fatalf("spec.json holds the display password, or is not the VM's:\n%s", spec)
+	}
+	if mode := b.run(t, "stat", "-c", "%a %U", vmspec.SecretsFile(vmspec.DefaultLayout.SpecFile(vm.ID))); mode != "600 root" {
+		t.Fatalf("secrets.json is %q, want 600 root", mode)
 	}
 	journal := b.run(t, "journalctl", "--no-pager", "-o", "verbose")
 	if !strings.Contains(journal, vm.ID) {

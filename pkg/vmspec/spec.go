@@ -2,8 +2,10 @@ package vmspec
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/infinibay/infinivirt/pkg/api"
@@ -44,6 +46,21 @@ type Spec struct {
 
 	// loadedVersion is the version of the file Load read.
 	loadedVersion int
+	// secretsInline: the file Load read held the password itself, as
+	// files before secrets.json did; saving moves it out.
+	secretsInline bool
+}
+
+// secrets is what spec.json must not hold, kept beside it in secrets.json
+// (mode 0600): spec.json is then safe to read, copy, back up and attach to
+// a bug report.
+type secrets struct {
+	DisplayPassword string `json:"displayPassword"`
+}
+
+// SecretsFile is where the secrets of the spec saved at specPath live.
+func SecretsFile(specPath string) string {
+	return filepath.Join(filepath.Dir(specPath), "secrets.json")
 }
 
 // Display is the VM's remote console.
@@ -51,7 +68,9 @@ type Display struct {
 	Protocol string `json:"protocol"` // vnc or spice
 	Listen   string `json:"listen"`   // IP literal
 	Port     int    `json:"port"`
-	Password string `json:"password"`
+	// Password is kept in secrets.json, not spec.json (see Save); a file
+	// of an older build may still hold it here.
+	Password string `json:"password,omitempty"`
 }
 
 // Load reads and checks a spec file, converting an older version.
@@ -60,15 +79,35 @@ func Load(path string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := Parse(b)
+	s, err := decode(b)
 	if err != nil {
+		return nil, fmt.Errorf("spec %s: %w", path, err)
+	}
+	if s.Display.Password != "" {
+		s.secretsInline = true
+	} else if err := s.loadSecrets(SecretsFile(path)); err != nil {
+		return nil, fmt.Errorf("spec %s: %w", path, err)
+	}
+	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("spec %s: %w", path, err)
 	}
 	return s, nil
 }
 
-// Parse reads a spec in any version this build knows, and validates it.
+// Parse reads a spec in any version this build knows, secrets included
+// (as the shim hands its spec over), and validates it.
 func Parse(b []byte) (*Spec, error) {
+	s, err := decode(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func decode(b []byte) (*Spec, error) {
 	var head struct {
 		Version int `json:"version"`
 	}
@@ -92,20 +131,44 @@ func Parse(b []byte) (*Spec, error) {
 		return nil, fmt.Errorf("version %d, this build reads 1 to %d", head.Version, CurrentVersion)
 	}
 	s.loadedVersion = head.Version
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
 	return s, nil
+}
+
+func (s *Spec) loadSecrets(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // Validate says what is missing
+	}
+	if err != nil {
+		return err
+	}
+	var sec secrets
+	if err := json.Unmarshal(b, &sec); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	s.Display.Password = sec.DisplayPassword
+	return nil
 }
 
 // Upgraded reports whether Load read an older version than this build
 // writes: saving the spec rewrites the file in the current version.
-func (s *Spec) Upgraded() bool { return s.loadedVersion != 0 && s.loadedVersion < CurrentVersion }
+func (s *Spec) Upgraded() bool {
+	return s.loadedVersion != 0 && s.loadedVersion < CurrentVersion || s.secretsInline
+}
 
-// Save writes the spec atomically with mode 0600, in the current version.
+// Save writes the spec atomically with mode 0600, in the current version:
+// its secrets to secrets.json first, then spec.json without them.
 func (s *Spec) Save(path string) error {
+	sec, err := json.Marshal(secrets{DisplayPassword: s.Display.Password})
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(SecretsFile(path), append(sec, '\n'), 0o600); err != nil {
+		return err
+	}
 	c := *s
 	c.Version = CurrentVersion
+	c.Display.Password = ""
 	b, err := json.MarshalIndent(&c, "", "  ")
 	if err != nil {
 		return err

@@ -1,7 +1,9 @@
 package vmspec
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -155,5 +157,56 @@ func checkCreate(t *testing.T, in api.CreateVMInput) {
 	}
 	if err := s.Validate(); err != nil {
 		t.Fatalf("accepted input fails Validate: %v (%+v)", err, in)
+	}
+}
+
+// The display password is saved in secrets.json (mode 0600), never in
+// spec.json; Load puts it back. A spec.json of an older build that holds it
+// loads, says it is to be rewritten, and its next save moves it out.
+func TestThePasswordLivesOutsideTheSpec(t *testing.T) {
+	s, _ := FromCreateInput(validInput(), defaults)
+	s.Display.Port = 5901
+	p := filepath.Join(t.TempDir(), "spec.json")
+	if err := s.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(p)
+	if strings.Contains(string(raw), s.Display.Password) || strings.Contains(string(raw), `"password"`) {
+		t.Fatalf("spec.json holds the password:\n%s", raw)
+	}
+	st, err := os.Stat(SecretsFile(p))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets.json: %v, mode %v", err, st)
+	}
+	got, err := Load(p)
+	if err != nil || got.Display.Password != s.Display.Password || got.Upgraded() {
+		t.Fatalf("loaded password %q (upgraded %v), %v", got.Display.Password, got.Upgraded(), err)
+	}
+
+	// An older build's file: the password inline, no secrets.json.
+	var inline map[string]any
+	if err := json.Unmarshal(raw, &inline); err != nil {
+		t.Fatal(err)
+	}
+	inline["display"].(map[string]any)["password"] = s.Display.Password
+	old, _ := json.Marshal(inline)
+	if err := os.WriteFile(p, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(SecretsFile(p)); err != nil {
+		t.Fatal(err)
+	}
+	got, err = Load(p)
+	if err != nil || got.Display.Password != s.Display.Password || !got.Upgraded() {
+		t.Fatalf("an inline password: %q (upgraded %v), %v", got.Display.Password, got.Upgraded(), err)
+	}
+	if err := got.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := os.ReadFile(p); strings.Contains(string(raw), s.Display.Password) {
+		t.Fatal("the rewrite kept the password in spec.json")
+	}
+	if again, err := Load(p); err != nil || again.Display.Password != s.Display.Password {
+		t.Fatalf("after the rewrite: %v", err)
 	}
 }
