@@ -382,7 +382,7 @@ func TestTruncatedSpecOfARunningVM(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := vmspec.Parse([]byte(b.run(t, "cat", specFile))); err != nil {
+	if _, err := vmspec.Load(b.host.Path(specFile)); err != nil {
 		t.Errorf("spec.json was not rewritten: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
