@@ -301,18 +301,9 @@ func TestEmptiedEventLogOfARunningVM(t *testing.T) {
 	vm := b.createVM(t, "emptied-log")
 	b.run(t, "truncate", "-s", "0", vmspec.DefaultLayout.EventsFile(vm.ID))
 	b.run(t, "systemctl", "restart", "infinivirt-agent.service")
-	b.eventually(t, time.Minute, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		v, err := b.client.Get(ctx, vm.ID)
-		if err != nil {
-			return err
-		}
-		if v.Status != api.StatusRunning || v.Reason != api.ReasonBooted || v.QEMUPID == 0 {
-			return fmt.Errorf("the VM reads %s (%s) pid %d", v.Status, v.Reason, v.QEMUPID)
-		}
-		return nil
-	})
+	if v := b.waitStatus(t, vm.ID, api.StatusRunning, api.ReasonBooted); v.QEMUPID == 0 {
+		t.Error("the VM reads running without QEMU's pid")
+	}
 	if log := b.run(t, "cat", vmspec.DefaultLayout.EventsFile(vm.ID)); !strings.Contains(log, "restated") {
 		t.Errorf("the log was not repaired:\n%s", log)
 	}
@@ -370,18 +361,9 @@ func TestTruncatedSpecOfARunningVM(t *testing.T) {
 	specFile := vmspec.DefaultLayout.SpecFile(vm.ID)
 	b.run(t, "truncate", "-s", "100", specFile)
 	b.run(t, "systemctl", "restart", "infinivirt-agent.service")
-	b.eventually(t, time.Minute, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		v, err := b.client.Get(ctx, vm.ID)
-		if err != nil {
-			return err
-		}
-		if v.Status != api.StatusRunning || v.Name != vm.Name {
-			return fmt.Errorf("the VM reads %s (%s) %q named %q", v.Status, v.Reason, v.Message, v.Name)
-		}
-		return nil
-	})
+	if v := b.waitStatus(t, vm.ID, api.StatusRunning, ""); v.Name != vm.Name {
+		t.Errorf("the recovered VM is named %q, want %q", v.Name, vm.Name)
+	}
 	if _, err := vmspec.Load(b.host.Path(specFile)); err != nil {
 		t.Errorf("spec.json was not rewritten: %v", err)
 	}
