@@ -251,7 +251,9 @@ func TestCreateOnAFullStateDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, err = f.Write(make([]byte, 64<<10)); err == nil; _, err = f.Write(make([]byte, 4096)) {
+	block := make([]byte, 4096)
+	for err == nil {
+		_, err = f.Write(block)
 	}
 	f.Close()
 	if !errors.Is(err, syscall.ENOSPC) {
