@@ -373,3 +373,45 @@ func TestTruncatedSpecOfARunningVM(t *testing.T) {
 		t.Fatalf("power-off after the recovery: %v", err)
 	}
 }
+
+// Resets in a burst, 30 of them as fast as the API takes them: the log
+// holds the first and one entry counting the rest, not one per reset, and
+// the VM runs on.
+func TestResetBurstIsCoalesced(t *testing.T) {
+	b := setup(t)
+	vm := b.createVM(t, "reset-burst")
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	const resets = 30
+	began := time.Now()
+	for range resets {
+		if _, err := b.client.Power(ctx, vm.ID, api.Reset, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (entries, summaries int) {
+		for _, e := range b.vmEvents(t, vm.ID) {
+			switch {
+			case e.Type == api.EventGuest && e.Message == "RESET":
+				entries++
+			case e.Type == api.EventGuest && strings.HasPrefix(e.Message, "RESET repeated "):
+				summaries++
+			}
+		}
+		return
+	}
+	t.Logf("%d resets sent in %s", resets, time.Since(began))
+	b.eventually(t, time.Minute, func() error {
+		if entries, summaries := count(); summaries == 0 {
+			return fmt.Errorf("%d RESET entries and no count of repeats yet", entries)
+		}
+		return nil
+	})
+	entries, summaries := count()
+	t.Logf("%d RESET entries and %d counts of repeats, %s after the first reset", entries, summaries, time.Since(began))
+	if entries+summaries > 6 {
+		t.Errorf("%d resets wrote %d RESET entries and %d counts", resets, entries, summaries)
+	}
+	t.Logf("counted; %s", time.Since(began))
+	b.waitStatus(t, vm.ID, api.StatusRunning, "")
+}

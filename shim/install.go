@@ -194,11 +194,23 @@ func (s *Shim) stopBootKey() {
 // onGuestReset counts the installer's reboots: each is a progress event,
 // and too many too fast fail the install.
 func (s *Shim) onGuestReset(ctx context.Context, ev qmp.Event) {
-	if !s.installing() || s.plat.resets == nil {
+	if d, err := ev.Shutdown(); err != nil || !d.Guest {
+		return // an operator's reset is not the guest's, nor the installer's
+	}
+	if !s.installing() {
+		s.resetLoop.add(ev.Time, func() {
+			msg := fmt.Sprintf("the guest reset %d times within %s", guestResetLoopCount, guestResetLoopWindow)
+			s.log.Warn("reset loop: " + msg)
+			s.setRunning(api.ReasonResetLoop, msg)
+		}, func() {
+			if st := s.Status(); st.Status == api.StatusRunning && st.Reason == api.ReasonResetLoop {
+				s.setRunning(api.ReasonBooted, fmt.Sprintf("the guest stopped resetting: none for %s", guestResetQuiet))
+			}
+		})
 		return
 	}
-	if d, err := ev.Shutdown(); err != nil || !d.Guest {
-		return // an operator's reset is not the installer's
+	if s.plat.resets == nil {
+		return
 	}
 	s.stopBootKey()
 	at := ev.Time

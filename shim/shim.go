@@ -115,6 +115,10 @@ type Shim struct {
 	incomingDefer bool
 	// plat runs beside QEMU: swtpm and the unattended install's watchers.
 	plat platformRun
+	// guest coalesces repeated guest events; resetLoop tells a guest stuck
+	// resetting outside an install.
+	guest     *guestBursts
+	resetLoop resetLoopWatch
 
 	// statusMu orders status changes: the event log, systemd and the
 	// control socket see them in the same order.

@@ -115,6 +115,7 @@ func (s *Shim) openEventLog(ctx context.Context) error {
 		return err
 	}
 	s.events = l
+	s.guest = newGuestBursts(guestBurstWindow, s.record)
 	s.mu.Lock()
 	s.status.Seq = l.LastSeq()
 	s.status.StartedAt = time.Now().UTC()

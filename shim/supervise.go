@@ -51,7 +51,7 @@ func (s *Shim) handleEvent(ctx context.Context, ev qmp.Event) {
 		d, _ := ev.Shutdown()
 		s.onShutdown(ctx, d, ev.Time)
 	case qmp.EventReset:
-		s.record(api.Event{Type: api.EventGuest, Message: "RESET"})
+		s.guestEvent("RESET", ev)
 		s.onGuestReset(ctx, ev)
 	case qmp.EventStop:
 		// Only a disk error pauses the guest behind the shim's back. Every
@@ -75,17 +75,26 @@ func (s *Shim) handleEvent(ctx context.Context, ev qmp.Event) {
 		s.mu.Lock()
 		s.ioError = true
 		s.mu.Unlock()
-		s.record(api.Event{Type: api.EventGuest, Message: "BLOCK_IO_ERROR " + string(ev.Data)})
+		s.guestEvent("BLOCK_IO_ERROR "+string(ev.Data), ev)
 	case qmp.EventGuestPanicked:
 		s.setCause(exitCause{api.StatusError, api.ReasonPanicked, shimapi.ExitPanicked, "the guest kernel panicked"})
 		s.quit(ctx)
 	case qmp.EventWatchdog:
-		s.record(api.Event{Type: api.EventGuest, Message: "WATCHDOG " + string(ev.Data)})
+		s.guestEvent("WATCHDOG "+string(ev.Data), ev)
 	case qmp.EventPowerdown, qmp.EventSuspend, qmp.EventWakeup:
-		s.record(api.Event{Type: api.EventGuest, Message: ev.Name})
+		s.guestEvent(ev.Name, ev)
 	case qmp.EventDeviceTrayMoved:
 		s.onTrayMoved(ev)
 	}
+}
+
+// guestEvent records a guest event, coalesced with its repeats.
+func (s *Shim) guestEvent(msg string, ev qmp.Event) {
+	if s.guest == nil {
+		s.record(api.Event{Type: api.EventGuest, Time: ev.Time, Message: msg})
+		return
+	}
+	s.guest.add(msg, ev.Time)
 }
 
 // onShutdown runs when the guest has powered off (QEMU stays up under
@@ -282,6 +291,11 @@ func (s *Shim) quit(ctx context.Context) {
 // finish records how QEMU ended and returns the shim's exit code.
 func (s *Shim) finish(ctx context.Context) int {
 	ps := s.qemu.wait()
+	// Before the last entries: the repeats of the guest's last bursts.
+	s.resetLoop.stop()
+	if s.guest != nil {
+		s.guest.close()
+	}
 	ws, _ := ps.Sys().(syscall.WaitStatus)
 	cause := s.exitCauseLocked()
 	exit := &api.Event{}

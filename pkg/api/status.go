@@ -37,6 +37,7 @@ const (
 	ReasonStartFailed    Reason = "start-failed"    // the shim could not bring the VM up
 	ReasonAutostart      Reason = "autostart"       // booted by the agent after a host boot
 	ReasonSpecUnreadable Reason = "spec-unreadable" // the VM's spec.json cannot be read, nor recovered from its shim
+	ReasonResetLoop      Reason = "reset-loop"      // running, but the guest keeps resetting itself
 
 	// Unattended installs.
 	ReasonInstalling       Reason = "installing"         // building: the unattended installer runs
