@@ -333,14 +333,12 @@ func (a *Agent) sweepUncommitted(ctx context.Context, id string) bool {
 			logging.KeyVM, id, "ERROR", err.Error())
 		return true
 	}
-	tomb := filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-"+id)
-	if err := os.Rename(a.cfg.Layout.VMDir(id), tomb); err != nil {
+	removeFiles, err := a.buryVMDir(id)
+	if err != nil {
 		a.log.Error("cannot remove what a create the agent's end cut short left", logging.KeyVM, id, "ERROR", err.Error())
 		return true
 	}
-	if err := os.RemoveAll(tomb); err != nil {
-		a.log.Warn("leftover VM files", logging.KeyVM, id, "ERROR", err.Error())
-	}
+	removeFiles()
 	a.log.Warn("rolled back a create the agent's end cut short", logging.KeyVM, id, "HAD_SPEC", !noSpec)
 	return true
 }

@@ -310,22 +310,32 @@ func (a *Agent) Delete(ctx context.Context, id string, force bool) error {
 	if err := a.removeUnit(ctx, id); err != nil {
 		return err
 	}
-	// Rename first: a crash mid-delete leaves a tombstone the next start
-	// sweeps, never a half-deleted VM.
-	dir := a.cfg.Layout.VMDir(id)
-	tomb := filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-"+id)
-	if err := os.Rename(dir, tomb); err != nil {
+	removeFiles, err := a.buryVMDir(id)
+	if err != nil {
 		return errdefs.Internal("delete VM directory: %v", err)
 	}
 	a.unreserve(rec)
 	a.broker.publish([]api.Event{{VMID: id, Seq: rec.lastSeq() + 1, Time: time.Now().UTC(), Type: api.EventProgress, Message: "deleted"}})
 	a.broker.closeVM(id)
 	a.sync.MarkDeleted(id)
-	if err := os.RemoveAll(tomb); err != nil {
-		a.log.Warn("leftover VM files", logging.KeyVM, id, "ERROR", err.Error())
-	}
+	removeFiles()
 	a.log.Info("VM deleted", logging.KeyVM, id)
 	return nil
+}
+
+// buryVMDir renames a VM's directory to a tombstone, so that a crash from
+// here on leaves one the next start sweeps, never a half-deleted VM; the
+// files go when removeFiles is called.
+func (a *Agent) buryVMDir(id string) (removeFiles func(), err error) {
+	tomb := filepath.Join(a.cfg.Layout.VMsDir(), ".deleting-"+id)
+	if err := os.Rename(a.cfg.Layout.VMDir(id), tomb); err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := os.RemoveAll(tomb); err != nil {
+			a.log.Warn("leftover VM files", logging.KeyVM, id, "ERROR", err.Error())
+		}
+	}, nil
 }
 
 // killUnit kills the VM's unit and waits for it to stop. A unit that ended

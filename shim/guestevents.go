@@ -62,6 +62,11 @@ func (g *guestBursts) flush(msg string, b *guestBurst) {
 		return // flushed already
 	}
 	delete(g.open, msg)
+	g.recordRepeats(msg, b)
+}
+
+// recordRepeats writes the one entry that counts a burst's repeats.
+func (g *guestBursts) recordRepeats(msg string, b *guestBurst) {
 	if b.repeats > 0 {
 		g.record(api.Event{Type: api.EventGuest, Time: b.last,
 			Message: fmt.Sprintf("%s repeated %d times in %s", msg, b.repeats, b.last.Sub(b.first).Round(time.Millisecond))})
@@ -78,10 +83,7 @@ func (g *guestBursts) close() {
 	g.mu.Unlock()
 	for msg, b := range bursts {
 		b.timer.Stop()
-		if b.repeats > 0 {
-			g.record(api.Event{Type: api.EventGuest, Time: b.last,
-				Message: fmt.Sprintf("%s repeated %d times in %s", msg, b.repeats, b.last.Sub(b.first).Round(time.Millisecond))})
-		}
+		g.recordRepeats(msg, b)
 	}
 }
 

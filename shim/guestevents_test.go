@@ -2,6 +2,7 @@ package shim
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,7 +65,7 @@ func TestGuestBurstEndsWithItsWindow(t *testing.T) {
 	for len(r.messages()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := r.messages(); len(got) != 2 || got[1][:len("RESET repeated 2 times")] != "RESET repeated 2 times" {
+	if got := r.messages(); len(got) != 2 || !strings.HasPrefix(got[1], "RESET repeated 2 times") {
 		t.Errorf("recorded %q, want RESET and its 2 repeats", got)
 	}
 }
